@@ -1,0 +1,1 @@
+"""Actors: poller, writer, supervisor helpers; plain async classes, Ray options in remote.py."""

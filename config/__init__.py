@@ -1,0 +1,1 @@
+"""Typed configuration: TOML decoded into frozen msgspec Structs (``accord.config.settings``)."""

@@ -1,0 +1,245 @@
+"""What every sandbox (local simulator of a real API) shares: an injectable clock, per-endpoint fault
+injection, a request log, an admin API, and a uvicorn runner.
+
+A sandbox is a product feature: ``accord demo``, the tests and the benchmarks run against it. Each
+system's sandbox is a starlette app built by ``<system>.sandbox.build_app`` around a state object that
+subclasses ``SandboxState``. Faults are injected per endpoint name (the route's ``name``) either in
+Python (``state.faults.add(...)``) or over HTTP (``POST /__sandbox__/faults``), so tests can drive a
+sandbox that runs in another process.
+
+Admin endpoints (not part of the simulated API):
+
+* ``GET  /__sandbox__/requests`` → the request log (method, path, endpoint, status, time)
+* ``POST /__sandbox__/faults``   → ``{"endpoint": "query", "kind": "429", "count": 3}``
+* ``DELETE /__sandbox__/faults`` → clear all faults
+* ``POST /__sandbox__/clock``    → ``{"advance": 5.0}`` moves the sandbox clock forward
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import msgspec
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+FaultKind = Literal["429", "500", "503", "timeout", "slow", "drop"]
+
+
+class Clock:
+    """The sandbox's notion of now. Real time plus an offset that tests can advance."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self._offset = 0.0 if start is None else start - time.time()
+
+    def now(self) -> float:
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        self._offset += seconds
+
+
+class Fault(msgspec.Struct, kw_only=True):
+    """One injected fault: the next ``count`` requests to ``endpoint`` (``"*"`` = any) fail as ``kind``.
+
+    ``timeout`` holds the request for ``delay`` seconds and then drops it (the client times out);
+    ``slow`` delays by ``delay`` and then answers normally; ``drop`` performs the request and then
+    returns 503, as a response lost after the server acted would (tests idempotency);
+    ``after`` lets that many matching requests through first.
+    """
+
+    endpoint: str
+    kind: FaultKind
+    count: int = 1
+    delay: float = 0.0
+    after: int = 0
+    retry_after: float = 1.0
+
+
+class FaultPlan:
+    """The faults waiting to fire, consumed first-come."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, endpoint: str, kind: FaultKind, count: int = 1, *, delay: float = 0.0, after: int = 0,
+            retry_after: float = 1.0) -> None:
+        with self._lock:
+            self._faults.append(Fault(endpoint=endpoint, kind=kind, count=count, delay=delay, after=after,
+                                      retry_after=retry_after))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, endpoint: str) -> Fault | None:
+        """The fault that applies to this request, if any (and count it as used)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.endpoint not in ("*", endpoint):
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(f.count for f in self._faults)
+
+
+class LoggedRequest(msgspec.Struct, kw_only=True, frozen=True):
+    method: str
+    path: str
+    endpoint: str
+    status: int
+    at: float
+    query: str = ""
+    fault: str | None = None
+
+
+class RequestLog:
+    """Every request the sandbox answered, in order (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._entries: list[LoggedRequest] = []
+        self._lock = threading.Lock()
+
+    def add(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self, endpoint: str | None = None) -> list[LoggedRequest]:
+        with self._lock:
+            return [e for e in self._entries if endpoint is None or e.endpoint == endpoint]
+
+    def count(self, endpoint: str | None = None, *, status: int | None = None) -> int:
+        return sum(1 for e in self.entries(endpoint) if status is None or e.status == status)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class SandboxState:
+    """Base of each sandbox's state: clock, faults, request log and one lock for the data."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
+        self.faults = FaultPlan()
+        self.requests = RequestLog()
+        self.lock = threading.RLock()
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+FaultResponder = Callable[[Fault], Response]
+
+
+def sandboxed(state: SandboxState, endpoint: str, handler: Handler, on_fault: FaultResponder) -> Handler:
+    """Wrap a route handler with fault injection and request logging.
+
+    ``on_fault`` renders a fault in the API's own error shape (each API words 429/5xx differently).
+    """
+
+    async def wrapped(request: Request) -> Response:
+        fault = state.faults.take(endpoint)
+        if fault is not None and fault.kind in ("timeout", "slow"):
+            await asyncio.sleep(fault.delay)
+            if fault.kind == "timeout":
+                _log(state, request, endpoint, 504, fault.kind)
+                return Response(status_code=504)
+        if fault is not None and fault.kind not in ("timeout", "slow", "drop"):
+            response = on_fault(fault)
+        else:
+            response = await handler(request)
+            if fault is not None and fault.kind == "drop":
+                response = on_fault(Fault(endpoint=endpoint, kind="503"))
+        _log(state, request, endpoint, response.status_code, fault.kind if fault else None)
+        return response
+
+    return wrapped
+
+
+def _log(state: SandboxState, request: Request, endpoint: str, status: int, fault: str | None) -> None:
+    state.requests.add(LoggedRequest(method=request.method, path=request.url.path, endpoint=endpoint,
+                                     status=status, at=state.clock.now(), query=request.url.query,
+                                     fault=fault))
+
+
+def admin_routes(state: SandboxState) -> list[Route]:
+    """The ``/__sandbox__`` admin API shared by every sandbox."""
+
+    async def requests(_: Request) -> Response:
+        return Response(msgspec.json.encode(state.requests.entries()), media_type="application/json")
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.faults.clear()
+            return JSONResponse({"cleared": True})
+        body: dict[str, Any] = await request.json()
+        fault = msgspec.convert(body, Fault)
+        state.faults.add(fault.endpoint, fault.kind, fault.count, delay=fault.delay, after=fault.after,
+                         retry_after=fault.retry_after)
+        return JSONResponse({"pending": state.faults.pending()})
+
+    async def clock(request: Request) -> Response:
+        body = await request.json()
+        state.clock.advance(float(body.get("advance", 0)))
+        return JSONResponse({"now": state.clock.now()})
+
+    return [
+        Route("/__sandbox__/requests", requests, methods=["GET"]),
+        Route("/__sandbox__/faults", faults, methods=["POST", "DELETE"]),
+        Route("/__sandbox__/clock", clock, methods=["POST"]),
+    ]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class SandboxServer:
+    """Runs an ASGI app with uvicorn in a background thread on a localhost port.
+
+    ``start()`` returns once the server accepts connections; ``stop()`` shuts it down. Used by the demo,
+    the Ray integration tests and the benchmark (actors in other processes reach it over HTTP).
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off",
+                                access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"sandbox:{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> SandboxServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"sandbox server on {self.url} did not start within {timeout}s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -1,0 +1,1 @@
+"""Change records, canonical entities, Redis Streams plumbing and Redis-backed state."""

@@ -1,0 +1,93 @@
+"""Every Redis key Accord uses, built in this one module (DESIGN §5).
+
+All keys live under ``accord:{ns}:``. Per-partition stream keys carry a hash tag on the entity and
+partition so a stream's keys stay in one Redis Cluster slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one namespace."""
+
+    namespace: str = "default"
+
+    @property
+    def prefix(self) -> str:
+        return f"accord:{self.namespace}:"
+
+    # -- streams -------------------------------------------------------------------------------
+    def changes(self, entity: str, partition: int) -> str:
+        return f"{self.prefix}chg:{entity}:{partition}"
+
+    def intake(self, system: str) -> str:
+        return f"{self.prefix}intake:{system}"
+
+    def exceptions(self) -> str:
+        return f"{self.prefix}exceptions"
+
+    def exception_index(self) -> str:
+        return f"{self.prefix}exceptions:index"
+
+    @staticmethod
+    def group(target: str) -> str:
+        return f"to:{target}"
+
+    @staticmethod
+    def consumer(partition: int) -> str:
+        return f"p{partition}"
+
+    # -- identity ------------------------------------------------------------------------------
+    def xref(self, entity: str, gid: str) -> str:
+        return f"{self.prefix}xref:{entity}:{gid}"
+
+    def xid(self, entity: str, system: str, system_id: str) -> str:
+        return f"{self.prefix}xid:{entity}:{system}:{system_id}"
+
+    # -- sync state ----------------------------------------------------------------------------
+    def cursor(self, system: str, entity: str) -> str:
+        return f"{self.prefix}cursor:{system}:{entity}"
+
+    def seen(self, system: str, entity: str, system_id: str) -> str:
+        return f"{self.prefix}seen:{system}:{entity}:{system_id}"
+
+    def inflight(self, system: str, entity: str, system_id: str) -> str:
+        """Fields a writer is about to write to a record: the poller treats them as echoes."""
+        return f"{self.prefix}inflight:{system}:{entity}:{system_id}"
+
+    def version(self, target: str, entity: str, gid: str) -> str:
+        return f"{self.prefix}ver:{target}:{entity}:{gid}"
+
+    def lease(self, entity: str, target: str, partition: int) -> str:
+        return f"{self.prefix}lease:{entity}:{target}:{partition}"
+
+    def token(self, system: str) -> str:
+        return f"{self.prefix}token:{system}"
+
+    def token_lock(self, system: str) -> str:
+        return f"{self.prefix}token:{system}:lock"
+
+    # -- counters and control ------------------------------------------------------------------
+    def stats(self, kind: str) -> str:
+        return f"{self.prefix}stats:{kind}"
+
+    def produced(self, entity: str) -> str:
+        """Hash: partition -> number of change records ever added."""
+        return f"{self.prefix}stats:produced:{entity}"
+
+    def acked(self, entity: str, target: str) -> str:
+        """Hash: partition -> number of change records the target group has acked."""
+        return f"{self.prefix}stats:acked:{entity}:{target}"
+
+    def control(self) -> str:
+        return f"{self.prefix}control"
+
+    def health(self, node: str) -> str:
+        return f"{self.prefix}health:{node}"
+
+    def pattern(self, kind: str) -> str:
+        """SCAN pattern for every key of one kind, e.g. ``pattern("xref")``."""
+        return f"{self.prefix}{kind}:*"
