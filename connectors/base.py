@@ -43,6 +43,8 @@ class SourceRecord(msgspec.Struct, kw_only=True, frozen=True):
     fields: dict[str, Any] = {}
     gid: str | None = None
     modified_ms: int = 0
+    error: str | None = None  # set when the record could not be mapped (names field and value); it is
+    # filed as an exception by the poller while the rest of the page flows
 
 
 class Page(msgspec.Struct, kw_only=True, frozen=True):

@@ -1,0 +1,44 @@
+"""What every actor builds from its settings: a Redis client, the key builder and the state stores.
+
+Clients are created lazily inside the actor's own event loop (never pickled into Ray arguments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from accord.config.settings import Settings
+from accord.streams.keys import Keys
+from accord.streams.state import Cursors, Identity, Projections, Stats, Versions
+
+
+def connect(url: str, socket_timeout: float = 10.0) -> Redis:
+    """A redis.asyncio client for ``redis://``, ``rediss://`` or ``unix://`` URLs (auth in the URL)."""
+    return Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+                          health_check_interval=30)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    redis: Redis
+    keys: Keys = field(init=False)
+    identity: Identity = field(init=False)
+    projections: Projections = field(init=False)
+    versions: Versions = field(init=False)
+    cursors: Cursors = field(init=False)
+    stats: Stats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = Keys(self.settings.namespace)
+        self.identity = Identity(self.redis, self.keys)
+        self.projections = Projections(self.redis, self.keys)
+        self.versions = Versions(self.redis, self.keys)
+        self.cursors = Cursors(self.redis, self.keys)
+        self.stats = Stats(self.keys)
+
+    @classmethod
+    def open(cls, settings: Settings, redis_url: str) -> Context:
+        return cls(settings=settings, redis=connect(redis_url, settings.redis.socket_timeout))

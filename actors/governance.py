@@ -1,0 +1,89 @@
+"""Ownership rules and change detection: pure functions shared by pollers and writers (DESIGN §3).
+
+* A system may publish only the fields it owns (entity owner, overridden per field).
+* A writer never writes a field the target owns.
+* A changed field the reading system does not own is a governance violation: counted and logged,
+  never propagated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from accord.config.settings import EntitySettings
+from accord.streams.entities import entity_fields
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Which system owns each field of one entity."""
+
+    entity: str
+    owner: str
+    field_owners: Mapping[str, str]
+
+    @classmethod
+    def from_settings(cls, entity: str, settings: EntitySettings) -> Ownership:
+        owners = {name: settings.fields.get(name, settings.owner) for name in entity_fields(entity)}
+        return cls(entity=entity, owner=settings.owner, field_owners=owners)
+
+    def owner_of(self, field: str) -> str:
+        return self.field_owners.get(field, self.owner)
+
+    def owned_by(self, system: str) -> frozenset[str]:
+        return frozenset(f for f, o in self.field_owners.items() if o == system)
+
+    def writable_to(self, target: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """``fields`` minus those the target owns."""
+        return {k: v for k, v in fields.items() if self.owner_of(k) != target}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a poller learned from one record: owned fields to publish, non-owner edits, echoes."""
+
+    changed: dict[str, Any]
+    violations: dict[str, tuple[Any, Any]]  # field -> (last seen, now)
+    echoed: frozenset[str]
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.changed
+
+
+def observe(system: str, ownership: Ownership, current: Mapping[str, Any],
+            seen: Mapping[str, Any] | None, inflight: Mapping[str, Any]) -> Observation:
+    """Compare a record as read now with its last-seen projection and the writes in flight to it.
+
+    A field equal to the value Accord is writing is an echo. A field never seen before is learned as
+    a baseline: published if the system owns it (and it has a value), otherwise adopted silently
+    (a violation needs a known previous value to differ from).
+    """
+    changed: dict[str, Any] = {}
+    violations: dict[str, tuple[Any, Any]] = {}
+    echoed: set[str] = set()
+    owned = ownership.owned_by(system)
+    for name, value in current.items():
+        if name in inflight and inflight[name] == value:
+            echoed.add(name)
+            continue
+        known = seen is not None and name in seen
+        previous = seen.get(name) if seen is not None else None
+        if known and previous == value:
+            continue
+        if name in owned:
+            if known or value is not None:
+                changed[name] = value
+        elif known:
+            violations[name] = (previous, value)
+    return Observation(changed=changed, violations=violations, echoed=frozenset(echoed))
+
+
+def merge_changes(changes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Fold successive partial changes of one record into one (later values win)."""
+    merged: dict[str, Any] = {}
+    for fields in changes:
+        merged.update(fields)
+    return merged

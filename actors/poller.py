@@ -1,0 +1,288 @@
+"""PollerActor logic: one per system; reads changes of every entity the system holds and publishes
+the owned, changed fields as change records.
+
+What survives a crash: everything that matters is in Redis. The cursor advances in the same MULTI as
+the page's XADDs and last-seen projections, so a crash before that MULTI re-fetches the page and a
+crash after it has nothing to redo. ``start``, ``stop`` and ``poll_page`` are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from accord.actors.context import Context
+from accord.actors.governance import Observation, Ownership, observe
+from accord.config.settings import Settings
+from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
+from accord.connectors.errors import ConnectorError, RateLimited
+from accord.connectors.registry import build_connector
+from accord.streams.entities import validate_fields
+from accord.streams.exceptions import ExceptionRecord, file_exception
+from accord.streams.records import (
+    ChangeRecord,
+    change_id,
+    encode,
+    new_correlation_id,
+    now_ms,
+    partition_of,
+)
+from accord.streams.state import RedisTokenCache, Stats
+
+DELETED_FIELD = "_deleted"
+
+
+class Poller:
+    """Polls system ``system`` for each of its entities and publishes change records."""
+
+    def __init__(self, settings: Settings, system: str, redis_url: str, *, share: float = 1.0,
+                 connector: Connector | None = None) -> None:
+        self.settings = settings
+        self.system = system
+        self.redis_url = redis_url
+        self.share = share
+        self.entities = settings.entities_of(system)
+        self.ownership = {e: Ownership.from_settings(e, settings.entities[e]) for e in self.entities}
+        self._connector = connector
+        self._ctx: Context | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._next_due: dict[str, float] = {}
+        self._failures: Counter[str] = Counter()
+        self.call_stats = CallStats()
+        self.pages = 0
+        self.published = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            self._ctx = Context.open(self.settings, self.redis_url)
+        return self._ctx
+
+    @property
+    def connector(self) -> Connector:
+        if self._connector is None:
+            self._connector = build_connector(
+                self.system, self.settings.systems[self.system], share=self.share, stats=self.call_stats,
+                token_cache=RedisTokenCache(self.ctx.redis, self.ctx.keys, self.system))
+        return self._connector
+
+    async def start(self) -> bool:
+        """Start the poll loop (no-op when running). Returns True when it was started now."""
+        if self._task is not None and not self._task.done():
+            return False
+        self._stopping = False
+        self._task = asyncio.create_task(self.run(), name=f"poller:{self.system}")
+        return True
+
+    async def stop(self) -> None:
+        """Finish the page in hand, then stop; closes clients."""
+        self._stopping = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, timeout=self.settings.supervisor.drain_timeout)
+        await self._flush_api_stats()
+        if self._connector is not None:
+            await self._connector.aclose()
+        if self._ctx is not None:
+            await self._ctx.redis.aclose()
+            self._ctx = None
+        self._connector = None
+
+    async def health(self) -> dict[str, Any]:
+        running = self._task is not None and not self._task.done()
+        return {"kind": "poller", "system": self.system, "running": running, "pages": self.pages,
+                "published": self.published}
+
+    # -- loop --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        hint_id = "$"
+        while not self._stopping:
+            for entity in self.entities:
+                if self._stopping:
+                    break
+                if time.monotonic() >= self._next_due.get(entity, 0.0):
+                    await self._poll_entity(entity)
+            await self._flush_api_stats()
+            hint_id = await self._wait_for_hint(hint_id)
+
+    async def _poll_entity(self, entity: str) -> None:
+        interval = self.settings.entities[entity].poll_interval
+        try:
+            while await self.poll_page(entity) and not self._stopping:
+                pass
+        except ConnectorError as exc:
+            self._failures[entity] += 1
+            delay = backoff_delay(self._failures[entity], base=1.0, cap=60.0)
+            if isinstance(exc, RateLimited):
+                delay = max(delay, exc.retry_after)
+            logger.bind(system=self.system, entity=entity).warning(
+                "poll failed ({}): {}; retrying in {:.1f}s", type(exc).__name__, exc.message, delay)
+            self._next_due[entity] = time.monotonic() + delay
+            return
+        except Exception:
+            self._failures[entity] += 1
+            logger.bind(system=self.system, entity=entity).exception("poll crashed; retrying")
+            self._next_due[entity] = time.monotonic() + backoff_delay(self._failures[entity], 1.0, 60.0)
+            return
+        self._failures[entity] = 0
+        self._next_due[entity] = time.monotonic() + interval
+
+    async def _wait_for_hint(self, last_id: str) -> str:
+        """Sleep until the next entity is due, or until a webhook hint arrives on the intake stream."""
+        if self._stopping:
+            return last_id
+        wait = max(0.0, min(self._next_due.values(), default=0.0) - time.monotonic())
+        block_ms = int(min(wait, 2.0) * 1000)
+        if block_ms <= 0:
+            return last_id
+        reply = await self.ctx.redis.xread({self.ctx.keys.intake(self.system): last_id}, block=block_ms,
+                                           count=100)
+        if not reply:
+            return last_id
+        entries = reply[0][1]
+        for _id, fields in entries:
+            entity = (fields.get(b"entity") or b"").decode()
+            for name in self.entities if not entity else [entity]:
+                self._next_due[name] = 0.0
+        raw = entries[-1][0]
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    async def _flush_api_stats(self) -> None:
+        if self._ctx is None:
+            return
+        counts = self.call_stats.drain()
+        if any(counts.values()):
+            async with self.ctx.redis.pipeline(transaction=False) as pipe:
+                self.ctx.stats.add(pipe, Stats.API, {Stats.label(k, self.system): v for k, v in counts.items()})
+                await pipe.execute()
+
+    # -- one page ----------------------------------------------------------------------------
+    async def poll_page(self, entity: str) -> bool:
+        """Fetch one page since the stored cursor, publish its changes and advance the cursor, all in
+        one MULTI. Returns True when another page is ready now."""
+        ctx = self.ctx
+        cursor = await ctx.cursors.get(self.system, entity)
+        page = await self.connector.fetch(entity, cursor)
+        self.pages += 1
+        plan = await self._plan(entity, page.records)
+        async with ctx.redis.pipeline(transaction=True) as pipe:
+            self._queue(pipe, entity, plan)
+            ctx.cursors.put(pipe, self.system, entity, page.cursor, now_ms())
+            await pipe.execute()
+        self.published += len(plan.changes)
+        return page.more
+
+    async def _plan(self, entity: str, records: list[SourceRecord]) -> _PagePlan:
+        ctx = self.ctx
+        plan = _PagePlan()
+        latest: dict[str, SourceRecord] = {}
+        for record in records:  # a page may hold several versions of one record: keep the newest
+            if record.id not in latest or record.version >= latest[record.id].version:
+                latest[record.id] = record
+        records = list(latest.values())
+        ids = [r.id for r in records]
+        gids, new = await ctx.identity.resolve(entity, self.system, ids, {r.id: r.gid for r in records})
+        seen_all, inflight_all = await ctx.projections.load(self.system, entity, ids)
+        ownership = self.ownership[entity]
+        for record, seen, inflight in zip(records, seen_all, inflight_all, strict=True):
+            plan.counts[Stats.label("polled", self.system, entity)] += 1
+            self._plan_record(entity, ownership, record, gids[record.id], record.id in new, seen, inflight,
+                              plan)
+        return plan
+
+    def _plan_record(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str, new: bool,
+                     seen: dict[str, Any] | None, inflight: dict[str, Any], plan: _PagePlan) -> None:
+        log = logger.bind(system=self.system, entity=entity, record=record.id, gid=gid)
+        if record.error:
+            plan.exceptions.append(self._mapping_exception(entity, record, gid, record.error))
+            plan.counts[Stats.label("mapping_errors", self.system, entity)] += 1
+            return
+        if record.deleted:
+            self._plan_delete(entity, ownership, record, gid, seen, plan)
+            return
+        observation = observe(self.system, ownership, record.fields, seen, inflight)
+        plan.remember.append((record.id, record.fields, record.version))
+        if observation.echoed:
+            plan.counts[Stats.label("echoes", self.system, entity)] += 1
+        if observation.violations:
+            plan.counts[Stats.label("violations", self.system, entity)] += len(observation.violations)
+            log.warning("governance violation: {} changed field(s) it does not own: {}", self.system,
+                        _describe(observation))
+        if new and record.gid is None and self.system != ownership.owner:
+            plan.counts[Stats.label("unowned_new", self.system, entity)] += 1
+            log.info("record created in {} which does not own {}: linked, not propagated", self.system, entity)
+            return
+        if observation.is_noop:
+            return
+        try:
+            fields = validate_fields(entity, observation.changed)
+        except msgspec.ValidationError as exc:
+            plan.exceptions.append(self._mapping_exception(entity, record, gid, str(exc)))
+            plan.counts[Stats.label("mapping_errors", self.system, entity)] += 1
+            return
+        plan.changes.append(self._change(entity, gid, "upsert", record, fields))
+
+    def _plan_delete(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str,
+                     seen: dict[str, Any] | None, plan: _PagePlan) -> None:
+        if seen is not None and seen.get(DELETED_FIELD):
+            return  # already published
+        plan.remember.append((record.id, {DELETED_FIELD: True}, record.version))
+        if self.system != ownership.owner:
+            plan.counts[Stats.label("violations", self.system, entity)] += 1
+            logger.bind(system=self.system, entity=entity, record=record.id).warning(
+                "governance violation: {} deleted a {} it does not own; not propagated", self.system, entity)
+            return
+        plan.changes.append(self._change(entity, gid, "delete", record, {}))
+
+    def _change(self, entity: str, gid: str, op: str, record: SourceRecord, fields: dict[str, Any]
+                ) -> ChangeRecord:
+        return ChangeRecord(
+            change_id=change_id(self.system, entity, record.id, record.version), entity=entity, gid=gid,
+            op=op,  # type: ignore[arg-type]
+            source=self.system, source_id=record.id, version=record.version, fields=fields,
+            correlation_id=new_correlation_id(), observed_ms=now_ms())
+
+    def _mapping_exception(self, entity: str, record: SourceRecord, gid: str, message: str) -> ExceptionRecord:
+        return ExceptionRecord(
+            exception_id=f"map:{self.system}:{entity}:{record.id}:{record.version}", reason="mapping",
+            message=message, entity=entity, gid=gid, source=self.system, source_id=record.id,
+            payload=msgspec.msgpack.encode(record.fields), created_ms=now_ms())
+
+    def _queue(self, pipe: Any, entity: str, plan: _PagePlan) -> None:
+        ctx = self.ctx
+        partitions = self.settings.streams.partitions
+        for change in plan.changes:
+            p = partition_of(change.gid, partitions)
+            pipe.xadd(ctx.keys.changes(entity, p), {"d": encode(change)})
+            pipe.hincrby(ctx.keys.produced(entity), str(p), 1)
+            plan.counts[Stats.label("published", self.system, entity)] += 1
+            logger.bind(correlation_id=change.correlation_id, system=self.system, entity=entity,
+                        gid=change.gid).debug("published {} of {} ({} fields)", change.op, change.source_id,
+                                              len(change.fields))
+        for system_id, fields, version in plan.remember:
+            ctx.projections.remember(pipe, self.system, entity, system_id, fields, version)
+        for exc in plan.exceptions:
+            file_exception(pipe, ctx.keys, exc)
+        ctx.stats.add(pipe, Stats.RECORDS, plan.counts)
+
+
+class _PagePlan:
+    """Everything one page commits in its MULTI."""
+
+    def __init__(self) -> None:
+        self.changes: list[ChangeRecord] = []
+        self.remember: list[tuple[str, dict[str, Any], int]] = []
+        self.exceptions: list[ExceptionRecord] = []
+        self.counts: Counter[str] = Counter()
+
+
+def _describe(observation: Observation) -> str:
+    return ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in observation.violations.items())

@@ -1,0 +1,133 @@
+"""Load configuration: TOML → ``${ENV}`` substitution → typed Structs → cross-reference checks.
+
+Nothing else in Accord reads ``os.environ``. Every error names the JSON path, the bad value and what
+is expected; ``load`` collects every cross-reference error before raising one ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from accord.config.settings import Settings
+from accord.config.types import dec_hook
+from accord.streams.entities import ENTITY_TYPES, entity_fields
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. ``errors`` lists one ``"$.path: message"`` per problem."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: {len(errors)} configuration error(s):\n" + "\n".join(
+            f"  {e}" for e in errors))
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"$: cannot read the file ({exc.strerror}); pass an existing "
+                                      "file with --config"]) from exc
+    return loads(text, source=str(path), env=env)
+
+
+def loads(text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None) -> Settings:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"$: not valid TOML ({exc}); fix the syntax"]) from exc
+    return from_dict(raw, source=source, env=os.environ if env is None else env)
+
+
+def from_dict(raw: dict[str, Any], *, source: str = "<config>", env: Mapping[str, str]) -> Settings:
+    errors: list[str] = []
+    substituted = _substitute(raw, "$", env, errors)
+    if errors:
+        raise ConfigError(source, errors)
+    try:
+        settings = msgspec.convert(substituted, Settings, dec_hook=dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(source, [_path_first(str(exc))]) from exc
+    errors = check(settings)
+    if errors:
+        raise ConfigError(source, errors)
+    return settings
+
+
+def _path_first(message: str) -> str:
+    """msgspec says ``"Expected `int`, got `str` - at `$.streams.partitions`"``; lead with the path."""
+    match = re.search(r" - at `([^`]*)`$", message)
+    if match:
+        return f"{match.group(1)}: {message[: match.start()]}"
+    return f"$: {message}"
+
+
+def _substitute(value: Any, path: str, env: Mapping[str, str], errors: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, f"{path}.{k}", env, errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", env, errors) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        errors.append(f"{path}: environment variable `{name}` is not set; export it or write "
+                      f"`${{{name}:-default}}`")
+        return ""
+
+    return _ENV_REF.sub(replace, value)
+
+
+def check(settings: Settings) -> list[str]:
+    """Cross-reference checks msgspec cannot express: every name must point at something configured."""
+    errors: list[str] = []
+    systems = set(settings.systems)
+    for name, ent in settings.entities.items():
+        base = f"$.entities.{name}"
+        if name not in ENTITY_TYPES:
+            errors.append(f"{base}: unknown entity `{name}`; expected one of {', '.join(ENTITY_TYPES)}")
+            continue
+        for i, system in enumerate(ent.systems):
+            if system not in systems:
+                errors.append(f"{base}.systems[{i}]: unknown system `{system}`; configured systems: "
+                              f"{', '.join(sorted(systems)) or 'none'}")
+        if len(set(ent.systems)) < 2:
+            errors.append(f"{base}.systems: an entity needs at least two distinct systems to sync, got "
+                          f"{ent.systems}")
+        if ent.owner not in ent.systems:
+            errors.append(f"{base}.owner: `{ent.owner}` is not one of this entity's systems {ent.systems}")
+        known = entity_fields(name)
+        for field, owner in ent.fields.items():
+            if field not in known:
+                errors.append(f"{base}.fields.{field}: `{field}` is not a field of {name}; expected one of "
+                              f"{', '.join(known)}")
+            if owner not in ent.systems:
+                errors.append(f"{base}.fields.{field}: owner `{owner}` is not one of this entity's "
+                              f"systems {ent.systems}")
+        if ent.replicas > settings.streams.partitions:
+            errors.append(f"{base}.replicas: {ent.replicas} replicas exceed streams.partitions "
+                          f"({settings.streams.partitions}); each replica needs a partition")
+    return errors
+
+
+def ray_address(settings: Settings, env: Mapping[str, str] | None = None) -> str | None:
+    """The Ray cluster to join: ``ray.address`` in config, else ``RAY_ADDRESS``, else None (local)."""
+    env = os.environ if env is None else env
+    return settings.ray.address or env.get("RAY_ADDRESS") or None

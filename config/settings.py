@@ -1,0 +1,89 @@
+"""Settings Structs: the whole configuration as typed, frozen data (loaded once in ``accord.app``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from accord.config.types import Duration, Port, PositiveInt
+from accord.connectors.quickbooks.settings import QuickBooksSettings
+from accord.connectors.salesforce.settings import SalesforceSettings
+
+SystemSettings = SalesforceSettings | QuickBooksSettings
+Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class RedisSettings(_Section):
+    """``url`` unset: Accord starts an embedded Redis (AOF on) on a unix socket in ``data_dir``."""
+
+    url: str | None = None
+    socket_timeout: Duration = Duration(10.0)
+    appendfsync: Literal["always", "everysec"] = "everysec"
+
+
+class RaySettings(_Section):
+    """``address`` unset (and no ``RAY_ADDRESS``): start a local Ray; else join that cluster."""
+
+    address: str | None = None
+    num_cpus: PositiveInt | None = None
+    actor_cpus: Annotated[float, msgspec.Meta(ge=0, le=16)] = 0.05
+    object_store_mb: Annotated[int, msgspec.Meta(ge=64)] = 256
+    namespace: str = "accord"
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 9464
+
+
+class StreamSettings(_Section):
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    read_count: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
+    max_deliveries: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    retention: Duration = Duration(7 * 86400.0)
+    trim_interval: Duration = Duration(30.0)
+    idle_wait: Duration = Duration(0.1)
+    lease_ttl: Duration = Duration(10.0)
+    retry_backoff_cap: Duration = Duration(60.0)
+    write_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+
+
+class EntitySettings(_Section):
+    """One entity's governance: which systems hold it, the owner system and per-field owners."""
+
+    owner: str
+    systems: list[str]
+    fields: dict[str, str] = {}
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
+    poll_interval: Duration = Duration(2.0)
+
+
+class SupervisorSettings(_Section):
+    check_interval: Duration = Duration(1.0)
+    health_ttl: Duration = Duration(15.0)
+    drain_timeout: Duration = Duration(20.0)
+
+
+class Settings(_Section):
+    namespace: Name = "default"
+    data_dir: str = ".accord"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    redis: RedisSettings = RedisSettings()
+    ray: RaySettings = RaySettings()
+    http: HttpSettings = HttpSettings()
+    streams: StreamSettings = StreamSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+    systems: dict[Name, SystemSettings] = {}
+    entities: dict[str, EntitySettings] = {}
+
+    def targets_of(self, entity: str) -> list[str]:
+        """Every system an entity's changes are written to (each gets a consumer group)."""
+        return list(self.entities[entity].systems)
+
+    def entities_of(self, system: str) -> list[str]:
+        return [name for name, ent in self.entities.items() if system in ent.systems]

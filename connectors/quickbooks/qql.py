@@ -1,0 +1,243 @@
+"""The QuickBooks Online query language, as much of it as the sandbox needs.
+
+Grammar (keywords case-insensitive)::
+
+    SELECT * | COUNT(*) FROM Entity
+      [WHERE cond [AND cond ...]]          cond: field op value | field IN (v, ...) | field LIKE 'x%'
+      [ORDERBY field [ASC|DESC]]           op: = < > <= >= ;  values: 'text', 12, 1.5, true, false
+      [STARTPOSITION n] [MAXRESULTS m]     1-based; MAXRESULTS defaults to 100 and is at most 1000
+
+Fields may be dotted (``Metadata.LastUpdatedTime``) and match wire keys case-insensitively. LIKE works
+only on name fields (``%`` is the wildcard). Errors raise ``QboFault`` 4000 (parse) / 4001 (validation).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from accord.connectors.quickbooks.faults import QboFault
+
+MAX_RESULTS = 1000
+DEFAULT_MAX_RESULTS = 100
+LIKE_FIELDS = frozenset({"displayname", "name", "companyname", "fullyqualifiedname"})
+TIME_FIELDS = frozenset({"metadata.lastupdatedtime", "metadata.createtime"})
+
+_TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<num>-?\d+(?:\.\d+)?(?![\w.]))|(?P<op><=|>=|=|<|>)
+                        |(?P<punct>[(),*])|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))""", re.VERBOSE)
+_OPS = ("=", "<", ">", "<=", ">=", "IN", "LIKE")
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: Any  # a scalar, or a tuple for IN
+
+
+@dataclass(frozen=True)
+class Query:
+    entity: str
+    count: bool = False
+    where: tuple[Condition, ...] = ()
+    order: tuple[str, bool] | None = None  # (field, descending)
+    start: int = 1
+    max_results: int = DEFAULT_MAX_RESULTS
+    mentions: frozenset[str] = field(default_factory=frozenset)  # lower-cased fields used in WHERE
+
+
+def parse_error(detail: str) -> QboFault:
+    return QboFault(400, "4000", "Error parsing query", f"QueryParserError: {detail}")
+
+
+def validation_error(detail: str) -> QboFault:
+    return QboFault(400, "4001", "Invalid query", f"QueryValidationError: {detail}")
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise parse_error(f"Encountered \"{text[pos:pos + 20]}\" at column {pos + 1}.")
+        kind = match.lastgroup or ""
+        out.append((kind, match.group(kind)))
+        pos = match.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.items = _tokens(text)
+        self.pos = 0
+
+    def peek(self) -> tuple[str, str]:
+        return self.items[self.pos] if self.pos < len(self.items) else ("end", "")
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        self.pos += 1
+        return token
+
+    def keyword(self, *words: str) -> str | None:
+        kind, text = self.peek()
+        if kind == "word" and text.upper() in words:
+            self.pos += 1
+            return text.upper()
+        return None
+
+    def expect(self, what: str, ok: bool, got: str) -> None:
+        if not ok:
+            raise parse_error(f"Encountered \"{got or '<EOF>'}\". Was expecting {what}.")
+
+    def integer(self, clause: str) -> int:
+        kind, text = self.take()
+        self.expect(f"a number after {clause}", kind == "num" and "." not in text, text)
+        return int(text)
+
+    def value(self) -> Any:
+        kind, text = self.take()
+        if kind == "str":
+            return re.sub(r"\\(.)", r"\1", text[1:-1])
+        if kind == "num":
+            return float(text) if "." in text else int(text)
+        if kind == "word" and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise parse_error(f"Encountered \"{text or '<EOF>'}\". Was expecting a value.")
+
+    def condition(self) -> Condition:
+        kind, name = self.take()
+        self.expect("a field name", kind == "word", name)
+        kind, op = self.peek()
+        if kind == "op":
+            self.take()
+            return Condition(name, op, self.value())
+        word = self.keyword("IN", "LIKE")
+        self.expect(f"one of {', '.join(_OPS)}", word is not None, op)
+        if word == "LIKE":
+            return Condition(name, "LIKE", self.value())
+        self.expect("(", self.take()[1] == "(", "")
+        values = [self.value()]
+        while self.peek()[1] == ",":
+            self.take()
+            values.append(self.value())
+        self.expect(")", self.take()[1] == ")", "")
+        return Condition(name, "IN", tuple(values))
+
+
+def parse(text: str) -> Query:
+    """Parse one query statement, or raise ``QboFault`` (400, 4000/4001)."""
+    p = _Parser(text)
+    p.expect("SELECT", p.keyword("SELECT") is not None, p.peek()[1])
+    count = p.keyword("COUNT") is not None
+    if count:
+        p.expect("(*)", [p.take()[1] for _ in range(3)] == ["(", "*", ")"], "")
+    else:
+        star = p.take()[1]
+        p.expect("*", star == "*", star)
+    p.expect("FROM", p.keyword("FROM") is not None, p.peek()[1])
+    kind, entity = p.take()
+    p.expect("an entity name", kind == "word", entity)
+    where: list[Condition] = []
+    if p.keyword("WHERE"):
+        where.append(p.condition())
+        while p.keyword("AND"):
+            where.append(p.condition())
+    order = None
+    if p.keyword("ORDERBY") or (p.keyword("ORDER") and p.keyword("BY")):
+        kind, name = p.take()
+        p.expect("a field name", kind == "word", name)
+        order = (name, p.keyword("ASC", "DESC") == "DESC")
+    start = p.integer("STARTPOSITION") if p.keyword("STARTPOSITION") else 1
+    max_results = p.integer("MAXRESULTS") if p.keyword("MAXRESULTS") else DEFAULT_MAX_RESULTS
+    p.expect("the end of the query", p.peek()[0] == "end", p.peek()[1])
+    if start < 1:
+        raise validation_error(f"STARTPOSITION {start} must be 1 or more")
+    if not 1 <= max_results <= MAX_RESULTS:
+        raise validation_error(f"MAXRESULTS {max_results} must be between 1 and {MAX_RESULTS}")
+    for cond in where:
+        if cond.op == "LIKE" and cond.field.lower() not in LIKE_FIELDS:
+            raise validation_error(f"LIKE is not supported on property {cond.field}; use it on DisplayName")
+    return Query(entity=entity, count=count, where=tuple(where), order=order, start=start,
+                 max_results=max_results, mentions=frozenset(c.field.lower() for c in where))
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluation
+# ------------------------------------------------------------------------------------------------
+
+Resolver = Callable[[Any, str], Any]  # (row, lower-cased dotted field) → value
+
+
+def _literal_time(value: Any, field_name: str) -> float:
+    try:
+        stamp = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise validation_error(f"{value!r} is not a date-time for {field_name}") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
+
+
+def _comparable(left: Any, right: Any, field_name: str) -> tuple[Any, Any]:
+    if field_name in TIME_FIELDS:
+        return left, _literal_time(right, field_name)
+    if isinstance(left, str) and isinstance(right, str) and left.isdigit() and right.isdigit():
+        return int(left), int(right)
+    if isinstance(left, str) and isinstance(right, str):
+        return left.casefold(), right.casefold()
+    if isinstance(left, str) and isinstance(right, int | float) and not isinstance(right, bool):
+        return left, str(right)
+    return left, right
+
+
+def _matches(cond: Condition, value: Any) -> bool:
+    name = cond.field.lower()
+    if value is None:
+        return False
+    if cond.op == "IN":
+        return any(_test("=", *_comparable(value, v, name)) for v in cond.value)
+    if cond.op == "LIKE":
+        pattern = "".join(".*" if ch == "%" else re.escape(ch) for ch in str(cond.value))
+        return re.fullmatch(pattern, str(value), re.IGNORECASE | re.DOTALL) is not None
+    return _test(cond.op, *_comparable(value, cond.value, name))
+
+
+def _test(op: str, left: Any, right: Any) -> bool:
+    try:
+        return {"=": left == right, "<": left < right, ">": left > right,
+                "<=": left <= right, ">=": left >= right}[op]
+    except TypeError:
+        return False
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, str) and value.isdigit():
+        return (1, int(value))
+    if isinstance(value, bool | int | float):
+        return (1, value)
+    return (2, str(value).casefold())
+
+
+def run(query: Query, rows: Sequence[Any], resolve: Resolver, *, active_only: bool) -> tuple[list[Any], int]:
+    """Filter, sort and page ``rows``. Returns (the page, total matches).
+
+    ``active_only``: name lists return only active rows unless the query filters on ``Active``.
+    """
+    conditions = list(query.where)
+    if active_only and "active" not in query.mentions:
+        conditions.append(Condition("Active", "=", True))
+    hits = [row for row in rows
+            if all(_matches(c, resolve(row, c.field.lower())) for c in conditions)]
+    if query.order is not None:
+        name, descending = query.order
+        hits.sort(key=lambda row: _sort_key(resolve(row, name.lower())), reverse=descending)
+    offset = query.start - 1
+    return hits[offset:offset + query.max_results], len(hits)

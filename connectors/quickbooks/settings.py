@@ -1,0 +1,37 @@
+"""Settings of one QuickBooks Online company (realm) connection."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from accord.config.types import Duration, PositiveInt, RateLimit
+
+BatchSize = Annotated[int, msgspec.Meta(ge=1, le=30)]  # QBO takes at most 30 items per /batch
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]  # QBO MAXRESULTS is at most 1000
+
+
+class QuickBooksSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+                         tag="quickbooks", tag_field="kind"):
+    """How to reach one QuickBooks Online company.
+
+    ``base_url`` is the API root (the API lives under ``/v3/company/{realm_id}/``); ``refresh_token`` is
+    only the initial one: QBO rotates it on every refresh and the newest lives in the token cache.
+    ``overlap`` is subtracted from each change-data-capture watermark to catch late commits.
+    ``rate_limit`` is the realm's whole budget; each caller takes its ``share`` of it.
+    """
+
+    base_url: str
+    token_url: str
+    realm_id: str
+    client_id: str
+    client_secret: str
+    refresh_token: str
+    minor_version: PositiveInt = 75
+    batch_size: BatchSize = 30
+    page_size: PageSize = 1000
+    overlap: Duration = Duration(2.0)
+    timeout: Duration = Duration(30.0)
+    rate_limit: RateLimit = RateLimit(requests=500, period=Duration(60.0))
+    webhook_verifier: str | None = None

@@ -1,0 +1,252 @@
+"""The sandbox's per-company (realm) data: entity tables with QBO write semantics.
+
+Generic over ``ENTITY_TYPES``: each type names its writable fields, its defaults, its unique name field
+and its references, so Item, TimeActivity, Invoice and Payment slot in as new rows. Rules enforced:
+ids are increasing integer strings per entity; ``SyncToken`` starts at "0" and goes up by one on every
+change; an update must carry the current SyncToken (else 5010); a full update clears the writable fields
+it omits while a ``"sparse": true`` update touches only the fields given (an aggregate such as BillAddr
+is replaced whole); a ``null`` value clears a field; name-list names are unique (6240); name lists are
+deactivated, never deleted. Callers hold ``state.lock``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from accord.connectors.quickbooks import qql
+from accord.connectors.quickbooks.faults import QboFault, qbo_time
+
+CURRENCIES = {"USD": "United States Dollar", "GBP": "British Pound Sterling", "EUR": "Euro",
+              "CAD": "Canadian Dollar", "AUD": "Australian Dollar", "CHF": "Swiss Franc",
+              "JPY": "Japanese Yen", "SGD": "Singapore Dollar", "NZD": "New Zealand Dollar",
+              "SEK": "Swedish Krona", "DKK": "Danish Krone", "INR": "Indian Rupee"}
+READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time"})
+
+
+@dataclass(frozen=True)
+class EntityType:
+    name: str  # "Customer"
+    path: str  # "customer"
+    name_list: bool
+    writable: frozenset[str]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    computed: Mapping[str, Any] = field(default_factory=dict)  # read-only fields set on create
+    unique: str | None = None  # a name field that must be unique (6240)
+    refs: Mapping[str, str] = field(default_factory=dict)  # ref field → referenced entity name
+
+
+ENTITY_TYPES: dict[str, EntityType] = {
+    "Customer": EntityType(
+        name="Customer", path="customer", name_list=True, unique="DisplayName",
+        writable=frozenset({
+            "DisplayName", "Title", "GivenName", "MiddleName", "FamilyName", "Suffix", "CompanyName",
+            "PrintOnCheckName", "PrimaryEmailAddr", "PrimaryPhone", "Mobile", "Fax", "AlternatePhone",
+            "WebAddr", "BillAddr", "ShipAddr", "Notes", "Active", "Job", "BillWithParent", "ParentRef",
+            "Taxable", "CurrencyRef", "SalesTermRef", "PaymentMethodRef", "PreferredDeliveryMethod",
+            "PrimaryTaxIdentifier", "ResaleNum", "DefaultTaxCodeRef", "IsProject"}),
+        defaults={"Active": True, "Job": False, "BillWithParent": False, "Taxable": False,
+                  "IsProject": False, "PreferredDeliveryMethod": "Print",
+                  "CurrencyRef": {"value": "USD", "name": CURRENCIES["USD"]}},
+        computed={"Balance": 0, "BalanceWithJobs": 0},
+        refs={"SalesTermRef": "Term"}),
+    "Term": EntityType(
+        name="Term", path="term", name_list=True, unique="Name",
+        writable=frozenset({"Name", "Active", "Type", "DueDays", "DiscountPercent", "DiscountDays",
+                            "DayOfMonthDue", "DueNextMonthDays", "DiscountDayOfMonth"}),
+        defaults={"Active": True, "Type": "STANDARD"}),
+}
+BY_PATH = {t.path: t for t in ENTITY_TYPES.values()}
+
+
+def entity_type(name: str) -> EntityType:
+    """Look a type up by its entity name or REST path, case-insensitively."""
+    for etype in ENTITY_TYPES.values():
+        if name.lower() in (etype.name.lower(), etype.path):
+            return etype
+    raise QboFault(400, "4001", "Invalid query",
+                   f"QueryValidationError: unknown entity {name}; known: {sorted(ENTITY_TYPES)}")
+
+
+@dataclass
+class Row:
+    wire: dict[str, Any]
+    created: float
+    updated: float
+    deleted: bool = False
+
+
+def _lookup(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = next((v for k, v in data.items() if k.lower() == part), None)
+    return data
+
+
+class Realm:
+    """One company: tables, id sequences, the requestid replay cache and the rate-limit counters."""
+
+    def __init__(self, realm_id: str, company_name: str) -> None:
+        self.id = realm_id
+        self.company_name = company_name
+        self.tables: dict[str, dict[str, Row]] = {name: {} for name in ENTITY_TYPES}
+        self.next_id: dict[str, int] = dict.fromkeys(ENTITY_TYPES, 1)
+        self.replies: dict[str, tuple[int, bytes]] = {}  # requestid → (status, body)
+        self.hits: deque[float] = deque()  # accepted request times, for the per-minute limit
+        self.in_flight = 0
+        self.last_editor: dict[tuple[str, str], str] = {}
+
+    # -- reads ----------------------------------------------------------------------------------
+    def render(self, etype: EntityType, row: Row) -> dict[str, Any]:
+        meta = {"CreateTime": qbo_time(row.created), "LastUpdatedTime": qbo_time(row.updated)}
+        if row.deleted:
+            return {"domain": "QBO", "status": "Deleted", "Id": row.wire["Id"], "MetaData": meta}
+        return {**copy.deepcopy(row.wire), "MetaData": meta}
+
+    def row(self, etype: EntityType, record_id: str) -> Row:
+        row = self.tables[etype.name].get(str(record_id))
+        if row is None or row.deleted:
+            raise QboFault(400, "610", "Object Not Found",
+                           f"Object Not Found : {etype.name} {record_id} does not exist in company {self.id}",
+                           element="Id")
+        return row
+
+    def resolve(self, row: Row, path: str) -> Any:
+        if path == "metadata.lastupdatedtime":
+            return row.updated
+        if path == "metadata.createtime":
+            return row.created
+        return _lookup(row.wire, path)
+
+    def query(self, text: str) -> dict[str, Any]:
+        """The ``QueryResponse`` object for one statement."""
+        parsed = qql.parse(text)
+        etype = entity_type(parsed.entity)
+        rows = [r for r in self.tables[etype.name].values() if not r.deleted]
+        page, total = qql.run(parsed, rows, self.resolve, active_only=etype.name_list)
+        if parsed.count:
+            return {"totalCount": total}
+        if not page:
+            return {}
+        return {etype.name: [self.render(etype, r) for r in page], "startPosition": parsed.start,
+                "maxResults": len(page)}
+
+    def changed_since(self, names: list[str], since: float, limit: int) -> tuple[list[tuple[str, Row]], bool]:
+        """Rows of ``names`` changed at or after ``since``, oldest first, at most ``limit``."""
+        changed = [(name, row) for name in names for row in self.tables[name].values() if row.updated >= since]
+        changed.sort(key=lambda item: item[1].updated)
+        return changed[:limit], len(changed) > limit
+
+    # -- writes ---------------------------------------------------------------------------------
+    def _check_body(self, etype: EntityType, body: Mapping[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key, value in body.items():
+            if key in READ_ONLY or key in etype.computed:
+                continue
+            if key not in etype.writable:
+                raise QboFault(400, "2010", "Request has invalid or unsupported property",
+                               f"Property Name:{key} is not a valid property of {etype.name}", element=key)
+            values[key] = value
+        for ref_field, target in etype.refs.items():
+            ref = values.get(ref_field)
+            if isinstance(ref, dict) and str(ref.get("value")) not in self.tables[target]:
+                raise QboFault(400, "2500", "Invalid Reference Id",
+                               f"Invalid Reference Id : {ref_field} {ref.get('value')!r} is not a {target}",
+                               element=ref_field)
+        currency = values.get("CurrencyRef")
+        if isinstance(currency, dict):
+            code = str(currency.get("value", ""))
+            if code not in CURRENCIES:
+                raise QboFault(400, "2500", "Invalid Reference Id",
+                               f"Invalid Reference Id : currency {code!r} is not enabled in this company",
+                               element="CurrencyRef")
+            values["CurrencyRef"] = {"value": code, "name": CURRENCIES[code]}
+        return values
+
+    def _check_unique(self, etype: EntityType, wire: Mapping[str, Any], own_id: str | None) -> None:
+        if etype.unique is None:
+            return
+        name = wire.get(etype.unique)
+        if not isinstance(name, str) or not name.strip():
+            raise QboFault(400, "2020", "Required param missing, need to supply the required value for the API",
+                           f"Required parameter {etype.unique} is missing in the request",
+                           element=etype.unique)
+        folded = name.strip().casefold()
+        for other_id, row in self.tables[etype.name].items():
+            other = row.wire.get(etype.unique)
+            if other_id != own_id and isinstance(other, str) and other.strip().casefold() == folded:
+                raise QboFault(400, "6240", "Duplicate Name Exists Error",
+                               "The name supplied already exists. : Another customer, vendor or employee "
+                               f"is already using this name. Please use a different name. Id={other_id}")
+
+    @staticmethod
+    def _apply(wire: dict[str, Any], values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if value is None:
+                wire.pop(key, None)
+            else:
+                wire[key] = copy.deepcopy(value)
+
+    def create(self, etype: EntityType, body: Mapping[str, Any], now: float, editor: str) -> Row:
+        values = self._check_body(etype, body)
+        wire: dict[str, Any] = {"domain": "QBO", "sparse": False, **copy.deepcopy(dict(etype.defaults)),
+                                **copy.deepcopy(dict(etype.computed))}
+        self._apply(wire, values)
+        if etype.name == "Customer" and "DisplayName" not in wire:
+            derived = wire.get("CompanyName") or " ".join(
+                p for p in (wire.get("GivenName"), wire.get("FamilyName")) if p)
+            if derived:
+                wire["DisplayName"] = derived
+        self._check_unique(etype, wire, None)
+        record_id = str(self.next_id[etype.name])
+        self.next_id[etype.name] += 1
+        wire.update(Id=record_id, SyncToken="0")
+        if etype.unique == "DisplayName":
+            wire["FullyQualifiedName"] = wire["DisplayName"]
+        row = Row(wire=wire, created=now, updated=now)
+        self.tables[etype.name][record_id] = row
+        self.last_editor[(etype.name, record_id)] = editor
+        return row
+
+    def update(self, etype: EntityType, body: Mapping[str, Any], now: float, editor: str, *,
+               check_token: bool = True) -> Row:
+        record_id = body.get("Id")
+        if record_id is None or (check_token and body.get("SyncToken") is None):
+            missing = "Id" if record_id is None else "SyncToken"
+            raise QboFault(400, "2020", "Required param missing, need to supply the required value for the API",
+                           f"Required parameter {missing} is missing in the request", element=missing)
+        row = self.row(etype, str(record_id))
+        if check_token and str(body.get("SyncToken")) != row.wire["SyncToken"]:
+            who = self.last_editor.get((etype.name, row.wire["Id"]), "another user")
+            raise QboFault(400, "5010", "Stale Object Error",
+                           f"Stale Object Error : You and {who} were working on this at the same time. "
+                           f"{who} finished before you did, so your work was not saved.")
+        values = self._check_body(etype, body)
+        if body.get("sparse") is True:
+            wire = copy.deepcopy(row.wire)
+        else:
+            wire = {k: v for k, v in copy.deepcopy(row.wire).items() if k not in etype.writable}
+            wire.update(copy.deepcopy(dict(etype.defaults)))
+        self._apply(wire, values)
+        self._check_unique(etype, wire, row.wire["Id"])
+        if etype.unique == "DisplayName":
+            wire["FullyQualifiedName"] = wire["DisplayName"]
+        wire["SyncToken"] = str(int(row.wire["SyncToken"]) + 1)
+        row.wire, row.updated = wire, now
+        self.last_editor[(etype.name, row.wire["Id"])] = editor
+        return row
+
+    def delete(self, etype: EntityType, body: Mapping[str, Any], now: float) -> Row:
+        if etype.name_list:
+            raise QboFault(400, "500", "Unsupported Operation",
+                           f"Operation Delete is not supported for {etype.name}: it is a name list; "
+                           "update it with Active=false instead", element="operation")
+        row = self.row(etype, str(body.get("Id")))
+        if str(body.get("SyncToken")) != row.wire["SyncToken"]:
+            raise QboFault(400, "5010", "Stale Object Error", "Stale Object Error : the object changed")
+        row.deleted, row.updated = True, now
+        return row

@@ -1,0 +1,341 @@
+"""The sandbox's sObject store: typed records, 18-character ids, modstamps, validation, transactions.
+
+One ``SObjectStore`` is one org's data. Every change runs in a transaction that takes one
+``SystemModstamp`` (strictly increasing per org: ``max(clock ms, last + 1)``); all records a transaction
+touches share it, as a bulk DML statement's records do in Salesforce. Deleted rows stay (``IsDeleted``)
+so ``queryAll`` sees them. Validation mirrors Salesforce's per-record status codes (``RecordError``).
+The store is not thread-safe by itself: ``SalesforceState`` holds its lock around every call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from accord.connectors.salesforce.mapping import format_datetime_ms
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ID_RE = re.compile(r"^[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?$")
+SYSTEM_FIELDS = {"Id": "id", "IsDeleted": "boolean", "CreatedDate": "datetime",
+                 "LastModifiedDate": "datetime", "SystemModstamp": "datetime"}
+_STRING_TYPES = {"string", "url", "picklist", "phone", "email", "textarea", "reference", "id"}
+_COUNTRIES = {"US": "United States", "GB": "United Kingdom", "DE": "Germany", "FR": "France",
+              "NL": "Netherlands", "CA": "Canada", "AU": "Australia", "IE": "Ireland", "ES": "Spain",
+              "IT": "Italy", "BE": "Belgium", "CH": "Switzerland", "SE": "Sweden", "SG": "Singapore",
+              "JP": "Japan", "IN": "India", "NZ": "New Zealand", "AT": "Austria", "DK": "Denmark"}
+# Opportunity stage table: stage → (IsClosed, IsWon, default Probability)
+STAGES = {"Prospecting": (False, False, 10.0), "Qualification": (False, False, 10.0),
+          "Needs Analysis": (False, False, 20.0), "Value Proposition": (False, False, 50.0),
+          "Id. Decision Makers": (False, False, 60.0), "Perception Analysis": (False, False, 70.0),
+          "Proposal/Price Quote": (False, False, 75.0), "Negotiation/Review": (False, False, 90.0),
+          "Closed Won": (True, True, 100.0), "Closed Lost": (True, False, 0.0)}
+
+
+class RecordError(ValueError):
+    """A per-record failure with Salesforce's ``statusCode``; ``http`` is the single-record status."""
+
+    def __init__(self, code: str, message: str, fields: list[str] | None = None, *, http: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.fields = fields or []
+        self.http = http
+
+    def record_json(self) -> dict[str, Any]:
+        """The per-record error shape (sObject Collections): ``statusCode``."""
+        return {"statusCode": self.code, "message": self.message, "fields": self.fields}
+
+    def rest_json(self) -> dict[str, Any]:
+        """The top-level REST error shape: ``errorCode``."""
+        return {"message": self.message, "errorCode": self.code, "fields": self.fields}
+
+
+@dataclass(frozen=True)
+class SObjectType:
+    """One object type: id prefix, writable fields with their types, required and external id fields."""
+
+    name: str
+    prefix: str
+    fields: dict[str, str]
+    required: tuple[str, ...] = ()
+    external_ids: dict[str, bool] = field(default_factory=dict)  # field → unique
+    read_only: dict[str, str] = field(default_factory=dict)
+    has_currency: bool = False
+
+
+def _common(**extra: str) -> dict[str, str]:
+    return {"OwnerId": "reference", "Accord_Id__c": "string", **extra}
+
+
+STANDARD_TYPES = (
+    SObjectType("Account", "001", _common(
+        Name="string", Type="picklist", Industry="picklist", Website="url", Phone="phone",
+        Description="textarea", AccountNumber="string", BillingStreet="textarea", BillingCity="string",
+        BillingState="string", BillingPostalCode="string", BillingCountry="string",
+        BillingCountryCode="picklist", ParentId="reference", Tax_Id__c="string", Payment_Terms__c="picklist",
+        Legacy_Id__c="string"),
+        required=("Name",), external_ids={"Accord_Id__c": True, "Legacy_Id__c": False}, has_currency=True),
+    SObjectType("Contact", "003", _common(
+        FirstName="string", LastName="string", Email="email", Phone="phone", Title="string",
+        AccountId="reference", MailingStreet="textarea", MailingCity="string", MailingPostalCode="string"),
+        required=("LastName",), external_ids={"Accord_Id__c": True}),
+    SObjectType("Opportunity", "006", _common(
+        Name="string", StageName="picklist", CloseDate="date", AccountId="reference", Amount="currency",
+        Probability="percent", Type="picklist", LeadSource="picklist", Description="textarea"),
+        required=("Name", "StageName", "CloseDate"), external_ids={"Accord_Id__c": True},
+        read_only={"IsClosed": "boolean", "IsWon": "boolean"}, has_currency=True),
+)
+
+
+def id18(id15: str) -> str:
+    """Salesforce's case-safe 18-character id: three suffix characters encode the uppercase letters."""
+    suffix = ""
+    for chunk in (id15[0:5], id15[5:10], id15[10:15]):
+        suffix += _SUFFIX[sum(1 << i for i, ch in enumerate(chunk) if "A" <= ch <= "Z")]
+    return id15 + suffix
+
+
+def normalize_id(value: str) -> str | None:
+    """The 18-character form of a 15- or 18-character id, or None when it is not an id at all."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        return None
+    return id18(value[:15])
+
+
+def new_id(prefix: str, counter: int) -> str:
+    digits = ""
+    for _ in range(5):
+        counter, rest = divmod(counter, 62)
+        digits = _BASE62[rest] + digits
+    return id18(f"{prefix}5g00000{digits}")
+
+
+class SObjectStore:
+    """Records per object type, changed only inside ``transaction()``."""
+
+    def __init__(self, now_ms: Callable[[], int], *, multi_currency: bool = True,
+                 corporate_currency: str = "USD",
+                 currencies: tuple[str, ...] = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF")) -> None:
+        self.now_ms = now_ms
+        self.multi_currency = multi_currency
+        self.corporate_currency = corporate_currency
+        self.currencies = set(currencies)
+        self.types = {t.name.casefold(): t for t in STANDARD_TYPES}
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {t.name: {} for t in STANDARD_TYPES}
+        self.locked: set[str] = set()
+        self.rules: dict[str, list[tuple[str, Callable[[dict[str, Any]], bool], str]]] = {}
+        self._counter = 0
+        self._last_stamp = 0
+        self._stamp: int | None = None
+        self._journal: list[tuple[str, str, dict[str, Any] | None]] | None = None
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def sobject(self, name: str) -> SObjectType:
+        try:
+            return self.types[name.casefold()]
+        except KeyError:
+            raise RecordError("NOT_FOUND", "The requested resource does not exist", http=404) from None
+
+    def field_types(self, sobject: SObjectType) -> dict[str, str]:
+        """Every queryable field of ``sobject`` (declared name → Salesforce type)."""
+        types = {**SYSTEM_FIELDS, **sobject.fields, **sobject.read_only}
+        if sobject.has_currency and self.multi_currency:
+            types["CurrencyIsoCode"] = "picklist"
+        return types
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One unit of work: one SystemModstamp; an exception rolls every change back."""
+        if self._journal is not None:  # nested: join the outer transaction
+            yield
+            return
+        self._journal, self._stamp = [], None
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        finally:
+            self._journal, self._stamp = None, None
+
+    def rollback(self) -> None:
+        """Undo every change of the current transaction (allOrNone)."""
+        assert self._journal is not None, "rollback() outside a transaction"
+        while self._journal:
+            obj, rid, before = self._journal.pop()
+            if before is None:
+                del self.rows[obj][rid]
+            else:
+                self.rows[obj][rid] = before
+
+    def _stamp_now(self) -> int:
+        if self._stamp is None:
+            self._stamp = self._last_stamp = max(self.now_ms(), self._last_stamp + 1)
+        return self._stamp
+
+    def _remember(self, obj: str, rid: str) -> None:
+        assert self._journal is not None, "store changes must run inside transaction()"
+        before = self.rows[obj].get(rid)
+        self._journal.append((obj, rid, dict(before) if before is not None else None))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def find(self, sobject: SObjectType, rid: str, *, include_deleted: bool = False) -> dict[str, Any]:
+        """The row with id ``rid``; ``MALFORMED_ID``, ``ENTITY_IS_DELETED`` or ``NOT_FOUND`` otherwise."""
+        norm = normalize_id(rid)
+        if norm is None or not norm.startswith(sobject.prefix):
+            raise RecordError("MALFORMED_ID", f"{sobject.name} ID: id value of incorrect type: {rid}", ["Id"])
+        row = self.rows[sobject.name].get(norm)
+        if row is None:
+            raise RecordError("NOT_FOUND", "The requested resource does not exist", http=404)
+        if row["IsDeleted"] and not include_deleted:
+            raise RecordError("ENTITY_IS_DELETED", "entity is deleted", http=404)
+        return row
+
+    def by_external_id(self, sobject: SObjectType, ext_field: str, value: Any) -> list[dict[str, Any]]:
+        """Live rows whose ``ext_field`` equals ``value`` ignoring case (as Salesforce matches them)."""
+        wanted = str(value).casefold()
+        return [row for row in self.rows[sobject.name].values()
+                if not row["IsDeleted"] and isinstance(row.get(ext_field), str)
+                and row[ext_field].casefold() == wanted]
+
+    def render(self, sobject: SObjectType, row: dict[str, Any], fields: list[str] | None = None,
+               *, version: str = "66.0") -> dict[str, Any]:
+        """A row as the REST API returns it: ``attributes`` first, dateTimes as wire strings."""
+        types = self.field_types(sobject)
+        names = fields if fields is not None else list(types)
+        out: dict[str, Any] = {"attributes": {"type": sobject.name,
+                                              "url": f"/services/data/v{version}/sobjects/{sobject.name}/{row['Id']}"}}
+        for name in names:
+            value = row.get(name)
+            out[name] = format_datetime_ms(value) if types.get(name) == "datetime" and value is not None else value
+        return out
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def insert(self, sobject: SObjectType, values: dict[str, Any]) -> str:
+        clean = self._check_values(sobject, values)
+        if sobject.has_currency and self.multi_currency:
+            clean.setdefault("CurrencyIsoCode", self.corporate_currency)
+        row: dict[str, Any] = {name: None for name in self.field_types(sobject)}
+        row.update(clean)
+        self._check_record(sobject, row, None)
+        self._counter += 1
+        rid = new_id(sobject.prefix, self._counter)
+        self._remember(sobject.name, rid)
+        stamp = self._stamp_now()
+        row.update(Id=rid, IsDeleted=False, CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp)
+        self.rows[sobject.name][rid] = row
+        return rid
+
+    def update(self, sobject: SObjectType, rid: str, values: dict[str, Any]) -> str:
+        row = self.find(sobject, rid)
+        clean = self._check_values(sobject, values)
+        merged = {**row, **clean}
+        self._check_record(sobject, merged, row["Id"])
+        self._remember(sobject.name, row["Id"])
+        stamp = self._stamp_now()
+        merged.update(LastModifiedDate=stamp, SystemModstamp=stamp)
+        self.rows[sobject.name][row["Id"]] = merged
+        return str(row["Id"])
+
+    def delete(self, sobject: SObjectType, rid: str) -> str:
+        row = self.find(sobject, rid)
+        self._check_lock(row["Id"])
+        self._remember(sobject.name, row["Id"])
+        stamp = self._stamp_now()
+        self.rows[sobject.name][row["Id"]] = {**row, "IsDeleted": True, "LastModifiedDate": stamp,
+                                              "SystemModstamp": stamp}
+        return str(row["Id"])
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def _check_values(self, sobject: SObjectType, values: dict[str, Any]) -> dict[str, Any]:
+        """Field names and value types of a write; returns the values under their declared names."""
+        types = self.field_types(sobject)
+        by_fold = {name.casefold(): name for name in types}
+        clean: dict[str, Any] = {}
+        for key, value in values.items():
+            if key == "attributes":
+                continue
+            name = by_fold.get(key.casefold())
+            if name is None:
+                raise RecordError("INVALID_FIELD", f"No such column '{key}' on sobject of type {sobject.name}",
+                                  [key])
+            if name in SYSTEM_FIELDS or name in sobject.read_only:
+                raise RecordError("INVALID_FIELD_FOR_INSERT_UPDATE",
+                                  f"Unable to create/update fields: {name}. Please check the security settings "
+                                  "of this field and verify that it is read/write for your profile or "
+                                  "permission set.", [name])
+            clean[name] = self._check_type(name, types[name], value)
+        if "BillingCountryCode" in clean:
+            code = clean["BillingCountryCode"]
+            if code is not None and not re.fullmatch(r"[A-Z]{2}", str(code)):
+                raise RecordError("FIELD_INTEGRITY_EXCEPTION",
+                                  "There's a problem with this country, even though it may appear correct. "
+                                  "Please select a country/territory from the list of valid countries.: "
+                                  "Billing Country Code", ["BillingCountryCode"])
+            clean["BillingCountry"] = None if code is None else _COUNTRIES.get(code, code)
+        if clean.get("CurrencyIsoCode") is not None and clean["CurrencyIsoCode"] not in self.currencies:
+            raise RecordError("INVALID_CURRENCY_ISO", f"Invalid currency code: {clean['CurrencyIsoCode']}; "
+                                                      f"active currencies: {sorted(self.currencies)}",
+                              ["CurrencyIsoCode"])
+        if sobject.name == "Opportunity" and clean.get("StageName") in STAGES:
+            closed, won, probability = STAGES[clean["StageName"]]
+            clean.setdefault("Probability", probability)
+            clean.update(IsClosed=closed, IsWon=won)
+        return clean
+
+    @staticmethod
+    def _check_type(name: str, ftype: str, value: Any) -> Any:
+        wrong = RecordError("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{name}: value not of required type: {value!r}",
+                            [name])
+        if value is None:
+            return None
+        if ftype in _STRING_TYPES:
+            if not isinstance(value, str):
+                raise wrong
+            limit = 32000 if ftype == "textarea" else 255
+            if len(value) > limit:
+                raise RecordError("STRING_TOO_LONG", f"{name}: data value too large: {value[:40]!r}... "
+                                                     f"(max length={limit})", [name])
+            return value if value != "" else None
+        if ftype == "boolean" and not isinstance(value, bool):
+            raise wrong
+        if ftype in ("double", "currency", "percent") and (isinstance(value, bool) or
+                                                          not isinstance(value, int | float)):
+            raise wrong
+        if ftype == "date" and not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+            raise wrong
+        return value
+
+    def _check_record(self, sobject: SObjectType, row: dict[str, Any], rid: str | None) -> None:
+        missing = [name for name in sobject.required if row.get(name) in (None, "")]
+        if missing:
+            raise RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
+                              missing)
+        if rid is not None:
+            self._check_lock(rid)
+        for ext_field, unique in sobject.external_ids.items():
+            value = row.get(ext_field)
+            if not unique or value is None:
+                continue
+            clash = [r for r in self.by_external_id(sobject, ext_field, value) if r["Id"] != rid]
+            if clash:
+                raise RecordError("DUPLICATE_VALUE", f"duplicate value found: {ext_field} duplicates value on "
+                                                     f"record with id: {clash[0]['Id']}", [ext_field])
+        for _name, check, message in self.rules.get(sobject.name, []):
+            if not check(row):
+                raise RecordError("FIELD_CUSTOM_VALIDATION_EXCEPTION", message)
+
+    def _check_lock(self, rid: str) -> None:
+        if rid in self.locked:
+            raise RecordError("UNABLE_TO_LOCK_ROW", f"unable to obtain exclusive access to this record or 1 "
+                                                    f"records: {rid}")

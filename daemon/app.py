@@ -1,0 +1,129 @@
+"""App wiring: Redis (embedded or configured), Ray (local or ``RAY_ADDRESS``), the supervisor and the
+HTTP server, run until a stop signal, then drained in order.
+
+Shutdown order on SIGTERM/SIGINT: stop pollers, let writers finish and ack their batch, close clients,
+stop HTTP, ``ray.shutdown()``, stop the embedded Redis (its AOF is flushed). A second signal more than a
+second later cancels at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import ray
+import uvicorn
+from loguru import logger
+
+from accord.actors.context import connect
+from accord.config.load import ray_address
+from accord.config.settings import Settings
+from accord.redis_server import EmbeddedRedis
+from accord.supervisor import Supervisor
+from accord.web import build_app
+
+Hook = Callable[["Daemon"], Awaitable[None]]
+
+
+class Daemon:
+    """One ``accord run``: owns the Redis connection, the Ray driver, the supervisor and HTTP."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedded: EmbeddedRedis | None = None
+        self.redis_url = settings.redis.url or ""
+        self.supervisor: Supervisor | None = None
+        self.http_port: int | None = None
+        self.stop_event = asyncio.Event()
+        self._signalled_at = 0.0
+        self._main: asyncio.Task[int] | None = None
+
+    def start_redis(self) -> str:
+        if not self.settings.redis.url:
+            data = Path(self.settings.data_dir) / "redis"
+            self.embedded = EmbeddedRedis(data, appendfsync=self.settings.redis.appendfsync).start()
+            self.redis_url = self.embedded.url
+            logger.info("embedded Redis {} on {} (AOF {})", self.embedded.version(), self.redis_url,
+                        self.settings.redis.appendfsync)
+        return self.redis_url
+
+    def start_ray(self) -> None:
+        if ray.is_initialized():
+            return
+        address = ray_address(self.settings)
+        if address:
+            ray.init(address=address, namespace=self.settings.ray.namespace, log_to_driver=False)
+        else:
+            ray.init(num_cpus=self.settings.ray.num_cpus, include_dashboard=False, log_to_driver=False,
+                     namespace=self.settings.ray.namespace,
+                     object_store_memory=self.settings.ray.object_store_mb * 1024 * 1024)
+
+    def install_signals(self) -> None:
+        """After ``ray.init`` (which replaces the driver's SIGTERM handler)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        now = time.monotonic()
+        if self.stop_event.is_set() and now - self._signalled_at > 1.0 and self._main is not None:
+            logger.warning("second {}: cancelling now", sig.name)
+            self._main.cancel()
+            return
+        logger.info("{} received: draining", sig.name)
+        self._signalled_at = now
+        self.stop_event.set()
+
+    async def run(self, *, on_ready: Hook | None = None, signals: bool = True, own_ray: bool = True) -> int:
+        """Run until ``stop_event`` is set; returns the process exit code."""
+        self._main = asyncio.current_task()  # type: ignore[assignment]
+        self.start_redis()
+        if own_ray:
+            self.start_ray()
+        if signals:
+            self.install_signals()
+        redis = connect(self.redis_url, self.settings.redis.socket_timeout)
+        server: uvicorn.Server | None = None
+        serve: asyncio.Task[None] | None = None
+        try:
+            self.supervisor = Supervisor(self.settings, self.redis_url, redis)
+            await self.supervisor.start()
+            server, serve = await self._serve_http(redis)
+            logger.info("accord running: {} systems, {} entities, metrics on http://{}:{}/metrics",
+                        len(self.settings.systems), len(self.settings.entities), self.settings.http.host,
+                        self.http_port)
+            if on_ready is not None:
+                await on_ready(self)
+            await self.supervisor.run(self.stop_event)
+            await self.supervisor.drain()
+            return 0
+        finally:
+            if server is not None and serve is not None:
+                server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(serve, 5)
+            await redis.aclose()
+            if own_ray and ray.is_initialized():
+                ray.shutdown()
+            if self.embedded is not None:
+                self.embedded.stop()
+
+    async def _serve_http(self, redis: object) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+        app = build_app(self.settings, redis, self.supervisor)  # type: ignore[arg-type]
+        config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
+                                log_level="warning", access_log=False, lifespan="off")
+        server = uvicorn.Server(config)
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # ours, not uvicorn's
+        serve = asyncio.create_task(server.serve())
+        while not server.started:
+            if serve.done():
+                serve.result()
+                raise RuntimeError(f"HTTP server failed to start on port {self.settings.http.port}")
+            await asyncio.sleep(0.01)
+        sockets = [s for srv in server.servers for s in srv.sockets]
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
+        return server, serve

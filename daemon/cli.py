@@ -1,0 +1,147 @@
+"""The ``accord`` command line.
+
+Exit codes: 0 success; 1 runtime failure (or, for ``demo``, systems that do not agree at the end);
+2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from accord import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accord", description="Governed streaming sync between CRM, PSA and ERP.")
+    parser.add_argument("--version", action="version", version=f"accord {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon (production)")
+    run.add_argument("--config", required=True, help="TOML config file")
+
+    check = sub.add_parser("check", help="validate a config; with --live, also check the running daemon")
+    check.add_argument("--config", required=True)
+    check.add_argument("--live", action="store_true", help="exit 1 unless a daemon reported healthy recently")
+
+    demo = sub.add_parser("demo", help="run the demo: sandbox CRM and ERP, embedded Redis, local Ray")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of live activity (default 60)")
+    demo.add_argument("--accounts", type=int, default=40, help="accounts seeded in the CRM (default 40)")
+    demo.add_argument("--rate", type=float, default=2.0, help="user edits per second (default 2)")
+    demo.add_argument("--data-dir", default=None, help="where Redis keeps its AOF (default: a temp folder)")
+    demo.add_argument("--port", type=int, default=0, help="/metrics port (default: any free port)")
+    demo.add_argument("--no-console", action="store_true", help="plain log lines instead of the live console")
+    demo.add_argument("--seed", type=int, default=7)
+
+    scale = sub.add_parser("scale", help="ask the running daemon to change an entity's writer replicas")
+    scale.add_argument("--config", required=True)
+    scale.add_argument("--entity", required=True)
+    scale.add_argument("--replicas", type=int, required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from accord.config.load import ConfigError
+
+    try:
+        if args.command == "check":
+            return _check(args.config, args.live)
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "scale":
+            return _scale(args.config, args.entity, args.replicas)
+        if args.command == "demo":
+            from accord.demo import DemoOptions, run_demo
+
+            return run_demo(DemoOptions(duration=args.duration, accounts=args.accounts, rate=args.rate,
+                                        data_dir=args.data_dir, port=args.port, console=not args.no_console,
+                                        seed=args.seed))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_FAILED
+
+
+def _check(path: str, live: bool) -> int:
+    from accord.config.load import load
+
+    settings = load(path)
+    print(f"{path}: OK ({len(settings.systems)} systems, {len(settings.entities)} entities)")
+    if not live:
+        return EXIT_OK
+    return asyncio.run(_check_live(settings))
+
+
+async def _check_live(settings: object) -> int:
+    from accord.actors.context import connect
+    from accord.config.settings import Settings
+    from accord.streams.keys import Keys
+
+    assert isinstance(settings, Settings)
+    if not settings.redis.url:
+        print("--live needs redis.url (the embedded Redis belongs to the running process)", file=sys.stderr)
+        return EXIT_FAILED
+    redis = connect(settings.redis.url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=Keys(settings.namespace).pattern("health"))]
+        healthy = bool(keys)
+    except Exception as exc:
+        print(f"redis unreachable: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await redis.aclose()
+    print("daemon healthy" if healthy else "no healthy daemon reported")
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _run(path: str) -> int:
+    from accord.app import Daemon
+    from accord.config.load import load
+    from accord.logs import setup
+
+    settings = load(path)
+    setup(settings.log_level)
+
+    async def main() -> int:
+        return await Daemon(settings).run()
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        return EXIT_FAILED
+
+
+def _scale(path: str, entity: str, replicas: int) -> int:
+    from accord.actors.context import connect
+    from accord.config.load import load
+    from accord.streams.keys import Keys
+    from accord.supervisor import set_replicas
+
+    settings = load(path)
+    if entity not in settings.entities:
+        print(f"--entity: `{entity}` is not configured; expected one of {', '.join(settings.entities)}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    if not 1 <= replicas <= settings.streams.partitions:
+        print(f"--replicas: {replicas} must be between 1 and streams.partitions ({settings.streams.partitions})",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    if not settings.redis.url:
+        print("scale needs redis.url in the config", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def go() -> None:
+        redis = connect(settings.redis.url or "")
+        try:
+            await set_replicas(redis, Keys(settings.namespace), entity, replicas)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(go())
+    print(f"asked for {replicas} {entity} writer replica(s)")
+    return EXIT_OK

@@ -1,0 +1,186 @@
+"""Prometheus metrics, read from Redis at scrape time (right however many Ray nodes run actors).
+
+Pipeline gauges come from the streams themselves (XINFO GROUPS, XPENDING, XRANGE over one entry) and
+from the produced/acked counters written in the same MULTI as XADD and XACK; record and API counters
+come from the ``stats:*`` hashes actors increment. Nothing is counted with XRANGE over a backlog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from redis.asyncio import Redis
+
+from accord.config.settings import Settings
+from accord.streams.keys import Keys
+from accord.streams.log import id_ms
+from accord.streams.state import Stats
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass(frozen=True)
+class SlotStats:
+    entity: str
+    target: str
+    partition: int
+    lag_entries: int
+    lag_seconds: float
+    pending: int
+    oldest_pending_seconds: float
+    length: int
+
+
+async def slot_stats(redis: Redis, settings: Settings, keys: Keys, now_ms: int | None = None) -> list[SlotStats]:
+    """Lag, pending and age for every (entity, target group, partition)."""
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    streams = [(e, p, keys.changes(e, p)) for e in settings.entities for p in range(settings.streams.partitions)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for _e, _p, stream in streams:
+            pipe.xinfo_groups(stream)
+            pipe.xlen(stream)
+        for entity in settings.entities:
+            pipe.hgetall(keys.produced(entity))
+            for target in settings.targets_of(entity):
+                pipe.hgetall(keys.acked(entity, target))
+        replies = await pipe.execute(raise_on_error=False)
+    infos, lengths = replies[0: 2 * len(streams): 2], replies[1: 2 * len(streams): 2]
+    counters = iter(replies[2 * len(streams):])
+    produced: dict[str, dict[str, int]] = {}
+    acked: dict[tuple[str, str], dict[str, int]] = {}
+    for entity in settings.entities:
+        produced[entity] = {_s(k): int(v) for k, v in next(counters).items()}
+        for target in settings.targets_of(entity):
+            acked[(entity, target)] = {_s(k): int(v) for k, v in next(counters).items()}
+
+    probes: list[tuple[str, str, int, str, dict[str, Any], int]] = []
+    for (entity, p, stream), info, length in zip(streams, infos, lengths, strict=True):
+        if isinstance(info, Exception):
+            continue
+        for group in info:
+            target = _s(group["name"]).removeprefix("to:")
+            probes.append((entity, target, p, stream, group, int(length) if not isinstance(length, Exception) else 0))
+    async with redis.pipeline(transaction=False) as pipe:
+        for _e, _t, _p, stream, group, _l in probes:
+            pipe.xrange(stream, min="(" + _s(group["last-delivered-id"]), max="+", count=1)
+            pipe.xpending_range(stream, _s(group["name"]), min="-", max="+", count=1)
+        details = await pipe.execute(raise_on_error=False)
+    out = []
+    for i, (entity, target, p, _stream, group, length) in enumerate(probes):
+        undelivered, oldest = details[2 * i], details[2 * i + 1]
+        lag_s = (now_ms - id_ms(_s(undelivered[0][0]))) / 1000 if undelivered and not isinstance(
+            undelivered, Exception) else 0.0
+        idle = oldest[0]["time_since_delivered"] / 1000 if oldest and not isinstance(oldest, Exception) else 0.0
+        lag_n = produced[entity].get(str(p), 0) - acked.get((entity, target), {}).get(str(p), 0)
+        out.append(SlotStats(entity=entity, target=target, partition=p, lag_entries=max(0, lag_n),
+                             lag_seconds=max(0.0, lag_s), pending=int(group.get("pending", 0)),
+                             oldest_pending_seconds=idle, length=length))
+    return out
+
+
+class _Snapshot(Collector):
+    def __init__(self, families: Iterable[Any]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Any]:
+        return self.families
+
+
+_RECORD_KINDS = {
+    # stats:records field layout -> metric, labels
+    "polled": ("accord_records_polled", ("system", "entity")),
+    "published": ("accord_records_published", ("system", "entity")),
+    "echoes": ("accord_records_echo_dropped", ("system", "entity")),
+    "violations": ("accord_governance_violations", ("system", "entity")),
+    "unowned_new": ("accord_records_unowned_new", ("system", "entity")),
+    "mapping_errors": ("accord_mapping_errors", ("system", "entity")),
+    "written": ("accord_records_written", ("system", "entity")),
+    "created": ("accord_records_created", ("system", "entity")),
+    "skipped": ("accord_records_skipped", ("entity", "reason")),
+    "deferred": ("accord_records_deferred", ("entity",)),
+    "exceptions": ("accord_exceptions", ("system", "entity", "reason")),
+}
+
+_API_KINDS = {
+    "calls": "accord_api_calls",
+    "rate_limited": "accord_api_rate_limited",
+    "errors": "accord_api_errors",
+}
+
+
+async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, Any] | None = None) -> bytes:
+    """The full /metrics page."""
+    keys = Keys(settings.namespace)
+    stats = Stats(keys)
+    families: list[Any] = []
+    families.extend(_slot_families(await slot_stats(redis, settings, keys)))
+    families.extend(_counter_families(await stats.read(redis, Stats.RECORDS), await stats.read(redis, Stats.API)))
+    exc_len = GaugeMetricFamily("accord_exceptions_stream_length", "Entries in the exceptions stream")
+    exc_len.add_metric([], float(await redis.xlen(keys.exceptions())))
+    families.append(exc_len)
+    if supervisor_status is not None:
+        families.extend(_actor_families(supervisor_status))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families))
+    return generate_latest(registry)
+
+
+def _slot_families(slots: list[SlotStats]) -> list[Any]:
+    labels = ["entity", "target", "partition"]
+    specs = [
+        ("accord_stream_lag_entries", "Change records not yet acked by the target group", "lag_entries"),
+        ("accord_stream_lag_seconds", "Age of the oldest change record not yet delivered to the group",
+         "lag_seconds"),
+        ("accord_stream_pending", "Delivered but unacked change records (PEL size)", "pending"),
+        ("accord_stream_oldest_pending_seconds", "Idle time of the oldest pending change record",
+         "oldest_pending_seconds"),
+    ]
+    families = []
+    for name, doc, attr in specs:
+        family = GaugeMetricFamily(name, doc, labels=labels)
+        for s in slots:
+            family.add_metric([s.entity, s.target, str(s.partition)], float(getattr(s, attr)))
+        families.append(family)
+    length = GaugeMetricFamily("accord_stream_length", "Entries retained in the partition stream",
+                               labels=["entity", "partition"])
+    for s in {(s.entity, s.partition): s for s in slots}.values():
+        length.add_metric([s.entity, str(s.partition)], float(s.length))
+    families.append(length)
+    return families
+
+
+def _counter_families(records: dict[tuple[str, ...], int], api: dict[tuple[str, ...], int]) -> list[Any]:
+    families: dict[str, CounterMetricFamily] = {}
+    for parts, value in sorted(records.items()):
+        spec = _RECORD_KINDS.get(parts[0])
+        if spec is None or len(parts) - 1 != len(spec[1]):
+            continue
+        name, labels = spec
+        family = families.setdefault(name, CounterMetricFamily(name, name.replace("_", " "), labels=list(labels)))
+        family.add_metric(list(parts[1:]), float(value))
+    for parts, value in sorted(api.items()):
+        name = _API_KINDS.get(parts[0])
+        if name is None or len(parts) != 2:
+            continue
+        family = families.setdefault(name, CounterMetricFamily(name, name.replace("_", " "), labels=["system"]))
+        family.add_metric([parts[1]], float(value))
+    return list(families.values())
+
+
+def _actor_families(status: dict[str, Any]) -> list[Any]:
+    up = GaugeMetricFamily("accord_actor_up", "1 when the actor answers health checks and runs",
+                           labels=["actor"])
+    restarts = CounterMetricFamily("accord_actor_restarts", "Times the supervisor restarted the actor loop",
+                                   labels=["actor"])
+    for name, actor in status.get("actors", {}).items():
+        up.add_metric([name], 1.0 if actor.get("healthy") else 0.0)
+        restarts.add_metric([name], float(actor.get("restarts", 0)))
+    return [up, restarts]

@@ -1,0 +1,209 @@
+"""The supervisor: spawns one PollerActor per system and ``replicas`` WriterActors per entity, hands
+out partitions, watches health, restarts what stopped, rescales on request, drains on shutdown.
+
+It runs in the daemon's event loop (the Ray driver). What survives a crash of the daemon: all sync
+state is in Redis; on start the supervisor creates the actors afresh and they resume from Redis. The
+loop never dies: each step is guarded and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+from redis.asyncio import Redis
+
+from accord.actors.remote import poller_actor, writer_actor
+from accord.config.settings import Settings
+from accord.streams.keys import Keys
+from accord.streams.log import ensure_groups
+
+
+def assign_partitions(partitions: int, replicas: int) -> list[list[int]]:
+    """Round-robin partitions over replicas: replica i gets every p with p % replicas == i."""
+    return [[p for p in range(partitions) if p % replicas == i] for i in range(replicas)]
+
+
+def budget_shares(settings: Settings, replicas: dict[str, int]) -> dict[str, float]:
+    """Each caller's share of a system's rate limit: one poller plus every writer replica targeting it."""
+    callers: Counter[str] = Counter({system: 1 for system in settings.systems})
+    for entity, ent in settings.entities.items():
+        for system in ent.systems:
+            callers[system] += replicas.get(entity, ent.replicas)
+    return {system: 1.0 / n for system, n in callers.items()}
+
+
+@dataclass
+class Managed:
+    """One actor under supervision."""
+
+    name: str
+    handle: Any
+    start_args: tuple[Any, ...]
+    restarts: int = 0
+    healthy: bool = False
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, redis_url: str, redis: Redis) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.redis = redis
+        self.keys = Keys(settings.namespace)
+        self.node = socket.gethostname()
+        self.pollers: dict[str, Managed] = {}
+        self.writers: dict[str, list[Managed]] = {}
+        self.replicas = {e: ent.replicas for e, ent in settings.entities.items()}
+        self.epoch: dict[str, int] = dict.fromkeys(settings.entities, 0)
+        self.started_at = time.time()
+
+    # -- start -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        for entity in self.settings.entities:
+            await ensure_groups(self.redis, self.keys, entity, self.settings.targets_of(entity),
+                                self.settings.streams.partitions)
+        await self._load_control()
+        shares = budget_shares(self.settings, self.replicas)
+        cpus = self.settings.ray.actor_cpus
+        Poller = poller_actor(cpus)
+        for system in self.settings.systems:
+            if not self.settings.entities_of(system):
+                continue
+            handle = Poller.options(name=f"poller:{self.settings.namespace}:{system}").remote(
+                self.settings, system, self.redis_url, share=shares[system])
+            self.pollers[system] = Managed(name=f"poller:{system}", handle=handle, start_args=())
+        for entity in self.settings.entities:
+            self.writers[entity] = self._spawn_writers(entity, shares)
+        await asyncio.gather(*(self._start(m) for m in self._all()))
+
+    def _spawn_writers(self, entity: str, shares: dict[str, float]) -> list[Managed]:
+        Writer = writer_actor(self.settings.ray.actor_cpus)
+        plan = assign_partitions(self.settings.streams.partitions, self.replicas[entity])
+        managed = []
+        for replica, partitions in enumerate(plan):
+            handle = Writer.options(name=f"writer:{self.settings.namespace}:{entity}:{replica}").remote(
+                self.settings, entity, self.redis_url, replica=replica, epoch=self.epoch[entity],
+                shares=shares)
+            managed.append(Managed(name=f"writer:{entity}:{replica}", handle=handle,
+                                   start_args=(partitions,)))
+        return managed
+
+    def _all(self) -> list[Managed]:
+        return [*self.pollers.values(), *(m for ms in self.writers.values() for m in ms)]
+
+    async def _start(self, managed: Managed) -> None:
+        await managed.handle.start.remote(*managed.start_args)
+        managed.healthy = True
+
+    # -- watch -------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check health every ``check_interval`` until ``stop`` is set. Never raises."""
+        interval = self.settings.supervisor.check_interval
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                await self.check()
+                await self._rescale_if_asked()
+                await self._publish_health()
+            except Exception:
+                logger.exception("supervisor step failed; continuing")
+            took = time.monotonic() - began
+            if took > interval * 5:
+                logger.warning("supervisor step took {:.1f}s", took)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+
+    async def check(self) -> None:
+        """Ask every actor for its health; (re)start any whose loop is not running (a Ray restart
+        re-runs ``__init__`` only, so the supervisor starts the loop again)."""
+        await asyncio.gather(*(self._check_one(m) for m in self._all()))
+
+    async def _check_one(self, managed: Managed) -> None:
+        timeout = max(2.0, self.settings.supervisor.check_interval * 3)
+        try:
+            managed.last = await asyncio.wait_for(managed.handle.health.remote(), timeout)
+        except Exception as exc:  # actor restarting or unreachable: try again next tick
+            if managed.healthy:
+                logger.warning("{} unreachable ({}); Ray restarts it", managed.name, type(exc).__name__)
+            managed.healthy = False
+            return
+        if not managed.last.get("running"):
+            managed.restarts += 1
+            logger.warning("{} is up but not running (restarted by Ray); starting it", managed.name)
+            try:
+                await asyncio.wait_for(managed.handle.start.remote(*managed.start_args), timeout)
+            except Exception as exc:
+                logger.warning("starting {} failed: {}", managed.name, exc)
+                managed.healthy = False
+                return
+        managed.healthy = True
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._all()) and all(m.healthy for m in self._all())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "node": self.node,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "actors": {m.name: {"healthy": m.healthy, "restarts": m.restarts, **m.last} for m in self._all()},
+        }
+
+    async def _publish_health(self) -> None:
+        ttl_ms = int(self.settings.supervisor.health_ttl * 1000)
+        await self.redis.psetex(self.keys.health(self.node), ttl_ms, json.dumps(self.status()))
+
+    # -- scale -------------------------------------------------------------------------------
+    async def _load_control(self) -> None:
+        raw = await self.redis.hgetall(self.keys.control())
+        for key, value in raw.items():
+            name = key.decode()
+            if name.startswith("replicas:") and name[9:] in self.replicas:
+                self.replicas[name[9:]] = max(1, min(int(value), self.settings.streams.partitions))
+
+    async def _rescale_if_asked(self) -> None:
+        before = dict(self.replicas)
+        await self._load_control()
+        changed = [e for e in self.replicas if self.replicas[e] != before[e]]
+        for entity in changed:
+            logger.info("rescaling {} writers {} -> {}", entity, before[entity], self.replicas[entity])
+            await self._stop_all(self.writers[entity])
+            self.epoch[entity] += 1
+            self.writers[entity] = self._spawn_writers(entity, budget_shares(self.settings, self.replicas))
+            await asyncio.gather(*(self._start(m) for m in self.writers[entity]))
+
+    # -- drain -------------------------------------------------------------------------------
+    async def drain(self) -> None:
+        """Stop pollers first (no new records), then writers (finish and ack the batch in hand)."""
+        await self._stop_all(list(self.pollers.values()))
+        await self._stop_all([m for ms in self.writers.values() for m in ms])
+        await self.redis.delete(self.keys.health(self.node))
+
+    async def _stop_all(self, managed: list[Managed]) -> None:
+        import ray
+
+        timeout = self.settings.supervisor.drain_timeout
+
+        async def stop(m: Managed) -> None:
+            try:
+                await asyncio.wait_for(m.handle.stop.remote(), timeout)
+            except Exception as exc:
+                logger.warning("{} did not stop cleanly: {}", m.name, exc)
+            ray.kill(m.handle, no_restart=True)
+
+        await asyncio.gather(*(stop(m) for m in managed))
+
+
+async def set_replicas(redis: Redis, keys: Keys, entity: str, replicas: int) -> None:
+    """Ask the running supervisor to rescale an entity's writers (``accord scale``)."""
+    await redis.hset(keys.control(), f"replicas:{entity}", replicas)

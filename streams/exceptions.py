@@ -1,0 +1,60 @@
+"""The exceptions stream: records that could not be synced, with the reason and what to do.
+
+Each exception is one entry in the ``exceptions`` stream plus its current state in the hash index
+(``exceptions:index``: exception id → msgpack). Both are written in the same MULTI as the XACK of the
+change that failed, so a crash never loses the record nor files it twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from redis.asyncio.client import Pipeline
+
+from accord.streams.keys import Keys
+from accord.streams.records import pack
+
+Reason = Literal["permanent", "max_deliveries", "malformed", "mapping", "governance"]
+State = Literal["open", "resolved", "skipped", "retried"]
+
+
+class ExceptionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    exception_id: str
+    reason: Reason
+    message: str
+    entity: str
+    target: str = ""
+    gid: str = ""
+    source: str = ""
+    source_id: str = ""
+    correlation_id: str = ""
+    attempts: int = 0
+    stream: str = ""
+    entry_id: str = ""
+    payload: bytes = b""
+    created_ms: int = 0
+    state: State = "open"
+
+
+def file_exception(pipe: Pipeline, keys: Keys, record: ExceptionRecord) -> None:
+    """Queue the stream entry and the index update onto ``pipe`` (the caller's MULTI)."""
+    data = pack(msgspec.to_builtins(record))
+    pipe.xadd(keys.exceptions(), {"d": data, "reason": record.reason, "entity": record.entity,
+                                  "target": record.target, "gid": record.gid})
+    pipe.hset(keys.exception_index(), record.exception_id, data)
+
+
+def decode_exception(data: bytes) -> ExceptionRecord:
+    return msgspec.convert(msgspec.msgpack.decode(data), ExceptionRecord)
+
+
+def exception_id(stream: str, entry_id: str, target: str) -> str:
+    """Deterministic: the same failed delivery files the same exception id (idempotent on replay)."""
+    return f"{stream.rsplit(':', 2)[-2]}:{stream.rsplit(':', 1)[-1]}:{target}:{entry_id}"
+
+
+def as_dict(record: ExceptionRecord) -> dict[str, Any]:
+    out: dict[str, Any] = msgspec.to_builtins(record)
+    out.pop("payload", None)
+    return out

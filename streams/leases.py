@@ -1,0 +1,57 @@
+"""Partition leases: exactly one writer replica works a (entity, target, partition) at a time.
+
+A lease is a Redis string holding the owner's token with a PX expiry. The owner renews it well before
+it expires; a crashed owner's lease lapses after ``ttl``. Tokens are stable per (entity, replica,
+assignment epoch), so a replica restarted by Ray re-takes its own leases at once, while a replica of
+another assignment waits for them to lapse. Commits are fenced with WATCH on the lease keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Leases:
+    """The leases one writer replica wants, and which of them it holds now."""
+
+    def __init__(self, redis: Redis, token: str, ttl_ms: int) -> None:
+        self.redis = redis
+        self.token = token
+        self.ttl_ms = ttl_ms
+        self.held: set[str] = set()
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    async def refresh(self, wanted: Iterable[str]) -> set[str]:
+        """Take or renew every wanted lease (one pipeline); returns those held now."""
+        wanted = list(wanted)
+        if not wanted:
+            self.held = set()
+            return self.held
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in wanted:
+                await self._renew(keys=[key], args=[self.token, self.ttl_ms], client=pipe)
+            replies = await pipe.execute()
+        self.held = {key for key, ok in zip(wanted, replies, strict=True) if ok}
+        return self.held
+
+    async def release(self) -> None:
+        for key in list(self.held):
+            await self._release(keys=[key], args=[self.token])
+        self.held = set()
