@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from loguru import logger
+from redis.asyncio import Redis
 
 from accord.actors.context import Context
 from accord.actors.governance import Observation, Ownership, observe
@@ -42,7 +43,7 @@ class Poller:
     """Polls system ``system`` for each of its entities and publishes change records."""
 
     def __init__(self, settings: Settings, system: str, redis_url: str, *, share: float = 1.0,
-                 connector: Connector | None = None) -> None:
+                 connector: Connector | None = None, redis: Redis | None = None) -> None:
         self.settings = settings
         self.system = system
         self.redis_url = redis_url
@@ -50,7 +51,7 @@ class Poller:
         self.entities = settings.entities_of(system)
         self.ownership = {e: Ownership.from_settings(e, settings.entities[e]) for e in self.entities}
         self._connector = connector
-        self._ctx: Context | None = None
+        self._ctx: Context | None = Context(settings, redis) if redis is not None else None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._next_due: dict[str, float] = {}

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 from loguru import logger
+from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from accord.actors.context import Context
@@ -80,7 +81,8 @@ class Writer:
     """Writes one entity's change records to each of its target systems."""
 
     def __init__(self, settings: Settings, entity: str, redis_url: str, *, replica: int = 0, epoch: int = 0,
-                 shares: dict[str, float] | None = None, connectors: dict[str, Connector] | None = None) -> None:
+                 shares: dict[str, float] | None = None, connectors: dict[str, Connector] | None = None,
+                 redis: Redis | None = None) -> None:
         self.settings = settings
         self.entity = entity
         self.redis_url = redis_url
@@ -91,7 +93,7 @@ class Writer:
         self.shares = shares or {}
         self._connectors: dict[str, Connector] = dict(connectors or {})
         self.call_stats: dict[str, CallStats] = defaultdict(CallStats)
-        self._ctx: Context | None = None
+        self._ctx: Context | None = Context(settings, redis) if redis is not None else None
         self._leases: Leases | None = None
         self._slots: list[Slot] = []
         self._task: asyncio.Task[None] | None = None
@@ -183,7 +185,9 @@ class Writer:
             per_target[slot.target].extend(self._deliveries(slot, entries, backlog[id(slot)] and slot.backlog))
         handled = sum(len(d) for d in per_target.values())
         if handled:
-            await asyncio.gather(*(self._handle_target(t, d) for t, d in per_target.items()))
+            async with asyncio.TaskGroup() as group:  # a failure cancels the sibling targets' work too
+                for target, deliveries in per_target.items():
+                    group.create_task(self._handle_target(target, deliveries))
         self.sweeps += 1
         await self._maybe_trim()
         await self._flush_api_stats()

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from accord.config.settings import Settings
+from accord.config.settings import EntitySettings, Settings, SystemSettings
 from accord.config.types import dec_hook
 from accord.streams.entities import ENTITY_TYPES, entity_fields
 
@@ -56,6 +56,9 @@ def from_dict(raw: dict[str, Any], *, source: str = "<config>", env: Mapping[str
     substituted = _substitute(raw, "$", env, errors)
     if errors:
         raise ConfigError(source, errors)
+    errors = _check_tables(substituted)
+    if errors:
+        raise ConfigError(source, errors)
     try:
         settings = msgspec.convert(substituted, Settings, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
@@ -66,12 +69,28 @@ def from_dict(raw: dict[str, Any], *, source: str = "<config>", env: Mapping[str
     return settings
 
 
-def _path_first(message: str) -> str:
+def _check_tables(raw: dict[str, Any]) -> list[str]:
+    """Decode each ``[systems.X]`` / ``[entities.X]`` table alone, so errors name ``$.systems.X``
+    (msgspec reports dict values as ``$.systems[...]``)."""
+    errors: list[str] = []
+    for section, struct in (("systems", SystemSettings), ("entities", EntitySettings)):
+        tables = raw.get(section)
+        if not isinstance(tables, dict):
+            continue
+        for name, table in tables.items():
+            try:
+                msgspec.convert(table, struct, dec_hook=dec_hook)  # type: ignore[call-overload]
+            except msgspec.ValidationError as exc:
+                errors.append(_path_first(str(exc), f"$.{section}.{name}"))
+    return errors
+
+
+def _path_first(message: str, root: str = "$") -> str:
     """msgspec says ``"Expected `int`, got `str` - at `$.streams.partitions`"``; lead with the path."""
     match = re.search(r" - at `([^`]*)`$", message)
     if match:
-        return f"{match.group(1)}: {message[: match.start()]}"
-    return f"$: {message}"
+        return f"{root}{match.group(1)[1:]}: {message[: match.start()]}"
+    return f"{root}: {message}"
 
 
 def _substitute(value: Any, path: str, env: Mapping[str, str], errors: list[str]) -> Any:

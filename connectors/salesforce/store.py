@@ -132,6 +132,9 @@ class SObjectStore:
         self._last_stamp = 0
         self._stamp: int | None = None
         self._journal: list[tuple[str, str, dict[str, Any] | None]] | None = None
+        # (object, external id field) → casefolded value → ids of live rows carrying it
+        self._ext_index: dict[tuple[str, str], dict[str, set[str]]] = {
+            (t.name, f): {} for t in STANDARD_TYPES for f in t.external_ids}
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -168,22 +171,36 @@ class SObjectStore:
     def rollback(self) -> None:
         """Undo every change of the current transaction (allOrNone)."""
         assert self._journal is not None, "rollback() outside a transaction"
-        while self._journal:
-            obj, rid, before = self._journal.pop()
-            if before is None:
-                del self.rows[obj][rid]
-            else:
-                self.rows[obj][rid] = before
+        journal, self._journal = self._journal, None
+        try:
+            while journal:
+                obj, rid, before = journal.pop()
+                self._put(obj, rid, before)
+        finally:
+            self._journal = []  # still inside the transaction: later changes are journaled again
 
     def _stamp_now(self) -> int:
         if self._stamp is None:
             self._stamp = self._last_stamp = max(self.now_ms(), self._last_stamp + 1)
         return self._stamp
 
-    def _remember(self, obj: str, rid: str) -> None:
-        assert self._journal is not None, "store changes must run inside transaction()"
+    def _put(self, obj: str, rid: str, row: dict[str, Any] | None) -> None:
+        """The one place rows change: journal (inside a transaction) and external-id index."""
         before = self.rows[obj].get(rid)
-        self._journal.append((obj, rid, dict(before) if before is not None else None))
+        if self._journal is not None:
+            self._journal.append((obj, rid, before))
+        for (index_obj, ext_field), index in self._ext_index.items():
+            if index_obj != obj:
+                continue
+            for old_new, add in ((before, False), (row, True)):
+                value = old_new.get(ext_field) if old_new and not old_new["IsDeleted"] else None
+                if isinstance(value, str):
+                    ids = index.setdefault(value.casefold(), set())
+                    (ids.add if add else ids.discard)(rid)
+        if row is None:
+            del self.rows[obj][rid]
+        else:
+            self.rows[obj][rid] = row
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -201,10 +218,8 @@ class SObjectStore:
 
     def by_external_id(self, sobject: SObjectType, ext_field: str, value: Any) -> list[dict[str, Any]]:
         """Live rows whose ``ext_field`` equals ``value`` ignoring case (as Salesforce matches them)."""
-        wanted = str(value).casefold()
-        return [row for row in self.rows[sobject.name].values()
-                if not row["IsDeleted"] and isinstance(row.get(ext_field), str)
-                and row[ext_field].casefold() == wanted]
+        ids = self._ext_index[(sobject.name, ext_field)].get(str(value).casefold(), set())
+        return [self.rows[sobject.name][rid] for rid in sorted(ids)]
 
     def render(self, sobject: SObjectType, row: dict[str, Any], fields: list[str] | None = None,
                *, version: str = "66.0") -> dict[str, Any]:
@@ -229,10 +244,9 @@ class SObjectStore:
         self._check_record(sobject, row, None)
         self._counter += 1
         rid = new_id(sobject.prefix, self._counter)
-        self._remember(sobject.name, rid)
         stamp = self._stamp_now()
         row.update(Id=rid, IsDeleted=False, CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp)
-        self.rows[sobject.name][rid] = row
+        self._put(sobject.name, rid, row)
         return rid
 
     def update(self, sobject: SObjectType, rid: str, values: dict[str, Any]) -> str:
@@ -240,19 +254,17 @@ class SObjectStore:
         clean = self._check_values(sobject, values)
         merged = {**row, **clean}
         self._check_record(sobject, merged, row["Id"])
-        self._remember(sobject.name, row["Id"])
         stamp = self._stamp_now()
         merged.update(LastModifiedDate=stamp, SystemModstamp=stamp)
-        self.rows[sobject.name][row["Id"]] = merged
+        self._put(sobject.name, row["Id"], merged)
         return str(row["Id"])
 
     def delete(self, sobject: SObjectType, rid: str) -> str:
         row = self.find(sobject, rid)
         self._check_lock(row["Id"])
-        self._remember(sobject.name, row["Id"])
         stamp = self._stamp_now()
-        self.rows[sobject.name][row["Id"]] = {**row, "IsDeleted": True, "LastModifiedDate": stamp,
-                                              "SystemModstamp": stamp}
+        self._put(sobject.name, row["Id"], {**row, "IsDeleted": True, "LastModifiedDate": stamp,
+                                            "SystemModstamp": stamp})
         return str(row["Id"])
 
     # -- validation ---------------------------------------------------------------------------

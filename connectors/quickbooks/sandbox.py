@@ -1,0 +1,180 @@
+"""A local QuickBooks Online: OAuth2 token endpoint with rotating refresh tokens, the v3 company API
+(query language, change data capture, batch, entity read/write with SyncToken), requestid replay,
+per-realm limits (500/min, 10 concurrent → 429), fault injection and a request log.
+
+``QuickBooksState`` holds the companies (``store.Realm``) and offers thread-safe helpers a demo user
+activity generator calls to edit data as a person in the QuickBooks UI would (``user_create``,
+``user_update``, ``user_deactivate``); those edits bump SyncToken and LastUpdatedTime like API writes.
+``build_app(state)`` returns the starlette app. Fault endpoint names: token, query, cdc, batch,
+customer, term, companyinfo.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import secrets
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from accord.connectors.quickbooks.faults import QboFault, auth_failed, qbo_time, system_fault, throttled
+from accord.connectors.quickbooks.store import ENTITY_TYPES, EntityType, Realm, Row, entity_type
+from accord.connectors.sandbox import (
+    Clock,
+    Fault,
+    LoggedRequest,
+    SandboxState,
+    admin_routes,
+    sandboxed,
+)
+
+CDC_WINDOW = 30 * 86400.0
+CDC_MAX_OBJECTS = 1000
+BATCH_MAX_ITEMS = 30
+MIN_MINOR_VERSION = 75
+STANDARD_TERMS = (("Due on receipt", 0), ("Net 15", 15), ("Net 30", 30), ("Net 60", 60))
+
+
+class ChangeEvent(msgspec.Struct, frozen=True):
+    """One change, as a webhook notification would report it."""
+
+    realm_id: str
+    entity: str
+    id: str
+    operation: str  # Create | Update | Delete
+    at: float
+
+
+class QuickBooksState(SandboxState):
+    """Companies, OAuth tokens and limits of the sandbox. ``state.lock`` guards all of it.
+
+    ``rate_limit`` (requests per minute per realm) and ``max_concurrent`` (in-flight requests per realm)
+    may be raised by a benchmark; ``token_ttl`` is the access-token lifetime on the sandbox clock.
+    """
+
+    def __init__(self, clock: Clock | None = None, *, realm_id: str = "9130350000000000",
+                 company_name: str = "Accord Demo Professional Services", client_id: str = "accord-sandbox",
+                 client_secret: str = "sandbox-secret", refresh_token: str = "AB11-sandbox-initial",
+                 token_ttl: float = 3600.0, rate_limit: int = 500, max_concurrent: int = 10,
+                 user_name: str = "Jane Doe") -> None:
+        super().__init__(clock)
+        self.realm_id = realm_id
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.refresh_token = refresh_token
+        self.token_ttl = token_ttl
+        self.rate_limit = rate_limit
+        self.max_concurrent = max_concurrent
+        self.user_name = user_name
+        self.access_tokens: dict[str, float] = {}  # token → expires at (sandbox clock)
+        self.events: deque[ChangeEvent] = deque(maxlen=100_000)
+        self.realms: dict[str, Realm] = {}
+        self.add_realm(realm_id, company_name)
+
+    def add_realm(self, realm_id: str, company_name: str) -> Realm:
+        """A new company, seeded with the four standard terms (ids "1".."4")."""
+        with self.lock:
+            realm = Realm(realm_id, company_name)
+            self.realms[realm_id] = realm
+            for name, days in STANDARD_TERMS:
+                realm.create(ENTITY_TYPES["Term"], {"Name": name, "DueDays": days}, self.clock.now(), "QuickBooks")
+            return realm
+
+    def realm(self, realm_id: str | None = None) -> Realm:
+        return self.realms[realm_id or self.realm_id]
+
+    def expire_tokens(self) -> None:
+        """Invalidate every access token: the next API call answers 401 (code 3200)."""
+        with self.lock:
+            self.access_tokens.clear()
+
+    def issue_token(self) -> dict[str, Any]:
+        """Mint an access token and rotate the refresh token (the previous one stops working)."""
+        with self.lock:
+            access = "eyJ" + secrets.token_urlsafe(32)
+            self.access_tokens[access] = self.clock.now() + self.token_ttl
+            self.refresh_token = "AB11" + secrets.token_urlsafe(24)
+            return {"token_type": "bearer", "access_token": access, "refresh_token": self.refresh_token,
+                    "expires_in": int(self.token_ttl), "x_refresh_token_expires_in": 8726400}
+
+    # -- writes shared by the API and the user helpers ---------------------------------------------
+    def write(self, realm: Realm, etype: EntityType, operation: str, body: dict[str, Any], editor: str,
+              *, check_token: bool = True) -> Row:
+        """Apply one create/update/delete (caller holds the lock) and record the change event."""
+        now = self.clock.now()
+        if operation == "delete":
+            row, kind = realm.delete(etype, body, now), "Delete"
+        elif body.get("Id") is not None:
+            row, kind = realm.update(etype, body, now, editor, check_token=check_token), "Update"
+        else:
+            row, kind = realm.create(etype, body, now, editor), "Create"
+        self.events.append(ChangeEvent(realm.id, etype.name, row.wire["Id"], kind, now))
+        return row
+
+    # -- user helpers (thread-safe; the demo's "someone working in QuickBooks") -----------------------
+    def user_create(self, entity: str, fields: dict[str, Any], *, realm: str | None = None) -> str:
+        """Create a record as a QuickBooks user would; returns its Id."""
+        with self.lock:
+            return self.write(self.realm(realm), entity_type(entity), "create", dict(fields), self.user_name).wire["Id"]
+
+    def user_update(self, entity: str, record_id: str, fields: dict[str, Any], *, realm: str | None = None) -> None:
+        """Edit the given fields (the UI always edits the latest version; SyncToken goes up by one)."""
+        body = {**fields, "Id": str(record_id), "sparse": True}
+        with self.lock:
+            self.write(self.realm(realm), entity_type(entity), "update", body, self.user_name, check_token=False)
+
+    def user_deactivate(self, entity: str, record_id: str, *, realm: str | None = None) -> None:
+        """Make a name-list record inactive (QuickBooks' "delete" for customers and items)."""
+        self.user_update(entity, record_id, {"Active": False}, realm=realm)
+
+    def records(self, entity: str, *, realm: str | None = None) -> list[dict[str, Any]]:
+        """Every live record of ``entity`` (active and inactive) as the API renders it."""
+        etype = entity_type(entity)
+        with self.lock:
+            target = self.realm(realm)
+            return [target.render(etype, r) for r in target.tables[etype.name].values() if not r.deleted]
+
+    def get(self, entity: str, record_id: str, *, realm: str | None = None) -> dict[str, Any] | None:
+        etype = entity_type(entity)
+        with self.lock:
+            target = self.realm(realm)
+            row = target.tables[etype.name].get(str(record_id))
+            return None if row is None or row.deleted else target.render(etype, row)
+
+
+
+def build_app(state: QuickBooksState) -> Starlette:
+    """The sandbox as a starlette app (API, token endpoint, ``/__sandbox__`` admin API)."""
+    on_fault = _on_fault(state)
+    routes: list[Route] = [
+        Route("/oauth2/v1/tokens/bearer", sandboxed(state, "token", _token_endpoint(state), on_fault),
+              methods=["POST"], name="token"),
+    ]
+    merged: dict[str, dict[str, Any]] = {}
+    for endpoint, path, handler, methods in _api_routes(state):
+        guarded = _limited(state, endpoint, sandboxed(state, endpoint, _authed(state, handler), on_fault))
+        merged.setdefault(path, {"endpoint": endpoint, "handlers": {}})
+        for method in methods:
+            merged[path]["handlers"][method] = guarded
+    for path, entry in merged.items():
+        routes.append(Route(path, _by_method(entry["handlers"]), methods=list(entry["handlers"]),
+                            name=f"{entry['endpoint']}:{path}"))
+    return Starlette(routes=[*routes, *admin_routes(state)])
+
+
+def _by_method(handlers: dict[str, Callable[[Request], Awaitable[Response]]]):
+    async def dispatch(request: Request) -> Response:
+        handler = handlers.get(request.method) or handlers["GET"]  # HEAD is answered like GET
+        return await handler(request)
+
+    return dispatch

@@ -1,0 +1,173 @@
+"""Batched, idempotent writes to QuickBooks Online.
+
+One ``POST /batch?requestid=...`` per at most 30 ops. The requestid is derived from the ops' keys, so an
+HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
+twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
+name-list record (Customer) is a sparse ``Active:false``. Items that fail with 5010 (stale SyncToken)
+are re-read and retried once in a follow-up batch with the fresh SyncToken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from accord.connectors.base import WriteOp, WriteResult
+from accord.connectors.errors import ConnectorError, Permanent, Retryable, StaleVersion
+from accord.connectors.quickbooks.api import QboApi
+from accord.connectors.quickbooks.faults import first_error
+from accord.connectors.quickbooks.mapping import EntitySpec, MappingError, project, to_wire, with_gid
+
+MAX_BATCH = 30
+
+
+def request_id(entity: str, ops: Sequence[WriteOp], salt: str = "") -> str:
+    """A deterministic QBO requestid (≤ 36 chars, as batch requires) for these ops."""
+    text = "\n".join([entity, salt, *(op.key for op in ops)])
+    return hashlib.sha1(text.encode()).hexdigest()[:36]
+
+
+def correlation_header(ops: Sequence[WriteOp]) -> str:
+    ids = dict.fromkeys(op.correlation_id for op in ops if op.correlation_id)
+    return ",".join(ids)[:512]
+
+
+def _written_names(spec: EntitySpec, op: WriteOp) -> set[str]:
+    return {"status"} if op.kind == "delete" else set(op.fields) & set(spec.writers)
+
+
+class BatchWriter:
+    """Turns ``WriteOp``s into QBO batch items and batch item responses into ``WriteResult``s."""
+
+    def __init__(self, api: QboApi, page_size: int) -> None:
+        self._api = api
+        self._system = api.system
+        self._page_size = page_size
+
+    async def write(self, spec: EntitySpec, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        for start in range(0, len(ops), MAX_BATCH):
+            results.extend(await self._write_chunk(spec, list(ops[start:start + MAX_BATCH])))
+        return results
+
+    async def read(self, spec: EntitySpec, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """The current wire records of ``ids`` (at most one batch), in one query."""
+        if not ids:
+            return {}
+        quoted = ", ".join(f"'{i}'" for i in sorted(ids, key=lambda v: (len(v), v)))
+        active = " AND Active IN (true, false)" if spec.name_list else ""
+        body = await self._api.query(f"SELECT * FROM {spec.qbo} WHERE Id IN ({quoted}){active} "
+                                     f"MAXRESULTS {max(len(ids), 1)}")
+        rows = (body.get("QueryResponse") or {}).get(spec.qbo) or []
+        return {str(row["Id"]): row for row in rows}
+
+    # ------------------------------------------------------------------------------------------
+    async def _write_chunk(self, spec: EntitySpec, ops: list[WriteOp]) -> list[WriteResult]:
+        results: dict[int, WriteResult] = {}
+        todo: list[int] = []
+        for i, op in enumerate(ops):
+            if op.target_id is None and op.kind == "delete":
+                results[i] = WriteResult(gid=op.gid, ok=True)  # nothing in QBO to deactivate
+            elif op.target_id is not None and op.kind == "upsert" and not _written_names(spec, op):
+                results[i] = WriteResult(gid=op.gid, ok=True, target_id=op.target_id, version=op.version)
+            else:
+                todo.append(i)
+        need = {ops[i].target_id for i in todo if ops[i].target_id is not None
+                and (ops[i].version is None or spec.needs_current & set(ops[i].fields))}
+        current = await self.read(spec, {i for i in need if i is not None})
+        stale = await self._run(spec, ops, todo, current, results, salt="")
+        if stale:
+            await self._retry_stale(spec, ops, stale, results)
+        return [results[i] for i in range(len(ops))]
+
+    async def _retry_stale(self, spec: EntitySpec, ops: list[WriteOp], stale: list[int],
+                           results: dict[int, WriteResult]) -> None:
+        try:
+            fresh = await self.read(spec, {str(ops[i].target_id) for i in stale})
+            salt = "stale:" + ",".join(f"{ops[i].target_id}@{(fresh.get(str(ops[i].target_id)) or {}).get('SyncToken')}"
+                                       for i in stale)
+            still = await self._run(spec, ops, stale, fresh, results, salt=salt, fresh=True)
+        except ConnectorError as exc:
+            for i in stale:
+                results.setdefault(i, WriteResult(gid=ops[i].gid, ok=False, error=exc))
+            return
+        for i in still:
+            results[i] = WriteResult(gid=ops[i].gid, ok=False, error=StaleVersion(
+                self._system, f"{spec.qbo} {ops[i].target_id} changed again while Accord retried its write "
+                              "(5010 twice); it will be re-read on the next attempt", code="5010", status=400))
+
+    async def _run(self, spec: EntitySpec, ops: list[WriteOp], indexes: list[int],
+                   current: Mapping[str, dict[str, Any]], results: dict[int, WriteResult], *, salt: str,
+                   fresh: bool = False) -> list[int]:
+        """Send one batch for ``indexes``; fill ``results`` and return the indexes that came back 5010."""
+        items: dict[str, dict[str, Any]] = {}
+        for i in indexes:
+            try:
+                items[str(i)] = self._item(spec, ops[i], current, fresh=fresh)
+            except (MappingError, Permanent) as exc:
+                results[i] = WriteResult(gid=ops[i].gid, ok=False, error=exc)
+        if not items:
+            return []
+        sent = [ops[int(b)] for b in items]
+        headers = {"Content-Type": "application/json"}
+        if correlation := correlation_header(sent):
+            headers["X-Correlation-ID"] = correlation
+        body = await self._api.call("POST", "/batch", params={"requestid": request_id(spec.canonical, sent, salt)},
+                                    json={"BatchItemRequest": [{"bId": b, **item} for b, item in items.items()]},
+                                    headers=headers)
+        answers = {str(a.get("bId")): a for a in body.get("BatchItemResponse") or [] if isinstance(a, dict)}
+        stale: list[int] = []
+        for bid in items:
+            i = int(bid)
+            outcome = self._outcome(spec, ops[i], answers.get(bid))
+            if outcome is None:
+                stale.append(i)
+            else:
+                results[i] = outcome
+        return stale
+
+    def _item(self, spec: EntitySpec, op: WriteOp, current: Mapping[str, dict[str, Any]], *,
+              fresh: bool) -> dict[str, Any]:
+        if op.target_id is None:
+            wire = to_wire(spec.canonical, op.fields)
+            wire[spec.gid_field] = with_gid(wire.get(spec.gid_field), op.gid)
+            return {"operation": "create", spec.qbo: wire}
+        record = current.get(op.target_id)
+        if fresh or op.version is None:
+            token = record.get("SyncToken") if record is not None else None
+        else:
+            token = op.version
+        if token is None:
+            raise Permanent(self._system, f"{spec.qbo} {op.target_id} was not found in QuickBooks company "
+                                          f"{self._api.settings.realm_id}; relink or recreate it", code="610")
+        ident = {"Id": op.target_id, "SyncToken": str(token)}
+        if op.kind == "delete" and not spec.name_list:
+            return {"operation": "delete", spec.qbo: ident}
+        fields = {"status": "inactive"} if op.kind == "delete" else op.fields
+        return {"operation": "update", spec.qbo: {**to_wire(spec.canonical, fields, record), **ident,
+                                                   "sparse": True}}
+
+    def _outcome(self, spec: EntitySpec, op: WriteOp, answer: dict[str, Any] | None) -> WriteResult | None:
+        """The result of one batch item; ``None`` for a stale SyncToken (5010), which is retried."""
+        if answer is None:
+            return WriteResult(gid=op.gid, ok=False, error=Retryable(
+                self._system, f"the batch response had no item for {spec.qbo} {op.target_id or op.gid}"))
+        if "Fault" in answer:
+            error = first_error(answer)
+            code = str(error.get("code"))
+            if code == "5010":
+                return None
+            what = "duplicate name" if code == "6240" else (
+                "validation" if code.isdigit() and 2000 <= int(code) <= 4999 else "fault")
+            text = " - ".join(str(error[k]) for k in ("message", "detail") if error.get(k))
+            return WriteResult(gid=op.gid, ok=False, error=Permanent(
+                self._system, f"{spec.qbo} {op.target_id or '(new)'} refused ({what}, code {code}): {text}",
+                code=code, status=400))
+        wire = answer.get(spec.qbo)
+        if not isinstance(wire, dict) or "Id" not in wire:
+            return WriteResult(gid=op.gid, ok=False, error=Retryable(
+                self._system, f"the batch item for {spec.qbo} {op.target_id or op.gid} had no {spec.qbo}"))
+        return WriteResult(gid=op.gid, ok=True, target_id=str(wire["Id"]), version=int(wire["SyncToken"]),
+                           created=op.target_id is None,
+                           fields=project(spec.canonical, wire, _written_names(spec, op)))

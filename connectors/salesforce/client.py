@@ -1,0 +1,282 @@
+"""``SalesforceConnector``: reads changes with ``queryAll`` on SystemModstamp and writes with sObject
+Collections (update by Id, upsert by the Accord External ID, delete by Id).
+
+What survives a crash: nothing. The connector is stateless except the OAuth token in the ``TokenCache``.
+The poll position lives in the cursor the caller stores; writes are idempotent (upsert by external id;
+updates set absolute values; deleting a deleted record succeeds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+from loguru import logger
+
+from accord.connectors.base import (
+    CallStats,
+    MemoryTokenCache,
+    Page,
+    SourceRecord,
+    TokenCache,
+    WriteOp,
+    WriteResult,
+)
+from accord.connectors.errors import ConnectorError, Permanent, RateLimited, Retryable
+from accord.connectors.salesforce.mapping import (
+    ENTITIES,
+    EntityMap,
+    MappingError,
+    entity_map,
+    select_fields,
+    soql_datetime,
+    soql_string,
+    to_canonical,
+    to_wire,
+    written_projection,
+)
+from accord.connectors.salesforce.session import SalesforceSession
+from accord.connectors.salesforce.settings import SalesforceSettings
+
+T = TypeVar("T")
+MAX_RECENT = 10_000  # de-dup pairs kept in a cursor; dropping one only repeats a record, never loses it
+_RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "SERVER_UNAVAILABLE",
+                    "REQUEST_RUNNING_TOO_LONG"}
+
+
+class FetchCursor(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """The poll position: watermark (max SystemModstamp seen, ms), the (id, version) pairs already
+    returned inside the overlap window, and the locator of the query in progress."""
+
+    wm: int | None = None
+    recent: list[tuple[str, int]] = []
+    next: str | None = None
+
+
+_CURSOR_DECODER = msgspec.json.Decoder(FetchCursor)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class SalesforceConnector:
+    """The ``Connector`` for a Salesforce org (see ``accord.connectors.base.Connector``)."""
+
+    def __init__(self, settings: SalesforceSettings, *, token_cache: TokenCache | None = None, share: float = 1.0,
+                 transport: httpx.AsyncBaseTransport | None = None, stats: CallStats | None = None,
+                 name: str = "salesforce") -> None:
+        self.settings = settings
+        self.batch_size = min(settings.batch_size, 200)
+        self.stats = stats or CallStats()
+        self._session = SalesforceSession(settings, system=name, token_cache=token_cache or MemoryTokenCache(),
+                                          share=share, transport=transport, stats=self.stats)
+
+    @property
+    def system(self) -> str:
+        """The configured system name (e.g. "crm"); used in errors and the rate-limit account key."""
+        return self._session.system
+
+    @system.setter
+    def system(self, value: str) -> None:
+        self._session.system = value
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """``(used, max)`` daily API requests from the last ``Sforce-Limit-Info`` header."""
+        return self._session.api_usage
+
+    def entities(self) -> Sequence[str]:
+        return tuple(ENTITIES)
+
+    async def aclose(self) -> None:
+        await self._session.aclose()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _since(self, wm: int) -> int:
+        """The lower bound of the next query: watermark minus overlap, floored to the SOQL second."""
+        return (wm - int(self.settings.overlap * 1000)) // 1000 * 1000
+
+    def _soql(self, emap: EntityMap, where: str = "") -> str:
+        fields = select_fields(emap.entity, multi_currency=self.settings.multi_currency,
+                               external_id_field=self.settings.external_id_field)
+        return f"SELECT {', '.join([*fields, 'IsDeleted', 'SystemModstamp'])} FROM {emap.sobject}{where}"
+
+    async def _query(self, path: str, soql: str | None = None) -> dict[str, Any]:
+        headers = {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
+        params = {"q": soql} if soql is not None else None
+        response = await self._session.request("GET", path, params=params, headers=headers)
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def _start(self, emap: EntityMap, wm: int | None) -> dict[str, Any]:
+        where = f" WHERE SystemModstamp >= {soql_datetime(self._since(wm))}" if wm is not None else ""
+        return await self._query("queryAll", f"{self._soql(emap, where)} ORDER BY SystemModstamp ASC, Id ASC")
+
+    def _decode_cursor(self, cursor: str | None) -> FetchCursor:
+        if cursor is None:
+            return FetchCursor()
+        try:
+            return _CURSOR_DECODER.decode(cursor)
+        except msgspec.DecodeError as exc:
+            raise Permanent(self.system, f"poll cursor {cursor[:80]!r} is not a Salesforce cursor ({exc}); "
+                                         "reset the cursor to run a full load", code="BAD_CURSOR") from exc
+
+    async def fetch(self, entity: str, cursor: str | None) -> Page:
+        """One page of changes after ``cursor`` (``None``: everything), deletes included (queryAll)."""
+        emap = entity_map(entity)
+        state = self._decode_cursor(cursor)
+        if state.next:
+            try:
+                body = await self._query(state.next)
+            except Permanent as exc:
+                if exc.code != "INVALID_QUERY_LOCATOR":
+                    raise
+                logger.bind(system=self.system, entity=entity).info("query locator expired; restarting query")
+                body = await self._start(emap, state.wm)
+        else:
+            body = await self._start(emap, state.wm)
+        return self._page(emap, state, body)
+
+    def _page(self, emap: EntityMap, state: FetchCursor, body: dict[str, Any]) -> Page:
+        seen = set(state.recent)
+        recent = list(state.recent)
+        wm = state.wm
+        records: list[SourceRecord] = []
+        for raw in body.get("records", []):
+            record = self._record(emap, raw)
+            wm = record.version if wm is None else max(wm, record.version)
+            if (record.id, record.version) in seen:
+                continue
+            seen.add((record.id, record.version))
+            recent.append((record.id, record.version))
+            records.append(record)
+        if wm is not None:
+            floor = self._since(wm)
+            recent = [pair for pair in recent if pair[1] >= floor][-MAX_RECENT:]
+        nxt = None if body.get("done", True) else body.get("nextRecordsUrl")
+        cursor = msgspec.json.encode(FetchCursor(wm=wm, recent=recent, next=nxt)).decode()
+        return Page(records=records, cursor=cursor, more=nxt is not None)
+
+    def _record(self, emap: EntityMap, raw: dict[str, Any]) -> SourceRecord:
+        def skipped(exc: MappingError) -> None:
+            self.stats.errors += 1
+            logger.bind(system=self.system, entity=emap.entity, record=raw.get("Id"), field=exc.field,
+                        reason=exc.message).warning("unmappable value left out of the record")
+
+        fields, gid, version, deleted = to_canonical(
+            emap.entity, raw, multi_currency=self.settings.multi_currency,
+            external_id_field=self.settings.external_id_field, on_error=skipped)
+        return SourceRecord(id=str(raw["Id"]), version=version, deleted=deleted, fields=fields, gid=gid,
+                            modified_ms=version)
+
+    async def find_created(self, entity: str, gids: Sequence[str], since_ms: int) -> dict[str, SourceRecord]:
+        """Live records whose external id is one of ``gids`` (keyed by the gid as given).
+
+        ``since_ms`` is not used in the query: the external id is unique, so it narrows nothing, and
+        the org's clock may disagree with Accord's.
+        """
+        emap = entity_map(entity)
+        ext = self.settings.external_id_field
+        wanted = {gid.casefold(): gid for gid in gids}
+        found: dict[str, SourceRecord] = {}
+        for chunk in _chunks(list(wanted.values()), 100):
+            where = f" WHERE {ext} IN ({', '.join(soql_string(gid) for gid in chunk)})"
+            body = await self._query("query", self._soql(emap, where))
+            while True:
+                for raw in body.get("records", []):
+                    gid = wanted.get(str(raw.get(ext) or "").casefold())
+                    if gid is not None:
+                        found[gid] = self._record(emap, raw)
+                if body.get("done", True) or not body.get("nextRecordsUrl"):
+                    break
+                body = await self._query(body["nextRecordsUrl"])
+        return found
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def write(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """Apply ``ops`` in order-preserving results: updates by Id, creates as upserts by external id
+        (re-links a record a crashed attempt created), deletes by Id. Chunked at ``batch_size``."""
+        emap = entity_map(entity)
+        results: list[WriteResult | None] = [None] * len(ops)
+        updates: list[tuple[int, WriteOp, dict[str, Any]]] = []
+        upserts: list[tuple[int, WriteOp, dict[str, Any]]] = []
+        deletes: list[tuple[int, WriteOp, dict[str, Any]]] = []
+        for index, op in enumerate(ops):
+            if op.kind == "delete":
+                if op.target_id is None:
+                    results[index] = WriteResult(gid=op.gid, ok=True)  # never written: nothing to delete
+                else:
+                    deletes.append((index, op, {}))
+                continue
+            try:
+                wire = to_wire(entity, op.fields, multi_currency=self.settings.multi_currency)
+            except MappingError as exc:
+                results[index] = WriteResult(gid=op.gid, ok=False, target_id=op.target_id, error=exc)
+                continue
+            if op.target_id is not None and not wire:
+                results[index] = self._ok(entity, op, op.target_id, False)  # nothing Salesforce keeps
+            elif op.target_id is not None:
+                updates.append((index, op, {"id": op.target_id, **wire}))
+            else:
+                upserts.append((index, op, {self.settings.external_id_field: op.gid, **wire}))
+        ext = self.settings.external_id_field
+        for chunk in _chunks(updates, self.batch_size):
+            await self._send_chunk(emap, "PATCH", "composite/sobjects", chunk, results)
+        for chunk in _chunks(upserts, self.batch_size):
+            await self._send_chunk(emap, "PATCH", f"composite/sobjects/{emap.sobject}/{ext}", chunk, results)
+        for chunk in _chunks(deletes, self.batch_size):
+            await self._send_chunk(emap, "DELETE", "composite/sobjects", chunk, results)
+        assert all(r is not None for r in results), "every op has a result"
+        return [r for r in results if r is not None]
+
+    async def _send_chunk(self, emap: EntityMap, method: str, path: str,
+                          chunk: Sequence[tuple[int, WriteOp, dict[str, Any]]],
+                          results: list[WriteResult | None]) -> None:
+        headers = {"Sforce-Call-Options": "client=accord"}
+        correlation = ",".join(dict.fromkeys(op.correlation_id for _, op, _ in chunk if op.correlation_id))
+        if correlation:
+            headers["X-Correlation-ID"] = correlation[:512]
+        if method == "DELETE":
+            params = {"ids": ",".join(str(op.target_id) for _, op, _ in chunk), "allOrNone": "false"}
+            response = await self._session.request("DELETE", path, params=params, headers=headers)
+        else:
+            records = [{"attributes": {"type": emap.sobject}, **wire} for _, _, wire in chunk]
+            response = await self._session.request(method, path, json={"allOrNone": False, "records": records},
+                                                   headers=headers)
+        items = response.json()
+        if not isinstance(items, list) or len(items) != len(chunk):
+            raise Retryable(self.system, f"{method} {path} returned {len(items) if isinstance(items, list) else 0}"
+                                         f" results for {len(chunk)} records; the batch is retried whole")
+        for (index, op, _), item in zip(chunk, items, strict=True):
+            results[index] = self._result(emap, op, item, deleting=method == "DELETE")
+
+    def _ok(self, entity: str, op: WriteOp, target_id: str, created: bool) -> WriteResult:
+        fields = written_projection(entity, op.fields, multi_currency=self.settings.multi_currency)
+        return WriteResult(gid=op.gid, ok=True, target_id=target_id, created=created, fields=fields)
+
+    def _result(self, emap: EntityMap, op: WriteOp, item: dict[str, Any], *, deleting: bool) -> WriteResult:
+        errors = item.get("errors") or []
+        codes = [str(e.get("statusCode")) for e in errors if isinstance(e, dict)]
+        if deleting and (item.get("success") or codes == ["ENTITY_IS_DELETED"]):
+            return WriteResult(gid=op.gid, ok=True, target_id=op.target_id)  # already deleted: done
+        if item.get("success"):
+            return self._ok(emap.entity, op, str(item.get("id") or op.target_id), bool(item.get("created")))
+        return WriteResult(gid=op.gid, ok=False, target_id=op.target_id, error=self._record_error(emap, op, errors))
+
+    def _record_error(self, emap: EntityMap, op: WriteOp, errors: list[Any]) -> ConnectorError:
+        first = errors[0] if errors and isinstance(errors[0], dict) else {}
+        code = str(first.get("statusCode") or "UNKNOWN_ERROR")
+        fields = first.get("fields") or []
+        where = f"{emap.sobject} {op.target_id or f'{self.settings.external_id_field}={op.gid}'}"
+        text = f"{where}: {code}: {first.get('message', '')}" + (f" (fields: {', '.join(fields)})" if fields else "")
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            return RateLimited(self.system, text, retry_after=float(self.settings.limit_retry_after), code=code)
+        if code in _RETRYABLE_CODES:
+            return Retryable(self.system, text, code=code)
+        return Permanent(self.system, text, code=code)

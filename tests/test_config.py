@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accord.config.load import ConfigError, load, loads
+from accord.config.types import Duration
+
+GOOD = """
+namespace = "t"
+[streams]
+partitions = 8
+retention = "2d"
+[systems.crm]
+kind = "salesforce"
+base_url = "http://127.0.0.1:1"
+client_id = "id"
+client_secret = "${SF_SECRET}"
+[systems.erp]
+kind = "quickbooks"
+base_url = "http://127.0.0.1:2"
+token_url = "http://127.0.0.1:2/oauth2/v1/tokens/bearer"
+realm_id = "1"
+client_id = "id"
+client_secret = "s"
+refresh_token = "${QBO_REFRESH:-r0}"
+[entities.account]
+owner = "crm"
+systems = ["crm", "erp"]
+fields = { tax_id = "erp", payment_terms = "erp" }
+poll_interval = "500ms"
+"""
+
+
+def test_valid_config_decodes_durations_and_env() -> None:
+    settings = loads(GOOD, env={"SF_SECRET": "s3cret"})
+    assert settings.streams.partitions == 8
+    assert settings.streams.retention == 2 * 86400
+    assert settings.entities["account"].poll_interval == pytest.approx(0.5)
+    assert settings.systems["crm"].client_secret == "s3cret"  # type: ignore[union-attr]
+    assert settings.systems["erp"].refresh_token == "r0"  # type: ignore[union-attr]
+    assert settings.targets_of("account") == ["crm", "erp"]
+
+
+def test_missing_env_names_path_and_variable() -> None:
+    with pytest.raises(ConfigError) as err:
+        loads(GOOD, env={})
+    assert err.value.errors == ["$.systems.crm.client_secret: environment variable `SF_SECRET` is not set; "
+                                "export it or write `${SF_SECRET:-default}`"]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("partitions = 8", "partitions = 0"), "$.streams.partitions: Expected `int` >= 1"),
+    (("partitions = 8", "partitions = \"many\""), "$.streams.partitions: Expected `int`, got `str`"),
+    (('retention = "2d"', 'retention = "soon"'), "$.streams.retention: expected a duration such as"),
+    (("[streams]", "[streams]\nbogus = 1"), "$.streams: Object contains unknown field `bogus`"),
+    (('kind = "salesforce"', 'kind = "sap"'), "$.systems.crm.kind: Invalid value 'sap'"),
+    (('client_id = "id"', 'client_id = 5'), "$.systems.crm.client_id: Expected `str`, got `int`"),
+])
+def test_type_errors_name_the_path(change: tuple[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        loads(GOOD.replace(*change), env={"SF_SECRET": "x"})
+    assert err.value.errors[0].startswith(expected), err.value.errors
+
+
+def test_cross_reference_errors_are_all_reported() -> None:
+    text = GOOD.replace('owner = "crm"', 'owner = "psa"').replace(
+        'fields = { tax_id = "erp", payment_terms = "erp" }',
+        'fields = { tax_number = "erp", payment_terms = "bank" }')
+    text += '\n[entities.widget]\nowner = "crm"\nsystems = ["crm", "nope"]\n'
+    with pytest.raises(ConfigError) as err:
+        loads(text, env={"SF_SECRET": "x"})
+    errors = err.value.errors
+    assert "$.entities.account.owner: `psa` is not one of this entity's systems ['crm', 'erp']" in errors
+    assert any(e.startswith("$.entities.account.fields.tax_number: `tax_number` is not a field of account")
+               for e in errors)
+    assert any(e.startswith("$.entities.account.fields.payment_terms: owner `bank`") for e in errors)
+    assert any(e.startswith("$.entities.widget: unknown entity `widget`") for e in errors)
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not valid TOML"):
+        loads("namespace = ")
+    with pytest.raises(ConfigError, match=r"cannot read the file"):
+        load(tmp_path / "absent.toml")
+
+
+def test_duration_parse() -> None:
+    assert Duration.parse("250ms") == pytest.approx(0.25)
+    assert Duration.parse("2m") == 120
+    assert Duration.parse(3) == 3
+    with pytest.raises(ValueError, match="got -1"):
+        Duration.parse(-1)
+
+
+def test_shipped_examples_are_valid() -> None:
+    examples = Path(__file__).resolve().parents[1] / "config" / "examples"
+    env = {"SF_CLIENT_ID": "a", "SF_CLIENT_SECRET": "b", "QBO_CLIENT_ID": "c", "QBO_CLIENT_SECRET": "d",
+           "QBO_REFRESH_TOKEN": "e", "QBO_REALM_ID": "f", "REDIS_URL": "redis://localhost:6379/0",
+           "SF_BASE_URL": "https://acme.my.salesforce.com", "QBO_WEBHOOK_VERIFIER": "v"}
+    for path in sorted(examples.glob("*.toml")):
+        settings = load(path, env=env)
+        assert settings.entities, path
+
+
+def test_cli_check_exit_codes(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD.replace("partitions = 8", "partitions = -3"))
+    out = subprocess.run([sys.executable, "-m", "accord", "check", "--config", str(bad)], capture_output=True,
+                         text=True, env={"SF_SECRET": "x", "PATH": ""})
+    assert out.returncode == 2
+    assert "$.streams.partitions" in out.stderr
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    out = subprocess.run([sys.executable, "-m", "accord", "check", "--config", str(good)], capture_output=True,
+                         text=True, env={"SF_SECRET": "x", "PATH": ""})
+    assert out.returncode == 0, out.stderr

@@ -1,0 +1,242 @@
+"""Poller and writer logic on fakeredis and real Redis, against in-memory systems with scripted faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from accord.actors.poller import Poller
+from accord.actors.writer import Writer
+from accord.config.load import loads
+from accord.config.settings import Settings
+from accord.connectors.errors import Permanent, RateLimited, Retryable
+from accord.streams.exceptions import decode_exception
+from accord.streams.keys import Keys
+from accord.streams.log import ensure_groups
+from accord.streams.records import ChangeRecord, encode, partition_of
+from accord.streams.state import Stats
+from tests.fakes import MemorySystem
+from tests.helpers import wait_for
+
+CONFIG = """
+namespace = "t"
+[streams]
+partitions = 4
+max_deliveries = 3
+retry_backoff_cap = "1ms"
+trim_interval = "1h"
+[systems.crm]
+kind = "salesforce"
+base_url = "http://127.0.0.1:1"
+client_id = "x"
+client_secret = "y"
+[systems.erp]
+kind = "quickbooks"
+base_url = "http://127.0.0.1:2"
+token_url = "http://127.0.0.1:2/t"
+realm_id = "1"
+client_id = "x"
+client_secret = "y"
+refresh_token = "r"
+[entities.account]
+owner = "crm"
+systems = ["crm", "erp"]
+fields = { tax_id = "erp", payment_terms = "erp" }
+"""
+
+
+class Rig:
+    def __init__(self, redis: Redis) -> None:
+        self.settings: Settings = loads(CONFIG, env={})
+        self.redis = redis
+        self.keys = Keys("t")
+        self.crm = MemorySystem("crm", batch_size=3)
+        self.erp = MemorySystem("erp", batch_size=3)
+        self.pollers = {s: Poller(self.settings, s, "", connector=c, redis=redis)
+                        for s, c in (("crm", self.crm), ("erp", self.erp))}
+        self.writer = self.new_writer()
+
+    def new_writer(self) -> Writer:
+        writer = Writer(self.settings, "account", "", connectors={"crm": self.crm, "erp": self.erp},
+                        redis=self.redis)
+        writer.assign(range(4))
+        return writer
+
+    async def setup(self) -> Rig:
+        await ensure_groups(self.redis, self.keys, "account", ["crm", "erp"], 4)
+        return self
+
+    async def poll(self, system: str) -> None:
+        await self.pollers[system].poll_page("account")
+
+    async def settle(self, rounds: int = 6) -> None:
+        """Poll both systems and sweep until nothing moves (bounded)."""
+        for _ in range(rounds):
+            await self.poll("crm")
+            await self.poll("erp")
+            while await self.writer.sweep():
+                pass
+
+    async def counts(self) -> dict[tuple[str, ...], int]:
+        return await Stats(self.keys).read(self.redis, Stats.RECORDS)
+
+    async def exceptions(self) -> list[Any]:
+        rows = await self.redis.hgetall(self.keys.exception_index())
+        return [decode_exception(v) for v in rows.values()]
+
+
+@pytest.fixture
+async def rig(any_redis: Redis) -> Rig:
+    return await Rig(any_redis).setup()
+
+
+def erp_view(rig: Rig) -> dict[str | None, dict[str, Any]]:
+    return {rig.erp.gids[r]: f for r, f in rig.erp.records.items()}
+
+
+async def test_create_update_delete_flow_once_with_xref(rig: Rig) -> None:
+    a = rig.crm.user_create({"name": "Acme", "country": "US", "tax_id": "crm-typed"})
+    b = rig.crm.user_create({"name": "Globex", "country": "DE"})
+    await rig.settle()
+    assert rig.erp.creates == 2
+    gid_a = (await rig.redis.get(rig.keys.xid("account", "crm", a))).decode()
+    erp_id = (await rig.redis.hget(rig.keys.xref("account", gid_a), "erp")).decode()
+    assert rig.erp.records[erp_id] == {"name": "Acme", "country": "US"}  # tax_id is the ERP's: not written
+    assert (await rig.redis.get(rig.keys.xid("account", "erp", erp_id))).decode() == gid_a
+
+    rig.crm.user_update(a, {"name": "Acme Corp"})
+    rig.crm.user_delete(b)
+    await rig.settle()
+    assert rig.erp.creates == 2
+    view = erp_view(rig)
+    assert view[gid_a]["name"] == "Acme Corp"
+    gid_b = (await rig.redis.get(rig.keys.xid("account", "crm", b))).decode()
+    assert view[gid_b]["status"] == "inactive"
+
+
+async def test_erp_owned_field_flows_back_and_echoes_settle(rig: Rig) -> None:
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    rig.erp.user_update(erp_id, {"tax_id": "US-991", "payment_terms": "net_30"})
+    await rig.settle()
+    assert rig.crm.records[a]["tax_id"] == "US-991"
+    assert rig.crm.records[a]["payment_terms"] == "net_30"
+    writes_before = (rig.crm.write_calls, rig.erp.write_calls)
+    await rig.settle()  # echoes of Accord's own writes must not produce more writes
+    assert (rig.crm.write_calls, rig.erp.write_calls) == writes_before
+
+
+async def test_non_owner_edit_is_a_counted_violation_not_a_change(rig: Rig) -> None:
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    rig.erp.user_update(erp_id, {"name": "ACME (edited in ERP)"})
+    await rig.settle()
+    assert rig.crm.records[a]["name"] == "Acme"
+    assert (await rig.counts())[("violations", "erp", "account")] == 1
+
+
+async def test_transient_storm_retries_without_loss_or_duplicate(rig: Rig) -> None:
+    for i in range(7):
+        rig.crm.user_create({"name": f"Firm {i}", "country": "US"})
+    rig.erp.fail_batches = [Retryable("erp", "503"), RateLimited("erp", "429", retry_after=0.0),
+                            Retryable("erp", "timeout")]
+    await rig.poll("crm")
+
+    async def all_written() -> bool:
+        await rig.writer.sweep()
+        return len(rig.erp.records) == 7
+
+    await wait_for(all_written, timeout=10, interval=0.005, message="7 ERP records")
+    assert rig.erp.fail_batches == []
+    names = sorted(f["name"] for f in rig.erp.records.values())
+    assert names == [f"Firm {i}" for i in range(7)] and rig.erp.creates == 7
+    assert await rig.exceptions() == []
+
+
+async def test_permanent_record_error_files_exception_and_the_rest_flows(rig: Rig) -> None:
+    bad = rig.crm.user_create({"name": "Bad", "country": "US"})
+    for i in range(3):
+        rig.crm.user_create({"name": f"Good {i}", "country": "US"})
+    await rig.poll("crm")
+    gid_bad = (await rig.redis.get(rig.keys.xid("account", "crm", bad))).decode()
+    rig.erp.fail_records[gid_bad] = Permanent("erp", "6240 Duplicate Name Exists Error")
+    while await rig.writer.sweep():
+        pass
+    assert sorted(f["name"] for f in rig.erp.records.values()) == ["Good 0", "Good 1", "Good 2"]
+    [exc] = await rig.exceptions()
+    assert exc.reason == "permanent" and exc.gid == gid_bad and "6240" in exc.message
+    assert exc.correlation_id and exc.target == "erp"
+    for p in range(4):
+        assert (await rig.redis.xpending(rig.keys.changes("account", p), "to:erp"))["pending"] == 0
+
+
+async def test_poison_and_malformed_entries_are_dead_lettered(rig: Rig) -> None:
+    p = 0
+    stream = rig.keys.changes("account", p)
+    await rig.redis.xadd(stream, {"d": b"\xc1 not msgpack"})
+    await rig.redis.xadd(stream, {"x": b"no d field"})
+    rig.crm.user_create({"name": "After", "country": "US"})
+    await rig.poll("crm")
+    while await rig.writer.sweep():
+        pass
+    filed = sorted((e.target, e.reason) for e in await rig.exceptions())  # each target group files its own
+    assert filed == [("crm", "malformed"), ("crm", "malformed"), ("erp", "malformed"), ("erp", "malformed")]
+    assert [f["name"] for f in rig.erp.records.values()] == ["After"]
+
+
+async def test_always_failing_record_moves_to_exceptions_after_max_deliveries(rig: Rig) -> None:
+    a = rig.crm.user_create({"name": "Stuck", "country": "US"})
+    await rig.poll("crm")
+    gid = (await rig.redis.get(rig.keys.xid("account", "crm", a))).decode()
+    rig.erp.fail_records[gid] = Retryable("erp", "UNABLE_TO_LOCK_ROW")
+
+    async def filed() -> list[Any]:
+        await rig.writer.sweep()
+        return await rig.exceptions()
+
+    [exc] = await wait_for(filed, timeout=10, interval=0.005, message="the exception")
+    assert exc.reason == "max_deliveries" and exc.attempts == 4
+    stream = rig.keys.changes("account", partition_of(gid, 4))
+    assert (await rig.redis.xpending(stream, "to:erp"))["pending"] == 0
+
+
+async def test_version_guard_skips_older_and_replayed_changes(rig: Rig) -> None:
+    a = rig.crm.user_create({"name": "V1", "country": "US"})
+    await rig.settle()
+    gid = (await rig.redis.get(rig.keys.xid("account", "crm", a))).decode()
+    p = partition_of(gid, 4)
+    stale = ChangeRecord(change_id="old", entity="account", gid=gid, op="upsert", source="crm", source_id=a,
+                         version=0, fields={"name": "Ancient"})
+    await rig.redis.xadd(rig.keys.changes("account", p), {"d": encode(stale)})
+    while await rig.writer.sweep():
+        pass
+    assert erp_view(rig)[gid]["name"] == "V1"
+    assert (await rig.counts())[("skipped", "account", "stale_version")] == 1
+
+
+async def test_crash_after_write_before_ack_never_duplicates(rig: Rig) -> None:
+    for i in range(4):
+        rig.crm.user_create({"name": f"Firm {i}", "country": "US"})
+    await rig.poll("crm")
+    # simulate a writer that wrote to the ERP, then died before its commit (no XACK, no xref)
+    original = rig.writer._commit
+
+    async def crash(target: str, outcome: Any) -> None:
+        if target == "erp":
+            raise RuntimeError("killed mid-batch")
+        await original(target, outcome)
+
+    rig.writer._commit = crash  # type: ignore[method-assign]
+    with pytest.raises(ExceptionGroup):
+        await rig.writer.sweep()
+    assert rig.erp.creates == 4
+    rig.writer._commit = original  # type: ignore[method-assign]
+    rig.writer = rig.new_writer()  # the restarted actor: fresh memory, same Redis
+    while await rig.writer.sweep():
+        pass
+    await rig.settle()
+    assert rig.erp.creates == 4 and len(rig.erp.records) == 4
