@@ -8,12 +8,10 @@
 # deploy/compose.yaml and deploy/kubernetes/accord.yaml show the full setup (Redis, Prometheus, KubeRay).
 # Container rules are in shared/reference/redis-and-ray.md §3.6, §3.8 and design rule 13.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-
 # ---------------------------------------------------------------------------------------------------------
 # builder: a wheel of the project plus wheels of every dependency, so the runtime stage installs offline.
 # ---------------------------------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS builder
+FROM python:3.11-slim-bookworm AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -28,11 +26,15 @@ RUN apt-get update \
 
 WORKDIR /src
 
-# Dependency wheels first, from pyproject.toml alone, so editing the code does not re-download Ray.
+# Dependency wheels first, from pyproject.toml alone, so editing the code does not re-download Ray. Ray gets
+# its `client` extra (grpcio) here: joining a cluster through RAY_ADDRESS=ray://head:10001 (KubeRay, the
+# compose alternative) needs Ray Client, which plain `ray` does not install. The list is kept next to the
+# wheels so the runtime stage installs exactly it.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(re.sub(r'^ray(?=\W)', 'ray[client]', d) for d in deps))" \
         > /tmp/requirements.txt \
-    && pip wheel --wheel-dir /wheels -r /tmp/requirements.txt
+    && pip wheel --wheel-dir /wheels -r /tmp/requirements.txt \
+    && cp /tmp/requirements.txt /wheels/requirements.txt
 
 # The project wheel. Package layout: pyproject.toml maps accord -> daemon/, accord.actors -> actors/, ...
 COPY daemon/ daemon/
@@ -45,7 +47,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 # ---------------------------------------------------------------------------------------------------------
 # runtime
 # ---------------------------------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11-slim-bookworm AS runtime
 
 LABEL org.opencontainers.image.title="accord" \
       org.opencontainers.image.description="Governed streaming sync between CRM, PSA and ERP: Ray actors over Redis Streams" \
@@ -62,7 +64,7 @@ ENV VIRTUAL_ENV=/opt/venv \
 # add no layer to the image.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv "$VIRTUAL_ENV" \
-    && pip install --no-index --find-links=/wheels accord-sync \
+    && pip install --no-index --find-links=/wheels -r /wheels/requirements.txt /wheels/accord_sync-*.whl \
     && accord --version
 
 # Non-root user with a real home: in token mode Ray keeps its token in ~/.ray/auth_token (see RAY_AUTH_MODE).
@@ -70,28 +72,31 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
 RUN groupadd --system --gid 10001 accord \
     && useradd --system --uid 10001 --gid accord --home-dir /home/accord --create-home \
        --shell /usr/sbin/nologin accord \
-    && install -d -o accord -g accord -m 0750 /var/lib/accord /etc/accord
+    && install -d -o accord -g accord -m 0750 /var/lib/accord
 
 WORKDIR /app
 
 # Secrets are never in this file: it reads ${REDIS_URL}, ${SF_*} and ${QBO_*} from the environment.
-COPY --chown=accord:accord config/examples/production.toml /etc/accord/accord.toml
+# Owned by root and read-only to the daemon. Mount your own file over it to change the configuration.
+COPY config/examples/production.toml /etc/accord/accord.toml
 
 ENV PYTHONUNBUFFERED=1 \
     HOME=/home/accord \
-    # `ray start --block` (the compose/KubeRay alternatives) drains for this long on SIGTERM; the default is
-    # 30 s. 15 s leaves room inside the 40 s stop grace period for the daemon's own drain (supervisor
-    # drain_timeout 20 s in production.toml) and ray.shutdown().
-    RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=15 \
-    # Token auth, decided explicitly (design rule 13; Ray 2.60 turns it on by default for a local ray.init and
-    # only warns). A local ray.init generates a token at ~/.ray/auth_token on first start, so the single
-    # container needs nothing more. Ray's GCS and raylet listen on the container's network address, and
-    # without a token anything on that network could run code in them. When joining a cluster (RAY_ADDRESS),
-    # give every node and this driver the same RAY_AUTH_TOKEN (from a secret). Set RAY_AUTH_MODE=disabled
-    # only for a cluster that is unauthenticated on purpose: the driver and the cluster must agree.
-    RAY_AUTH_MODE=token \
-    # No usage-stats reporting from a production daemon.
     RAY_USAGE_STATS_ENABLED=0
+
+# `ray start --block` (the compose/KubeRay alternatives) drains for this long on SIGTERM; Ray's default is
+# 30 s. 15 s leaves room inside the 40 s stop grace period for the daemon's own drain (supervisor
+# drain_timeout 20 s in production.toml) and ray.shutdown().
+ENV RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=15
+
+# Ray token auth, decided explicitly (design rule 13): Ray 2.60 turns it on by default for a local ray.init
+# and only warns about it. We pin `token`. Ray's GCS and raylet listen on the container's network address,
+# and without a token anything on that network could run code in them. A local ray.init generates the token
+# at ~/.ray/auth_token on first start, so the single container needs nothing more. To join a cluster
+# (RAY_ADDRESS), give every Ray node and this driver the same RAY_AUTH_TOKEN from a secret. Override with
+# RAY_AUTH_MODE=disabled only to join a cluster that runs without auth on purpose: driver and cluster must
+# agree.
+ENV RAY_AUTH_MODE=token
 
 # /metrics, /healthz, /readyz and /webhooks/{system} ([http] port in production.toml).
 EXPOSE 9464

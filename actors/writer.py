@@ -286,8 +286,8 @@ class Writer:
         work.source = msgspec.structs.replace(last, op="delete" if deleted else "upsert", fields=fields)
 
     async def _prepare_creates(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
-        """A record unknown to the target: only its owner system may create it, with the full owned
-        projection; a retried create first looks for the record a crashed attempt made."""
+        """A record unknown to the target: only its owner system may create it, seeded with every value
+        the owner holds; a retried create first looks for the record a crashed attempt made."""
         owner = self.ownership.owner
         ready: list[RecordWork] = []
         for work in works:
@@ -310,9 +310,10 @@ class Writer:
         seen, _ = await self.ctx.projections.load(owner, self.entity, source_ids)
         for work, projection in zip(ready, seen, strict=True):
             assert work.source is not None
-            full = {k: v for k, v in (projection or {}).items()
-                    if k in self.ownership.owned_by(owner) and v is not None}
-            fields = self.ownership.writable_to(target, {**full, **work.source.fields})
+            # a create seeds every known value, the target's own fields included (it has none yet);
+            # from then on updates never write a field the target owns
+            fields = {k: v for k, v in (projection or {}).items() if not k.startswith("_") and v is not None}
+            fields.update(work.source.fields)
             work.target_id = found.get(work.gid)
             work.op = self._op(work, fields)
 

@@ -41,6 +41,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self._signalled_at = 0.0
         self._main: asyncio.Task[int] | None = None
+        self.on_stop_request: Callable[[], None] = self.stop_event.set  # the demo finishes before stopping
 
     def start_redis(self) -> str:
         if not self.settings.redis.url:
@@ -70,13 +71,15 @@ class Daemon:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         now = time.monotonic()
-        if self.stop_event.is_set() and now - self._signalled_at > 1.0 and self._main is not None:
+        if self._signalled_at and now - self._signalled_at > 1.0 and self._main is not None:
             logger.warning("second {}: cancelling now", sig.name)
             self._main.cancel()
             return
+        if self._signalled_at:
+            return
         logger.info("{} received: draining", sig.name)
         self._signalled_at = now
-        self.stop_event.set()
+        self.on_stop_request()
 
     async def run(self, *, on_ready: Hook | None = None, signals: bool = True, own_ray: bool = True) -> int:
         """Run until ``stop_event`` is set; returns the process exit code."""

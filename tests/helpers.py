@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
+async def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,  # noqa: ASYNC109
                    message: str = "condition") -> Any:
     """Poll an (async or sync) predicate until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout

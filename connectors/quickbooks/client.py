@@ -88,9 +88,10 @@ class QuickBooksConnector:
         rows = (body.get("QueryResponse") or {}).get(spec.qbo) or []
         since = state.since or str(body["time"])
         records = self._records(spec, rows)
+        recent = self._recent(state.recent, records, since)
         if len(rows) < size:
-            return Page(records=records, cursor=encode(CdcCursor(since=since)))
-        following = QueryCursor(start=state.start + len(rows), since=since, after=state.after)
+            return Page(records=records, cursor=encode(CdcCursor(since=since, recent=recent)))
+        following = QueryCursor(start=state.start + len(rows), since=since, after=state.after, recent=recent)
         return Page(records=records, cursor=encode(following), more=True)
 
     async def _fetch_cdc(self, spec: EntitySpec, state: CdcCursor) -> Page:
@@ -103,10 +104,14 @@ class QuickBooksConnector:
         records = self._records(spec, objects)
         seen = {(str(i), int(v)) for i, v in state.recent}
         since = str(body["time"])
-        horizon = int(parse_time(since).timestamp() * 1000 - self.settings.overlap * 1000) - 1000
-        recent = [(r.id, r.version) for r in records if r.modified_ms >= horizon][-RECENT_MAX:]
         fresh = [r for r in records if (r.id, r.version) not in seen]
-        return Page(records=fresh, cursor=encode(CdcCursor(since=since, recent=recent)))
+        return Page(records=fresh, cursor=encode(CdcCursor(since=since, recent=self._recent([], records, since))))
+
+    def _recent(self, kept: list[tuple[str, int]], records: list[SourceRecord], since: str) -> list[tuple[str, int]]:
+        """``(id, version)`` of the records the next CDC call (from ``since`` minus the overlap) returns
+        again; a second of slack because QBO stamps records to the second."""
+        horizon = parse_time(since).timestamp() * 1000 - self.settings.overlap * 1000 - 1000
+        return [*kept, *((r.id, r.version) for r in records if r.modified_ms >= horizon)][-RECENT_MAX:]
 
     async def find_created(self, entity: str, gids: Sequence[str], since_ms: int) -> dict[str, SourceRecord]:
         """Records carrying one of ``gids`` in their gid marker, changed at or after ``since_ms``."""

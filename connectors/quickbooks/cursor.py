@@ -2,7 +2,8 @@
 
 * ``{"mode":"query","start":1001,"since":"..."}``: paging a query (a full load when ``after`` is absent,
   else a re-read of the records changed at or after ``after``). ``since`` is the server ``time`` of the
-  first page: where change data capture picks up when the query is done.
+  first page: where change data capture picks up when the query is done; ``recent`` collects the records
+  already read that CDC will send again (changed inside the overlap before ``since``).
 * ``{"mode":"cdc","since":"...","recent":[[id, version], ...]}``: CDC from ``since`` minus the overlap;
   ``recent`` holds what the last response returned inside the overlap window so it is not emitted twice.
 """
@@ -23,6 +24,7 @@ class QueryCursor(msgspec.Struct, tag="query", tag_field="mode", omit_defaults=T
     start: int = 1
     since: str | None = None
     after: str | None = None
+    recent: list[tuple[str, int]] = []
 
 
 class CdcCursor(msgspec.Struct, tag="cdc", tag_field="mode", frozen=True):

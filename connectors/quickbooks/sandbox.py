@@ -11,37 +11,27 @@ customer, term, companyinfo.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
 import secrets
-import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from accord.connectors.quickbooks.faults import QboFault, auth_failed, qbo_time, system_fault, throttled
-from accord.connectors.quickbooks.store import ENTITY_TYPES, EntityType, Realm, Row, entity_type
-from accord.connectors.sandbox import (
-    Clock,
-    Fault,
-    LoggedRequest,
-    SandboxState,
-    admin_routes,
-    sandboxed,
+from accord.connectors.quickbooks.routes import (
+    Endpoint,
+    Handlers,
+    authed,
+    fault_renderer,
+    limited,
+    token_endpoint,
 )
+from accord.connectors.quickbooks.store import ENTITY_TYPES, EntityType, Realm, Row, entity_type
+from accord.connectors.sandbox import Clock, SandboxState, admin_routes, sandboxed
 
-CDC_WINDOW = 30 * 86400.0
-CDC_MAX_OBJECTS = 1000
-BATCH_MAX_ITEMS = 30
-MIN_MINOR_VERSION = 75
 STANDARD_TERMS = (("Due on receipt", 0), ("Net 15", 15), ("Net 30", 30), ("Net 60", 60))
 
 
@@ -92,6 +82,18 @@ class QuickBooksState(SandboxState):
 
     def realm(self, realm_id: str | None = None) -> Realm:
         return self.realms[realm_id or self.realm_id]
+
+    def drain_events(self) -> list[ChangeEvent]:
+        """Take every change event recorded so far (the webhook emitter's feed)."""
+        with self.lock:
+            events = list(self.events)
+            self.events.clear()
+            return events
+
+    def requeue_events(self, events: list[ChangeEvent]) -> None:
+        """Put undelivered events back in front, oldest first."""
+        with self.lock:
+            self.events.extendleft(reversed(events))
 
     def expire_tokens(self) -> None:
         """Invalidate every access token: the next API call answers 401 (code 3200)."""
@@ -152,27 +154,24 @@ class QuickBooksState(SandboxState):
             return None if row is None or row.deleted else target.render(etype, row)
 
 
-
 def build_app(state: QuickBooksState) -> Starlette:
     """The sandbox as a starlette app (API, token endpoint, ``/__sandbox__`` admin API)."""
-    on_fault = _on_fault(state)
+    on_fault = fault_renderer(state)
     routes: list[Route] = [
-        Route("/oauth2/v1/tokens/bearer", sandboxed(state, "token", _token_endpoint(state), on_fault),
+        Route("/oauth2/v1/tokens/bearer", sandboxed(state, "token", token_endpoint(state), on_fault),
               methods=["POST"], name="token"),
     ]
-    merged: dict[str, dict[str, Any]] = {}
-    for endpoint, path, handler, methods in _api_routes(state):
-        guarded = _limited(state, endpoint, sandboxed(state, endpoint, _authed(state, handler), on_fault))
-        merged.setdefault(path, {"endpoint": endpoint, "handlers": {}})
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for endpoint, path, handler, methods in Handlers(state).routes():
+        guarded = limited(state, endpoint, sandboxed(state, endpoint, authed(state, handler), on_fault))
         for method in methods:
-            merged[path]["handlers"][method] = guarded
-    for path, entry in merged.items():
-        routes.append(Route(path, _by_method(entry["handlers"]), methods=list(entry["handlers"]),
-                            name=f"{entry['endpoint']}:{path}"))
+            by_path.setdefault(path, {})[method] = guarded
+    for path, handlers in by_path.items():
+        routes.append(Route(path, _by_method(handlers), methods=list(handlers)))
     return Starlette(routes=[*routes, *admin_routes(state)])
 
 
-def _by_method(handlers: dict[str, Callable[[Request], Awaitable[Response]]]):
+def _by_method(handlers: dict[str, Endpoint]) -> Endpoint:
     async def dispatch(request: Request) -> Response:
         handler = handlers.get(request.method) or handlers["GET"]  # HEAD is answered like GET
         return await handler(request)

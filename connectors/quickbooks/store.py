@@ -105,7 +105,8 @@ class Realm:
         meta = {"CreateTime": qbo_time(row.created), "LastUpdatedTime": qbo_time(row.updated)}
         if row.deleted:
             return {"domain": "QBO", "status": "Deleted", "Id": row.wire["Id"], "MetaData": meta}
-        return {**copy.deepcopy(row.wire), "MetaData": meta}
+        wire = copy.deepcopy(row.wire)
+        return {"Id": wire.pop("Id"), "SyncToken": wire.pop("SyncToken"), **wire, "MetaData": meta}
 
     def row(self, etype: EntityType, record_id: str) -> Row:
         row = self.tables[etype.name].get(str(record_id))

@@ -15,6 +15,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -351,15 +352,22 @@ class _RowRoutes:
         records, all_or_none = await self._records(request)
         ops: list[Op] = []
         for record in records:
-            values = {k: v for k, v in record.items() if k not in ("id", "Id")}
+            rid = str(record.get("id") or record.get("Id") or "")
             if request.method == "POST":
-                ops.append((None, lambda v=values, r=record: {
-                    "id": self.store.insert(self._typed(r), v), "success": True, "errors": []}))
+                ops.append((None, partial(self._create_one, record)))
             else:
-                rid = str(record.get("id") or record.get("Id") or "")
-                ops.append((rid or None, lambda v=values, r=record, i=rid: {
-                    "id": self.store.update(self._typed(r), i, v), "success": True, "errors": []}))
+                ops.append((rid or None, partial(self._update_one, record, rid)))
         return self._apply(ops, all_or_none)
+
+    def _create_one(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {"id": self.store.insert(self._typed(record), record), "success": True, "errors": []}
+
+    def _update_one(self, record: dict[str, Any], rid: str) -> dict[str, Any]:
+        values = {k: v for k, v in record.items() if k not in ("id", "Id")}
+        return {"id": self.store.update(self._typed(record), rid, values), "success": True, "errors": []}
+
+    def _delete_one(self, rid: str) -> dict[str, Any]:
+        return {"id": self.store.delete(self._by_prefix(rid), rid), "success": True, "errors": []}
 
     def _delete_many(self, request: Request) -> Response:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i]
@@ -368,8 +376,7 @@ class _RowRoutes:
         if len(ids) > MAX_COLLECTION:
             raise RecordError("EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records "
                                                    "into this call")
-        ops: list[Op] = [(rid, lambda i=rid: {"id": self.store.delete(self._by_prefix(i), i), "success": True,
-                                              "errors": []}) for rid in ids]
+        ops: list[Op] = [(rid, partial(self._delete_one, rid)) for rid in ids]
         return self._apply(ops, request.query_params.get("allOrNone") == "true")
 
     def _by_prefix(self, rid: str) -> SObjectType:
@@ -395,7 +402,7 @@ class _RowRoutes:
             seen.add(str(value).casefold())
             return self._upsert(sobject, field, value, record)
 
-        return self._apply([(None, lambda r=record: upsert(r)) for record in records], all_or_none)
+        return self._apply([(None, partial(upsert, record)) for record in records], all_or_none)
 
     async def collection_get(self, request: Request) -> Response:
         sobject = self.store.sobject(request.path_params["obj"])

@@ -18,9 +18,11 @@ A syntax error is ``MALFORMED_QUERY``; an unknown field, or a literal of the wro
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 _TOKEN = re.compile(r"""\s*(?:
@@ -290,6 +292,10 @@ def _fold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
+_ORDERING: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                                  ">=": operator.ge}
+
+
 def _compare(op: str, have: Any, want: Any) -> bool:
     if op == "=":
         return bool(_fold(have) == _fold(want))
@@ -297,10 +303,9 @@ def _compare(op: str, have: Any, want: Any) -> bool:
         return bool(_fold(have) != _fold(want))
     if have is None or want is None:
         return False
-    a, b = _fold(have), _fold(want)
     try:
-        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-    except TypeError:
+        return bool(_ORDERING[op](_fold(have), _fold(want)))
+    except TypeError:  # e.g. a number against a string: no match, as in Salesforce
         return False
 
 
@@ -336,7 +341,7 @@ def run(query: Query, rows: Iterable[dict[str, Any]], project: Callable[[dict[st
     for order in reversed(query.order):  # stable sorts, last key first
         present = [row for row in selected if row.get(order.field) is not None]
         missing = [row for row in selected if row.get(order.field) is None]
-        present.sort(key=lambda row, f=order.field: _sort_key(row[f]), reverse=order.desc)
+        present.sort(key=partial(_sort_key, order.field), reverse=order.desc)
         selected = present + missing if order.nulls_last else missing + present
     selected = selected[query.offset:]
     if query.limit is not None:
@@ -344,5 +349,6 @@ def run(query: Query, rows: Iterable[dict[str, Any]], project: Callable[[dict[st
     return [project(row) for row in selected]
 
 
-def _sort_key(value: Any) -> Any:
-    return (value.casefold(), value) if isinstance(value, str) else value
+def _sort_key(field: str, row: dict[str, Any]) -> Any:
+    value = row[field]
+    return value.casefold() if isinstance(value, str) else value  # case-insensitive ties go to the next key

@@ -103,15 +103,18 @@ async def test_create_update_delete_flow_once_with_xref(rig: Rig) -> None:
     assert rig.erp.creates == 2
     gid_a = (await rig.redis.get(rig.keys.xid("account", "crm", a))).decode()
     erp_id = (await rig.redis.hget(rig.keys.xref("account", gid_a), "erp")).decode()
-    assert rig.erp.records[erp_id] == {"name": "Acme", "country": "US"}  # tax_id is the ERP's: not written
+    # a create seeds every known value, the ERP-owned tax id included (the ERP has none yet)
+    assert rig.erp.records[erp_id] == {"name": "Acme", "country": "US", "tax_id": "crm-typed"}
     assert (await rig.redis.get(rig.keys.xid("account", "erp", erp_id))).decode() == gid_a
 
-    rig.crm.user_update(a, {"name": "Acme Corp"})
+    rig.crm.user_update(a, {"name": "Acme Corp", "tax_id": "crm-retyped"})
     rig.crm.user_delete(b)
     await rig.settle()
     assert rig.erp.creates == 2
     view = erp_view(rig)
     assert view[gid_a]["name"] == "Acme Corp"
+    assert view[gid_a]["tax_id"] == "crm-typed"  # after the create, the ERP owns it: CRM edits do not flow
+    assert (await rig.counts())[("violations", "crm", "account")] == 1
     gid_b = (await rig.redis.get(rig.keys.xid("account", "crm", b))).decode()
     assert view[gid_b]["status"] == "inactive"
 
