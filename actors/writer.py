@@ -31,7 +31,7 @@ from accord.actors.context import Context
 from accord.actors.governance import Ownership
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, WriteOp, WriteResult, backoff_delay
-from accord.connectors.errors import ConnectorError, Permanent, RateLimited, Retryable, StaleVersion
+from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable, StaleVersion
 from accord.connectors.registry import build_connector
 from accord.streams.exceptions import ExceptionRecord, Reason, exception_id, file_exception
 from accord.streams.keys import Keys
@@ -384,6 +384,9 @@ class Writer:
                 outcome.counts[Stats.label("created", target, self.entity)] += 1
             return
         error = result.error
+        if isinstance(error, Gone):  # deleted in the target meanwhile: nothing left to update
+            self._ack_all(work, outcome, "target_deleted")
+            return
         if isinstance(error, Retryable | StaleVersion):
             self._defer(outcome, [work], error)
             return

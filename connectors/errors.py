@@ -8,6 +8,7 @@
     ├── AuthExpired                 401 / INVALID_SESSION_ID: refresh the token, retry once
     ├── StaleVersion                QBO 5010 / SF 412: re-read the record, retry with its new version
     └── Permanent                   validation, 4xx: never retried; the record goes to exceptions
+        └── Gone                    the target record was deleted there: nothing to write, skip and count
 
 Translate transport and HTTP failures into this tree at the connector boundary (``raise X(...) from exc``);
 nothing above the connector looks at status codes.
@@ -50,3 +51,7 @@ class StaleVersion(ConnectorError):
 
 class Permanent(ConnectorError):
     """The request is wrong for this record (validation, not found, duplicate): do not retry."""
+
+
+class Gone(Permanent):
+    """The record no longer exists in the target (deleted there): an update has nothing to apply to."""

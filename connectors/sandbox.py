@@ -21,6 +21,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -141,6 +142,7 @@ class SandboxState:
         self.faults = FaultPlan()
         self.requests = RequestLog()
         self.lock = threading.RLock()
+        self.started: Counter[str] = Counter()  # requests received per endpoint (logged ones have ended)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -154,6 +156,7 @@ def sandboxed(state: SandboxState, endpoint: str, handler: Handler, on_fault: Fa
     """
 
     async def wrapped(request: Request) -> Response:
+        state.started[endpoint] += 1
         fault = state.faults.take(endpoint)
         if fault is not None and fault.kind in ("timeout", "slow"):
             await asyncio.sleep(fault.delay)

@@ -138,8 +138,8 @@ class _LiveView:
         api = await self.stats.read(self.redis, Stats.API)  # type: ignore[arg-type]
         slots = await slot_stats(self.redis, self.settings, Keys(self.settings.namespace))  # type: ignore[arg-type]
         table = Table(title=f"Accord · {time.monotonic() - self.started:5.1f}s", expand=False)
-        for col in ("system", "polled", "published", "echoes dropped", "violations", "written", "created",
-                    "API calls", "429s", "lag (records)", "oldest lag (s)", "pending"):
+        for col in ("system", "polled", "publ.", "echoes", "viol.", "written", "created", "API", "429",
+                    "lag", "lag s", "pend."):
             table.add_column(col, justify="right")
         for system in self.settings.systems:
             lag = [s for s in slots if s.target == system]

@@ -29,7 +29,6 @@ from accord.connectors.base import (
     WriteOp,
     WriteResult,
 )
-from accord.connectors.quickbooks import webhooks
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.cursor import (
     RECENT_MAX,
@@ -43,7 +42,10 @@ from accord.connectors.quickbooks.cursor import (
 )
 from accord.connectors.quickbooks.mapping import ENTITIES, EntitySpec, MappingError, spec_for, to_canonical
 from accord.connectors.quickbooks.settings import QuickBooksSettings
+from accord.connectors.quickbooks.webhooks import parse_webhook, verify_webhook
 from accord.connectors.quickbooks.writer import MAX_BATCH, BatchWriter
+
+__all__ = ["QuickBooksConnector", "parse_webhook", "verify_webhook"]
 
 CDC_CAP = 1000  # QBO returns at most 1000 objects per CDC response
 CDC_SAFE_AGE = 29 * 86400.0  # CDC covers 30 days; older watermarks re-read through the query
@@ -143,8 +145,9 @@ class QuickBooksConnector:
         records = []
         for row in rows:
             def report(exc: MappingError, row: dict[str, Any] = row) -> None:
-                logger.bind(system=self.system, entity=spec.canonical, record_id=row.get("Id")).warning(
-                    "unmappable field left out of the record: {}", exc.message)
+                self.stats.errors += 1
+                logger.bind(system=self.system, entity=spec.canonical, record_id=row.get("Id"), field=exc.field,
+                            reason=exc.message).warning("unmappable value left out of the record")
             records.append(to_canonical(spec.canonical, row, on_error=report))
         return records
 
@@ -156,11 +159,12 @@ class QuickBooksConnector:
     # -- webhooks -------------------------------------------------------------------------------
     @staticmethod
     def verify_webhook(body: bytes, signature: str, verifier: str) -> bool:
-        return webhooks.verify_webhook(body, signature, verifier)
+        """Whether ``signature`` (``intuit-signature``) is the base64 HMAC-SHA256 of ``body``."""
+        return verify_webhook(body, signature, verifier)
 
     def parse_webhook(self, body: bytes) -> list[tuple[str, str, str]]:
         """``(QBO entity name, id, operation)`` for this company's changes in a notification."""
-        return webhooks.parse_webhook(body, self.settings.realm_id)
+        return parse_webhook(body, self.settings.realm_id)
 
     async def aclose(self) -> None:
         await self._api.aclose()

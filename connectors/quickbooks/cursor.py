@@ -44,10 +44,11 @@ def decode(text: str | None) -> Cursor:
     if not text:
         return QueryCursor()
     try:
-        return _decoder.decode(text)
+        cursor: Cursor = _decoder.decode(text)
     except msgspec.DecodeError as exc:
         raise Permanent(SYSTEM, f"cursor {text[:120]!r} is not a QuickBooks cursor ({exc}); "
                                 "reset it (accord resync) to reload from QuickBooks") from exc
+    return cursor
 
 
 def parse_time(value: str) -> dt.datetime:

@@ -278,8 +278,8 @@ def to_canonical(entity: str, wire: Mapping[str, Any],
                  on_error: Callable[[MappingError], None] | None = None) -> SourceRecord:
     """A QBO object (or a CDC ``"status":"Deleted"`` stub) as a ``SourceRecord``.
 
-    An unmappable field raises ``MappingError``; with ``on_error`` it is reported there instead and
-    left out of ``fields`` (so it neither propagates nor clears the value elsewhere).
+    An unmappable field raises ``MappingError``; with ``on_error`` it is reported there instead, left out
+    of ``fields`` (so it neither propagates nor clears the value elsewhere) and named in ``error``.
     """
     spec = spec_for(entity)
     meta = wire.get("MetaData") or {}
@@ -287,6 +287,7 @@ def to_canonical(entity: str, wire: Mapping[str, Any],
     if wire.get("status") == "Deleted":
         return SourceRecord(id=str(wire["Id"]), version=DELETED_VERSION, deleted=True, modified_ms=modified)
     fields: dict[str, Any] = {}
+    problems: list[str] = []
     for name, read in spec.readers.items():
         try:
             fields[name] = read(wire)
@@ -294,8 +295,10 @@ def to_canonical(entity: str, wire: Mapping[str, Any],
             if on_error is None:
                 raise
             on_error(exc)
+            problems.append(exc.message)
     return SourceRecord(id=str(wire["Id"]), version=int(wire.get("SyncToken", 0)), fields=fields,
-                        gid=parse_gid(wire.get(spec.gid_field)), modified_ms=modified)
+                        gid=parse_gid(wire.get(spec.gid_field)), modified_ms=modified,
+                        error=f"{spec.qbo} {wire['Id']}: {'; '.join(problems)}" if problems else None)
 
 
 def to_wire(entity: str, fields: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ only on name fields (``%`` is the wildcard). Errors raise ``QboFault`` 4000 (par
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -208,11 +209,14 @@ def _matches(cond: Condition, value: Any) -> bool:
     return _test(cond.op, *_comparable(value, cond.value, name))
 
 
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {"=": operator.eq, "<": operator.lt, ">": operator.gt,
+                                                   "<=": operator.le, ">=": operator.ge}
+
+
 def _test(op: str, left: Any, right: Any) -> bool:
     try:
-        return {"=": left == right, "<": left < right, ">": left > right,
-                "<=": left <= right, ">=": left >= right}[op]
-    except TypeError:
+        return bool(_COMPARE[op](left, right))
+    except TypeError:  # e.g. a number against a nested object: no match
         return False
 
 

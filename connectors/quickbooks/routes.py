@@ -134,7 +134,7 @@ def replayable(state: QuickBooksState, request: Request, realm: Realm, max_len: 
             status, payload = fault.status, fault.body(state.clock.now())
         encoded = msgspec.json.encode(payload)
         if request_id is not None:
-            realm.replies[request_id] = (status, encoded)
+            realm.remember_reply(request_id, status, encoded)
     return Response(encoded, status_code=status, media_type="application/json",
                     headers={"intuit_tid": uuid.uuid4().hex})
 

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from accord.connectors.quickbooks.faults import QboFault
 from accord.connectors.quickbooks.routes import (
     Endpoint,
     Handlers,
@@ -114,12 +115,18 @@ class QuickBooksState(SandboxState):
               *, check_token: bool = True) -> Row:
         """Apply one create/update/delete (caller holds the lock) and record the change event."""
         now = self.clock.now()
+        if not isinstance(body, dict):
+            raise QboFault(400, "2010", "Request has invalid or unsupported property",
+                           f"the {etype.name} body must be a JSON object")
         if operation == "delete":
             row, kind = realm.delete(etype, body, now), "Delete"
-        elif body.get("Id") is not None:
+        elif operation == "update":
             row, kind = realm.update(etype, body, now, editor, check_token=check_token), "Update"
-        else:
+        elif operation == "create":
             row, kind = realm.create(etype, body, now, editor), "Create"
+        else:
+            raise QboFault(400, "500", "Unsupported Operation", f"operation {operation!r} is not supported: "
+                           "use create, update or delete", element="operation")
         self.events.append(ChangeEvent(realm.id, etype.name, row.wire["Id"], kind, now))
         return row
 
@@ -127,7 +134,8 @@ class QuickBooksState(SandboxState):
     def user_create(self, entity: str, fields: dict[str, Any], *, realm: str | None = None) -> str:
         """Create a record as a QuickBooks user would; returns its Id."""
         with self.lock:
-            return self.write(self.realm(realm), entity_type(entity), "create", dict(fields), self.user_name).wire["Id"]
+            row = self.write(self.realm(realm), entity_type(entity), "create", dict(fields), self.user_name)
+            return str(row.wire["Id"])
 
     def user_update(self, entity: str, record_id: str, fields: dict[str, Any], *, realm: str | None = None) -> None:
         """Edit the given fields (the UI always edits the latest version; SyncToken goes up by one)."""

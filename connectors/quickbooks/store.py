@@ -100,6 +100,13 @@ class Realm:
         self.in_flight = 0
         self.last_editor: dict[tuple[str, str], str] = {}
 
+    REPLAY_MAX = 20_000  # requestids remembered per company (oldest forgotten first)
+
+    def remember_reply(self, request_id: str, status: int, body: bytes) -> None:
+        self.replies[request_id] = (status, body)
+        while len(self.replies) > self.REPLAY_MAX:
+            del self.replies[next(iter(self.replies))]
+
     # -- reads ----------------------------------------------------------------------------------
     def render(self, etype: EntityType, row: Row) -> dict[str, Any]:
         meta = {"CreateTime": qbo_time(row.created), "LastUpdatedTime": qbo_time(row.updated)}

@@ -24,7 +24,7 @@ from accord.connectors.base import (
     WriteOp,
     WriteResult,
 )
-from accord.connectors.errors import ConnectorError, Permanent, RateLimited, Retryable
+from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.salesforce.mapping import (
     ENTITIES,
     EntityMap,
@@ -41,7 +41,7 @@ from accord.connectors.salesforce.session import SalesforceSession
 from accord.connectors.salesforce.settings import SalesforceSettings
 
 T = TypeVar("T")
-MAX_RECENT = 10_000  # de-dup pairs kept in a cursor; dropping one only repeats a record, never loses it
+MAX_RECENT = 5_000  # de-dup pairs kept in a cursor; dropping one only repeats a record, never loses it
 _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "SERVER_UNAVAILABLE",
                     "REQUEST_RUNNING_TOO_LONG"}
 
@@ -109,8 +109,9 @@ class SalesforceConnector:
     async def _query(self, path: str, soql: str | None = None) -> dict[str, Any]:
         headers = {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
         params = {"q": soql} if soql is not None else None
-        response = await self._session.request("GET", path, params=params, headers=headers)
-        body: dict[str, Any] = response.json()
+        body = await self._session.request_json("GET", path, params=params, headers=headers)
+        if not isinstance(body, dict):
+            raise Retryable(self.system, f"GET {path} returned {type(body).__name__}, not a query result")
         return body
 
     async def _start(self, emap: EntityMap, wm: int | None) -> dict[str, Any]:
@@ -244,12 +245,11 @@ class SalesforceConnector:
             headers["X-Correlation-ID"] = correlation[:512]
         if method == "DELETE":
             params = {"ids": ",".join(str(op.target_id) for _, op, _ in chunk), "allOrNone": "false"}
-            response = await self._session.request("DELETE", path, params=params, headers=headers)
+            items = await self._session.request_json("DELETE", path, params=params, headers=headers)
         else:
             records = [{"attributes": {"type": emap.sobject}, **wire} for _, _, wire in chunk]
-            response = await self._session.request(method, path, json={"allOrNone": False, "records": records},
-                                                   headers=headers)
-        items = response.json()
+            items = await self._session.request_json(method, path, json={"allOrNone": False, "records": records},
+                                                     headers=headers)
         if not isinstance(items, list) or len(items) != len(chunk):
             raise Retryable(self.system, f"{method} {path} returned {len(items) if isinstance(items, list) else 0}"
                                          f" results for {len(chunk)} records; the batch is retried whole")
@@ -279,4 +279,6 @@ class SalesforceConnector:
             return RateLimited(self.system, text, retry_after=float(self.settings.limit_retry_after), code=code)
         if code in _RETRYABLE_CODES:
             return Retryable(self.system, text, code=code)
+        if code == "ENTITY_IS_DELETED" and op.target_id:
+            return Gone(self.system, text, code=code)
         return Permanent(self.system, text, code=code)

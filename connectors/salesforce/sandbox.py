@@ -76,7 +76,13 @@ class SalesforceState(SandboxState):
 
     @property
     def multi_currency(self) -> bool:
+        """Whether the org has multi-currency on (``CurrencyIsoCode`` exists only then)."""
         return self.store.multi_currency
+
+    @multi_currency.setter
+    def multi_currency(self, value: bool) -> None:
+        with self.lock:
+            self.store.multi_currency = value
 
     # -- auth ---------------------------------------------------------------------------------
 

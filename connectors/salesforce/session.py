@@ -102,6 +102,16 @@ class SalesforceSession:
             raise self._error(method, path, response)
         return response
 
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``request`` and its JSON body; a body that is not JSON (a proxy's error page) is ``Retryable``."""
+        response = await self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            self.stats.errors += 1
+            raise Retryable(self.system, f"{method} {path} → {response.status_code} with a body that is not "
+                                         f"JSON: {response.text[:120]!r}", status=response.status_code) from exc
+
     async def _send(self, method: str, path: str, token: Mapping[str, Any], **kwargs: Any) -> httpx.Response:
         url = f"{str(token.get('instance_url') or self.settings.base_url).rstrip('/')}{path}"
         headers = {"Authorization": f"Bearer {token.get('access_token', '')}", **(kwargs.pop("headers") or {})}

@@ -19,7 +19,8 @@ class SalesforceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     ``base_url`` is the org's My Domain host (the client-credentials flow is refused on
     login.salesforce.com); the API host comes from the token response's ``instance_url``.
     ``external_id_field`` is the unique External ID field that carries the Accord global id.
-    ``limit_retry_after`` is how long to back off after 403 ``REQUEST_LIMIT_EXCEEDED`` (the daily
+    ``page_size`` is the ``Sforce-Query-Options`` batchSize (Salesforce documents 200–2000 and may return
+    fewer). ``limit_retry_after`` is how long to back off after 403 ``REQUEST_LIMIT_EXCEEDED`` (the daily
     quota gives no Retry-After).
     """
 

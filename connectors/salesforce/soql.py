@@ -35,6 +35,8 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
 )""", re.X)
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+_KIND_NAMES = {"ident": "a field or object name", "number": "a number", "op": "an operator like = or <",
+               "punct": "( ) or ,"}
 _KEYWORDS = {"select", "from", "where", "and", "or", "not", "in", "like", "order", "by", "asc", "desc",
              "nulls", "first", "last", "limit", "offset", "true", "false", "null"}
 
@@ -130,7 +132,7 @@ class _Parser:
     def take(self, kind: str, value: str | None = None) -> str:
         if not self.peek(kind, value):
             found = self.tokens[self.pos][1] if self.pos < len(self.tokens) else "end of query"
-            wanted = value.upper() if value else kind
+            wanted = value.upper() if value else _KIND_NAMES.get(kind, kind)
             raise SoqlError("MALFORMED_QUERY", f"expecting {wanted}, unexpected token: {found!r} in "
                                                f"{self.text!r}")
         self.pos += 1

@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import msgspec
 import pytest
 
-from accord.config.types import Duration, RateLimit
+from accord.config.types import Duration, RateLimit, dec_hook
 from accord.connectors.base import MemoryTokenCache, Page, WriteOp
 from accord.connectors.errors import AuthExpired, Permanent, RateLimited, Retryable, StaleVersion
 from accord.connectors.quickbooks.client import QuickBooksConnector
@@ -199,10 +200,12 @@ async def test_watermark_older_than_cdc_window_requeries(state, make) -> None:
 async def test_unmappable_term_is_left_out_not_fatal(state, make) -> None:
     term = state.user_create("Term", {"Name": "Net 45", "DueDays": 45})
     state.user_create("Customer", customer("Odd Terms", SalesTermRef={"value": term}))
-    page = await make().fetch("account", None)
-    (record,) = page.records
+    connector = make()
+    (record,) = (await connector.fetch("account", None)).records
     assert "payment_terms" not in record.fields
     assert record.fields["name"] == "Odd Terms"
+    assert record.error is not None and "payment_terms" in record.error and repr(term) in record.error
+    assert connector.stats.errors == 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -520,3 +523,13 @@ def test_mapping_writes_only_given_fields_and_keeps_other_notes() -> None:
         "SalesTermRef": {"value": "4"}, "Active": False}
     assert to_wire("account", {"website": None, "tax_id": None}) == {"WebAddr": None, "PrimaryTaxIdentifier": None}
     assert with_gid("Call before invoicing\naccord:old", "new") == "Call before invoicing\naccord:new"
+
+
+def test_settings_decode_with_durations_and_limits() -> None:
+    base = {"kind": "quickbooks", "base_url": "http://127.0.0.1:8102", "realm_id": "1", "client_id": "c",
+            "token_url": "http://127.0.0.1:8102/oauth2/v1/tokens/bearer", "client_secret": "s", "refresh_token": "r"}
+    settings = msgspec.convert({**base, "overlap": "5s"}, QuickBooksSettings, dec_hook=dec_hook)
+    assert settings.overlap == 5.0 and settings.batch_size == 30 and settings.minor_version == 75
+    for bad in ({"batch_size": 31}, {"page_size": 1001}, {"bogus": 1}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert({**base, **bad}, QuickBooksSettings, dec_hook=dec_hook)

@@ -395,7 +395,7 @@ async def test_find_created(state: SalesforceState, sf: SalesforceConnector) -> 
 
 
 async def test_single_currency_org(recorder: Recorder, state: SalesforceState) -> None:
-    state.store.multi_currency = False
+    state.multi_currency = False
     wrong = SalesforceConnector(settings(), transport=recorder)
     with pytest.raises(Permanent, match="No such column 'CurrencyIsoCode'") as caught:
         await wrong.fetch("account", None)
@@ -418,4 +418,21 @@ async def test_system_name_is_settable(recorder: Recorder, state: SalesforceStat
     assert conn.entities() == ("account",) and conn.batch_size == 200
     with pytest.raises(Permanent, match="not mapped"):
         await conn.fetch("invoice", None)
+    await conn.aclose()
+
+
+async def test_transport_failures_are_classified() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/services/oauth2/token":
+            return httpx.Response(200, json={"access_token": "t", "instance_url": "http://api.sf.test"})
+        if "timeout" in request.url.params.get("q", ""):
+            raise httpx.ReadTimeout("read timed out", request=request)
+        return httpx.Response(200, text="<html>maintenance</html>")
+
+    conn = SalesforceConnector(settings(), transport=httpx.MockTransport(handler))
+    with pytest.raises(Retryable, match="not JSON"):
+        await conn.fetch("account", None)
+    with pytest.raises(Retryable, match="ReadTimeout"):
+        await conn.find_created("account", ["timeout"], 0)
+    assert conn.stats.drain() == {"calls": 3, "rate_limited": 0, "errors": 2}
     await conn.aclose()

@@ -288,7 +288,7 @@ async def test_collections_create_update_delete(client: httpx.AsyncClient, state
 
 
 async def test_single_currency_org_refuses_currency(client: httpx.AsyncClient, state: SalesforceState) -> None:
-    state.store.multi_currency = False
+    state.multi_currency = False
     response = await client.post(f"{V}/sobjects/Account", json={"Name": "X", "CurrencyIsoCode": "EUR"})
     assert response.status_code == 400 and response.json()[0]["errorCode"] == "INVALID_FIELD"
     assert (await query(client, "SELECT CurrencyIsoCode FROM Account")).json()[0]["errorCode"] == "INVALID_FIELD"

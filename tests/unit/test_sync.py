@@ -11,7 +11,7 @@ from accord.actors.poller import Poller
 from accord.actors.writer import Writer
 from accord.config.load import loads
 from accord.config.settings import Settings
-from accord.connectors.errors import Permanent, RateLimited, Retryable
+from accord.connectors.errors import Gone, Permanent, RateLimited, Retryable
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
@@ -243,3 +243,16 @@ async def test_crash_after_write_before_ack_never_duplicates(rig: Rig) -> None:
         pass
     await rig.settle()
     assert rig.erp.creates == 4 and len(rig.erp.records) == 4
+
+
+async def test_update_to_a_record_deleted_in_the_target_is_skipped_not_an_exception(rig: Rig) -> None:
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    gid = (await rig.redis.get(rig.keys.xid("account", "crm", a))).decode()
+    erp_id = next(iter(rig.erp.records))
+    rig.erp.fail_records[gid] = Gone("crm", "ENTITY_IS_DELETED")
+    rig.crm.fail_records[gid] = Gone("crm", "ENTITY_IS_DELETED")
+    rig.erp.user_update(erp_id, {"tax_id": "T-1"})
+    await rig.settle()
+    assert await rig.exceptions() == []
+    assert (await rig.counts())[("skipped", "account", "target_deleted")] == 1

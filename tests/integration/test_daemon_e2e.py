@@ -1,0 +1,157 @@
+"""The account flow both ways through the real daemon: Ray actors, a real Redis (6.2 and 7), and the
+CRM and ERP sandboxes over HTTP, with faults injected and actors killed mid-batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+import ray
+from redis.asyncio import Redis
+
+from accord.app import Daemon
+from accord.connectors.quickbooks import mapping as qbo_mapping
+from accord.demo import demo_settings
+from accord.redis_server import EmbeddedRedis
+from accord.streams.exceptions import decode_exception
+from accord.streams.keys import Keys
+from accord.world import Activity, Report, World, compare
+from tests.helpers import wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.slow]
+
+
+class Running:
+    def __init__(self, daemon: Daemon, world: World, redis: Redis) -> None:
+        self.daemon = daemon
+        self.world = world
+        self.redis = redis
+        self.settings = daemon.settings
+        self.keys = Keys(self.settings.namespace)
+
+    async def report(self) -> Report:
+        return await compare(self.world, self.redis, self.settings)
+
+    async def agreement(self, timeout: float = 60) -> Report:
+        last: list[Report] = []
+
+        async def agree() -> Report | None:
+            report = await self.report()
+            last[:] = [report]
+            return report if report.agree else None
+
+        try:
+            return await wait_for(agree, timeout=timeout, interval=0.25, message="CRM and ERP to agree")
+        except AssertionError as exc:
+            report = last[0]
+            detail = (report.summary(), report.mismatches[:5], report.missing_in_erp[:5], report.extra_in_erp[:5],
+                      await self.exceptions())
+            raise AssertionError(f"{exc}: {detail}") from None
+
+    async def exceptions(self) -> list[Any]:
+        return [decode_exception(v) for v in (await self.redis.hgetall(self.keys.exception_index())).values()]
+
+    def erp_customers_per_gid(self) -> Counter[str]:
+        return Counter(qbo_mapping.to_canonical("account", w).gid or "?" for w in self.world.erp.records("Customer"))
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(server: EmbeddedRedis, tmp: Any, **tweaks: Any) -> AsyncIterator[Running]:
+    world = World().start()
+    redis = Redis.from_url(server.url)
+    await redis.flushall()
+    settings = world.configure(demo_settings(str(tmp), 0))
+    streams = msgspec.structs.replace(settings.streams, lease_ttl=2.0, retry_backoff_cap=1.0, **tweaks)
+    # Salesforce's daily-limit refusal carries no Retry-After; wait 0.5 s instead of the default minute
+    systems = {**settings.systems, "crm": msgspec.structs.replace(settings.systems["crm"], limit_retry_after=0.5)}
+    settings = msgspec.structs.replace(
+        settings, namespace=f"e2e{random.randrange(10**6)}", streams=streams, systems=systems,
+        redis=msgspec.structs.replace(settings.redis, url=server.url),
+        supervisor=msgspec.structs.replace(settings.supervisor, check_interval=0.2),
+        entities={"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.3)})
+    daemon = Daemon(settings)
+    ready = asyncio.Event()
+
+    async def on_ready(_: Daemon) -> None:
+        ready.set()
+
+    task = asyncio.create_task(daemon.run(on_ready=on_ready, signals=False, own_ray=False))
+    try:
+        await wait_for(lambda: ready.is_set() or task.done(), timeout=60, message="daemon ready")
+        if task.done():
+            task.result()
+        yield Running(daemon, world, redis)
+    finally:
+        daemon.stop_event.set()
+        code = await asyncio.wait_for(task, timeout=60)
+        assert code == 0
+        await redis.aclose()
+        world.stop()
+
+
+async def test_accounts_sync_both_ways_with_fault_storm(ray_session: None, redis_server: EmbeddedRedis,
+                                                        tmp_path: Any) -> None:
+    async with running_daemon(redis_server, tmp_path) as run:
+        rng = random.Random(1)
+        run.world.seed(25, rng)
+        report = await run.agreement()
+        assert report.checked == 25
+        # a 429/5xx/timeout storm on the ERP's batch endpoint and the CRM's API while people keep working
+        run.world.erp.faults.add("batch", "429", 3, retry_after=0.2)
+        run.world.erp.faults.add("batch", "503", 2)
+        run.world.crm.faults.add("query", "503", 2)
+        run.world.crm.faults.add("composite", "429", 2)
+        activity = Activity(run.world, rng)
+        for _ in range(60):
+            activity.step()
+        report = await run.agreement()
+        assert run.world.erp.faults.pending() == 0 and run.world.crm.faults.pending() == 0
+        assert activity.done.get("erp: tax id set", 0) + activity.done.get("erp: payment terms set", 0) > 0
+        counts = run.erp_customers_per_gid()
+        assert counts and max(counts.values()) == 1, "a CRM account was created twice in the ERP"
+        assert await run.exceptions() == []
+        # metrics are served from Redis at scrape time
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            body = (await client.get(f"http://127.0.0.1:{run.daemon.http_port}/metrics")).text
+        assert 'accord_records_written_total{entity="account",system="erp"}' in body
+        assert "accord_stream_lag_seconds" in body and "accord_api_rate_limited_total" in body
+
+
+async def test_killed_writer_mid_batch_and_killed_poller_lose_and_duplicate_nothing(
+        ray_session: None, redis_servers: dict[str, EmbeddedRedis], tmp_path: Any) -> None:
+    async with running_daemon(redis_servers["6.2"], tmp_path) as run:
+        rng = random.Random(2)
+        run.world.seed(10, rng)
+        await run.agreement()
+        supervisor = run.daemon.supervisor
+        assert supervisor is not None
+        writer = supervisor.writers["account"][0]
+        # the next ERP batch hangs for 3 s; the writer is killed while the request is in flight
+        run.world.erp.faults.add("batch", "slow", 1, delay=3.0)
+        started = run.world.erp.started["batch"]
+        run.world.seed(12, rng)
+        await wait_for(lambda: run.world.erp.started["batch"] > started, timeout=30, message="a batch in flight")
+        ray.kill(writer.handle, no_restart=False)
+        # and the CRM poller dies too, while more changes land
+        activity = Activity(run.world, rng)
+        for _ in range(15):
+            activity.step()
+        ray.kill(supervisor.pollers["crm"].handle, no_restart=False)
+        for _ in range(15):
+            activity.step()
+        report = await run.agreement(timeout=90)
+        assert report.checked >= 22
+        counts = run.erp_customers_per_gid()
+        assert max(counts.values()) == 1, f"duplicates after the kill: {counts.most_common(3)}"
+        names = Counter(w["DisplayName"] for w in run.world.erp.records("Customer"))
+        assert max(names.values()) == 1
+        assert writer.restarts >= 1 and supervisor.pollers["crm"].restarts >= 1
+        assert await run.exceptions() == []

@@ -1,0 +1,438 @@
+"""Static checks of the container and deployment files.
+
+No Docker engine runs where the tests run, so ``docker build`` cannot. Instead the Dockerfile is parsed
+(logical lines, stages, flags) and checked against the rules in shared/reference/redis-and-ray.md §3.6, §3.8
+and design rule 13, and the compose, Kubernetes and Prometheus files are checked for the settings those rules
+depend on. YAML is read with regexes: the project does not depend on PyYAML.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from accord.config.load import load
+from accord.config.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+KUBERNETES = ROOT / "deploy" / "kubernetes" / "accord.yaml"
+ALERTS = ROOT / "deploy" / "alerts.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
+PIPELINE_METRICS = ROOT / "daemon" / "pipeline_metrics.py"
+PRODUCTION_TOML = ROOT / "config" / "examples" / "production.toml"
+
+ENV_REF = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::-[^}]*)?\}")
+
+
+def config_env_names() -> set[str]:
+    """The ``${NAME}`` references in production.toml's values (its comments mention ``${NAME}`` too)."""
+    def walk(value: object) -> set[str]:
+        if isinstance(value, dict):
+            return set().union(*(walk(v) for v in value.values()))
+        if isinstance(value, list):
+            return set().union(*(walk(v) for v in value))
+        return set(ENV_REF.findall(value)) if isinstance(value, str) else set()
+
+    return walk(tomllib.loads(PRODUCTION_TOML.read_text(encoding="utf-8")))
+
+
+# -- a small Dockerfile parser ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    line: int
+    keyword: str
+    args: str
+
+    def flags_and_rest(self) -> tuple[dict[str, str], str]:
+        """Leading ``--flag=value`` options and the remaining text."""
+        flags: dict[str, str] = {}
+        rest = self.args
+        while match := re.match(r"--([a-z-]+)(?:=(\S*))?\s*", rest):
+            flags[match[1]] = match[2] if match[2] is not None else ""
+            rest = rest[match.end():]
+        return flags, rest
+
+    def words(self) -> list[str]:
+        """Arguments after the flags, exec (JSON) form or shell-word form."""
+        rest = self.flags_and_rest()[1]
+        if rest.startswith("["):
+            value = json.loads(rest)
+            assert isinstance(value, list) and all(isinstance(v, str) for v in value), self
+            return value
+        return shlex.split(rest)
+
+
+@dataclass
+class Stage:
+    index: int
+    image: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+    def last(self, keyword: str) -> Instruction | None:
+        found = self.all(keyword)
+        return found[-1] if found else None
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """Logical instructions: comments dropped (also inside continuations, as Docker does), ``\\`` joined."""
+    instructions: list[Instruction] = []
+    parts: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("#") or (not parts and not line):
+            continue
+        if not parts:
+            start = number
+        if line.endswith("\\"):
+            parts.append(line[:-1].strip())
+            continue
+        parts.append(line)
+        keyword, _, args = " ".join(p for p in parts if p).partition(" ")
+        instructions.append(Instruction(start, keyword.upper(), args.strip()))
+        parts = []
+    assert not parts, "the Dockerfile ends inside a line continuation"
+    assert not any("<<" in i.args for i in instructions if i.keyword in {"RUN", "COPY"}), \
+        "heredocs are not understood by this linter"
+    return instructions
+
+
+def _substitute(value: str, args: dict[str, str]) -> str:
+    return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: args.get(m[1], m[0]), value)
+
+
+def stages(instructions: list[Instruction]) -> list[Stage]:
+    global_args: dict[str, str] = {}
+    out: list[Stage] = []
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            words = ins.words()
+            image = _substitute(words[0], global_args)
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            assert len(words) in (1, 3), f"line {ins.line}: cannot read FROM {ins.args!r}"
+            out.append(Stage(len(out), image, name))
+        elif not out:
+            assert ins.keyword == "ARG", f"line {ins.line}: only ARG may come before the first FROM"
+            key, _, default = ins.args.partition("=")
+            global_args[key.strip()] = default.strip().strip('"')
+        else:
+            out[-1].instructions.append(ins)
+    return out
+
+
+def env_of(stage: Stage) -> dict[str, str]:
+    """Variables set by ENV in the stage (``K=V ...`` form and the legacy ``K V`` form)."""
+    env: dict[str, str] = {}
+    for ins in stage.all("ENV"):
+        words = shlex.split(ins.args)
+        if words and "=" not in words[0]:
+            env[words[0]] = " ".join(words[1:])
+            continue
+        for word in words:
+            key, sep, value = word.partition("=")
+            assert sep, f"line {ins.line}: cannot read ENV {ins.args!r}"
+            env[key] = value
+    return env
+
+
+def image_ref_problem(image: str) -> str | None:
+    """Why an image reference is not pinned (None when it names an explicit, non-latest tag or a digest)."""
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"`{image}` has no tag (it means :latest)"
+    if last.rsplit(":", 1)[1] == "latest":
+        return f"`{image}` uses the latest tag"
+    return None
+
+
+# -- durations and sizes as compose and Kubernetes write them -----------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+
+
+def duration_seconds(text: str) -> float:
+    """A Go-style duration (``40s``, ``1m30s``) in seconds."""
+    text = text.strip().strip("'\"")
+    assert re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", text), f"not a duration: {text!r}"
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def size_bytes(text: str) -> int:
+    """A compose byte size (``512mb``, ``1g``) or a Kubernetes quantity (``512Mi``)."""
+    match = re.fullmatch(r"(\d+)\s*([kmg]i?b?|)", text.strip().strip("'\"").lower())
+    assert match, f"not a size: {text!r}"
+    return int(match[1]) * 1024 ** {"": 0, "k": 1, "m": 2, "g": 3}[match[2][:1]]
+
+
+def yaml_block(text: str, key: str, indent: int) -> str:
+    """The lines nested under ``key:`` written at ``indent`` spaces (comment lines excluded)."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    head = re.compile(rf"^ {{{indent}}}{re.escape(key)}:\s*(#.*)?$")
+    for i, ln in enumerate(lines):
+        if head.match(ln):
+            body = []
+            for nxt in lines[i + 1:]:
+                if len(nxt) - len(nxt.lstrip()) <= indent:
+                    break
+                body.append(nxt)
+            return "\n".join(body)
+    raise AssertionError(f"no `{key}:` block at indent {indent}")
+
+
+def yaml_scalar(block: str, key: str) -> str | None:
+    """The value of the first uncommented ``key: value`` line in ``block``."""
+    match = re.search(rf"^\s*{re.escape(key)}:\s*([^\s#][^#]*?)\s*(?:#.*)?$", block, re.M)
+    return match[1].strip("'\"") if match else None
+
+
+# -- fixtures -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[Stage]:
+    return stages(parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="module")
+def final(dockerfile: list[Stage]) -> Stage:
+    return dockerfile[-1]
+
+
+@pytest.fixture(scope="module")
+def production() -> Settings:
+    """production.toml as the image loads it, with placeholder values for its ${...} references."""
+    env = {name: "https://example.invalid" for name in config_env_names()}
+    env["REDIS_URL"] = "redis://redis:6379/0"
+    return load(PRODUCTION_TOML, env=env)
+
+
+# -- the Dockerfile -----------------------------------------------------------------------------------------
+
+
+def test_the_parser_reads_continuations_comments_and_flags() -> None:
+    text = "# syntax=docker/dockerfile:1\nARG BASE=python:3.11-slim\nFROM ${BASE} AS a\nRUN echo one \\\n" \
+           "# dropped\n    && echo two\nCOPY --from=a --chown=1:1 /x /y\nFROM a\nUSER 10001\n"
+    found = stages(parse_dockerfile(text))
+    assert [(s.image, s.name) for s in found] == [("python:3.11-slim", "a"), ("a", None)]
+    assert found[0].instructions[0].args == "echo one && echo two"
+    assert found[0].instructions[1].flags_and_rest() == ({"from": "a", "chown": "1:1"}, "/x /y")
+    assert image_ref_problem("redis") and image_ref_problem("redis:latest")
+    assert image_ref_problem("localhost:5000/redis") and not image_ref_problem("localhost:5000/redis:7.2")
+    assert duration_seconds("1m30s") == 90 and size_bytes("512mb") == size_bytes("512Mi") == 512 * 2 ** 20
+
+
+def test_multi_stage_and_the_runtime_takes_only_the_builders_wheels(dockerfile: list[Stage]) -> None:
+    assert len(dockerfile) >= 2, "expected a builder stage and a runtime stage"
+    earlier = {s.name for s in dockerfile[:-1] if s.name} | {str(s.index) for s in dockerfile[:-1]}
+    uses = [f["from"] for i in dockerfile[-1].all("COPY") if "from" in (f := i.flags_and_rest()[0])]
+    uses += re.findall(r"--mount=\S*\bfrom=([\w.-]+)", " ".join(i.args for i in dockerfile[-1].all("RUN")))
+    assert uses and set(uses) <= earlier, f"the runtime stage should take files from {earlier}, takes {uses}"
+    builder_runs = " ".join(i.args for s in dockerfile[:-1] for i in s.all("RUN"))
+    assert re.search(r"pip wheel\b.*--no-deps", builder_runs), "the builder should build the project wheel"
+
+
+def test_base_images_are_pinned(dockerfile: list[Stage]) -> None:
+    names: set[str] = set()
+    for stage in dockerfile:
+        if stage.image not in names:
+            assert not image_ref_problem(stage.image), image_ref_problem(stage.image)
+        if stage.name:
+            names.add(stage.name)
+
+
+def test_deploy_images_are_pinned() -> None:
+    for path in (COMPOSE, KUBERNETES):
+        images = re.findall(r"^\s*(?:-\s*)?image:\s*['\"]?([^\s'\"#]+)", path.read_text(encoding="utf-8"), re.M)
+        assert images, f"no image in {path.name}"
+        for image in images:
+            assert not image_ref_problem(image), f"{path.name}: {image_ref_problem(image)}"
+
+
+def test_runs_as_a_non_root_user_that_the_image_creates(final: Stage) -> None:
+    user = final.last("USER")
+    assert user is not None, "the runtime stage has no USER: it would run as root"
+    name = user.args.split(":", 1)[0].strip()
+    assert name not in {"root", "0", ""}, f"USER {user.args} is root"
+    runs = " ".join(i.args for i in final.instructions if i.keyword == "RUN" and i.line < user.line)
+    assert re.search(rf"\b(?:useradd|adduser)\b[^&;]*\b{re.escape(name)}\b", runs) or name.isdigit(), \
+        f"USER {name} is never created"
+    assert re.search(r"--uid[ =]10001\b", runs), "the accord user should have uid 10001 (the Kubernetes runAsUser)"
+    later = [i.keyword for i in final.instructions if i.line > user.line]
+    assert "RUN" not in later, "RUN after USER would run as the unprivileged user by accident, or fail"
+
+
+def test_healthcheck_runs_accord_check_live(final: Stage, production: Settings) -> None:
+    health = final.last("HEALTHCHECK")
+    assert health is not None, "no HEALTHCHECK in the runtime stage"
+    flags, rest = health.flags_and_rest()
+    assert rest.startswith("CMD "), f"HEALTHCHECK should run a command, got {rest!r}"
+    command = Instruction(health.line, "CMD", rest[4:].strip()).words()
+    assert command[:2] == ["accord", "check"] and "--live" in command, command
+    assert command[command.index("--config") + 1] == "/etc/accord/accord.toml"
+    assert flags.get("interval") == "30s" and flags.get("timeout") == "10s" and flags.get("start-period") == "30s"
+    assert duration_seconds(flags["interval"]) >= production.supervisor.health_ttl / 2
+
+
+def test_entrypoint_runs_the_daemon_in_exec_form(final: Stage) -> None:
+    entrypoint, cmd = final.last("ENTRYPOINT"), final.last("CMD")
+    assert entrypoint is not None and cmd is not None
+    # Exec form: accord is the process that receives SIGTERM, not a /bin/sh -c wrapper that drops it.
+    assert entrypoint.args.startswith("[") and entrypoint.words() == ["accord"], entrypoint.args
+    assert cmd.args.startswith("[") and cmd.words() == ["run", "--config", "/etc/accord/accord.toml"]
+    copied = [i.words()[-1] for i in final.all("COPY")]
+    assert "/etc/accord/accord.toml" in copied, "the config that CMD names is never copied into the image"
+
+
+def test_stop_signal_and_port(final: Stage, production: Settings) -> None:
+    signal = final.last("STOPSIGNAL")
+    assert signal is not None and signal.args == "SIGTERM"
+    exposed = {w.split("/")[0] for i in final.all("EXPOSE") for w in i.words()}
+    assert exposed == {"9464"} and production.http.port == 9464 and production.http.host == "0.0.0.0"
+
+
+def test_environment_decides_ray_settings(final: Stage) -> None:
+    env = env_of(final)
+    assert env.get("PYTHONUNBUFFERED") == "1"
+    assert env.get("RAY_AUTH_MODE") in {"token", "disabled"}, "design rule 13: decide RAY_AUTH_MODE explicitly"
+    assert float(env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"]) == 15
+    assert "/opt/venv/bin" in env.get("PATH", ""), "`accord` must be on PATH for ENTRYPOINT and HEALTHCHECK"
+
+
+def test_no_remote_add(dockerfile: list[Stage]) -> None:
+    for stage in dockerfile:
+        for ins in stage.all("ADD"):
+            assert not re.search(r"\b(?:https?|git)://|git@", ins.args), f"line {ins.line}: ADD of a URL"
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        parts = Path(path).parts
+        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        if any(fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(p, pattern.removeprefix("**/")) for p in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def test_copy_sources_exist_in_the_build_context(dockerfile: list[Stage]) -> None:
+    patterns = [ln.strip() for ln in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    checked = 0
+    for stage in dockerfile:
+        for ins in stage.all("COPY") + stage.all("ADD"):
+            if "from" in ins.flags_and_rest()[0]:
+                continue
+            *sources, _dest = ins.words()
+            assert sources, f"line {ins.line}: {ins.keyword} without a source"
+            for source in sources:
+                rel = source.removeprefix("./").rstrip("/") or "."
+                matches = list(ROOT.glob(rel)) if any(c in rel for c in "*?[") else [ROOT / rel]
+                assert matches and all(m.exists() for m in matches), \
+                    f"line {ins.line}: {source} does not exist in the repository"
+                assert not _ignored(rel, patterns), f"line {ins.line}: {source} is excluded by .dockerignore"
+                checked += 1
+    assert checked >= 2
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
+    patterns = [ln.strip() for ln in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    for path in (".venv/bin/python", ".git/HEAD", ".pytest_cache/v", ".ruff_cache/x", ".accord/redis/x.aof",
+                 "build/lib", "dist/x.whl", "bench/results/run.json", "deploy/.env", "daemon/__pycache__/a.pyc"):
+        assert _ignored(path, patterns), f"{path} would be sent to the Docker daemon"
+    for path in ("pyproject.toml", "daemon/cli.py", "config/examples/production.toml"):
+        assert not _ignored(path, patterns), f"{path} is needed by the build"
+
+
+# -- compose and Kubernetes ---------------------------------------------------------------------------------
+
+
+def test_compose_gives_the_daemon_time_to_drain(final: Stage, production: Settings) -> None:
+    accord = yaml_block(yaml_block(COMPOSE.read_text(encoding="utf-8"), "services", 0), "accord", 2)
+    grace = yaml_scalar(accord, "stop_grace_period")
+    assert grace is not None, "the accord service has no stop_grace_period (Docker's default is 10 s)"
+    seconds = duration_seconds(grace)
+    assert seconds >= 40
+    assert seconds > float(env_of(final)["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"])
+    assert seconds > production.supervisor.drain_timeout
+    shm = yaml_scalar(accord, "shm_size")
+    assert shm is not None and size_bytes(shm) >= production.ray.object_store_mb * 2 ** 20, \
+        "/dev/shm must hold Ray's object store"
+    assert yaml_scalar(accord, "init") == "true", "an init must reap Ray's child processes"
+
+
+def test_compose_redis_keeps_an_aof() -> None:
+    redis = yaml_block(yaml_block(COMPOSE.read_text(encoding="utf-8"), "services", 0), "redis", 2)
+    command = redis.replace('"', "").replace("'", "")
+    assert re.search(r"--appendonly,?\s+yes", command) and re.search(r"--appendfsync,?\s+everysec", command)
+    assert re.search(r"^\s*-\s*[\w-]+:/data\b", redis, re.M), "Redis data needs a volume"
+
+
+def test_kubernetes_deployment_settings(production: Settings) -> None:
+    text = KUBERNETES.read_text(encoding="utf-8")
+    grace = re.search(r"^\s*terminationGracePeriodSeconds:\s*(\d+)", text, re.M)
+    assert grace and int(grace[1]) >= 40 and int(grace[1]) > production.supervisor.drain_timeout
+    shm = re.search(r"mountPath:\s*/dev/shm[\s\S]*?medium:\s*Memory\s*\n\s*sizeLimit:\s*(\S+)", text)
+    assert shm and size_bytes(shm[1]) >= production.ray.object_store_mb * 2 ** 20
+    assert re.search(r"readinessProbe:\s*\n\s*httpGet:\s*\n\s*path:\s*/readyz", text)
+    assert re.search(r"livenessProbe:\s*\n\s*httpGet:\s*\n\s*path:\s*/healthz", text)
+    assert re.search(r"runAsUser:\s*10001\b", text) and re.search(r"secretRef:\s*\n\s*name:\s*\S+", text)
+    assert "ray://raycluster-head-svc:10001" in text
+
+
+@pytest.mark.parametrize("path", [COMPOSE, KUBERNETES], ids=lambda p: p.name)
+def test_deploy_files_name_every_variable_the_config_reads(path: Path) -> None:
+    names = config_env_names()
+    assert {"REDIS_URL", "SF_CLIENT_SECRET", "QBO_REFRESH_TOKEN"} <= names
+    text = path.read_text(encoding="utf-8")
+    missing = sorted(n for n in names if not re.search(rf"\b{n}\b", text))
+    assert not missing, f"{path.name} does not tell operators to set {missing}"
+
+
+# -- Prometheus ---------------------------------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_the_daemon() -> None:
+    text = PROMETHEUS.read_text(encoding="utf-8")
+    assert re.search(r"targets:\s*\[\s*['\"]accord:9464['\"]\s*\]", text)
+    assert yaml_scalar(text, "metrics_path") == "/metrics" and yaml_scalar(text, "scrape_interval") == "15s"
+    assert "/etc/prometheus/alerts.yml" in text
+
+
+def test_alerts_use_metrics_the_daemon_exposes() -> None:
+    source = PIPELINE_METRICS.read_text(encoding="utf-8")
+    exposed = set(re.findall(r"[\"'](accord_[a-z0-9_]+)[\"']", source))
+    exprs = re.findall(r"^\s*expr:\s*(.+)$", ALERTS.read_text(encoding="utf-8"), re.M)
+    assert len(exprs) >= 6
+    used = {name for expr in exprs for name in re.findall(r"\baccord_[a-z0-9_]+", expr)}
+    assert used
+    for name in sorted(used):
+        base = name.removesuffix("_total")
+        assert base in exposed, f"alerts.yml uses {name}, which daemon/pipeline_metrics.py does not expose"
+    for expr in exprs:
+        for name in re.findall(r"\b(?:rate|increase|irate)\(\s*(accord_[a-z0-9_]+)", expr):
+            assert name.endswith("_total"), f"{name}: counters are exposed with a _total suffix"
+    for required in ("accord_stream_lag_seconds", "accord_stream_oldest_pending_seconds", "accord_exceptions_total",
+                     "accord_actor_up", "accord_api_rate_limited_total", "accord_governance_violations_total"):
+        assert required in used, f"no alert on {required}"
