@@ -150,19 +150,28 @@ class MemoryTokenCache:
 # Shared HTTP plumbing
 # ------------------------------------------------------------------------------------------------
 
-_LIMITERS: dict[str, AsyncLimiter] = {}
+_LIMITERS: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop | None, AsyncLimiter]] = {}
 
 
 def account_limiter(account: str, max_rate: float, period: float) -> AsyncLimiter:
-    """The one in-process limiter for an external account (all clients in this process share it).
+    """The one in-process limiter for an external account (all clients on this event loop share it).
 
     Across processes each caller is given an explicit share of the account's budget in ``max_rate``.
+    A limiter belongs to one event loop; one left by a closed loop (a finished test) is replaced.
     """
-    limiter = _LIMITERS.get(account)
-    if limiter is None or limiter.max_rate != max_rate or limiter.time_period != period:
-        limiter = AsyncLimiter(max_rate, period)
-        _LIMITERS[account] = limiter
-    return limiter
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    for key, (owner, _) in list(_LIMITERS.items()):
+        if owner is not None and owner.is_closed():
+            del _LIMITERS[key]
+    key = (account, id(loop))
+    entry = _LIMITERS.get(key)
+    if entry is None or entry[1].max_rate != max_rate or entry[1].time_period != period:
+        entry = (loop, AsyncLimiter(max_rate, period))
+        _LIMITERS[key] = entry
+    return entry[1]
 
 
 class CallStats:

@@ -55,7 +55,7 @@ def demo_settings(data_dir: str, port: int) -> Settings:
 def run_demo(options: DemoOptions) -> int:
     data_dir = options.data_dir or tempfile.mkdtemp(prefix="accord-demo-")
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = Console(soft_wrap=True)
     log_file = Path(data_dir) / "accord.log"
     if options.console:
         setup("INFO", json=False, sink=str(log_file))

@@ -1,0 +1,1 @@
+"""QuickBooks Online (ERP): the connector (``client``), its wire mapping and its sandbox."""

@@ -29,6 +29,7 @@ from accord.connectors.base import (
     WriteOp,
     WriteResult,
 )
+from accord.connectors.errors import Retryable
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.cursor import (
     RECENT_MAX,
@@ -88,7 +89,7 @@ class QuickBooksConnector:
         size = self.settings.page_size
         body = await self._api.query(self._select(spec, state.after, state.start, size))
         rows = (body.get("QueryResponse") or {}).get(spec.qbo) or []
-        since = state.since or str(body["time"])
+        since = state.since or self._server_time(body)
         records = self._records(spec, rows)
         recent = self._recent(state.recent, records, since)
         if len(rows) < size:
@@ -105,9 +106,16 @@ class QuickBooksConnector:
             return Page(records=[], cursor=encode(QueryCursor(after=changed_since)), more=True)
         records = self._records(spec, objects)
         seen = {(str(i), int(v)) for i, v in state.recent}
-        since = str(body["time"])
+        since = self._server_time(body)
         fresh = [r for r in records if (r.id, r.version) not in seen]
         return Page(records=fresh, cursor=encode(CdcCursor(since=since, recent=self._recent([], records, since))))
+
+    def _server_time(self, body: dict[str, Any]) -> str:
+        stamp = body.get("time")
+        if not isinstance(stamp, str) or not stamp:
+            raise Retryable(self.system, "QuickBooks answered without the server `time` the next watermark "
+                                         "is taken from; the call will be repeated")
+        return stamp
 
     def _recent(self, kept: list[tuple[str, int]], records: list[SourceRecord], since: str) -> list[tuple[str, int]]:
         """``(id, version)`` of the records the next CDC call (from ``since`` minus the overlap) returns

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from accord.connectors.base import WriteOp, WriteResult
-from accord.connectors.errors import ConnectorError, Permanent, Retryable, StaleVersion
+from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.faults import first_error
 from accord.connectors.quickbooks.mapping import EntitySpec, MappingError, project, to_wire, with_gid
@@ -139,8 +139,8 @@ class BatchWriter:
         else:
             token = op.version
         if token is None:
-            raise Permanent(self._system, f"{spec.qbo} {op.target_id} was not found in QuickBooks company "
-                                          f"{self._api.settings.realm_id}; relink or recreate it", code="610")
+            raise Gone(self._system, f"{spec.qbo} {op.target_id} was not found in QuickBooks company "
+                                     f"{self._api.settings.realm_id}; relink or recreate it", code="610")
         ident = {"Id": op.target_id, "SyncToken": str(token)}
         if op.kind == "delete" and not spec.name_list:
             return {"operation": "delete", spec.qbo: ident}
@@ -158,6 +158,9 @@ class BatchWriter:
             code = str(error.get("code"))
             if code == "5010":
                 return None
+            if code == "610" and op.target_id is not None:
+                return WriteResult(gid=op.gid, ok=False, error=Gone(
+                    self._system, f"{spec.qbo} {op.target_id} no longer exists (610 Object Not Found)", code=code))
             what = "duplicate name" if code == "6240" else (
                 "validation" if code.isdigit() and 2000 <= int(code) <= 4999 else "fault")
             text = " - ".join(str(error[k]) for k in ("message", "detail") if error.get(k))

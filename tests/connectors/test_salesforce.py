@@ -15,7 +15,7 @@ import pytest
 
 from accord.config.types import Duration, RateLimit, dec_hook
 from accord.connectors.base import Connector, MemoryTokenCache, SourceRecord, WriteOp
-from accord.connectors.errors import AuthExpired, Permanent, RateLimited, Retryable
+from accord.connectors.errors import AuthExpired, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import (
     MappingError,
@@ -367,7 +367,7 @@ async def test_per_record_errors_are_classified(state: SalesforceState, sf: Sale
         op("g-3", {"name": "Plain", "website": "http://insecure.example"}),
         op("g-4", {"payment_terms": "net_90"}, target_id=locked),
     ])
-    assert [type(r.error) for r in results] == [Retryable, Permanent, Permanent, MappingError]
+    assert [type(r.error) for r in results] == [Retryable, Gone, Permanent, MappingError]
     assert [r.error.code for r in results if r.error] == [
         "UNABLE_TO_LOCK_ROW", "ENTITY_IS_DELETED", "FIELD_CUSTOM_VALIDATION_EXCEPTION", "MAPPING_ERROR"]
 

@@ -38,7 +38,7 @@ class Running:
     async def report(self) -> Report:
         return await compare(self.world, self.redis, self.settings)
 
-    async def agreement(self, timeout: float = 60) -> Report:
+    async def agreement(self, timeout: float = 60) -> Report:  # noqa: ASYNC109
         last: list[Report] = []
 
         async def agree() -> Report | None:

@@ -1,0 +1,26 @@
+"""`accord demo --duration 20` as a user runs it: exits 0 only when CRM and ERP agree at the end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+def test_demo_runs_and_ends_in_agreement(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray
+    out = subprocess.run(
+        [sys.executable, "-m", "accord", "demo", "--duration", "20", "--accounts", "15", "--rate", "3",
+         "--no-console", "--data-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=240, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    text = " ".join(out.stdout.split())
+    assert "AGREE:" in text and "DISAGREE" not in text
+    assert "0 field mismatches, 0 missing in the ERP, 0 extra in the ERP, 0 not deactivated" in text
+    assert (tmp_path / "demo" / "redis" / "appendonlydir").exists() or any(
+        (tmp_path / "demo" / "redis").glob("*.aof")), "the embedded Redis should run with AOF on"
