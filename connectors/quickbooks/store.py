@@ -94,6 +94,7 @@ class Realm:
         self.id = realm_id
         self.company_name = company_name
         self.tables: dict[str, dict[str, Row]] = {name: {} for name in ENTITY_TYPES}
+        self.names: dict[str, dict[str, str]] = {name: {} for name in ENTITY_TYPES}  # unique name → id
         self.next_id: dict[str, int] = dict.fromkeys(ENTITY_TYPES, 1)
         self.replies: dict[str, tuple[int, bytes]] = {}  # requestid → (status, body)
         self.hits: deque[float] = deque()  # accepted request times, for the per-minute limit
@@ -183,13 +184,23 @@ class Realm:
             raise QboFault(400, "2020", "Required param missing, need to supply the required value for the API",
                            f"Required parameter {etype.unique} is missing in the request",
                            element=etype.unique)
-        folded = name.strip().casefold()
-        for other_id, row in self.tables[etype.name].items():
-            other = row.wire.get(etype.unique)
-            if other_id != own_id and isinstance(other, str) and other.strip().casefold() == folded:
-                raise QboFault(400, "6240", "Duplicate Name Exists Error",
-                               "The name supplied already exists. : Another customer, vendor or employee "
-                               f"is already using this name. Please use a different name. Id={other_id}")
+        other_id = self.names[etype.name].get(name.strip().casefold())
+        if other_id is not None and other_id != own_id:
+            raise QboFault(400, "6240", "Duplicate Name Exists Error",
+                           "The name supplied already exists. : Another customer, vendor or employee "
+                           f"is already using this name. Please use a different name. Id={other_id}")
+
+    def _index_name(self, etype: EntityType, old: Mapping[str, Any] | None, new: Mapping[str, Any],
+                    record_id: str) -> None:
+        if etype.unique is None:
+            return
+        index = self.names[etype.name]
+        before = old.get(etype.unique) if old is not None else None
+        if isinstance(before, str) and index.get(before.strip().casefold()) == record_id:
+            del index[before.strip().casefold()]
+        after = new.get(etype.unique)
+        if isinstance(after, str):
+            index[after.strip().casefold()] = record_id
 
     @staticmethod
     def _apply(wire: dict[str, Any], values: Mapping[str, Any]) -> None:
@@ -217,6 +228,7 @@ class Realm:
             wire["FullyQualifiedName"] = wire["DisplayName"]
         row = Row(wire=wire, created=now, updated=now)
         self.tables[etype.name][record_id] = row
+        self._index_name(etype, None, wire, record_id)
         self.last_editor[(etype.name, record_id)] = editor
         return row
 
@@ -244,6 +256,7 @@ class Realm:
         if etype.unique == "DisplayName":
             wire["FullyQualifiedName"] = wire["DisplayName"]
         wire["SyncToken"] = str(int(row.wire["SyncToken"]) + 1)
+        self._index_name(etype, row.wire, wire, row.wire["Id"])
         row.wire, row.updated = wire, now
         self.last_editor[(etype.name, row.wire["Id"])] = editor
         return row

@@ -1,0 +1,247 @@
+"""Throughput benchmark: N account changes through the real pipeline, against a bare Redis loop.
+
+    python -m bench.throughput --records 5000
+
+Both runs happen in the same process, on the same embedded Redis, one after the other, so the ratio
+is meaningful on a noisy shared machine:
+
+* **floor**: a bare redis-py loop with the same change records: pipelined XADD (500 per batch),
+  XREADGROUP COUNT 500, XACK, producer and consumer concurrently. This is the physical limit of one
+  Python process on this Redis.
+* **accord**: the Salesforce sandbox receives N new accounts (in bursts of 500, as fast as it can take
+  them); the daemon's poller actor reads them, publishes change records, the writer actor writes them
+  to the QuickBooks sandbox through ``/batch`` (30 per call). Rate = N / (last ERP create − first CRM
+  create); latency per record = ERP create − CRM create.
+
+The last line printed is one JSON object (``accord_rps``, ``floor_rps``, ``ratio``, ``p50_ms``,
+``p99_ms``, ``api_calls_per_record``, ``peak_rss_mb``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from accord.app import Daemon
+from accord.demo import demo_settings
+from accord.logs import setup
+from accord.redis_server import EmbeddedRedis
+from accord.streams.records import ChangeRecord, encode
+from accord.world import World
+
+BATCH = 500
+
+
+# -- memory ---------------------------------------------------------------------------------------
+def _tree_rss_mb(root: int) -> float:
+    """RSS of a process and all its descendants (Ray's raylet, GCS and workers, Redis, ...)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total / 2**20
+
+
+class PeakRss:
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss_mb(os.getpid()))
+            self._stop.wait(0.25)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# -- floor ----------------------------------------------------------------------------------------
+def _records(n: int) -> list[bytes]:
+    return [encode(ChangeRecord(change_id=f"{i:032x}", entity="account", gid=f"g{i:025d}", op="upsert",
+                                source="crm", source_id=f"001{i:015d}", version=i,
+                                fields={"name": f"Bench Client {i:06d}", "country": "US", "currency": "USD",
+                                        "website": f"https://client{i}.example"},
+                                correlation_id=f"{i:032x}", observed_ms=0)) for i in range(n)]
+
+
+async def floor(url: str, n: int) -> dict[str, float]:
+    redis = Redis.from_url(url)
+    stream = "bench:floor"
+    await redis.delete(stream)
+    await redis.xgroup_create(stream, "g", id="0", mkstream=True)
+    payloads = _records(n)
+    sent_at: dict[bytes, float] = {}
+    latencies: list[float] = []
+    started = time.perf_counter()
+
+    async def produce() -> None:
+        for i in range(0, n, BATCH):
+            async with redis.pipeline(transaction=False) as pipe:
+                for payload in payloads[i: i + BATCH]:
+                    pipe.xadd(stream, {"d": payload})
+                now = time.perf_counter()
+                for entry_id in await pipe.execute():
+                    sent_at[entry_id] = now
+            await asyncio.sleep(0)
+
+    async def consume() -> None:
+        reader = Redis.from_url(url)
+        done = 0
+        while done < n:
+            reply = await reader.xreadgroup("g", "c", {stream: ">"}, count=BATCH, block=100)
+            for _, entries in reply or []:
+                ids = [entry_id for entry_id, fields in entries if msgspec.msgpack.decode(fields[b"d"])]
+                await reader.xack(stream, "g", *ids)
+                now = time.perf_counter()
+                latencies.extend(now - sent_at.get(i, now) for i in ids)
+                done += len(ids)
+        await reader.aclose()
+
+    await asyncio.gather(produce(), consume())
+    elapsed = time.perf_counter() - started
+    await redis.delete(stream)
+    await redis.aclose()
+    return {"rps": n / elapsed, "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99)}
+
+
+def _pct(values: list[float], p: int) -> float:
+    if not values:
+        return 0.0
+    return round(statistics.quantiles(values, n=100)[p - 1] * 1000 if len(values) > 1 else values[0] * 1000, 1)
+
+
+# -- accord ---------------------------------------------------------------------------------------
+async def accord_run(url: str, n: int, data_dir: str) -> dict[str, Any]:
+    world = World(qbo_rate_limit=10**9, qbo_concurrency=64, sf_api_limit=10**9).start()
+    settings = world.configure(demo_settings(data_dir, 0))
+    settings = msgspec.structs.replace(
+        settings, log_level="WARNING", redis=msgspec.structs.replace(settings.redis, url=url),
+        systems={**settings.systems,
+                 "crm": msgspec.structs.replace(settings.systems["crm"], rate_limit=msgspec.structs.replace(
+                     settings.systems["crm"].rate_limit, requests=10_000)),
+                 "erp": msgspec.structs.replace(settings.systems["erp"], rate_limit=msgspec.structs.replace(
+                     settings.systems["erp"].rate_limit, requests=10**8))},
+        entities={"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.2)})
+    created_at: dict[str, float] = {}
+    daemon = Daemon(settings)
+    result: dict[str, Any] = {}
+
+    def feed() -> None:
+        for i in range(0, n, BATCH):
+            with world.crm.transaction():
+                for j in range(i, min(n, i + BATCH)):
+                    name = f"Bench Client {j:06d}"
+                    created_at[name] = time.time()
+                    world.crm.user_create("Account", {"Name": name, "BillingCountryCode": "US",
+                                                      "CurrencyIsoCode": "USD",
+                                                      "Website": f"https://client{j}.example"})
+
+    async def on_ready(d: Daemon) -> None:
+        asyncio.get_running_loop().create_task(_measure(d))
+
+    async def _measure(d: Daemon) -> None:
+        try:
+            erp_calls_before = world.erp.requests.count()
+            crm_calls_before = world.crm.requests.count()
+            await asyncio.to_thread(feed)
+            deadline = time.monotonic() + max(120.0, n / 50)
+            while time.monotonic() < deadline:
+                if len(world.erp.records("Customer")) >= n:
+                    break
+                await asyncio.sleep(0.2)
+            rows = world.erp.realm().tables["Customer"].values()
+            done = {r.wire["DisplayName"]: r.created for r in rows}
+            latencies = [done[k] - t for k, t in created_at.items() if k in done]
+            first, last = min(created_at.values()), max(done.values(), default=time.time())
+            result.update(records_synced=len(done), rps=len(done) / max(last - first, 1e-9),
+                          p50_ms=_pct(latencies, 50), p99_ms=_pct(latencies, 99),
+                          erp_calls=world.erp.requests.count() - erp_calls_before,
+                          crm_calls=world.crm.requests.count() - crm_calls_before)
+        finally:
+            d.stop_event.set()
+
+    try:
+        await daemon.run(on_ready=on_ready, signals=False)
+    finally:
+        world.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=5000)
+    parser.add_argument("--redis-binary", default=None, help="redis-server to use (default: the embedded 6.2)")
+    args = parser.parse_args()
+    setup("WARNING", json=False)
+    data_dir = tempfile.mkdtemp(prefix="accord-bench-")
+    server = EmbeddedRedis(Path(data_dir) / "redis", binary=args.redis_binary).start()
+    try:
+        version = server.version()
+        with PeakRss() as floor_mem:
+            bare = asyncio.run(floor(server.url, args.records))
+        print(f"floor : {bare['rps']:,.0f} rec/s  p50 {bare['p50_ms']} ms  p99 {bare['p99_ms']} ms  "
+              f"(bare XADD/XREADGROUP/XACK, Redis {version})")
+        with PeakRss() as accord_mem:
+            run = asyncio.run(accord_run(server.url, args.records, data_dir))
+    finally:
+        server.stop()
+    n = args.records
+    summary = {
+        "records": n,
+        "records_synced": run.get("records_synced", 0),
+        "accord_rps": round(run.get("rps", 0.0), 1),
+        "floor_rps": round(bare["rps"], 1),
+        "ratio": round(run.get("rps", 0.0) / bare["rps"], 3),
+        "p50_ms": run.get("p50_ms"),
+        "p99_ms": run.get("p99_ms"),
+        "floor_p50_ms": bare["p50_ms"],
+        "floor_p99_ms": bare["p99_ms"],
+        "api_calls_per_record": round(run.get("erp_calls", 0) / n, 4),
+        "crm_api_calls_per_record": round(run.get("crm_calls", 0) / n, 4),
+        "peak_rss_mb": round(accord_mem.peak, 1),
+        "floor_peak_rss_mb": round(floor_mem.peak, 1),
+        "redis": version,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    print(f"accord: {summary['accord_rps']:,.0f} rec/s  p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
+          f"({summary['records_synced']}/{n} synced CRM → Ray poller → Redis Streams → Ray writer → ERP)")
+    print(f"ratio {summary['ratio']:.1%} of the floor; {summary['api_calls_per_record']} ERP API calls per record")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
