@@ -24,6 +24,7 @@ from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
 from accord.connectors.errors import ConnectorError, RateLimited
 from accord.connectors.registry import build_connector
+from accord.streams.batch import Batch
 from accord.streams.entities import validate_fields
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.records import (
@@ -174,10 +175,10 @@ class Poller:
         page = await self.connector.fetch(entity, cursor)
         self.pages += 1
         plan = await self._plan(entity, page.records)
-        async with ctx.redis.pipeline(transaction=True) as pipe:
-            self._queue(pipe, entity, plan)
-            ctx.cursors.put(pipe, self.system, entity, page.cursor, now_ms())
-            await pipe.execute()
+        batch = Batch()  # one atomic apply: XADDs, last-seen projections, exceptions, cursor
+        self._queue(batch, entity, plan)
+        ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms())
+        await batch.apply(ctx.redis)
         self.published += len(plan.changes)
         return page.more
 
@@ -191,7 +192,12 @@ class Poller:
         records = list(latest.values())
         ids = [r.id for r in records]
         gids, new = await ctx.identity.resolve(entity, self.system, ids, {r.id: r.gid for r in records})
-        seen_all, inflight_all = await ctx.projections.load(self.system, entity, ids)
+        known = [i for i in ids if i not in new]  # a record without an xid has no projection either
+        seen_known, inflight_known = await ctx.projections.load(self.system, entity, known)
+        seen_of = dict(zip(known, seen_known, strict=True))
+        inflight_of = dict(zip(known, inflight_known, strict=True))
+        seen_all = [seen_of.get(i) for i in ids]
+        inflight_all = [inflight_of.get(i, {}) for i in ids]
         ownership = self.ownership[entity]
         for record, seen, inflight in zip(records, seen_all, inflight_all, strict=True):
             plan.counts[Stats.label("polled", self.system, entity)] += 1
@@ -257,17 +263,20 @@ class Poller:
             message=message, entity=entity, gid=gid, source=self.system, source_id=record.id,
             payload=msgspec.msgpack.encode(record.fields), created_ms=now_ms())
 
-    def _queue(self, pipe: Any, entity: str, plan: _PagePlan) -> None:
+    def _queue(self, pipe: Batch, entity: str, plan: _PagePlan) -> None:
         ctx = self.ctx
         partitions = self.settings.streams.partitions
+        produced: Counter[int] = Counter()
         for change in plan.changes:
             p = partition_of(change.gid, partitions)
             pipe.xadd(ctx.keys.changes(entity, p), {"d": encode(change)})
-            pipe.hincrby(ctx.keys.produced(entity), str(p), 1)
+            produced[p] += 1
             plan.counts[Stats.label("published", self.system, entity)] += 1
             logger.bind(correlation_id=change.correlation_id, system=self.system, entity=entity,
                         gid=change.gid).debug("published {} of {} ({} fields)", change.op, change.source_id,
                                               len(change.fields))
+        for p, n in produced.items():
+            pipe.hincrby(ctx.keys.produced(entity), str(p), n)
         for system_id, fields, version in plan.remember:
             ctx.projections.remember(pipe, self.system, entity, system_id, fields, version)
         for exc in plan.exceptions:

@@ -25,7 +25,6 @@ from typing import Any
 import msgspec
 from loguru import logger
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
 from accord.actors.context import Context
 from accord.actors.governance import Ownership
@@ -33,6 +32,7 @@ from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, WriteOp, WriteResult, backoff_delay
 from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable, StaleVersion
 from accord.connectors.registry import build_connector
+from accord.streams.batch import Batch
 from accord.streams.exceptions import ExceptionRecord, Reason, exception_id, file_exception
 from accord.streams.keys import Keys
 from accord.streams.leases import Leases
@@ -406,29 +406,22 @@ class Writer:
         """One fenced MULTI: state for every written record, exceptions, XACKs, counters."""
         ctx = self.ctx
         acks = {slot: ids for slot, ids in outcome.acks.items() if ids}
-        lease_keys = sorted({self._lease_key(s) for s in acks})
-        try:
-            async with ctx.redis.pipeline(transaction=True) as pipe:
-                if lease_keys:
-                    await pipe.watch(*lease_keys)
-                    owners = await pipe.mget(lease_keys)
-                    if any((o.decode() if o else None) != self.token for o in owners):
-                        raise WatchError("lease lost")
-                pipe.multi()
-                self._queue_state(pipe, target, outcome)
-                for slot, ids in acks.items():
-                    pipe.xack(slot.stream, slot.group, *ids)
-                    pipe.hincrby(ctx.keys.acked(self.entity, target), str(slot.partition), len(ids))
-                ctx.stats.add(pipe, Stats.RECORDS, outcome.counts)
-                await pipe.execute()
-        except WatchError:
+        batch = Batch()  # one atomic apply, fenced by the leases of every partition it acks
+        for key in sorted({self._lease_key(s) for s in acks}):
+            batch.fence(key, self.token)
+        self._queue_state(batch, target, outcome)
+        for slot, ids in acks.items():
+            batch.xack(slot.stream, slot.group, *ids)
+            batch.hincrby(ctx.keys.acked(self.entity, target), str(slot.partition), len(ids))
+        ctx.stats.add(batch, Stats.RECORDS, outcome.counts)
+        if not await batch.apply(ctx.redis):
             logger.bind(entity=self.entity, target=target).warning(
                 "lease lost before commit; the partition's next owner redoes this batch")
             return
         self.written += len(outcome.done)
         self._schedule_retries(outcome)
 
-    def _queue_state(self, pipe: Any, target: str, outcome: Outcome) -> None:
+    def _queue_state(self, pipe: Batch, target: str, outcome: Outcome) -> None:
         ctx = self.ctx
         for work, result in outcome.done:
             target_id = result.target_id or work.target_id

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from redis.asyncio.client import Pipeline
 
+from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.records import pack
 
@@ -37,8 +37,8 @@ class ExceptionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     state: State = "open"
 
 
-def file_exception(pipe: Pipeline, keys: Keys, record: ExceptionRecord) -> None:
-    """Queue the stream entry and the index update onto ``pipe`` (the caller's MULTI)."""
+def file_exception(pipe: Batch, keys: Keys, record: ExceptionRecord) -> None:
+    """Queue the stream entry and the index update onto ``pipe`` (the caller's atomic batch)."""
     data = pack(msgspec.to_builtins(record))
     pipe.xadd(keys.exceptions(), {"d": data, "reason": record.reason, "entity": record.entity,
                                   "target": record.target, "gid": record.gid})

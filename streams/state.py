@@ -12,10 +12,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
+from accord.streams.batch import Batch, hget_many, hgetall_many, script
 from accord.streams.keys import Keys
 from accord.streams.records import new_gid, pack, unpack
+
+Pipeline = Batch  # state updates are queued onto the caller's atomic Batch
+
+_MINT = """
+local out = {}
+for j = 1, #KEYS, 2 do
+  local a = (j + 1) / 2
+  local proposal = ARGV[3 * a - 2]
+  if redis.call('SET', KEYS[j], proposal, 'NX') then
+    redis.call('HSET', KEYS[j + 1], ARGV[3 * a - 1], ARGV[3 * a])
+    out[a] = proposal
+  else
+    out[a] = redis.call('GET', KEYS[j])
+  end
+end
+return out
+"""
 
 VERSION_FIELD = "_v"  # inside a seen hash: the system's own version of the record (e.g. SyncToken)
 
@@ -51,29 +68,20 @@ class Identity:
         missing = [i for i in ids if i not in known]
         if not missing:
             return known, set()
-        proposals = {i: carried.get(i) or new_gid() for i in missing}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i in missing:
-                pipe.set(self.keys.xid(entity, system, i), proposals[i], nx=True)
-            for i in missing:
-                pipe.get(self.keys.xid(entity, system, i))
-            replies = await pipe.execute()
-        winners = replies[len(missing):]
-        minted = {i: _s(raw) or proposals[i] for i, raw in zip(missing, winners, strict=True)}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i, gid in minted.items():
-                pipe.hset(self.keys.xref(entity, gid), system, i)
-            await pipe.execute()
+        keys: list[str] = []
+        args: list[str] = []
+        for i in missing:
+            gid = carried.get(i) or new_gid()
+            keys += [self.keys.xid(entity, system, i), self.keys.xref(entity, gid)]
+            args += [gid, system, i]
+        # one call: SET NX the xid (two racing resolvers agree on one gid) and the xref of new gids
+        winners = await script(self.redis, _MINT)(keys=keys, args=args)
+        minted = {i: _s(raw) or "" for i, raw in zip(missing, winners, strict=True)}
         return {**known, **minted}, set(missing)
 
     async def targets_for(self, entity: str, target: str, gids: Sequence[str]) -> dict[str, str]:
         """The target system's id for each global id that has one."""
-        if not gids:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for gid in gids:
-                pipe.hget(self.keys.xref(entity, gid), target)
-            values = await pipe.execute()
+        values = await hget_many(self.redis, [(self.keys.xref(entity, gid), target) for gid in gids])
         return {g: v for g, raw in zip(gids, values, strict=True) if (v := _s(raw))}
 
     async def xref(self, entity: str, gid: str) -> dict[str, str]:
@@ -98,15 +106,10 @@ class Projections:
 
     async def load(self, system: str, entity: str, ids: Sequence[str]
                    ) -> tuple[list[dict[str, Any] | None], list[dict[str, Any]]]:
-        """(seen, inflight) for each id; seen is ``None`` for a record never seen."""
-        if not ids:
-            return [], []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i in ids:
-                pipe.hgetall(self.keys.seen(system, entity, i))
-            for i in ids:
-                pipe.hgetall(self.keys.inflight(system, entity, i))
-            replies = await pipe.execute()
+        """(seen, inflight) for each id, in one call; seen is ``None`` for a record never seen."""
+        keys = [self.keys.seen(system, entity, i) for i in ids]
+        keys += [self.keys.inflight(system, entity, i) for i in ids]
+        replies = await hgetall_many(self.redis, keys)
         seen = [_unpack_hash(h) if h else None for h in replies[: len(ids)]]
         inflight = [_unpack_hash(h) for h in replies[len(ids):]]
         return seen, inflight
@@ -117,20 +120,18 @@ class Projections:
         if version is not None:
             mapping[VERSION_FIELD] = pack(version)
         if mapping:
-            pipe.hset(self.keys.seen(system, entity, system_id), mapping=mapping)  # type: ignore[arg-type]
+            pipe.hset(self.keys.seen(system, entity, system_id), mapping=mapping)
 
     async def mark_inflight(self, system: str, entity: str, writes: Mapping[str, Mapping[str, Any]],
                             ttl_s: int = 3600) -> None:
         """Record fields about to be written, per target record id (the poller treats them as echoes)."""
-        if not writes:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for system_id, fields in writes.items():
-                if fields:
-                    key = self.keys.inflight(system, entity, system_id)
-                    pipe.hset(key, mapping={k: pack(v) for k, v in fields.items()})  # type: ignore[arg-type]
-                    pipe.expire(key, ttl_s)
-            await pipe.execute()
+        batch = Batch()
+        for system_id, fields in writes.items():
+            if fields:
+                key = self.keys.inflight(system, entity, system_id)
+                batch.hset(key, mapping={k: pack(v) for k, v in fields.items()})
+                batch.expire(key, ttl_s)
+        await batch.apply(self.redis)
 
     def clear_inflight(self, pipe: Pipeline, system: str, entity: str, system_id: str) -> None:
         pipe.delete(self.keys.inflight(system, entity, system_id))
@@ -149,12 +150,7 @@ class Versions:
 
     async def applied(self, target: str, entity: str, pairs: Sequence[tuple[str, str]]) -> list[int | None]:
         """Applied version for each (gid, source) pair."""
-        if not pairs:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for gid, source in pairs:
-                pipe.hget(self.keys.version(target, entity, gid), source)
-            replies = await pipe.execute()
+        replies = await hget_many(self.redis, [(self.keys.version(target, entity, g), src) for g, src in pairs])
         return [int(r) if r is not None else None for r in replies]
 
     def record(self, pipe: Pipeline, target: str, entity: str, gid: str, source: str, version: int) -> None:

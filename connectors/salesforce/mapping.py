@@ -54,13 +54,13 @@ class MappingError(Permanent):
 def parse_datetime_ms(value: str) -> int:
     """Epoch milliseconds of a Salesforce dateTime (``2026-04-02T10:15:30.000+0000``; ``Z`` also taken)."""
     try:
-        parsed = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
-    except ValueError:
-        try:
-            parsed = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")
-        except ValueError as exc:
-            raise ValueError(f"not a Salesforce dateTime: {value!r} "
-                             f"(expected e.g. \"2026-04-02T10:15:30.000+0000\")") from exc
+        parsed = dt.datetime.fromisoformat(value)  # C-fast; takes ".000+0000" and "Z" (Python 3.11+)
+    except ValueError as exc:
+        raise ValueError(f"not a Salesforce dateTime: {value!r} "
+                         f"(expected e.g. \"2026-04-02T10:15:30.000+0000\")") from exc
+    if parsed.tzinfo is None:
+        raise ValueError(f"not a Salesforce dateTime: {value!r} has no UTC offset "
+                         f"(expected e.g. \"2026-04-02T10:15:30.000+0000\")")
     return (parsed - _EPOCH) // _MS
 
 
