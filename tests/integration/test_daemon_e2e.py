@@ -105,6 +105,8 @@ async def test_accounts_sync_both_ways_with_fault_storm(ray_session: None, redis
         # a 429/5xx/timeout storm on the ERP's batch endpoint and the CRM's API while people keep working
         run.world.erp.faults.add("batch", "429", 3, retry_after=0.2)
         run.world.erp.faults.add("batch", "503", 2)
+        run.world.erp.faults.add("batch", "drop", 1)  # the ERP applies the batch, the response is lost
+        run.world.erp.faults.add("cdc", "timeout", 1, delay=0.5)
         run.world.crm.faults.add("query", "503", 2)
         run.world.crm.faults.add("composite", "429", 2)
         activity = Activity(run.world, rng)
@@ -123,6 +125,13 @@ async def test_accounts_sync_both_ways_with_fault_storm(ray_session: None, redis
             body = (await client.get(f"http://127.0.0.1:{run.daemon.http_port}/metrics")).text
         assert 'accord_records_written_total{entity="account",system="erp"}' in body
         assert "accord_stream_lag_seconds" in body and "accord_api_rate_limited_total" in body
+        # a webhook is a hint on the system's intake stream (the poller fetches the data itself)
+        async with httpx.AsyncClient() as client:
+            hook = await client.post(f"http://127.0.0.1:{run.daemon.http_port}/webhooks/erp?entity=account",
+                                     content=b"{}")
+            unknown = await client.post(f"http://127.0.0.1:{run.daemon.http_port}/webhooks/nope", content=b"{}")
+        assert hook.status_code == 200 and unknown.status_code == 404
+        assert await run.redis.xlen(run.keys.intake("erp")) == 1
 
 
 async def test_killed_writer_mid_batch_and_killed_poller_lose_and_duplicate_nothing(
