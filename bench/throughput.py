@@ -45,39 +45,58 @@ BATCH = 500
 
 
 # -- memory ---------------------------------------------------------------------------------------
-def _tree_rss_mb(root: int) -> float:
-    """RSS of a process and all its descendants (Ray's raylet, GCS and workers, Redis, ...)."""
+def _tree(root: int) -> dict[int, tuple[str, int, float]]:
+    """Every process under ``root`` (Ray's raylet, GCS and workers, Redis, ...): name, RSS bytes, CPU s."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    info: dict[int, tuple[str, int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
+                raw = fh.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read().split(b"\0")[0].decode(errors="replace")
         except OSError:
             continue
+        fields = raw.rsplit(")", 1)[1].split()
         pid, ppid = int(entry), int(fields[1])
         children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    total, stack = 0, [root]
+        name = cmd if cmd.startswith("ray::") else raw[raw.index("(") + 1: raw.rindex(")")]
+        info[pid] = (name, int(fields[21]) * os.sysconf("SC_PAGE_SIZE"), (int(fields[11]) + int(fields[12])) / tick)
+    out, stack = {}, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        if pid in info:
+            out[pid] = info[pid]
         stack.extend(children.get(pid, []))
-    return total / 2**20
+    return out
 
 
 class PeakRss:
+    """Peak RSS of the whole process tree, and CPU seconds per process name (sampled every 0.25 s)."""
+
     def __init__(self) -> None:
         self.peak = 0.0
+        self.cpu: dict[int, tuple[str, float]] = {}
+        self._start = {pid: cpu for pid, (_, _, cpu) in _tree(os.getpid()).items()}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _tree_rss_mb(os.getpid()))
+            tree = _tree(os.getpid())
+            self.peak = max(self.peak, sum(rss for _, rss, _ in tree.values()) / 2**20)
+            for pid, (name, _, cpu) in tree.items():
+                self.cpu[pid] = (name, cpu - self._start.get(pid, 0.0))
             self._stop.wait(0.25)
+
+    def cpu_by_name(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, cpu in self.cpu.values():
+            out[name] = round(out.get(name, 0.0) + cpu, 2)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def __enter__(self) -> PeakRss:
         self._thread.start()
@@ -179,14 +198,19 @@ async def accord_run(url: str, n: int, data_dir: str) -> dict[str, Any]:
             await asyncio.to_thread(feed)
             deadline = time.monotonic() + max(120.0, n / 50)
             while time.monotonic() < deadline:
-                if len(world.erp.records("Customer")) >= n:
+                if len(world.erp.realm().tables["Customer"]) >= n:  # cheap: no rendering
                     break
                 await asyncio.sleep(0.2)
             rows = world.erp.realm().tables["Customer"].values()
             done = {r.wire["DisplayName"]: r.created for r in rows}
             latencies = [done[k] - t for k, t in created_at.items() if k in done]
             first, last = min(created_at.values()), max(done.values(), default=time.time())
-            result.update(records_synced=len(done), rps=len(done) / max(last - first, 1e-9),
+            by_endpoint: dict[str, int] = {}
+            for system, state in (("crm", world.crm), ("erp", world.erp)):
+                for entry in state.requests.entries():
+                    key = f"{system}:{entry.endpoint}"
+                    by_endpoint[key] = by_endpoint.get(key, 0) + 1
+            result.update(records_synced=len(done), rps=len(done) / max(last - first, 1e-9), calls=by_endpoint,
                           p50_ms=_pct(latencies, 50), p99_ms=_pct(latencies, 99),
                           erp_calls=world.erp.requests.count() - erp_calls_before,
                           crm_calls=world.crm.requests.count() - crm_calls_before)
@@ -231,7 +255,9 @@ def main() -> None:
         "floor_p99_ms": bare["p99_ms"],
         "api_calls_per_record": round(run.get("erp_calls", 0) / n, 4),
         "crm_api_calls_per_record": round(run.get("crm_calls", 0) / n, 4),
+        "api_calls": run.get("calls", {}),
         "peak_rss_mb": round(accord_mem.peak, 1),
+        "cpu_seconds": {k: v for k, v in accord_mem.cpu_by_name().items() if v >= 0.1},
         "floor_peak_rss_mb": round(floor_mem.peak, 1),
         "redis": version,
         "python": platform.python_version(),
