@@ -8,8 +8,6 @@ crash after it has nothing to redo. ``start``, ``stop`` and ``poll_page`` are id
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import Counter
 from typing import Any
@@ -18,8 +16,8 @@ import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
-from accord.actors.context import Context
 from accord.actors.governance import Observation, Ownership, observe
+from accord.actors.loop import LoopActor
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
 from accord.connectors.errors import ConnectorError, RateLimited
@@ -40,21 +38,17 @@ from accord.streams.state import RedisTokenCache, Stats
 DELETED_FIELD = "_deleted"
 
 
-class Poller:
+class Poller(LoopActor):
     """Polls system ``system`` for each of its entities and publishes change records."""
 
     def __init__(self, settings: Settings, system: str, redis_url: str, *, share: float = 1.0,
                  connector: Connector | None = None, redis: Redis | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, redis_url, redis)
         self.system = system
-        self.redis_url = redis_url
         self.share = share
         self.entities = settings.entities_of(system)
         self.ownership = {e: Ownership.from_settings(e, settings.entities[e]) for e in self.entities}
         self._connector = connector
-        self._ctx: Context | None = Context(settings, redis) if redis is not None else None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._next_due: dict[str, float] = {}
         self._failures: Counter[str] = Counter()
         self.call_stats = CallStats()
@@ -62,12 +56,6 @@ class Poller:
         self.published = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-    @property
-    def ctx(self) -> Context:
-        if self._ctx is None:
-            self._ctx = Context.open(self.settings, self.redis_url)
-        return self._ctx
-
     @property
     def connector(self) -> Connector:
         if self._connector is None:
@@ -78,29 +66,19 @@ class Poller:
 
     async def start(self) -> bool:
         """Start the poll loop (no-op when running). Returns True when it was started now."""
-        if self._task is not None and not self._task.done():
-            return False
-        self._stopping = False
-        self._task = asyncio.create_task(self.run(), name=f"poller:{self.system}")
-        return True
+        return self._launch(self.run(), name=f"poller:{self.system}")
 
     async def stop(self) -> None:
         """Finish the page in hand, then stop; closes clients."""
-        self._stopping = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._task, timeout=self.settings.supervisor.drain_timeout)
-        await self._flush_api_stats()
+        await self._halt()
+        await self._flush_call_stats({self.system: self.call_stats})
         if self._connector is not None:
             await self._connector.aclose()
-        if self._ctx is not None:
-            await self._ctx.redis.aclose()
-            self._ctx = None
+        await self._close_redis()
         self._connector = None
 
     async def health(self) -> dict[str, Any]:
-        running = self._task is not None and not self._task.done()
-        return {"kind": "poller", "system": self.system, "running": running, "pages": self.pages,
+        return {"kind": "poller", "system": self.system, "running": self.running, "pages": self.pages,
                 "published": self.published}
 
     # -- loop --------------------------------------------------------------------------------
@@ -112,7 +90,7 @@ class Poller:
                     break
                 if time.monotonic() >= self._next_due.get(entity, 0.0):
                     await self._poll_entity(entity)
-            await self._flush_api_stats()
+            await self._flush_call_stats({self.system: self.call_stats})
             hint_id = await self._wait_for_hint(hint_id)
 
     async def _poll_entity(self, entity: str) -> None:
@@ -156,15 +134,6 @@ class Poller:
                 self._next_due[name] = 0.0
         raw = entries[-1][0]
         return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-    async def _flush_api_stats(self) -> None:
-        if self._ctx is None:
-            return
-        counts = self.call_stats.drain()
-        if any(counts.values()):
-            async with self.ctx.redis.pipeline(transaction=False) as pipe:
-                self.ctx.stats.add(pipe, Stats.API, {Stats.label(k, self.system): v for k, v in counts.items()})
-                await pipe.execute()
 
     # -- one page ----------------------------------------------------------------------------
     async def poll_page(self, entity: str) -> bool:

@@ -26,8 +26,8 @@ import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
-from accord.actors.context import Context
 from accord.actors.governance import Ownership
+from accord.actors.loop import LoopActor
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, WriteOp, WriteResult, backoff_delay
 from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable, StaleVersion
@@ -77,15 +77,14 @@ class Outcome:
     counts: Counter[str] = field(default_factory=Counter)
 
 
-class Writer:
+class Writer(LoopActor):
     """Writes one entity's change records to each of its target systems."""
 
     def __init__(self, settings: Settings, entity: str, redis_url: str, *, replica: int = 0, epoch: int = 0,
                  shares: dict[str, float] | None = None, connectors: dict[str, Connector] | None = None,
                  redis: Redis | None = None) -> None:
-        self.settings = settings
+        super().__init__(settings, redis_url, redis)
         self.entity = entity
-        self.redis_url = redis_url
         self.replica = replica
         self.token = f"{entity}/{replica}/{epoch}"
         self.targets = settings.targets_of(entity)
@@ -93,11 +92,8 @@ class Writer:
         self.shares = shares or {}
         self._connectors: dict[str, Connector] = dict(connectors or {})
         self.call_stats: dict[str, CallStats] = defaultdict(CallStats)
-        self._ctx: Context | None = Context(settings, redis) if redis is not None else None
         self._leases: Leases | None = None
         self._slots: list[Slot] = []
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self._renewed_at = 0.0
         self._trimmed_at = time.monotonic()
         self._semaphore = asyncio.Semaphore(settings.streams.write_concurrency)
@@ -105,12 +101,6 @@ class Writer:
         self.written = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-    @property
-    def ctx(self) -> Context:
-        if self._ctx is None:
-            self._ctx = Context.open(self.settings, self.redis_url)
-        return self._ctx
-
     def connector(self, target: str) -> Connector:
         if target not in self._connectors:
             self._connectors[target] = build_connector(
@@ -126,35 +116,27 @@ class Writer:
 
     async def start(self, partitions: Sequence[int]) -> bool:
         """Own ``partitions`` and run the sweep loop (no-op when already running)."""
-        if self._task is not None and not self._task.done():
+        if self.running:
             return False
         self.assign(partitions)
-        self._stopping = False
-        self._task = asyncio.create_task(self.run(), name=f"writer:{self.entity}:{self.replica}")
-        return True
+        return self._launch(self.run(), name=f"writer:{self.entity}:{self.replica}")
 
     async def stop(self) -> None:
         """Finish and commit the sweep in hand, release leases, close clients."""
-        self._stopping = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._task, timeout=self.settings.supervisor.drain_timeout)
+        await self._halt()
         if self._leases is not None:
             with contextlib.suppress(Exception):
                 await self._leases.release()
-        await self._flush_api_stats()
+        await self._flush_call_stats(self.call_stats)
         for connector in self._connectors.values():
             await connector.aclose()
         self._connectors.clear()
-        if self._ctx is not None:
-            await self._ctx.redis.aclose()
-            self._ctx = None
-            self._leases = None
+        await self._close_redis()
+        self._leases = None
 
     async def health(self) -> dict[str, Any]:
-        running = self._task is not None and not self._task.done()
         held = len(self._leases.held) if self._leases else 0
-        return {"kind": "writer", "entity": self.entity, "replica": self.replica, "running": running,
+        return {"kind": "writer", "entity": self.entity, "replica": self.replica, "running": self.running,
                 "leases": held, "sweeps": self.sweeps, "written": self.written}
 
     async def run(self) -> None:
@@ -190,7 +172,7 @@ class Writer:
                     group.create_task(self._handle_target(target, deliveries))
         self.sweeps += 1
         await self._maybe_trim()
-        await self._flush_api_stats()
+        await self._flush_call_stats(self.call_stats)
         return handled
 
     def _deliveries(self, slot: Slot, entries: list[Entry], from_backlog: bool) -> list[Delivery]:
@@ -488,13 +470,3 @@ class Writer:
         retention_ms = int(self.settings.streams.retention * 1000)
         for stream in sorted({s.stream for s in self._slots}):
             await trim(self.ctx.redis, stream, retention_ms, now_ms())
-
-    async def _flush_api_stats(self) -> None:
-        if self._ctx is None:
-            return
-        counts = {Stats.label(k, target): v for target, stats in self.call_stats.items()
-                  for k, v in stats.drain().items() if v}
-        if counts:
-            async with self.ctx.redis.pipeline(transaction=False) as pipe:
-                self.ctx.stats.add(pipe, Stats.API, counts)
-                await pipe.execute()

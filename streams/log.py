@@ -12,8 +12,7 @@ Semantics (measured in ``shared/reference/redis-and-ray.md``), valid on Redis 6.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -53,7 +52,6 @@ class Slot:
     stream: str = ""
     group: str = ""
     consumer: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def make(cls, keys: Keys, entity: str, partition: int, target: str) -> Slot:
