@@ -79,11 +79,23 @@ class Row:
     deleted: bool = False
 
 
+_KEY_CASE: dict[str, str] = {}  # lower-cased path part → the wire key's spelling, learned on first use
+
+
 def _lookup(data: Any, path: str) -> Any:
+    """The value at a dotted, case-insensitive path (``metadata.lastupdatedtime``)."""
     for part in path.split("."):
         if not isinstance(data, dict):
             return None
-        data = next((v for k, v in data.items() if k.lower() == part), None)
+        known = _KEY_CASE.get(part)
+        if known is not None and known in data:
+            data = data[known]
+            continue
+        key = next((k for k in data if k.lower() == part), None)
+        if key is None:
+            return None
+        _KEY_CASE[part] = key
+        data = data[key]
     return data
 
 
