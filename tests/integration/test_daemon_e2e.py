@@ -164,3 +164,28 @@ async def test_killed_writer_mid_batch_and_killed_poller_lose_and_duplicate_noth
         assert max(names.values()) == 1
         assert writer.restarts >= 1 and supervisor.pollers["crm"].restarts >= 1
         assert await run.exceptions() == []
+
+
+async def test_scaling_writers_live_keeps_every_record_once(ray_session: None,
+                                                            redis_servers: dict[str, EmbeddedRedis],
+                                                            tmp_path: Any) -> None:
+    from accord.supervisor import set_replicas
+
+    async with running_daemon(redis_servers["6.2"], tmp_path) as run:
+        rng = random.Random(3)
+        run.world.seed(10, rng)
+        await run.agreement()
+        supervisor = run.daemon.supervisor
+        assert supervisor is not None
+        await set_replicas(run.redis, run.keys, "account", 3)  # what `accord scale` does
+        await wait_for(lambda: len(supervisor.writers["account"]) == 3
+                       and all(m.healthy for m in supervisor.writers["account"]), timeout=60,
+                       message="three healthy writer replicas")
+        run.world.seed(15, rng)
+        report = await run.agreement(timeout=90)
+        assert report.checked == 25
+        held = [m.last.get("leases", 0) for m in supervisor.writers["account"]]
+        await wait_for(lambda: sum(m.last.get("leases", 0) for m in supervisor.writers["account"]) == 32,
+                       timeout=30, message="all 16 partitions x 2 targets leased across the replicas")
+        assert len(held) == 3
+        assert max(run.erp_customers_per_gid().values()) == 1
