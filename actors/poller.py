@@ -18,6 +18,8 @@ from redis.asyncio import Redis
 
 from accord.actors.governance import Observation, Ownership, observe
 from accord.actors.loop import LoopActor
+from accord.actors.matching import match_keys
+from accord.actors.references import References
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
 from accord.connectors.errors import ConnectorError, RateLimited
@@ -48,6 +50,7 @@ class Poller(LoopActor):
         self.share = share
         self.entities = settings.entities_of(system)
         self.ownership = {e: Ownership.from_settings(e, settings.entities[e]) for e in self.entities}
+        self._references: References | None = None
         self._connector = connector
         self._next_due: dict[str, float] = {}
         self._failures: Counter[str] = Counter()
@@ -56,6 +59,12 @@ class Poller(LoopActor):
         self.published = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def references(self) -> References:
+        if self._references is None:
+            self._references = References(self.settings, self.ctx.identity)
+        return self._references
+
     @property
     def connector(self) -> Connector:
         if self._connector is None:
@@ -146,7 +155,7 @@ class Poller(LoopActor):
         plan = await self._plan(entity, page.records)
         batch = Batch()  # one atomic apply: XADDs, last-seen projections, exceptions, cursor
         self._queue(batch, entity, plan)
-        ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms())
+        ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms(), caught_up=not page.more)
         await batch.apply(ctx.redis)
         self.published += len(plan.changes)
         return page.more
@@ -158,7 +167,7 @@ class Poller(LoopActor):
         for record in records:  # a page may hold several versions of one record: keep the newest
             if record.id not in latest or record.version >= latest[record.id].version:
                 latest[record.id] = record
-        records = list(latest.values())
+        records = await self._globalise(entity, list(latest.values()))
         ids = [r.id for r in records]
         gids, new = await ctx.identity.resolve(entity, self.system, ids, {r.id: r.gid for r in records})
         known = [i for i in ids if i not in new]  # a record without an xid has no projection either
@@ -172,7 +181,51 @@ class Poller(LoopActor):
             plan.counts[Stats.label("polled", self.system, entity)] += 1
             self._plan_record(entity, ownership, record, gids[record.id], record.id in new, seen, inflight,
                               plan)
+        await self._plan_reverts(entity, plan)
         return plan
+
+    async def _globalise(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
+        """Records with their reference fields turned from native ids into global ids."""
+        if not self.references.native_fields(self.system, entity):
+            return records
+        fields = [dict(r.fields) for r in records]
+        await self.references.to_global(self.system, entity, fields)
+        return [msgspec.structs.replace(r, fields=f) for r, f in zip(records, fields, strict=True)]
+
+    async def _plan_reverts(self, entity: str, plan: _PagePlan) -> None:
+        """Write the owner's value back over each non-owner edit (``on_violation = "revert"``); when the
+        owner's value is unknown the edit goes to review instead."""
+        if not plan.reverts:
+            return
+        ctx = self.ctx
+        ownership = self.ownership[entity]
+        for record, gid, violations in plan.reverts:
+            xref = await ctx.identity.xref(entity, gid)
+            restore: dict[str, Any] = {}
+            for field in violations:
+                owner = ownership.owner_of(field)
+                owner_id = xref.get(owner)
+                seen, _ = await ctx.projections.load(owner, entity, [owner_id] if owner_id else [])
+                if seen and seen[0] is not None and field in seen[0]:
+                    restore[field] = seen[0][field]
+            missing = {f: v for f, v in violations.items() if f not in restore}
+            if restore:
+                revert = self._change(entity, gid, "revert", record, restore,
+                                      source=ownership.owner_of(next(iter(restore))))
+                plan.changes.append(msgspec.structs.replace(revert, only_to=self.system))
+            if missing:
+                plan.exceptions.append(self._governance_exception(entity, record, gid, missing))
+
+    def _governance_exception(self, entity: str, record: SourceRecord, gid: str,
+                              violations: dict[str, tuple[Any, Any]]) -> ExceptionRecord:
+        ownership = self.ownership[entity]
+        detail = "; ".join(f"{f}: {old!r} -> {new!r} (owner: {ownership.owner_of(f)})"
+                           for f, (old, new) in violations.items())
+        return ExceptionRecord(
+            exception_id=f"gov:{self.system}:{entity}:{record.id}:{record.version}", reason="governance",
+            message=f"{self.system} edited field(s) it does not own: {detail}; change them in the owner system "
+                    "or resolve this exception", entity=entity, gid=gid, source=self.system,
+            source_id=record.id, payload=msgspec.msgpack.encode(record.fields), created_ms=now_ms())
 
     def _plan_record(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str, new: bool,
                      seen: dict[str, Any] | None, inflight: dict[str, Any], plan: _PagePlan) -> None:
@@ -190,8 +243,14 @@ class Poller(LoopActor):
             plan.counts[Stats.label("echoes", self.system, entity)] += 1
         if observation.violations:
             plan.counts[Stats.label("violations", self.system, entity)] += len(observation.violations)
-            log.warning("governance violation: {} changed field(s) it does not own: {}", self.system,
-                        _describe(observation))
+            policy = self.settings.entities[entity].on_violation
+            log.warning("governance violation ({}): {} changed field(s) it does not own: {}", policy,
+                        self.system, _describe(observation))
+            if policy == "revert":
+                plan.reverts.append((record, gid, observation.violations))
+            elif policy == "review":
+                plan.exceptions.append(self._governance_exception(entity, record, gid, observation.violations))
+        self._index(entity, record.id, seen, record.fields, plan)
         if new and record.gid is None and self.system != ownership.owner:
             plan.counts[Stats.label("unowned_new", self.system, entity)] += 1
             log.info("record created in {} which does not own {}: linked, not propagated", self.system, entity)
@@ -218,12 +277,28 @@ class Poller(LoopActor):
             return
         plan.changes.append(self._change(entity, gid, "delete", record, {}))
 
-    def _change(self, entity: str, gid: str, op: str, record: SourceRecord, fields: dict[str, Any]
-                ) -> ChangeRecord:
+    def _index(self, entity: str, system_id: str, seen: dict[str, Any] | None, fields: dict[str, Any],
+               plan: _PagePlan) -> None:
+        """Keep the match-rule index of this system's records current."""
+        rules = self.settings.entities[entity].match
+        if not rules:
+            return
+        old = match_keys(rules, seen or {})
+        new = match_keys(rules, fields)
+        for rule, key in old.items():
+            if new.get(rule) != key:
+                plan.unindex.append((self.ctx.keys.match(entity, self.system, rule, key), system_id))
+        for rule, key in new.items():
+            if old.get(rule) != key:
+                plan.index.append((self.ctx.keys.match(entity, self.system, rule, key), system_id))
+
+    def _change(self, entity: str, gid: str, op: str, record: SourceRecord, fields: dict[str, Any], *,
+                source: str | None = None) -> ChangeRecord:
+        """A change observed in this system; a ``revert`` is issued on behalf of the owner ``source``."""
         return ChangeRecord(
-            change_id=change_id(self.system, entity, record.id, record.version), entity=entity, gid=gid,
-            op=op,  # type: ignore[arg-type]
-            source=self.system, source_id=record.id, version=record.version, fields=fields,
+            change_id=change_id(self.system, entity, record.id, record.version) + (":revert" if source else ""),
+            entity=entity, gid=gid, op=op,  # type: ignore[arg-type]
+            source=source or self.system, source_id=record.id, version=record.version, fields=fields,
             correlation_id=new_correlation_id(), observed_ms=now_ms())
 
     def _mapping_exception(self, entity: str, record: SourceRecord, gid: str, message: str) -> ExceptionRecord:
@@ -250,6 +325,10 @@ class Poller(LoopActor):
             ctx.projections.remember(pipe, self.system, entity, system_id, fields, version)
         for exc in plan.exceptions:
             file_exception(pipe, ctx.keys, exc)
+        for key, system_id in plan.unindex:
+            pipe.srem(key, system_id)
+        for key, system_id in plan.index:
+            pipe.sadd(key, system_id)
         ctx.stats.add(pipe, Stats.RECORDS, plan.counts)
 
 
@@ -261,6 +340,9 @@ class _PagePlan:
         self.remember: list[tuple[str, dict[str, Any], int]] = []
         self.exceptions: list[ExceptionRecord] = []
         self.counts: Counter[str] = Counter()
+        self.reverts: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
+        self.index: list[tuple[str, str]] = []
+        self.unindex: list[tuple[str, str]] = []
 
 
 def _describe(observation: Observation) -> str:

@@ -117,34 +117,44 @@ def _substitute(value: Any, path: str, env: Mapping[str, str], errors: list[str]
 def check(settings: Settings) -> list[str]:
     """Cross-reference checks msgspec cannot express: every name must point at something configured."""
     errors: list[str] = []
-    systems = set(settings.systems)
     for name, ent in settings.entities.items():
         base = f"$.entities.{name}"
         if name not in ENTITY_TYPES:
             errors.append(f"{base}: unknown entity `{name}`; expected one of {', '.join(ENTITY_TYPES)}")
             continue
-        for i, system in enumerate(ent.systems):
-            if system not in systems:
-                errors.append(f"{base}.systems[{i}]: unknown system `{system}`; configured systems: "
-                              f"{', '.join(sorted(systems)) or 'none'}")
-        if len(set(ent.systems)) < 2:
-            errors.append(f"{base}.systems: an entity needs at least two distinct systems to sync, got "
-                          f"{ent.systems}")
-        if ent.owner not in ent.systems:
-            errors.append(f"{base}.owner: `{ent.owner}` is not one of this entity's systems {ent.systems}")
-        known = entity_fields(name)
-        for field, owner in ent.fields.items():
-            if field not in known:
-                errors.append(f"{base}.fields.{field}: `{field}` is not a field of {name}; expected one of "
-                              f"{', '.join(known)}")
-            if owner not in ent.systems:
-                errors.append(f"{base}.fields.{field}: owner `{owner}` is not one of this entity's "
-                              f"systems {ent.systems}")
+        errors += _check_systems(base, ent, set(settings.systems))
+        errors += _check_fields(base, name, ent)
         if ent.replicas > settings.streams.partitions:
             errors.append(f"{base}.replicas: {ent.replicas} replicas exceed streams.partitions "
                           f"({settings.streams.partitions}); each replica needs a partition")
     return errors
 
+
+def _check_systems(base: str, ent: EntitySettings, systems: set[str]) -> list[str]:
+    errors = [f"{base}.systems[{i}]: unknown system `{system}`; configured systems: "
+              f"{', '.join(sorted(systems)) or 'none'}" for i, system in enumerate(ent.systems) if system not in systems]
+    if len(set(ent.systems)) < 2:
+        errors.append(f"{base}.systems: an entity needs at least two distinct systems to sync, got {ent.systems}")
+    if ent.owner not in ent.systems:
+        errors.append(f"{base}.owner: `{ent.owner}` is not one of this entity's systems {ent.systems}")
+    return errors
+
+
+def _check_fields(base: str, name: str, ent: EntitySettings) -> list[str]:
+    errors: list[str] = []
+    known = entity_fields(name)
+    for field, owner in ent.fields.items():
+        if field not in known:
+            errors.append(f"{base}.fields.{field}: `{field}` is not a field of {name}; expected one of "
+                          f"{', '.join(known)}")
+        if owner not in ent.systems:
+            errors.append(f"{base}.fields.{field}: owner `{owner}` is not one of this entity's systems {ent.systems}")
+    for i, rule in enumerate(ent.match):
+        if not rule:
+            errors.append(f"{base}.match[{i}]: an empty rule would match everything; list one or more fields")
+        errors += [f"{base}.match[{i}][{j}]: `{field}` is not a field of {name}; expected one of {', '.join(known)}"
+                   for j, field in enumerate(rule) if field not in known]
+    return errors
 
 def ray_address(settings: Settings, env: Mapping[str, str] | None = None) -> str | None:
     """The Ray cluster to join: ``ray.address`` in config, else ``RAY_ADDRESS``, else None (local)."""

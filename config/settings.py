@@ -54,13 +54,23 @@ class StreamSettings(_Section):
 
 
 class EntitySettings(_Section):
-    """One entity's governance: which systems hold it, the owner system and per-field owners."""
+    """One entity's governance: which systems hold it, the owner system and per-field owners.
+
+    ``match``: rules tried in order before creating a record in a target, each a list of canonical fields
+    (values compared normalised); one candidate links, several become an exception for review.
+    ``on_violation``: what happens when a system edits a field it does not own: ``revert`` writes the
+    owner's value back, ``review`` files an exception, ``count`` only counts and logs (all three count).
+    ``park_timeout``: how long a record waits for a record it references to exist in the target.
+    """
 
     owner: str
     systems: list[str]
     fields: dict[str, str] = {}
     replicas: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
     poll_interval: Duration = Duration(2.0)
+    match: list[list[str]] = []
+    on_violation: Literal["revert", "review", "count"] = "revert"
+    park_timeout: Duration = Duration(600.0)
 
 
 class SupervisorSettings(_Section):
@@ -87,3 +97,8 @@ class Settings(_Section):
 
     def entities_of(self, system: str) -> list[str]:
         return [name for name, ent in self.entities.items() if system in ent.systems]
+
+    def holds(self, system: str, entity: str) -> bool:
+        """Whether ``system`` keeps records of ``entity`` (so references to them are native ids there)."""
+        ent = self.entities.get(entity)
+        return ent is not None and system in ent.systems

@@ -190,7 +190,7 @@ class CallStats:
 
 def backoff_delay(attempt: int, base: float = 0.2, cap: float = 30.0) -> float:
     """Full-jitter exponential backoff: a random delay in ``[0, min(cap, base * 2**attempt)]``."""
-    return random.uniform(0, min(cap, base * (2**attempt)))
+    return random.uniform(0, min(cap, base * (2 ** min(attempt, 32))))
 
 
 async def with_retries(

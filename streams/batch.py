@@ -96,6 +96,18 @@ class Batch:
     def hincrby(self, key: str, field: str, amount: int = 1) -> None:
         self._add("HINCRBY", key, field, amount)
 
+    def sadd(self, key: str, *members: Value) -> None:
+        if members:
+            self._add("SADD", key, *members)
+
+    def srem(self, key: str, *members: Value) -> None:
+        if members:
+            self._add("SREM", key, *members)
+
+    def hdel(self, key: str, *fields: str) -> None:
+        if fields:
+            self._add("HDEL", key, *fields)
+
     def set(self, key: str, value: Value) -> None:
         self._add("SET", key, value)
 

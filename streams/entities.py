@@ -208,3 +208,18 @@ def to_wire(value: Canonical, keep: Any = None) -> dict[str, Any]:
 def from_wire(entity: str, fields: dict[str, Any]) -> Canonical:
     """Typed view of a field map (e.g. to compute with Decimal amounts)."""
     return msgspec.convert(fields, ENTITY_TYPES[entity], strict=False)
+
+
+REFERENCES: Final[dict[str, dict[str, str]]] = {
+    # entity -> {reference field: referenced entity}; values are global ids in change records
+    "account": {"parent": "account"},
+    "contact": {"account": "account"},
+    "opportunity": {"account": "account", "project": "project"},
+    "project": {"account": "account", "opportunity": "opportunity", "manager": "resource"},
+    "task": {"project": "project", "parent": "task"},
+    "resource": {},
+    "time_entry": {"project": "project", "task": "task", "resource": "resource", "invoice": "invoice"},
+    "expense": {"project": "project", "resource": "resource", "invoice": "invoice"},
+    "invoice": {"account": "account", "project": "project"},
+    "payment": {"invoice": "invoice", "account": "account"},
+}

@@ -15,7 +15,7 @@ from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.records import pack
 
-Reason = Literal["permanent", "max_deliveries", "malformed", "mapping", "governance"]
+Reason = Literal["permanent", "max_deliveries", "malformed", "mapping", "governance", "parked", "ambiguous_match"]
 State = Literal["open", "resolved", "skipped", "retried"]
 
 

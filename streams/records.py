@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
-Op = Literal["upsert", "delete"]
+Op = Literal["upsert", "delete", "revert"]  # revert: the owner's values written back over a non-owner edit
 
 
 class ChangeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -29,6 +29,7 @@ class ChangeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     causation_id: str | None = None
     observed_ms: int = 0
     schema: str = "change/1"
+    only_to: str | None = None  # deliver to this target only (a revert goes to the system that strayed)
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -169,8 +169,16 @@ class Cursors:
     async def get(self, system: str, entity: str) -> str | None:
         return _s(await self.redis.hget(self.keys.cursor(system, entity), self.FIELD))
 
-    def put(self, pipe: Pipeline, system: str, entity: str, cursor: str, now_ms: int) -> None:
-        pipe.hset(self.keys.cursor(system, entity), mapping={self.FIELD: cursor, "updated_ms": now_ms})
+    def put(self, pipe: Pipeline, system: str, entity: str, cursor: str, now_ms: int, *, caught_up: bool) -> None:
+        mapping: dict[str, str | int] = {self.FIELD: cursor, "updated_ms": now_ms}
+        if caught_up:
+            mapping["loaded"] = 1  # the first full read of this system's records is complete
+        pipe.hset(self.keys.cursor(system, entity), mapping=mapping)
+
+    async def loaded(self, system: str, entity: str) -> bool:
+        """Whether the system's records of ``entity`` have been read in full once (creates wait for it,
+        so match rules see every pre-existing record)."""
+        return bool(await self.redis.hget(self.keys.cursor(system, entity), "loaded"))
 
 
 class RedisTokenCache:

@@ -66,6 +66,7 @@ class Rig:
 
     async def setup(self) -> Rig:
         await ensure_groups(self.redis, self.keys, "account", ["crm", "erp"], 4)
+        await self.poll("erp")  # the ERP's first full read: creates there wait for it (match rules)
         return self
 
     async def poll(self, system: str) -> None:

@@ -1,0 +1,117 @@
+"""What a writer holds during one sweep for one target: the deliveries, the per-record work, and the
+outcome it commits atomically (acks, state, exceptions, counters, retries)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from accord.connectors.base import WriteOp, WriteResult
+from accord.connectors.errors import ConnectorError, RateLimited
+from accord.streams.exceptions import ExceptionRecord, Reason, exception_id
+from accord.streams.log import Slot
+from accord.streams.records import ChangeRecord, now_ms
+from accord.streams.state import Stats
+
+
+@dataclass
+class Delivery:
+    """One stream entry in hand."""
+
+    slot: Slot
+    entry_id: str
+    raw: dict[bytes, bytes]
+    record: ChangeRecord | None = None
+    attempts: int = 1
+    from_backlog: bool = False
+
+
+@dataclass(eq=False)
+class RecordWork:
+    """All deliveries of one global id in this sweep, coalesced into at most one write.
+
+    ``fields`` is the canonical (global-id) form of what will be written; ``op`` carries the target's
+    native form. ``link_back`` is a change to publish on the target's behalf after a match-rule link."""
+
+    gid: str
+    deliveries: list[Delivery]
+    op: WriteOp | None = None
+    source: ChangeRecord | None = None
+    target_id: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    linked_from: str | None = None  # the gid the matched target record carried before the link
+    link_back: ChangeRecord | None = None
+    ready: bool = False  # planned and to be written this sweep
+    new_link: bool = False  # created, found or matched in the target: record the xref after the write
+    native: dict[str, Any] | None = None  # ``fields`` with references as the target's ids
+    version: int | None = None  # the target's own version of the record, when known (SyncToken)
+
+    @property
+    def first_ms(self) -> int:
+        return min(int(d.entry_id.split("-", 1)[0]) for d in self.deliveries)
+
+    @property
+    def exhausted_after(self) -> int:
+        return max(d.attempts for d in self.deliveries)
+
+
+@dataclass
+class Outcome:
+    """What one target's sweep commits: acks, state updates, exceptions, counters, retries."""
+
+    entity: str
+    target: str
+    acks: dict[Slot, list[str]] = field(default_factory=lambda: defaultdict(list))
+    exceptions: list[ExceptionRecord] = field(default_factory=list)
+    done: list[tuple[RecordWork, WriteResult]] = field(default_factory=list)
+    retry: set[Slot] = field(default_factory=set)
+    retry_after: float = 0.0
+    retry_cap: float | None = None  # parked records retry soon, whatever the backoff says
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def ack(self, d: Delivery) -> None:
+        self.acks[d.slot].append(d.entry_id)
+
+    def skip(self, work: RecordWork, reason: str) -> None:
+        """Nothing to write for this record: ack its deliveries and count why."""
+        work.ready = False
+        for d in work.deliveries:
+            self.ack(d)
+        self.counts[Stats.label("skipped", self.entity, reason)] += len(work.deliveries)
+
+    def defer(self, works: list[RecordWork], exc: ConnectorError | None = None, *, parked: bool = False) -> None:
+        """Leave these entries pending; their slots back off and re-read them."""
+        for work in works:
+            work.op, work.ready = None, False
+            for d in work.deliveries:
+                self.retry.add(d.slot)
+        if isinstance(exc, RateLimited):
+            self.retry_after = max(self.retry_after, exc.retry_after)
+        if parked:
+            self.retry_cap = 2.0
+            self.counts[Stats.label("parked", self.entity)] += len(works)
+        else:
+            self.counts[Stats.label("deferred", self.entity)] += len(works)
+
+    def fail_work(self, work: RecordWork, reason: Reason, message: str) -> None:
+        work.op, work.ready = None, False
+        for d in work.deliveries:
+            self.fail(d, reason, message)
+
+    def fail(self, d: Delivery, reason: Reason, message: str) -> None:
+        """File an exception for this delivery and ack it (the partition keeps flowing)."""
+        record = d.record
+        self.exceptions.append(ExceptionRecord(
+            exception_id=exception_id(d.slot.stream, d.entry_id, self.target), reason=reason, message=message,
+            entity=self.entity, target=self.target, gid=record.gid if record else "",
+            source=record.source if record else "", source_id=record.source_id if record else "",
+            correlation_id=record.correlation_id if record else "", attempts=d.attempts,
+            stream=d.slot.stream, entry_id=d.entry_id, payload=d.raw.get(b"d", b""), created_ms=now_ms()))
+        self.ack(d)
+        self.counts[Stats.label("exceptions", self.target, self.entity, reason)] += 1
+        logger.bind(entity=self.entity, target=self.target, correlation_id=record.correlation_id if record else "",
+                    entry=d.entry_id).error("exception filed ({}): {}", reason, message)

@@ -1,0 +1,297 @@
+"""Planning one target's writes: from deliveries to write ops.
+
+In order: drop what needs no write (trimmed, malformed, the target's own changes, changes meant for
+another target); coalesce per record; keep only versions newer than what the target has from each
+source (reverts always apply); decide create or update. Only the entity's owner creates, and only
+after the target's first full read, so match rules see every pre-existing record: one match links
+(the target's own fields are then published back), several are an exception for review. Updates never
+write a field the target owns. References become the target's ids; a record whose referenced record
+has no id there yet is parked (retried soon) until ``park_timeout``, then filed as an exception.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from accord.actors.context import Context
+from accord.actors.governance import Ownership
+from accord.actors.matching import match_keys
+from accord.actors.outcome import Delivery, Outcome, RecordWork
+from accord.actors.references import References
+from accord.config.settings import Settings
+from accord.connectors.base import Connector, WriteOp
+from accord.connectors.errors import ConnectorError
+from accord.streams.records import ChangeRecord, MalformedEntry, change_id, decode, new_correlation_id, now_ms
+from accord.streams.state import VERSION_FIELD
+
+
+class WritePlanner:
+    def __init__(self, settings: Settings, entity: str, ctx: Callable[[], Context],
+                 connector: Callable[[str], Connector]) -> None:
+        self.settings = settings
+        self.entity = entity
+        self.ent = settings.entities[entity]
+        self.ownership = Ownership.from_settings(entity, self.ent)
+        self._ctx = ctx
+        self._connector = connector
+        self._loaded: set[str] = set()
+
+    @property
+    def ctx(self) -> Context:
+        return self._ctx()
+
+    def reference_fields(self, target: str) -> dict[str, str]:
+        return References(self.settings, self.ctx.identity).native_fields(target, self.entity)
+
+    async def plan(self, target: str, deliveries: list[Delivery], outcome: Outcome) -> list[RecordWork]:
+        """Works with ``op`` set are ready to write; every other delivery is acked, deferred or filed."""
+        works = self._coalesce(self._screen(target, deliveries, outcome))
+        if not works:
+            return []
+        target_ids = await self.ctx.identity.targets_for(self.entity, target, [w.gid for w in works])
+        pairs = [(w.gid, d.record.source) for w in works for d in w.deliveries if d.record]
+        applied = dict(zip(pairs, await self.ctx.versions.applied(target, self.entity, pairs), strict=True))
+        for work in works:
+            work.target_id = target_ids.get(work.gid)
+            self._fold(work, applied, outcome)
+        await self._plan_creates(target, [w for w in works if w.source and w.target_id is None], outcome)
+        await self._plan_updates(target, [w for w in works if w.source and w.target_id is not None
+                                          and not w.ready], outcome)
+        await self._resolve_references(target, [w for w in works if w.ready], outcome)
+        self._retire_exhausted([w for w in works if w.ready], outcome)
+        ready = [w for w in works if w.ready]
+        await self._mark_inflight(target, ready)
+        for work in ready:
+            work.op = self._op(work)
+        return ready
+
+    # -- screening and folding ---------------------------------------------------------------
+    def _screen(self, target: str, deliveries: list[Delivery], outcome: Outcome) -> list[Delivery]:
+        live: list[Delivery] = []
+        for d in deliveries:
+            if not d.raw:  # payload trimmed while pending: nothing left to deliver
+                outcome.ack(d)
+                continue
+            try:
+                d.record = decode(d.raw)
+            except MalformedEntry as exc:
+                outcome.fail(d, "malformed", str(exc))
+                continue
+            if d.record.source == target or (d.record.only_to is not None and d.record.only_to != target):
+                outcome.ack(d)
+                continue
+            live.append(d)
+        return live
+
+    @staticmethod
+    def _coalesce(deliveries: list[Delivery]) -> list[RecordWork]:
+        works: dict[str, RecordWork] = {}
+        for d in deliveries:
+            assert d.record is not None
+            works.setdefault(d.record.gid, RecordWork(gid=d.record.gid, deliveries=[])).deliveries.append(d)
+        return list(works.values())
+
+    @staticmethod
+    def _fold(work: RecordWork, applied: dict[tuple[str, str], int | None], outcome: Outcome) -> None:
+        """Keep changes newer than what the target has from each source; merge them in order."""
+        fields: dict[str, Any] = {}
+        last: ChangeRecord | None = None
+        deleted = False
+        for d in work.deliveries:
+            record = d.record
+            assert record is not None
+            if record.op == "revert":  # the owner's values over a non-owner edit: always applies
+                last, deleted = record, False
+                fields.update(record.fields)
+                continue
+            floor = max(applied.get((work.gid, record.source)) or -1, work.versions.get(record.source, -1))
+            if record.version <= floor:
+                continue
+            work.versions[record.source] = record.version
+            last = record
+            if record.op == "delete":
+                deleted, fields = True, {}
+            else:
+                deleted = False
+                fields.update(record.fields)
+        if last is None:
+            outcome.skip(work, "stale_version")
+            return
+        work.source = msgspec.structs.replace(last, op="delete" if deleted else "upsert", fields=fields)
+
+    # -- creates -----------------------------------------------------------------------------
+    async def _plan_creates(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
+        owner = self.ownership.owner
+        ready: list[RecordWork] = []
+        for work in works:
+            assert work.source is not None
+            if work.source.op == "delete":
+                outcome.skip(work, "delete_unknown")
+            elif work.source.source != owner:
+                outcome.skip(work, "non_owner_create")
+            else:
+                ready.append(work)
+        if not ready:
+            return
+        if not await self._target_loaded(target):
+            self._park(ready, outcome, f"{target} has not finished its first full read of {self.entity}")
+            return
+        seen, _ = await self.ctx.projections.load(owner, self.entity, [w.source.source_id for w in ready
+                                                                       if w.source is not None])
+        for work, projection in zip(ready, seen, strict=True):
+            assert work.source is not None
+            # a create seeds every known value, the target's own fields included (it has none yet)
+            work.fields = {k: v for k, v in (projection or {}).items() if not k.startswith("_") and v is not None}
+            work.fields.update(work.source.fields)
+        await self._match(target, ready, outcome)
+        retried = [w for w in ready if w.source and w.target_id is None and any(d.from_backlog for d in w.deliveries)]
+        try:
+            found = await self._find_created(target, retried)
+        except ConnectorError as exc:
+            outcome.defer(retried, exc)
+            retried_set, found = {id(w) for w in retried}, {}
+        else:
+            retried_set = set()
+        for work in ready:
+            if work.source is None or id(work) in retried_set:
+                continue
+            if work.target_id is None and work.gid in found:
+                work.target_id = found[work.gid]
+            work.ready = work.new_link = True
+
+    async def _target_loaded(self, target: str) -> bool:
+        if target not in self._loaded and await self.ctx.cursors.loaded(target, self.entity):
+            self._loaded.add(target)
+        return target in self._loaded
+
+    async def _match(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
+        """Link a create to the target's existing record when a match rule finds exactly one."""
+        rules = self.ent.match
+        if not rules:
+            return
+        for work in works:
+            if work.source is None:
+                continue
+            for rule, key in sorted(match_keys(rules, work.fields).items()):
+                candidates = await self._candidates(target, rule, key, work.gid)
+                if len(candidates) > 1:
+                    outcome.fail_work(work, "ambiguous_match", (
+                        f"{len(candidates)} {target} records match {self.entity} {work.gid} on "
+                        f"{'+'.join(rules[rule])} ({', '.join(sorted(candidates))}); link the right one or fix "
+                        "the duplicates, then retry"))
+                    work.source = None
+                    break
+                if candidates:
+                    await self._link(target, work, candidates[0])
+                    outcome.counts[f"matched|{target}|{self.entity}"] += 1
+                    break
+
+    async def _candidates(self, target: str, rule: int, key: str, gid: str) -> list[str]:
+        """Target records with this match key that are not already paired with another real record."""
+        ctx = self.ctx
+        members = sorted(m.decode() if isinstance(m, bytes) else m
+                         for m in await ctx.redis.smembers(ctx.keys.match(self.entity, target, rule, key)))
+        if not members:
+            return []
+        gids = await ctx.identity.gids_for(self.entity, target, members)
+        free = []
+        for member in members:
+            other = gids.get(member)
+            if other is None or other == gid:
+                free.append(member)
+                continue
+            xref = await ctx.identity.xref(self.entity, other)
+            if not any(system != target for system in xref):  # only known in the target: free to link
+                free.append(member)
+        return free
+
+    async def _link(self, target: str, work: RecordWork, target_id: str) -> None:
+        ctx = self.ctx
+        assert work.source is not None
+        previous = (await ctx.identity.gids_for(self.entity, target, [target_id])).get(target_id)
+        work.target_id = target_id
+        work.linked_from = previous if previous and previous != work.gid else None
+        work.fields = self.ownership.writable_to(target, work.fields)  # the target keeps what it owns
+        seen, _ = await ctx.projections.load(target, self.entity, [target_id])
+        projection = seen[0] or {}
+        work.version = projection.get(VERSION_FIELD)
+        back = {k: v for k, v in projection.items()
+                if k in self.ownership.owned_by(target) and v is not None}
+        if back:
+            version = int(projection.get(VERSION_FIELD) or 0)
+            work.link_back = ChangeRecord(
+                change_id=change_id(target, self.entity, target_id, version) + ":link", entity=self.entity,
+                gid=work.gid, op="upsert", source=target, source_id=target_id, version=version, fields=back,
+                correlation_id=work.source.correlation_id or new_correlation_id(),
+                causation_id=work.source.change_id, observed_ms=now_ms())
+        logger.bind(entity=self.entity, target=target, gid=work.gid).info(
+            "matched existing {} record {}: linked, not created", target, target_id)
+
+    async def _find_created(self, target: str, works: list[RecordWork]) -> dict[str, str]:
+        if not works:
+            return {}
+        since = min(w.first_ms for w in works) - 60_000
+        records = await self._connector(target).find_created(self.entity, [w.gid for w in works], since)
+        return {gid: r.id for gid, r in records.items()}
+
+    # -- updates -----------------------------------------------------------------------------
+    async def _plan_updates(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
+        seen, _ = await self.ctx.projections.load(target, self.entity, [w.target_id for w in works  # type: ignore[misc]
+                                                                        ])
+        for work, projection in zip(works, seen, strict=True):
+            assert work.source is not None
+            work.fields = self.ownership.writable_to(target, work.source.fields)
+            if work.source.op == "upsert" and not work.fields:
+                outcome.skip(work, "nothing_to_write")
+                continue
+            work.version = (projection or {}).get(VERSION_FIELD)
+            work.ready = True
+
+    # -- references, retries -----------------------------------------------------------------
+    async def _resolve_references(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
+        native = [dict(w.fields) for w in works]
+        missing = await References(self.settings, self.ctx.identity).to_native(target, self.entity, native)
+        for work, fields, gaps in zip(works, native, missing, strict=True):
+            if gaps:
+                self._park([work], outcome, f"referenced record(s) {', '.join(sorted(gaps))} not in {target} yet")
+            else:
+                work.native = fields
+
+    def _park(self, works: list[RecordWork], outcome: Outcome, why: str) -> None:
+        """Wait for a dependency; past ``park_timeout`` the record becomes an exception."""
+        deadline_ms = int(self.ent.park_timeout * 1000)
+        now = int(time.time() * 1000)
+        waiting = []
+        for work in works:
+            work.ready = False
+            if now - work.first_ms > deadline_ms:
+                outcome.fail_work(work, "parked", f"{why} after waiting {self.ent.park_timeout:.0f}s "
+                                                  "(entities.*.park_timeout); sync the referenced record, then retry")
+            else:
+                waiting.append(work)
+        if waiting:
+            outcome.defer(waiting, parked=True)
+
+    def _retire_exhausted(self, works: list[RecordWork], outcome: Outcome) -> None:
+        limit = self.settings.streams.max_deliveries
+        for work in works:
+            if work.exhausted_after > limit:
+                outcome.fail_work(work, "max_deliveries", (
+                    f"delivered {work.exhausted_after} times without success (streams.max_deliveries = "
+                    f"{limit}); fix the cause, then retry the exception"))
+
+    async def _mark_inflight(self, target: str, works: list[RecordWork]) -> None:
+        writes = {w.target_id: w.fields for w in works if w.target_id and w.fields}
+        await self.ctx.projections.mark_inflight(target, self.entity, writes)  # type: ignore[arg-type]
+
+    def _op(self, work: RecordWork) -> WriteOp:
+        source = work.source
+        assert source is not None
+        fields = work.native if work.native is not None else work.fields
+        return WriteOp(gid=work.gid, kind=source.op, fields=fields, key=source.change_id,  # type: ignore[arg-type]
+                       target_id=work.target_id, version=work.version, correlation_id=source.correlation_id)

@@ -1,0 +1,210 @@
+"""HTTP side of the Harvest sandbox: the guards every call passes (User-Agent, token and account id,
+100 requests / 15 s per token → 429 with ``Retry-After``), list paging (``page`` or ``cursor``,
+``per_page`` ≤ 2000, ``links``), filters, and the CRUD handlers of every resource."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from accord.connectors.harvest.mapping import parse_time_ms
+from accord.connectors.harvest.store import HarvestError
+from accord.connectors.sandbox import Fault, sandboxed
+
+if TYPE_CHECKING:
+    from accord.connectors.harvest.sandbox import HarvestState
+
+Handler = Callable[[Request], Awaitable[Response]]
+INVALID_TOKEN = {"error": "invalid_token", "error_description": "The access token provided is expired, revoked, "
+                                                                "malformed or invalid for other reasons."}
+_FILTERS = ("client_id", "project_id", "user_id", "task_id")
+_BOOL_FILTERS = ("is_active", "is_billed", "is_running")
+
+
+def error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def on_fault(fault: Fault) -> Response:
+    if fault.kind == "429":
+        return error(429, {"message": "Too Many Requests"}, {"Retry-After": str(math.ceil(fault.retry_after))})
+    status = 500 if fault.kind == "500" else 503
+    return error(status, {"message": "Internal Server Error" if status == 500 else "Service Unavailable"})
+
+
+def guarded(state: HarvestState, endpoint: str, handler: Handler) -> Handler:
+    """Headers, auth and the rate limit, then ``handler``; ``HarvestError`` becomes its JSON answer."""
+
+    async def check(request: Request) -> Response:
+        if not request.headers.get("user-agent", "").strip():
+            return error(400, {"message": "Missing User-Agent header"})  # [doc: 400; body unverified]
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else request.query_params.get("access_token")
+        account = request.headers.get("harvest-account-id") or request.query_params.get("account_id")
+        if token not in state.tokens or account != state.account_id:
+            return error(401, INVALID_TOKEN)
+        wait = state.take_request(token)
+        if wait is not None:  # logged by ``sandboxed`` like every other answer
+            return error(429, {"message": f"Retry later (100 requests per 15 seconds); retry in {wait} seconds"},
+                         {"Retry-After": str(wait)})
+        try:
+            return await handler(request)
+        except HarvestError as exc:
+            return error(exc.status, exc.body)
+
+    return check
+
+
+def _bool(value: str) -> bool:
+    return value.lower() in ("true", "1", "yes")
+
+
+def _sort_key(resource: str, row: dict[str, Any]) -> tuple[str, int]:
+    return (str(row.get("spent_date") or "") if resource in ("time_entries", "expenses") else "", row["id"])
+
+
+class Resource:
+    """List / get / create / update / delete of one resource (optionally nested under a project)."""
+
+    def __init__(self, state: HarvestState, name: str) -> None:
+        self.state = state
+        self.name = name
+
+    def _rows(self, request: Request) -> list[dict[str, Any]]:
+        q = request.query_params
+        store = self.state.store
+        rows = list(store.tables[self.name].values())
+        if "project_id" in request.path_params:
+            store.get("projects", request.path_params["project_id"])
+            rows = [r for r in rows if r["project_id"] == int(request.path_params["project_id"])]
+        if q.get("updated_since"):
+            try:
+                since = parse_time_ms(q["updated_since"]) // 1000
+            except ValueError:
+                raise HarvestError(422, {"message": "Updated since is not a valid date and time"}) from None
+            rows = [r for r in rows if r["updated_at"] >= since]
+        for key in _FILTERS:
+            if q.get(key):
+                rows = [r for r in rows if str(r.get(key)) == q[key]]
+        for key in _BOOL_FILTERS:
+            if q.get(key):
+                rows = [r for r in rows if bool(r.get(key)) == _bool(q[key])]
+        if q.get("external_reference_id"):
+            rows = [r for r in rows if (r.get("external_reference") or {}).get("id") == q["external_reference_id"]]
+        if q.get("from"):
+            rows = [r for r in rows if str(r.get("spent_date")) >= q["from"]]
+        if q.get("to"):
+            rows = [r for r in rows if str(r.get("spent_date")) <= q["to"]]
+        return sorted(rows, key=lambda r: _sort_key(self.name, r), reverse=True)
+
+    async def list(self, request: Request) -> Response:
+        q = request.query_params
+        try:
+            per_page = int(q.get("per_page", "2000"))
+        except ValueError:
+            per_page = 0
+        if not 1 <= per_page <= 2000:
+            raise HarvestError(422, {"message": "per_page must be between 1 and 2000"})
+        with self.state.lock:
+            rows = self._rows(request)
+            total = len(rows)
+            pages = max(1, math.ceil(total / per_page))
+            if q.get("cursor"):
+                after = json.loads(base64.urlsafe_b64decode(q["cursor"] + "==")).get("after", {})
+                last = (str(after.get("spent_date") or ""), int(after["id"]))
+                start = next((i for i, r in enumerate(rows) if _sort_key(self.name, r) < last), total)
+                page = None
+            else:
+                page = max(1, int(q.get("page", "1")))
+                start = (page - 1) * per_page
+            chunk = rows[start:start + per_page]
+            items = [self.state.store.render(self.name, r) for r in chunk]
+        more = start + per_page < total
+        base = str(request.base_url).rstrip("/") + request.url.path
+
+        def link(**params: Any) -> str:
+            return f"{base}?{urlencode({**params, 'per_page': per_page})}"
+
+        nxt = None
+        if more and chunk:
+            after = {"id": chunk[-1]["id"]}
+            if self.name in ("time_entries", "expenses"):
+                after["spent_date"] = chunk[-1]["spent_date"]
+            token = base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
+            nxt = link(cursor=token, ref="next_cursor")
+        page_no = page if page is not None else (pages if not more else None)
+        return JSONResponse({
+            self.name: items, "per_page": per_page, "total_pages": pages, "total_entries": total,
+            "next_page": page + 1 if page is not None and more else None,
+            "previous_page": page - 1 if page is not None and page > 1 else None, "page": page_no,
+            "links": {"first": link(page=1, ref="first"), "next": nxt,
+                      "previous": link(page=page - 1, ref="previous") if page and page > 1 else None,
+                      "last": link(page=pages, ref="last")}})
+
+    async def one(self, request: Request) -> Response:
+        rid = request.path_params["id"]
+        with self.state.lock:
+            row = self.state.store.get(self.name, rid)
+            self._check_parent(request, row)
+            if request.method == "GET":
+                return JSONResponse(self.state.store.render(self.name, row))
+            if request.method == "DELETE":
+                self.state.store.delete(self.name, rid)
+                return Response(status_code=200)
+        body = await self._body(request)
+        with self.state.lock:
+            row = self.state.store.update(self.name, rid, body)
+            return JSONResponse(self.state.store.render(self.name, row))
+
+    async def create(self, request: Request) -> Response:
+        body = await self._body(request)
+        if "project_id" in request.path_params:
+            body["project_id"] = int(request.path_params["project_id"])
+        with self.state.lock:
+            row = self.state.store.create(self.name, body)
+            return JSONResponse(self.state.store.render(self.name, row), status_code=201)
+
+    def _check_parent(self, request: Request, row: dict[str, Any]) -> None:
+        parent = request.path_params.get("project_id")
+        if parent is not None and str(row.get("project_id")) != str(parent):
+            raise HarvestError(404, {"status": 404, "error": "Not Found"})
+
+    @staticmethod
+    async def _body(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HarvestError(400, {"message": "Invalid JSON Payload"}) from None
+        if not isinstance(body, dict):
+            raise HarvestError(400, {"message": "Invalid JSON Payload"})
+        return body
+
+
+def api_routes(state: HarvestState) -> list[Route]:
+    """Every simulated ``/v2`` route; the fault endpoint name is the resource name (e.g. ``time_entries``)."""
+
+    def route(path: str, endpoint: str, handler: Handler, methods: list[str]) -> Route:
+        return Route(path, sandboxed(state, endpoint, guarded(state, endpoint, handler), on_fault),
+                     methods=methods, name=f"{endpoint}:{path}")
+
+    routes: list[Route] = []
+    for name in ("clients", "contacts", "projects", "tasks", "users", "time_entries", "expenses",
+                 "expense_categories"):
+        res = Resource(state, name)
+        routes += [route(f"/v2/{name}", name, res.list, ["GET"]), route(f"/v2/{name}", name, res.create, ["POST"]),
+                   route(f"/v2/{name}/{{id}}", name, res.one, ["GET", "PATCH", "DELETE"])]
+    for name in ("task_assignments", "user_assignments"):
+        res = Resource(state, name)
+        nested = f"/v2/projects/{{project_id:int}}/{name}"
+        routes += [route(f"/v2/{name}", name, res.list, ["GET"]), route(nested, name, res.list, ["GET"]),
+                   route(nested, name, res.create, ["POST"]),
+                   route(f"{nested}/{{id}}", name, res.one, ["GET", "PATCH", "DELETE"])]
+    return routes

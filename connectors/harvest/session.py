@@ -1,0 +1,135 @@
+"""One HTTP session with a Harvest account: the required headers, the account's rate limiter, call
+counters and the translation of every failure into the connector error tree (``error_for``).
+
+Nothing above this module looks at status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from accord.connectors.base import (
+    CallStats,
+    account_limiter,
+    classify_transport_error,
+    default_timeout,
+    retry_after_seconds,
+)
+from accord.connectors.errors import AuthExpired, ConnectorError, Gone, Permanent, RateLimited, Retryable
+from accord.connectors.harvest.settings import HarvestSettings
+
+DEFAULT_RETRY_AFTER = 15.0  # one rate-limit window, when a 429 carries no Retry-After
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        for key in ("message", "error_description", "error"):
+            if body.get(key):
+                return str(body[key])
+    return str(body)[:200]
+
+
+def error_for(system: str, response: httpx.Response, *, account_id: str) -> ConnectorError:
+    """The classified error of a non-2xx Harvest answer."""
+    status = response.status_code
+    where = f"{response.request.method} {response.request.url.path}"
+    text = f"{where} → {status}: {_message(response)}"
+    if status == 429:
+        return RateLimited(system, f"{text} (100 requests per 15 s per account)", status=status,
+                           retry_after=retry_after_seconds(response.headers, DEFAULT_RETRY_AFTER))
+    if status == 401:
+        return AuthExpired(system, f"{text}; the access token was refused for Harvest account {account_id}: "
+                                   "issue a new personal access token (or OAuth token) and update "
+                                   "access_token, and check account_id", status=status, code="invalid_token")
+    if status >= 500 or status == 408:
+        return Retryable(system, text, status=status)
+    if status == 404:
+        return Gone(system, f"{text}; the record no longer exists in Harvest", status=status, code="not_found")
+    if status == 403:
+        return Permanent(system, f"{text}; the token's user lacks the permission (an Administrator or a "
+                                 "Manager with the right to edit this resource is needed)", status=status,
+                         code="forbidden")
+    if status == 422:
+        return Permanent(system, f"{where} refused (validation): {_message(response)}", status=status,
+                         code="validation")
+    return Permanent(system, text, status=status)
+
+
+class HarvestSession:
+    """Requests to ``<base_url>/v2/...`` with the three required headers, one ``httpx.AsyncClient``."""
+
+    def __init__(self, settings: HarvestSettings, *, system: str, share: float,
+                 transport: httpx.AsyncBaseTransport | None, stats: CallStats) -> None:
+        self.settings = settings
+        self.system = system
+        self.stats = stats
+        self._share = share
+        self._base = settings.base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self._base, timeout=default_timeout(settings.timeout),
+                                       transport=transport, headers={
+                                           "Authorization": f"Bearer {settings.access_token}",
+                                           "Harvest-Account-Id": settings.account_id.strip(),
+                                           "User-Agent": settings.user_agent,
+                                           "Accept": "application/json"})
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def local(self, url: str) -> str:
+        """A ``links.next`` URL as a path on our own base URL (never follow a link to another host)."""
+        parts = urlsplit(url)
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+        """The JSON body of a 2xx answer (``None`` for an empty one); otherwise a ``ConnectorError``."""
+        rate = self.settings.rate_limit
+        limiter = account_limiter(f"{self.system}:{self.settings.account_id}", rate.requests * self._share,
+                                  rate.period)
+        async with limiter:
+            self.stats.calls += 1
+            try:
+                response = await self._http.request(method, path, params=params, json=json, headers=headers)
+            except httpx.HTTPError as exc:
+                self.stats.errors += 1
+                raise classify_transport_error(self.system, exc) from exc
+        if response.status_code == 429:
+            self.stats.rate_limited += 1
+        if response.status_code >= 300:
+            self.stats.errors += 1
+            raise error_for(self.system, response, account_id=self.settings.account_id)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            self.stats.errors += 1
+            raise Retryable(self.system, f"{method} {path} → {response.status_code} with a body that is not "
+                                         f"JSON: {response.text[:120]!r}", status=response.status_code) from exc
+
+    async def listing(self, path: str, key: str, params: Mapping[str, Any] | None = None,
+                      ) -> dict[str, Any]:
+        """One list answer; one without the ``key`` collection is ``Retryable`` (a proxy's page)."""
+        body = await self.request("GET", path, params=params)
+        if not isinstance(body, dict) or not isinstance(body.get(key), list):
+            raise Retryable(self.system, f"GET {path} answered without a `{key}` list; repeating the call")
+        return body
+
+    async def pages(self, path: str, key: str, params: Mapping[str, Any] | None = None,
+                    ) -> AsyncIterator[dict[str, Any]]:
+        """Every list answer from ``path``, following ``links.next`` to the end."""
+        body = await self.listing(path, key, {"per_page": self.settings.page_size, **(params or {})})
+        while True:
+            yield body
+            nxt = (body.get("links") or {}).get("next")
+            if not nxt:
+                return
+            body = await self.listing(self.local(nxt), key)

@@ -1,0 +1,206 @@
+"""Governance in the sync logic: references and parking, match rules before creates, the first-read
+barrier, and non-owner edits reverted or sent to review. Runs on fakeredis, Redis 6.2 and Redis 7."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from accord.actors.poller import Poller
+from accord.actors.writer import Writer
+from accord.config.load import loads
+from accord.streams.exceptions import decode_exception
+from accord.streams.keys import Keys
+from accord.streams.log import ensure_groups
+from accord.streams.state import Stats
+from tests.fakes import MemorySystem
+from tests.helpers import wait_for
+
+BASE = """
+namespace = "g"
+[streams]
+partitions = 4
+max_deliveries = 3
+retry_backoff_cap = "1ms"
+[systems.crm]
+kind = "salesforce"
+base_url = "http://127.0.0.1:1"
+client_id = "x"
+client_secret = "y"
+[systems.erp]
+kind = "quickbooks"
+base_url = "http://127.0.0.1:2"
+token_url = "http://127.0.0.1:2/t"
+realm_id = "1"
+client_id = "x"
+client_secret = "y"
+refresh_token = "r"
+[entities.account]
+owner = "crm"
+systems = ["crm", "erp"]
+fields = { tax_id = "erp", payment_terms = "erp" }
+match = [["tax_id"], ["name", "country"]]
+on_violation = "{policy}"
+[entities.contact]
+owner = "crm"
+systems = ["crm", "erp"]
+park_timeout = "{park}"
+"""
+
+
+class Rig:
+    def __init__(self, redis: Redis, policy: str = "revert", park: str = "10m") -> None:
+        self.settings = loads(BASE.replace("{policy}", policy).replace("{park}", park), env={})
+        self.redis = redis
+        self.keys = Keys("g")
+        self.crm = MemorySystem("crm", entities=("account", "contact"))
+        self.erp = MemorySystem("erp", entities=("account", "contact"))
+        self.systems = {"crm": self.crm, "erp": self.erp}
+        self.pollers = {s: Poller(self.settings, s, "", connector=c, redis=redis) for s, c in self.systems.items()}
+        self.writers = {e: self._writer(e) for e in ("account", "contact")}
+
+    def _writer(self, entity: str) -> Writer:
+        writer = Writer(self.settings, entity, "", connectors=dict(self.systems), redis=self.redis)  # type: ignore[arg-type]
+        writer.assign(range(4))
+        return writer
+
+    async def setup(self) -> Rig:
+        for entity in ("account", "contact"):
+            await ensure_groups(self.redis, self.keys, entity, ["crm", "erp"], 4)
+        return self
+
+    async def poll(self, system: str, entity: str = "account") -> None:
+        await self.pollers[system].poll_page(entity)
+
+    async def sweep(self, entity: str = "account") -> int:
+        total = 0
+        while handled := await self.writers[entity].sweep():
+            total += handled
+        return total
+
+    async def settle(self, entities: tuple[str, ...] = ("account",), rounds: int = 5) -> None:
+        for _ in range(rounds):
+            for entity in entities:
+                await self.poll("crm", entity)
+                await self.poll("erp", entity)
+                await self.sweep(entity)
+
+    async def counts(self) -> dict[tuple[str, ...], int]:
+        return await Stats(self.keys).read(self.redis, Stats.RECORDS)
+
+    async def exceptions(self) -> list[Any]:
+        return [decode_exception(v) for v in (await self.redis.hgetall(self.keys.exception_index())).values()]
+
+
+@pytest.fixture
+async def rig(any_redis: Redis) -> Rig:
+    return await Rig(any_redis).setup()
+
+
+async def test_creates_wait_for_the_targets_first_full_read(rig: Rig) -> None:
+    rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.poll("crm")
+    await rig.sweep()
+    assert rig.erp.creates == 0  # the ERP has not been read yet: its existing records are unknown
+    assert (await rig.counts())[("parked", "account")] == 1
+    await rig.poll("erp")
+    await wait_for(rig.writers["account"].sweep, timeout=10, interval=0.01, message="the parked create")
+    assert rig.erp.creates == 1
+
+
+async def test_existing_target_record_is_linked_by_tax_id_not_duplicated(rig: Rig) -> None:
+    pre = rig.erp.user_create({"name": "ACME Holdings, Inc.", "country": "US", "tax_id": "US-1",
+                               "payment_terms": "net_60"})
+    a = rig.crm.user_create({"name": "Acme", "country": "US", "tax_id": "us-1"})
+    await rig.settle()
+    assert rig.erp.creates == 0 and len(rig.erp.records) == 1
+    gid = (await rig.redis.get(rig.keys.xid("account", "crm", a))).decode()
+    assert (await rig.redis.get(rig.keys.xid("account", "erp", pre))).decode() == gid
+    assert rig.erp.records[pre]["name"] == "Acme"  # the CRM owns the name
+    assert rig.erp.records[pre]["tax_id"] == "US-1"  # the ERP keeps what it owns...
+    assert rig.crm.records[a]["payment_terms"] == "net_60"  # ...and publishes it back after the link
+    assert (await rig.counts())[("matched", "erp", "account")] == 1
+
+
+async def test_normalised_name_and_country_match(rig: Rig) -> None:
+    pre = rig.erp.user_create({"name": "Globex GmbH", "country": "DE"})
+    rig.crm.user_create({"name": "  globex  ", "country": "DE"})
+    await rig.settle()
+    assert rig.erp.creates == 0 and rig.erp.records[pre]["name"] == "  globex  "
+
+
+async def test_ambiguous_match_is_an_exception_not_a_guess(rig: Rig) -> None:
+    rig.erp.user_create({"name": "Initech", "country": "US", "tax_id": "T-9"})
+    rig.erp.user_create({"name": "Initech (old)", "country": "US", "tax_id": "T-9"})
+    rig.crm.user_create({"name": "Initech", "country": "US", "tax_id": "T-9"})
+    await rig.settle()
+    assert rig.erp.creates == 0
+    [exc] = await rig.exceptions()
+    assert exc.reason == "ambiguous_match" and "2 erp records match" in exc.message
+
+
+async def test_non_owner_edit_is_reverted_to_the_owners_value(rig: Rig) -> None:
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    rig.erp.user_update(erp_id, {"name": "ACME edited in the ERP"})
+    await rig.settle()
+    assert rig.erp.records[erp_id]["name"] == "Acme"
+    assert rig.crm.records[a]["name"] == "Acme"
+    assert (await rig.counts())[("violations", "erp", "account")] == 1
+    writes = len(rig.erp.writes)
+    await rig.settle()
+    assert len(rig.erp.writes) == writes  # the revert's echo settles
+
+
+async def test_non_owner_edit_goes_to_review_when_configured(any_redis: Redis) -> None:
+    rig = await Rig(any_redis, policy="review").setup()
+    rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    rig.erp.user_update(erp_id, {"name": "Edited"})
+    await rig.settle()
+    assert rig.erp.records[erp_id]["name"] == "Edited"
+    [exc] = await rig.exceptions()
+    assert exc.reason == "governance" and "name: 'Acme' -> 'Edited' (owner: crm)" in exc.message
+
+
+async def test_reference_is_translated_and_a_dangling_one_parks(rig: Rig) -> None:
+    await rig.poll("erp", "contact")
+    await rig.poll("erp")
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    rig.crm.user_create({"first_name": "Kim", "last_name": "Allen", "account": a}, entity="contact")
+    await rig.poll("crm", "contact")  # the contact arrives before its account exists in the ERP
+    await rig.sweep("contact")
+    assert rig.erp.tables["contact"].records == {}
+    assert (await rig.counts())[("parked", "contact")] == 1
+    await rig.poll("crm")
+    await rig.sweep()
+    erp_account = next(iter(rig.erp.records))
+
+    async def contact_written() -> bool:
+        await rig.writers["contact"].sweep()
+        return bool(rig.erp.tables["contact"].records)
+
+    await wait_for(contact_written, timeout=10, interval=0.01, message="the parked contact")
+    [contact] = rig.erp.tables["contact"].records.values()
+    assert contact["account"] == erp_account  # the ERP's own id of the account, not the CRM's
+    await rig.settle(("account", "contact"))
+    assert len(rig.erp.writes) == 2 and await rig.exceptions() == []
+
+
+async def test_parked_past_its_deadline_becomes_an_exception(any_redis: Redis) -> None:
+    rig = await Rig(any_redis, park="1ms").setup()
+    await rig.poll("erp", "contact")
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    rig.crm.user_create({"first_name": "Kim", "last_name": "Allen", "account": a}, entity="contact")
+    await rig.poll("crm", "contact")
+
+    async def filed() -> list[Any]:
+        await rig.writers["contact"].sweep()
+        return await rig.exceptions()
+
+    [exc] = await wait_for(filed, timeout=10, interval=0.01, message="the parked exception")
+    assert exc.reason == "parked" and "account" in exc.message
