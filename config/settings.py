@@ -7,10 +7,11 @@ from typing import Annotated, Literal
 import msgspec
 
 from accord.config.types import Duration, Port, PositiveInt
+from accord.connectors.harvest.settings import HarvestSettings
 from accord.connectors.quickbooks.settings import QuickBooksSettings
 from accord.connectors.salesforce.settings import SalesforceSettings
 
-SystemSettings = SalesforceSettings | QuickBooksSettings
+SystemSettings = SalesforceSettings | QuickBooksSettings | HarvestSettings
 Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 

@@ -8,6 +8,7 @@ from accord.connectors.base import CallStats, Connector, TokenCache
 def build_connector(name: str, settings: object, *, token_cache: TokenCache | None = None,
                     share: float = 1.0, stats: CallStats | None = None) -> Connector:
     """The connector for configured system ``name`` (imports lazily: actors load only their own)."""
+    from accord.connectors.harvest.settings import HarvestSettings
     from accord.connectors.quickbooks.settings import QuickBooksSettings
     from accord.connectors.salesforce.settings import SalesforceSettings
 
@@ -19,4 +20,8 @@ def build_connector(name: str, settings: object, *, token_cache: TokenCache | No
         from accord.connectors.quickbooks.client import QuickBooksConnector
 
         return QuickBooksConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
+    if isinstance(settings, HarvestSettings):
+        from accord.connectors.harvest.client import HarvestConnector
+
+        return HarvestConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
     raise TypeError(f"system `{name}`: no connector for settings of type {type(settings).__name__}")

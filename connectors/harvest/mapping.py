@@ -1,7 +1,7 @@
 """Harvest v2 wire shapes ↔ Accord canonical fields, one ``EntitySpec`` per canonical entity.
 
-References to other records are the referenced record's Harvest id prefixed ``"harvest:<id>"`` (the
-daemon translates them through its xref in a later step). Decimals travel as strings, dates as
+References to other records are the referenced record's plain Harvest id (the daemon turns native ids
+into global ids on read and back on write through its xref; a task's id is ``"<project_id>:<task_id>"``). Decimals travel as strings, dates as
 ``YYYY-MM-DD``. The version of a record is ``updated_at`` in epoch milliseconds.
 
 =========== ========================= ======================================================= ====================
@@ -19,7 +19,7 @@ task        task assignment + task    id ``<project_id>:<task_id>``; project; na
                                       billable; budget_hours ← budget                          (project, task name)
 resource    user                      name ← first_name + last_name; email; role ← roles[0];  none: the natural key
                                       cost_rate; bill_rate ← default_hourly_rate; active       is the email
-time_entry  time entry                project; task ← ``harvest:<project_id>:<task_id>``;      ``external_reference``
+time_entry  time entry                project; task ← ``<project_id>:<task_id>``;      ``external_reference``
                                       resource ← user.id; work_date ← spent_date; hours;       ``.id`` (group_id
                                       billable; bill_rate ← billable_rate; currency ←          "accord")
                                       client.currency; notes; approval ← is_closed ("approved"
@@ -47,7 +47,6 @@ from accord.connectors.base import SourceRecord
 from accord.connectors.errors import Permanent
 
 SYSTEM = "harvest"
-REF_PREFIX = "harvest:"
 _MARKER = re.compile(r"^\[?accord:(\S+?)\]?\s*$", re.MULTILINE)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -77,17 +76,17 @@ def format_time(seconds: float) -> str:
 
 
 def ref(value: Any) -> str | None:
-    """``"harvest:<id>"`` for a nested ``{"id": ...}`` object (None when absent)."""
+    """The Harvest id of a nested ``{"id": ...}`` object, as a string (None when absent)."""
     if isinstance(value, Mapping) and value.get("id") is not None:
-        return f"{REF_PREFIX}{value['id']}"
+        return str(value["id"])
     return None
 
 
 def unref(entity: str, name: str, value: Any) -> str:
-    """The Harvest id inside a ``"harvest:<id>"`` reference; anything else is a ``MappingError``."""
-    if isinstance(value, str) and value.startswith(REF_PREFIX) and value[len(REF_PREFIX):]:
-        return value[len(REF_PREFIX):]
-    raise MappingError(entity, name, value, "expected a reference \"harvest:<id>\" to a Harvest record; "
+    """The Harvest id of a reference; anything else is a ``MappingError``."""
+    if isinstance(value, str | int) and str(value):
+        return str(value)
+    raise MappingError(entity, name, value, "expected the Harvest id of the referenced record; "
                                             "sync the referenced record first")
 
 
@@ -313,7 +312,7 @@ RESOURCE = EntitySpec(
 TIME_ENTRY = EntitySpec(
     "time_entry", "time_entries", "time_entries",
     readers={"project": lambda w: ref(w.get("project")),
-             "task": lambda w: f"{REF_PREFIX}{w['project']['id']}:{w['task']['id']}"
+             "task": lambda w: f"{w['project']['id']}:{w['task']['id']}"
              if w.get("project") and w.get("task") else None,
              "resource": lambda w: ref(w.get("user")),
              "work_date": lambda w: date("time_entry", "work_date", w.get("spent_date")),

@@ -63,9 +63,9 @@ async def drain(connector: HarvestConnector, entity: str, cursor: str | None = N
 def entry_op(state: HarvestState, gid: str, **fields: Any) -> WriteOp:
     assignment = state.records("user_assignments")[0]
     task = next(a for a in state.records("task_assignments") if a["project"]["id"] == assignment["project"]["id"])
-    base = {"project": f"harvest:{assignment['project']['id']}",
-            "task": f"harvest:{assignment['project']['id']}:{task['task']['id']}",
-            "resource": f"harvest:{assignment['user']['id']}", "work_date": "2026-05-27", "hours": "2.5",
+    base = {"project": f"{assignment['project']['id']}",
+            "task": f"{assignment['project']['id']}:{task['task']['id']}",
+            "resource": f"{assignment['user']['id']}", "work_date": "2026-05-27", "hours": "2.5",
             "notes": "Accord-written"}
     return WriteOp(gid=gid, kind="upsert", fields={**base, **fields}, key=f"k-{gid}", correlation_id="corr-1")
 
@@ -113,12 +113,12 @@ async def test_time_entry_approval_locked_and_invoice_states_map(state, make, fi
     approved = next(i for i, r in rows.items() if r["is_closed"] and not r["is_billed"])
     draft = next(i for i, r in rows.items() if not r["is_closed"])
     assert by_id[billed].fields.items() >= {"approval": "approved", "locked": True,
-                                            "invoice": f"harvest:{rows[billed]['invoice']['id']}"}.items()
+                                            "invoice": f"{rows[billed]['invoice']['id']}"}.items()
     assert (by_id[approved].fields["approval"], by_id[approved].fields["locked"]) == ("approved", True)
     assert by_id[approved].fields["invoice"] is None
     assert by_id[draft].fields.items() >= {"approval": "draft", "locked": False, "invoice": None}.items()
     row = rows[draft]
-    assert by_id[draft].fields["task"] == f"harvest:{row['project']['id']}:{row['task']['id']}"
+    assert by_id[draft].fields["task"] == f"{row['project']['id']}:{row['task']['id']}"
     assert by_id[draft].fields["currency"] == row["client"]["currency"]
     assert by_id[draft].fields["hours"] == str(row["hours"])
 
@@ -270,7 +270,7 @@ async def test_locked_entry_edit_refused_and_deletes(state, make, firm) -> None:
 async def test_task_and_resource_creates_use_natural_keys(state, make, firm) -> None:
     connector = make()
     pid = firm["projects"][0]
-    op = WriteOp(gid="task-1", kind="upsert", key="k", fields={"project": f"harvest:{pid}", "name": "QA Audit",
+    op = WriteOp(gid="task-1", kind="upsert", key="k", fields={"project": f"{pid}", "name": "QA Audit",
                                                                "billable": True, "budget_hours": "40"})
     first = (await connector.write("task", [op]))[0]
     second = (await connector.write("task", [op]))[0]
