@@ -47,6 +47,7 @@ class Observation:
     changed: dict[str, Any]
     violations: dict[str, tuple[Any, Any]]  # field -> (last seen, now)
     echoed: frozenset[str]
+    adopted: dict[str, Any]  # non-owned fields seen for the first time: checked against the owner's value
 
     @property
     def is_noop(self) -> bool:
@@ -58,11 +59,12 @@ def observe(system: str, ownership: Ownership, current: Mapping[str, Any],
     """Compare a record as read now with its last-seen projection and the writes in flight to it.
 
     A field equal to the value Accord is writing is an echo. A field never seen before is learned as
-    a baseline: published if the system owns it (and it has a value), otherwise adopted silently
-    (a violation needs a known previous value to differ from).
+    a baseline: published if the system owns it (and it has a value); otherwise, with a value, it is
+    ``adopted`` and the caller compares it with the owner's value.
     """
     changed: dict[str, Any] = {}
     violations: dict[str, tuple[Any, Any]] = {}
+    adopted: dict[str, Any] = {}
     echoed: set[str] = set()
     owned = ownership.owned_by(system)
     for name, value in current.items():
@@ -78,7 +80,9 @@ def observe(system: str, ownership: Ownership, current: Mapping[str, Any],
                 changed[name] = value
         elif known:
             violations[name] = (previous, value)
-    return Observation(changed=changed, violations=violations, echoed=frozenset(echoed))
+        elif value is not None:
+            adopted[name] = value
+    return Observation(changed=changed, violations=violations, echoed=frozenset(echoed), adopted=adopted)
 
 
 def merge_changes(changes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
-from accord.actors.governance import Observation, Ownership, observe
+from accord.actors.governance import Ownership, observe
 from accord.actors.loop import LoopActor
 from accord.actors.matching import match_keys
 from accord.actors.references import References
@@ -181,6 +181,7 @@ class Poller(LoopActor):
             plan.counts[Stats.label("polled", self.system, entity)] += 1
             self._plan_record(entity, ownership, record, gids[record.id], record.id in new, seen, inflight,
                               plan)
+        await self._check_adopted(entity, plan)
         await self._plan_reverts(entity, plan)
         return plan
 
@@ -191,6 +192,36 @@ class Poller(LoopActor):
         fields = [dict(r.fields) for r in records]
         await self.references.to_global(self.system, entity, fields)
         return [msgspec.structs.replace(r, fields=f) for r, f in zip(records, fields, strict=True)]
+
+    def _violation(self, entity: str, record: SourceRecord, gid: str, violations: dict[str, tuple[Any, Any]],
+                   plan: _PagePlan) -> None:
+        """Count and log a non-owner edit; revert it or send it to review, as the entity says."""
+        plan.counts[Stats.label("violations", self.system, entity)] += len(violations)
+        policy = self.settings.entities[entity].on_violation
+        logger.bind(system=self.system, entity=entity, record=record.id, gid=gid).warning(
+            "governance violation ({}): {} changed field(s) it does not own: {}", policy, self.system,
+            ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in violations.items()))
+        if policy == "revert":
+            plan.reverts.append((record, gid, violations))
+        elif policy == "review":
+            plan.exceptions.append(self._governance_exception(entity, record, gid, violations))
+
+    async def _check_adopted(self, entity: str, plan: _PagePlan) -> None:
+        """A non-owned field first seen with a value that differs from its owner's is a violation too."""
+        ctx = self.ctx
+        ownership = self.ownership[entity]
+        for record, gid, adopted in plan.adopted:
+            xref = await ctx.identity.xref(entity, gid)
+            violations: dict[str, tuple[Any, Any]] = {}
+            for field, value in adopted.items():
+                owner_id = xref.get(ownership.owner_of(field))
+                if owner_id is None:
+                    continue
+                seen, _ = await ctx.projections.load(ownership.owner_of(field), entity, [owner_id])
+                if seen[0] is not None and field in seen[0] and seen[0][field] != value:
+                    violations[field] = (seen[0][field], value)
+            if violations:
+                self._violation(entity, record, gid, violations, plan)
 
     async def _plan_reverts(self, entity: str, plan: _PagePlan) -> None:
         """Write the owner's value back over each non-owner edit (``on_violation = "revert"``); when the
@@ -242,14 +273,9 @@ class Poller(LoopActor):
         if observation.echoed:
             plan.counts[Stats.label("echoes", self.system, entity)] += 1
         if observation.violations:
-            plan.counts[Stats.label("violations", self.system, entity)] += len(observation.violations)
-            policy = self.settings.entities[entity].on_violation
-            log.warning("governance violation ({}): {} changed field(s) it does not own: {}", policy,
-                        self.system, _describe(observation))
-            if policy == "revert":
-                plan.reverts.append((record, gid, observation.violations))
-            elif policy == "review":
-                plan.exceptions.append(self._governance_exception(entity, record, gid, observation.violations))
+            self._violation(entity, record, gid, observation.violations, plan)
+        if observation.adopted:
+            plan.adopted.append((record, gid, observation.adopted))
         self._index(entity, record.id, seen, record.fields, plan)
         if new and record.gid is None and self.system != ownership.owner:
             plan.counts[Stats.label("unowned_new", self.system, entity)] += 1
@@ -341,9 +367,6 @@ class _PagePlan:
         self.exceptions: list[ExceptionRecord] = []
         self.counts: Counter[str] = Counter()
         self.reverts: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
+        self.adopted: list[tuple[SourceRecord, str, dict[str, Any]]] = []
         self.index: list[tuple[str, str]] = []
         self.unindex: list[tuple[str, str]] = []
-
-
-def _describe(observation: Observation) -> str:
-    return ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in observation.violations.items())

@@ -164,8 +164,13 @@ class SalesforceConnector:
         return Page(records=records, cursor=cursor, more=nxt is not None)
 
     def _record(self, emap: EntityMap, raw: dict[str, Any]) -> SourceRecord:
+        """One queried row as a ``SourceRecord``. A value that cannot be mapped leaves its field out and
+        sets ``error`` (field, value and fix), so the poller files the record and the page flows on."""
+        problems: list[str] = []
+
         def skipped(exc: MappingError) -> None:
             self.stats.errors += 1
+            problems.append(f"{emap.sobject} {raw.get('Id')}: {exc.message}")
             logger.bind(system=self.system, entity=emap.entity, record=raw.get("Id"), field=exc.field,
                         reason=exc.message).warning("unmappable value left out of the record")
 
@@ -173,7 +178,7 @@ class SalesforceConnector:
             emap.entity, raw, multi_currency=self.settings.multi_currency,
             external_id_field=self.settings.external_id_field, on_error=skipped)
         return SourceRecord(id=str(raw["Id"]), version=version, deleted=deleted, fields=fields, gid=gid,
-                            modified_ms=version)
+                            modified_ms=version, error="; ".join(problems) or None)
 
     async def find_created(self, entity: str, gids: Sequence[str], since_ms: int) -> dict[str, SourceRecord]:
         """Live records whose external id is one of ``gids`` (keyed by the gid as given).

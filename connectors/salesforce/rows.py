@@ -58,11 +58,22 @@ class RowRoutes:
              "updateable": True, "deletable": True} for t in self.store.types.values()]})
 
     def _describe(self, sobject: SObjectType) -> Response:
-        types = self.store.field_types(sobject)
-        return JSONResponse({"name": sobject.name, "keyPrefix": sobject.prefix, "fields": [
-            {"name": name, "type": ftype, "externalId": name in sobject.external_ids,
-             "unique": sobject.external_ids.get(name, False), "nillable": name not in sobject.required,
-             "updateable": name in sobject.fields or name == "CurrencyIsoCode"} for name, ftype in types.items()]})
+        with self.state.lock:
+            types = self.store.field_types(sobject)
+            fields = [self._describe_field(sobject, name, ftype) for name, ftype in types.items()]
+        return JSONResponse({"name": sobject.name, "keyPrefix": sobject.prefix, "fields": fields})
+
+    def _describe_field(self, sobject: SObjectType, name: str, ftype: str) -> dict[str, Any]:
+        """One field's describe entry: type, External ID, nillable, updateable, lookups' ``referenceTo``
+        and restricted picklists' values (``StageName``: the org's stage table)."""
+        values = (list(self.store.stages) if sobject.name == "Opportunity" and name == "StageName"
+                  else self.store.picklists.get((sobject.name, name)))
+        lookup = sobject.lookups.get(name)
+        return {"name": name, "type": ftype, "externalId": name in sobject.external_ids,
+                "unique": sobject.external_ids.get(name, False), "nillable": name not in sobject.required,
+                "updateable": name in sobject.fields or name == "CurrencyIsoCode",
+                "referenceTo": [lookup] if lookup else [], "restrictedPicklist": values is not None,
+                "picklistValues": [{"value": v, "label": v, "active": True} for v in values or []]}
 
     async def create(self, request: Request) -> Response:
         sobject = self.store.sobject(request.path_params["obj"])

@@ -7,8 +7,9 @@ sandbox clock, fault plan and request log. ``build_app(state)`` serves it (route
 Python helpers for a demo "user activity" generator (callable from any thread; ``state.lock`` guards the
 data): ``user_create``, ``user_update``, ``user_delete``, ``records``, ``get`` and ``transaction`` (several
 changes under one SystemModstamp, as one Salesforce transaction). Their changes bump versions exactly like
-an API write. Test hooks: ``expire_tokens``, ``invalidate_cursors``, ``lock_record``,
-``add_validation_rule``, ``max_batch``, ``api_limit``, ``token_ttl``.
+an API write. Admin and test hooks: ``expire_tokens``, ``invalidate_cursors``, ``lock_record``,
+``add_validation_rule``, ``add_picklist_value``, ``set_stage``, ``max_batch``, ``api_limit``, ``token_ttl``.
+The schema (objects, custom fields, lookups, restricted picklists, stage table) is in ``schema.py``.
 """
 
 from __future__ import annotations
@@ -204,6 +205,23 @@ class SalesforceState(SandboxState):
         """Make writes to ``rid`` fail with UNABLE_TO_LOCK_ROW (another transaction holds it)."""
         with self.lock:
             (self.store.locked.add if locked else self.store.locked.discard)(rid)
+
+    def add_picklist_value(self, obj: str, field: str, value: str) -> None:
+        """An admin adds ``value`` to a restricted picklist (e.g. a new ``Billing_Model__c`` label)."""
+        with self.lock:
+            sobject = self.store.sobject(obj)
+            values = self.store.picklists.get((sobject.name, field))
+            if values is None:
+                raise KeyError(f"{sobject.name}.{field} is not a restricted picklist; restricted: "
+                               f"{sorted(f for o, f in self.store.picklists if o == sobject.name)}")
+            if value not in values:
+                values.append(value)
+
+    def set_stage(self, stage: str, *, closed: bool, won: bool, probability: float) -> None:
+        """An admin adds or edits an Opportunity stage (``IsClosed``, ``IsWon``, default ``Probability``).
+        Existing opportunities keep their derived values until their stage is next set."""
+        with self.lock:
+            self.store.stages[stage] = (closed, won, probability)
 
     def add_validation_rule(self, obj: str, name: str, check: Callable[[dict[str, Any]], bool],
                             message: str) -> None:

@@ -9,32 +9,28 @@ The store is not thread-safe by itself: ``SalesforceState`` holds its lock aroun
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-from accord.connectors.salesforce.mapping import format_datetime_ms
+from accord.connectors.salesforce.fieldmap import format_datetime_ms
+from accord.connectors.salesforce.schema import (
+    COUNTRIES,
+    STAGES,
+    STANDARD_TYPES,
+    STRING_TYPES,
+    SYSTEM_FIELDS,
+    SObjectType,
+)
+
+__all__ = ["STAGES", "SYSTEM_FIELDS", "RecordError", "SObjectStore", "SObjectType", "id18", "new_id",
+           "normalize_id"]
 
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID_RE = re.compile(r"^[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?$")
-SYSTEM_FIELDS = {"Id": "id", "IsDeleted": "boolean", "CreatedDate": "datetime",
-                 "LastModifiedDate": "datetime", "SystemModstamp": "datetime"}
-_STRING_TYPES = {"string", "url", "picklist", "phone", "email", "textarea", "reference", "id"}
-_COUNTRIES = {"US": "United States", "GB": "United Kingdom", "DE": "Germany", "FR": "France",
-              "NL": "Netherlands", "CA": "Canada", "AU": "Australia", "IE": "Ireland", "ES": "Spain",
-              "IT": "Italy", "BE": "Belgium", "CH": "Switzerland", "SE": "Sweden", "SG": "Singapore",
-              "JP": "Japan", "IN": "India", "NZ": "New Zealand", "AT": "Austria", "DK": "Denmark"}
-# Opportunity stage table: stage → (IsClosed, IsWon, default Probability)
-STAGES = {"Prospecting": (False, False, 10.0), "Qualification": (False, False, 10.0),
-          "Needs Analysis": (False, False, 20.0), "Value Proposition": (False, False, 50.0),
-          "Id. Decision Makers": (False, False, 60.0), "Perception Analysis": (False, False, 70.0),
-          "Proposal/Price Quote": (False, False, 75.0), "Negotiation/Review": (False, False, 90.0),
-          "Closed Won": (True, True, 100.0), "Closed Lost": (True, False, 0.0)}
-
-
 class RecordError(ValueError):
     """A per-record failure with Salesforce's ``statusCode``; ``http`` is the single-record status."""
 
@@ -52,43 +48,6 @@ class RecordError(ValueError):
     def rest_json(self) -> dict[str, Any]:
         """The top-level REST error shape: ``errorCode``."""
         return {"message": self.message, "errorCode": self.code, "fields": self.fields}
-
-
-@dataclass(frozen=True)
-class SObjectType:
-    """One object type: id prefix, writable fields with their types, required and external id fields."""
-
-    name: str
-    prefix: str
-    fields: dict[str, str]
-    required: tuple[str, ...] = ()
-    external_ids: dict[str, bool] = field(default_factory=dict)  # field → unique
-    read_only: dict[str, str] = field(default_factory=dict)
-    has_currency: bool = False
-
-
-def _common(**extra: str) -> dict[str, str]:
-    return {"OwnerId": "reference", "Accord_Id__c": "string", **extra}
-
-
-STANDARD_TYPES = (
-    SObjectType("Account", "001", _common(
-        Name="string", Type="picklist", Industry="picklist", Website="url", Phone="phone",
-        Description="textarea", AccountNumber="string", BillingStreet="textarea", BillingCity="string",
-        BillingState="string", BillingPostalCode="string", BillingCountry="string",
-        BillingCountryCode="picklist", ParentId="reference", Tax_Id__c="string", Payment_Terms__c="picklist",
-        Legacy_Id__c="string"),
-        required=("Name",), external_ids={"Accord_Id__c": True, "Legacy_Id__c": False}, has_currency=True),
-    SObjectType("Contact", "003", _common(
-        FirstName="string", LastName="string", Email="email", Phone="phone", Title="string",
-        AccountId="reference", MailingStreet="textarea", MailingCity="string", MailingPostalCode="string"),
-        required=("LastName",), external_ids={"Accord_Id__c": True}),
-    SObjectType("Opportunity", "006", _common(
-        Name="string", StageName="picklist", CloseDate="date", AccountId="reference", Amount="currency",
-        Probability="percent", Type="picklist", LeadSource="picklist", Description="textarea"),
-        required=("Name", "StageName", "CloseDate"), external_ids={"Accord_Id__c": True},
-        read_only={"IsClosed": "boolean", "IsWon": "boolean"}, has_currency=True),
-)
 
 
 def id18(id15: str) -> str:
@@ -128,6 +87,10 @@ class SObjectStore:
         self.rows: dict[str, dict[str, dict[str, Any]]] = {t.name: {} for t in STANDARD_TYPES}
         self.locked: set[str] = set()
         self.rules: dict[str, list[tuple[str, Callable[[dict[str, Any]], bool], str]]] = {}
+        self.stages: dict[str, tuple[bool, bool, float]] = dict(STAGES)  # the org's OpportunityStage table
+        # (object, field) → the values of a restricted picklist (an admin may add more)
+        self.picklists: dict[tuple[str, str], list[str]] = {
+            (t.name, f): list(values) for t in STANDARD_TYPES for f, values in t.picklists.items()}
         self._counter = 0
         self._last_stamp = 0
         self._stamp: int | None = None
@@ -260,11 +223,25 @@ class SObjectStore:
         return str(row["Id"])
 
     def delete(self, sobject: SObjectType, rid: str) -> str:
+        """Move a row to the recycle bin. Deleting an Account deletes its Contacts and Opportunities and
+        clears ``ParentId`` on its child Accounts, in the same transaction (as Salesforce does); a locked
+        related record fails the whole delete before anything changes."""
         row = self.find(sobject, rid)
         self._check_lock(row["Id"])
+        related: list[tuple[SObjectType, dict[str, Any], str]] = []
+        for child_type in self.types.values():
+            for name, target in child_type.lookups.items():
+                if target == sobject.name:
+                    related.extend((child_type, child, name) for child in self.rows[child_type.name].values()
+                                   if child.get(name) == row["Id"] and not child["IsDeleted"])
+        for _, child, _ in related:
+            self._check_lock(child["Id"])
         stamp = self._stamp_now()
         self._put(sobject.name, row["Id"], {**row, "IsDeleted": True, "LastModifiedDate": stamp,
                                             "SystemModstamp": stamp})
+        for child_type, child, name in related:
+            cascade = {"IsDeleted": True, "LastModifiedDate": stamp} if name == "AccountId" else {name: None}
+            self._put(child_type.name, child["Id"], {**child, **cascade, "SystemModstamp": stamp})
         return str(row["Id"])
 
     # -- validation ---------------------------------------------------------------------------
@@ -294,16 +271,49 @@ class SObjectStore:
                                   "There's a problem with this country, even though it may appear correct. "
                                   "Please select a country/territory from the list of valid countries.: "
                                   "Billing Country Code", ["BillingCountryCode"])
-            clean["BillingCountry"] = None if code is None else _COUNTRIES.get(code, code)
+            clean["BillingCountry"] = None if code is None else COUNTRIES.get(code, code)
         if clean.get("CurrencyIsoCode") is not None and clean["CurrencyIsoCode"] not in self.currencies:
             raise RecordError("INVALID_CURRENCY_ISO", f"Invalid currency code: {clean['CurrencyIsoCode']}; "
                                                       f"active currencies: {sorted(self.currencies)}",
                               ["CurrencyIsoCode"])
-        if sobject.name == "Opportunity" and clean.get("StageName") in STAGES:
-            closed, won, probability = STAGES[clean["StageName"]]
+        self._check_picklists(sobject, clean)
+        self._check_lookups(sobject, clean)
+        if sobject.name == "Opportunity" and clean.get("StageName") is not None:
+            closed, won, probability = self.stages[clean["StageName"]]
             clean.setdefault("Probability", probability)
             clean.update(IsClosed=closed, IsWon=won)
         return clean
+
+    def _check_picklists(self, sobject: SObjectType, clean: dict[str, Any]) -> None:
+        """Restricted picklists (and the stage table) refuse values they do not list."""
+        for name, value in clean.items():
+            if value is None:
+                continue
+            if sobject.name == "Opportunity" and name == "StageName":
+                allowed: Any = self.stages
+            else:
+                allowed = self.picklists.get((sobject.name, name))
+            if allowed is not None and value not in allowed:
+                raise RecordError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                                  f"{name}: bad value for restricted picklist field: {value}", [name])
+
+    def _check_lookups(self, sobject: SObjectType, clean: dict[str, Any]) -> None:
+        """A lookup must hold the id of a live record of its object (stored in 18-character form)."""
+        for name, target in sobject.lookups.items():
+            value = clean.get(name)
+            if value is None:
+                continue
+            norm = normalize_id(value)
+            target_type = self.types[target.casefold()]
+            if norm is None:
+                raise RecordError("MALFORMED_ID", f"{target} ID: id value of incorrect type: {value}", [name])
+            if not norm.startswith(target_type.prefix):
+                raise RecordError("FIELD_INTEGRITY_EXCEPTION",
+                                  f"field integrity exception: {name} (id value of incorrect type)", [name])
+            found = self.rows[target].get(norm)
+            if found is None or found["IsDeleted"]:
+                raise RecordError("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {value}", [name])
+            clean[name] = norm
 
     @staticmethod
     def _check_type(name: str, ftype: str, value: Any) -> Any:
@@ -311,7 +321,7 @@ class SObjectStore:
                             [name])
         if value is None:
             return None
-        if ftype in _STRING_TYPES:
+        if ftype in STRING_TYPES:
             if not isinstance(value, str):
                 raise wrong
             limit = 32000 if ftype == "textarea" else 255
@@ -324,8 +334,15 @@ class SObjectStore:
         if ftype in ("double", "currency", "percent") and (isinstance(value, bool) or
                                                           not isinstance(value, int | float)):
             raise wrong
-        if ftype == "date" and not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
-            raise wrong
+        if ftype == "currency":
+            return round(float(value), 2)  # Amount is currency(16, 2): Salesforce rounds on save
+        if ftype == "date":
+            if not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+                raise wrong
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                raise wrong from None
         return value
 
     def _check_record(self, sobject: SObjectType, row: dict[str, Any], rid: str | None) -> None:

@@ -33,7 +33,7 @@ from accord.connectors.sandbox import Clock
 
 START = 1_775_124_930.0  # 2026-04-02T10:15:30Z
 ACCOUNT_FIELDS = {"name", "website", "billing_address", "country", "currency", "tax_id", "payment_terms",
-                  "status"}
+                  "legal_entity", "parent", "status"}
 
 
 class Recorder(httpx.AsyncBaseTransport):
@@ -75,11 +75,12 @@ async def sf(recorder: Recorder) -> AsyncIterator[SalesforceConnector]:
     await connector.aclose()
 
 
-async def drain(conn: SalesforceConnector, cursor: str | None) -> tuple[list[SourceRecord], str]:
+async def drain(conn: SalesforceConnector, cursor: str | None, entity: str = "account",
+                ) -> tuple[list[SourceRecord], str]:
     """Fetch until ``more`` is false; every record returned, and the final cursor."""
     records: list[SourceRecord] = []
     while True:
-        page = await conn.fetch("account", cursor)
+        page = await conn.fetch(entity, cursor)
         records.extend(page.records)
         cursor = page.cursor
         if not page.more:
@@ -112,11 +113,12 @@ def test_account_to_canonical_maps_every_field() -> None:
     wire = {"Id": "001x", "Name": "Acme", "Website": "https://acme.example", "BillingStreet": "1 Main St",
             "BillingCity": "Boston", "BillingState": None, "BillingPostalCode": "", "BillingCountryCode": "US",
             "CurrencyIsoCode": "USD", "Tax_Id__c": "12-3456789", "Payment_Terms__c": "Net 15",
-            "Accord_Id__c": "g-1", "IsDeleted": False, "SystemModstamp": "2026-04-02T10:15:30.000+0000"}
+            "Legal_Entity__c": "Accord Consulting UK Ltd", "ParentId": "0015g00000AbCdEAA1", "Accord_Id__c": "g-1", "IsDeleted": False, "SystemModstamp": "2026-04-02T10:15:30.000+0000"}
     fields, gid, version, deleted = to_canonical("account", wire)
     assert fields == {"name": "Acme", "website": "https://acme.example", "country": "US", "currency": "USD",
                       "billing_address": {"street": "1 Main St", "city": "Boston"}, "tax_id": "12-3456789",
-                      "payment_terms": "net_15", "status": "active"}
+                      "payment_terms": "net_15", "legal_entity": "Accord Consulting UK Ltd",
+                      "parent": "0015g00000AbCdEAA1", "status": "active"}
     assert (gid, version, deleted) == ("g-1", 1_775_124_930_000, False)
     empty = {**wire, "BillingStreet": None, "BillingCity": None, "CurrencyIsoCode": "EUR"}
     assert to_canonical("account", empty, multi_currency=False)[0].keys() == ACCOUNT_FIELDS - {"currency"}
@@ -236,6 +238,7 @@ async def test_unmappable_value_is_left_out_not_fatal(state: SalesforceState, sf
     records, _ = await drain(sf, None)
     assert records[0].id == rid and "payment_terms" not in records[0].fields
     assert records[0].fields["name"] == "Odd Terms" and sf.stats.errors == 1
+    assert records[0].error is not None and "payment_terms" in records[0].error and "'Net 45'" in records[0].error
 
 
 # -- auth, limits, faults --------------------------------------------------------------------------
@@ -415,7 +418,7 @@ async def test_system_name_is_settable(recorder: Recorder, state: SalesforceStat
     state.faults.add("query", "503")
     with pytest.raises(Retryable, match=r"^crm: GET /services/data/v66.0/queryAll → 503 SERVER_UNAVAILABLE"):
         await conn.fetch("account", None)
-    assert conn.entities() == ("account",) and conn.batch_size == 200
+    assert conn.entities() == ("account", "contact", "opportunity") and conn.batch_size == 200
     with pytest.raises(Permanent, match="not mapped"):
         await conn.fetch("invoice", None)
     await conn.aclose()

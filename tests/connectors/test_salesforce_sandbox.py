@@ -11,7 +11,8 @@ import pytest
 
 from accord.connectors.salesforce import soql
 from accord.connectors.salesforce.sandbox import RecordError, SalesforceState, build_app
-from accord.connectors.salesforce.seed import seed_accounts
+from accord.connectors.salesforce.schema import BILLING_MODELS, DELIVERY_REGIONS, SERVICE_LINES, STAGES
+from accord.connectors.salesforce.seed import next_stage, seed_accounts, seed_contacts, seed_opportunities
 from accord.connectors.salesforce.store import id18
 from accord.connectors.sandbox import Clock
 
@@ -331,3 +332,111 @@ def test_seed_accounts_are_realistic(state: SalesforceState) -> None:
     again = SalesforceState(clock=Clock(start=START))
     seed_accounts(again, 40, random.Random(11))
     assert [r["Name"] for r in again.records("Account")] == [r["Name"] for r in rows]  # reproducible
+
+
+# -- Contact and Opportunity -------------------------------------------------------------------------
+
+async def test_lookups_must_reference_live_accounts(client: httpx.AsyncClient, state: SalesforceState) -> None:
+    account = state.user_create("Account", {"Name": "Parent Co"})
+    made = await client.post(f"{V}/sobjects/Contact", json={"LastName": "Short", "AccountId": account[:15]})
+    assert made.status_code == 201
+    assert state.get("Contact", made.json()["id"])["AccountId"] == account  # type: ignore[index]  # 18-char form
+    contact = made.json()["id"]
+    for value, code in ((contact, "FIELD_INTEGRITY_EXCEPTION"), ("garbage", "MALFORMED_ID"),
+                        ("001000000000000AAA", "INVALID_CROSS_REFERENCE_KEY")):
+        response = await client.post(f"{V}/sobjects/Contact", json={"LastName": "X", "AccountId": value})
+        assert response.status_code == 400 and response.json()[0]["errorCode"] == code
+        assert response.json()[0]["fields"] == ["AccountId"]
+    body = {"allOrNone": False, "records": records({"LastName": "Ok", "AccountId": account},
+                                                   {"LastName": "Bad", "AccountId": "001000000000000AAA"},
+                                                   kind="Contact")}
+    results = (await client.post(f"{V}/composite/sobjects", json=body)).json()
+    assert results[0]["success"] is True
+    assert results[1]["errors"][0]["statusCode"] == "INVALID_CROSS_REFERENCE_KEY"
+
+
+async def test_opportunity_stage_table_and_read_only_fields(client: httpx.AsyncClient,
+                                                            state: SalesforceState) -> None:
+    body = {"Name": "Deal", "StageName": "Negotiation/Review", "CloseDate": "2026-06-30", "Amount": 1234.567}
+    rid = (await client.post(f"{V}/sobjects/Opportunity", json=body)).json()["id"]
+    row = state.get("Opportunity", rid)
+    assert row is not None and (row["IsClosed"], row["IsWon"], row["Probability"], row["Amount"]) == (
+        False, False, 90.0, 1234.57)  # Amount is currency(16, 2)
+    for stage, (closed, won, probability) in STAGES.items():
+        assert (await client.patch(f"{V}/sobjects/Opportunity/{rid}", json={"StageName": stage})).status_code == 204
+        row = state.get("Opportunity", rid)
+        assert row is not None and (row["IsClosed"], row["IsWon"], row["Probability"]) == (closed, won, probability)
+    refused = await client.patch(f"{V}/sobjects/Opportunity/{rid}", json={"IsWon": False})
+    assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    for change, code in (({"StageName": "Won-ish"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+                         ({"Billing_Model__c": "Barter"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+                         ({"CloseDate": "2026-02-30"}, "INVALID_TYPE_ON_FIELD_IN_RECORD"),
+                         ({"CloseDate": None}, "REQUIRED_FIELD_MISSING")):
+        response = await client.patch(f"{V}/sobjects/Opportunity/{rid}", json=change)
+        assert response.status_code == 400 and response.json()[0]["errorCode"] == code
+    state.add_picklist_value("Opportunity", "Billing_Model__c", "Barter")
+    state.set_stage("Won-ish", closed=True, won=True, probability=95.0)
+    assert (await client.patch(f"{V}/sobjects/Opportunity/{rid}", json={
+        "StageName": "Won-ish", "Billing_Model__c": "Barter"})).status_code == 204
+    assert state.get("Opportunity", rid)["IsWon"] is True  # type: ignore[index]
+    with pytest.raises(KeyError, match="not a restricted picklist"):
+        state.add_picklist_value("Opportunity", "Name", "x")
+    described = {f["name"]: f for f in (await client.get(f"{V}/sobjects/Opportunity/describe")).json()["fields"]}
+    assert (described["IsWon"]["updateable"], described["AccountId"]["referenceTo"]) == (False, ["Account"])
+    assert [v["value"] for v in described["Billing_Model__c"]["picklistValues"]] == [*BILLING_MODELS, "Barter"]
+    assert "Won-ish" in [v["value"] for v in described["StageName"]["picklistValues"]]
+
+
+def test_deleting_an_account_cascades(state: SalesforceState) -> None:
+    parent = state.user_create("Account", {"Name": "Parent"})
+    child = state.user_create("Account", {"Name": "Child", "ParentId": parent})
+    contact = state.user_create("Contact", {"LastName": "Kept", "AccountId": parent})
+    opp = state.user_create("Opportunity", {"Name": "D", "StageName": "Prospecting", "CloseDate": "2026-05-01",
+                                            "AccountId": parent})
+    state.clock.advance(5)
+    state.lock_record(contact)  # a related record is locked: the delete fails and changes nothing
+    with pytest.raises(RecordError, match="UNABLE_TO_LOCK_ROW"):
+        state.user_delete("Account", parent)
+    assert state.get("Account", parent)["IsDeleted"] is False  # type: ignore[index]
+    state.lock_record(contact, False)
+    state.user_delete("Account", parent)
+    rows = {rid: state.get(obj, rid) for obj, rid in (("Account", parent), ("Account", child),
+                                                       ("Contact", contact), ("Opportunity", opp))}
+    stamps = {row["SystemModstamp"] for row in rows.values() if row}
+    assert len(stamps) == 1  # one transaction
+    assert [rows[r]["IsDeleted"] for r in (parent, child, contact, opp)] == [True, False, True, True]  # type: ignore[index]
+    assert rows[child]["ParentId"] is None  # type: ignore[index]
+
+
+def test_seed_contacts_and_opportunities_are_realistic(state: SalesforceState) -> None:
+    accounts = seed_accounts(state, 30, random.Random(12))
+    state.user_delete("Account", accounts[0])
+    contacts = seed_contacts(state, accounts, random.Random(12))
+    opps = seed_opportunities(state, accounts, random.Random(12))
+    by_id = {r["Id"]: r for r in state.records("Account")}
+    people = state.records("Contact")
+    assert [r["Id"] for r in people] == contacts and len(contacts) >= 29
+    for person in people:
+        account = by_id[person["AccountId"]]  # never the deleted account
+        domain = account["Website"].removeprefix("https://www.")
+        assert person["Email"].endswith(f"@{domain}") and person["LastName"] and person["Title"]
+    deals = state.records("Opportunity")
+    assert [r["Id"] for r in deals] == opps and len(opps) >= 20
+    region = {"US": "NA", "CA": "NA", "AU": "APAC"}
+    for deal in deals:
+        account = by_id[deal["AccountId"]]
+        assert deal["CurrencyIsoCode"] == account["CurrencyIsoCode"] and deal["Amount"] > 0
+        assert deal["Delivery_Region__c"] == region.get(account["BillingCountryCode"], "EMEA")
+        assert deal["Service_Line__c"] in SERVICE_LINES and deal["Billing_Model__c"] in BILLING_MODELS
+        assert deal["IsWon"] == STAGES[deal["StageName"]][1] and deal["Delivery_Region__c"] in DELIVERY_REGIONS
+        closed = deal["CloseDate"] <= "2026-04-02"
+        assert closed == deal["IsClosed"]  # closed deals closed in the past, open ones close later
+    assert {d["StageName"] for d in deals} >= {"Closed Won", "Closed Lost"}
+    assert sum(d["IsWon"] for d in deals) < len(deals)
+    rng = random.Random(1)
+    assert next_stage("Closed Won", rng) == "Closed Won"
+    assert {next_stage("Negotiation/Review", rng) for _ in range(50)} == {"Closed Won", "Closed Lost"}
+    again = SalesforceState(clock=Clock(start=START))
+    seed_opportunities(again, seed_accounts(again, 30, random.Random(12))[1:], random.Random(12))
+    assert [(d["Name"], d["Amount"], d["CloseDate"]) for d in again.records("Opportunity")] == [
+        (d["Name"], d["Amount"], d["CloseDate"]) for d in deals]  # reproducible from the seed
