@@ -59,6 +59,7 @@ class WritePlanner:
         for work in works:
             work.target_id = target_ids.get(work.gid)
             self._fold(work, applied, outcome)
+        await self._route(target, [w for w in works if w.source is not None], outcome)
         await self._plan_creates(target, [w for w in works if w.source and w.target_id is None], outcome)
         await self._plan_updates(target, [w for w in works if w.source and w.target_id is not None
                                           and not w.ready], outcome)
@@ -123,6 +124,27 @@ class WritePlanner:
             outcome.skip(work, "stale_version")
             return
         work.source = msgspec.structs.replace(last, op="delete" if deleted else "upsert", fields=fields)
+
+    # -- routing -----------------------------------------------------------------------------
+    async def _route(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
+        """Only records meeting the target's ``when`` conditions flow there (e.g. approved, billable
+        time to the ERP). Conditions are checked on the source record's whole last-seen state."""
+        conditions = self.ent.when.get(target)
+        if not conditions or not works:
+            return
+        by_source: dict[str, list[RecordWork]] = {}
+        for work in works:
+            assert work.source is not None
+            by_source.setdefault(work.source.source, []).append(work)
+        for source, group in by_source.items():
+            seen, _ = await self.ctx.projections.load(source, self.entity, [w.source.source_id for w in group
+                                                                             if w.source is not None])
+            for work, projection in zip(group, seen, strict=True):
+                assert work.source is not None
+                state = {**(projection or {}), **work.source.fields}
+                if work.source.op != "delete" and not meets(state, conditions):
+                    outcome.skip(work, "filtered")
+                    work.source = None
 
     # -- creates -----------------------------------------------------------------------------
     async def _plan_creates(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
@@ -295,3 +317,15 @@ class WritePlanner:
         fields = work.native if work.native is not None else work.fields
         return WriteOp(gid=work.gid, kind=source.op, fields=fields, key=source.change_id,  # type: ignore[arg-type]
                        target_id=work.target_id, version=work.version, correlation_id=source.correlation_id)
+
+
+def meets(state: dict[str, Any], conditions: dict[str, Any]) -> bool:
+    """Whether every condition holds (a list condition means any of its values)."""
+    for field, wanted in conditions.items():
+        value = state.get(field)
+        if isinstance(wanted, list):
+            if value not in wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True

@@ -54,6 +54,9 @@ class StreamSettings(_Section):
     write_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
 
 
+Condition = str | bool | int | float | list[str | bool | int | float] | None
+
+
 class EntitySettings(_Section):
     """One entity's governance: which systems hold it, the owner system and per-field owners.
 
@@ -62,6 +65,8 @@ class EntitySettings(_Section):
     ``on_violation``: what happens when a system edits a field it does not own: ``revert`` writes the
     owner's value back, ``review`` files an exception, ``count`` only counts and logs (all three count).
     ``park_timeout``: how long a record waits for a record it references to exist in the target.
+    ``when``: per target system, the canonical field values a record must have to flow there, e.g.
+    ``when.erp = { approval = "approved", billable = true }`` (a list means any of those values).
     """
 
     owner: str
@@ -72,6 +77,7 @@ class EntitySettings(_Section):
     match: list[list[str]] = []
     on_violation: Literal["revert", "review", "count"] = "revert"
     park_timeout: Duration = Duration(600.0)
+    when: dict[str, dict[str, Condition]] = {}
 
 
 class SupervisorSettings(_Section):

@@ -204,3 +204,27 @@ async def test_parked_past_its_deadline_becomes_an_exception(any_redis: Redis) -
 
     [exc] = await wait_for(filed, timeout=10, interval=0.01, message="the parked exception")
     assert exc.reason == "parked" and "account" in exc.message
+
+
+async def test_only_records_meeting_the_targets_conditions_flow(any_redis: Redis) -> None:
+    text = BASE.replace("{policy}", "revert").replace("{park}", "10m") + (
+        '\n[entities.time_entry]\nowner = "crm"\nsystems = ["crm", "erp"]\n'
+        'when.erp = { approval = "approved", billable = true }\n')
+    rig = Rig(any_redis)
+    rig.settings = loads(text, env={})
+    rig.crm = MemorySystem("crm", entities=("account", "contact", "time_entry"))
+    rig.erp = MemorySystem("erp", entities=("account", "contact", "time_entry"))
+    rig.systems = {"crm": rig.crm, "erp": rig.erp}
+    rig.pollers = {s: Poller(rig.settings, s, "", connector=c, redis=any_redis) for s, c in rig.systems.items()}
+    rig.writers = {"time_entry": rig._writer("time_entry")}
+    await ensure_groups(any_redis, rig.keys, "time_entry", ["crm", "erp"], 4)
+    await rig.poll("erp", "time_entry")
+    draft = rig.crm.user_create({"hours": "2.5", "billable": True, "approval": "draft"}, entity="time_entry")
+    rig.crm.user_create({"hours": "1.0", "billable": False, "approval": "approved"}, entity="time_entry")
+    await rig.settle(("time_entry",))
+    assert rig.erp.tables["time_entry"].records == {}
+    assert (await rig.counts())[("skipped", "time_entry", "filtered")] == 2
+    rig.crm.user_update(draft, {"approval": "approved"}, entity="time_entry")  # a change of one field
+    await rig.settle(("time_entry",))
+    [entry] = rig.erp.tables["time_entry"].records.values()
+    assert entry == {"hours": "2.5", "billable": True, "approval": "approved"}  # created whole, once
