@@ -148,7 +148,7 @@ class World:
             writer._commit = die  # type: ignore[assignment, method-assign]
         try:
             await writer.sweep()
-        except Exception:  # noqa: BLE001 - an ExceptionGroup from the sweep's task group
+        except Exception:
             pass
         self.writer = self.new_writer()
 
