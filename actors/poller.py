@@ -53,6 +53,7 @@ class Poller(LoopActor):
         self._references: References | None = None
         self._connector = connector
         self._next_due: dict[str, float] = {}
+        self._next_scan: dict[str, float] = {}
         self._failures: Counter[str] = Counter()
         self.call_stats = CallStats()
         self.pages = 0
@@ -107,6 +108,8 @@ class Poller(LoopActor):
         try:
             while await self.poll_page(entity) and not self._stopping:
                 pass
+            if self._scans_for_deletes() and time.monotonic() >= self._next_scan.get(entity, 0.0):
+                await self.scan_for_deletes(entity)
         except ConnectorError as exc:
             self._failures[entity] += 1
             delay = backoff_delay(self._failures[entity], base=1.0, cap=60.0)
@@ -143,6 +146,33 @@ class Poller(LoopActor):
                 self._next_due[name] = 0.0
         raw = entries[-1][0]
         return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    # -- deletes by full scan ------------------------------------------------------------------
+    def _scans_for_deletes(self) -> bool:
+        """Systems without a delete feed (Harvest) are scanned for vanished ids instead."""
+        return hasattr(self.connector, "scan_ids")
+
+    async def scan_for_deletes(self, entity: str) -> int:
+        """Compare every id the system has now with the ids Accord has seen; the missing ones were
+        deleted there and are planned like deleted records (published when the system owns them)."""
+        ctx = self.ctx
+        live = await self.connector.scan_ids(entity)  # type: ignore[attr-defined]
+        known = {m.decode() if isinstance(m, bytes) else m
+                 for m in await ctx.redis.smembers(ctx.keys.known_ids(entity, self.system))}
+        vanished = sorted(known - {str(i) for i in live})
+        interval = float(getattr(self.settings.systems[self.system], "full_scan_interval", 3600.0))
+        self._next_scan[entity] = time.monotonic() + interval
+        if not vanished:
+            return 0
+        stamp = now_ms()
+        records = [SourceRecord(id=i, version=stamp, deleted=True) for i in vanished]
+        plan = await self._plan(entity, records)
+        batch = Batch()
+        self._queue(batch, entity, plan)
+        await batch.apply(ctx.redis)
+        logger.bind(system=self.system, entity=entity).info("full scan: {} record(s) deleted in {}",
+                                                           len(vanished), self.system)
+        return len(vanished)
 
     # -- one page ----------------------------------------------------------------------------
     async def poll_page(self, entity: str) -> bool:
@@ -347,6 +377,11 @@ class Poller(LoopActor):
                                               len(change.fields))
         for p, n in produced.items():
             pipe.hincrby(ctx.keys.produced(entity), str(p), n)
+        if self._scans_for_deletes():
+            live = [system_id for system_id, fields, _ in plan.remember if not fields.get(DELETED_FIELD)]
+            gone = [system_id for system_id, fields, _ in plan.remember if fields.get(DELETED_FIELD)]
+            pipe.sadd(ctx.keys.known_ids(entity, self.system), *live)
+            pipe.srem(ctx.keys.known_ids(entity, self.system), *gone)
         for system_id, fields, version in plan.remember:
             ctx.projections.remember(pipe, self.system, entity, system_id, fields, version)
         for exc in plan.exceptions:

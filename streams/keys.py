@@ -61,6 +61,10 @@ class Keys:
     def version(self, target: str, entity: str, gid: str) -> str:
         return f"{self.prefix}ver:{target}:{entity}:{gid}"
 
+    def known_ids(self, entity: str, system: str) -> str:
+        """Set of a system's record ids Accord has seen (for delete detection by full id scan)."""
+        return f"{self.prefix}ids:{entity}:{system}"
+
     def match(self, entity: str, system: str, rule: int, key: str) -> str:
         """Set of a system's record ids whose normalised match key (rule ``rule``) is ``key``."""
         return f"{self.prefix}match:{entity}:{system}:{rule}:{key}"

@@ -228,3 +228,35 @@ async def test_only_records_meeting_the_targets_conditions_flow(any_redis: Redis
     await rig.settle(("time_entry",))
     [entry] = rig.erp.tables["time_entry"].records.values()
     assert entry == {"hours": "2.5", "billable": True, "approval": "approved"}  # created whole, once
+
+
+class ScannedSystem(MemorySystem):
+    """A system with no delete feed: deleted records just vanish from its lists (like Harvest)."""
+
+    async def scan_ids(self, entity: str) -> set[str]:
+        return set(self.tables[entity].records)
+
+    def vanish(self, rid: str, entity: str = "account") -> None:
+        table = self.tables[entity]
+        del table.records[rid], table.versions[rid], table.gids[rid]
+
+
+async def test_records_vanished_from_a_system_without_delete_feed_are_found_by_full_scan(
+        any_redis: Redis) -> None:
+    rig = Rig(any_redis)
+    crm = ScannedSystem("crm", entities=("account", "contact"))
+    rig.crm, rig.systems["crm"] = crm, crm
+    rig.pollers["crm"] = Poller(rig.settings, "crm", "", connector=crm, redis=any_redis)
+    rig.writers["account"] = rig._writer("account")
+    await rig.setup()
+    a = crm.user_create({"name": "Acme", "country": "US"})
+    b = crm.user_create({"name": "Globex", "country": "DE"})
+    await rig.settle()
+    assert len(rig.erp.records) == 2
+    crm.vanish(a)
+    assert await rig.pollers["crm"].scan_for_deletes("account") == 1
+    await rig.sweep()
+    statuses = {rig.erp.records[r].get("name"): rig.erp.records[r].get("status") for r in rig.erp.records}
+    assert statuses == {"Acme": "inactive", "Globex": None}
+    assert await rig.pollers["crm"].scan_for_deletes("account") == 0  # reported once
+    assert b in crm.records
