@@ -1,4 +1,5 @@
-"""The QuickBooks Online connector (ERP): Customer ↔ canonical ``account``.
+"""The QuickBooks Online connector (ERP): accounts and projects (Customer), resources (Employee), tasks
+(Item), time (TimeActivity), expenses (Purchase), invoices and payments (see ``mapping``).
 
 Reads: a full load pages the query language, then change data capture (``/cdc``) takes over from the
 server time of the load's first page, minus an overlap, de-duplicated by ``(id, SyncToken)``. A CDC
@@ -70,7 +71,9 @@ class QuickBooksConnector:
         self._now = now
         self._api = QboApi(settings, system=name, token_cache=token_cache or MemoryTokenCache(), share=share,
                            transport=transport, stats=self.stats, now=now)
-        self._writer = BatchWriter(self._api, settings.page_size)
+        self._writer = BatchWriter(self._api, settings.page_size, {
+            "income_account": settings.income_account_id, "expense_account": settings.expense_account_id,
+            "payment_account": settings.payment_account_id})
 
     def entities(self) -> Sequence[str]:
         return tuple(ENTITIES)
@@ -144,6 +147,8 @@ class QuickBooksConnector:
     @staticmethod
     def _select(spec: EntitySpec, after: str | None, start: int, size: int) -> str:
         where = ["Active IN (true, false)"] if spec.name_list else []
+        if spec.where:
+            where.append(spec.where)
         if after is not None:
             where.append(f"Metadata.LastUpdatedTime >= '{after}'")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
@@ -152,6 +157,8 @@ class QuickBooksConnector:
     def _records(self, spec: EntitySpec, rows: list[dict[str, Any]]) -> list[SourceRecord]:
         records = []
         for row in rows:
+            if row.get("status") != "Deleted" and not spec.accepts(row):
+                continue  # e.g. a project in the Customer table while reading accounts
             def report(exc: MappingError, row: dict[str, Any] = row) -> None:
                 self.stats.errors += 1
                 logger.bind(system=self.system, entity=spec.canonical, record_id=row.get("Id"), field=exc.field,

@@ -1,8 +1,25 @@
-"""QuickBooks Online wire shapes ↔ Accord canonical fields.
+"""QuickBooks Online wire shapes ↔ Accord canonical fields: the registry ``ENTITIES`` and the
+conversions the connector uses (``to_canonical``, ``to_wire``, ``project``).
 
 ``ENTITIES`` is the per-entity table (QBO entity name, REST path, CDC name, whether it is a name list
-that can only be deactivated, which field carries the Accord gid, and the field converters). Today it
-maps ``account`` ↔ ``Customer``; Item, TimeActivity, Invoice and Payment slot in as new rows.
+that can only be deactivated, which field carries the Accord gid, query filter, field converters).
+
+=========== ===================================== =========================================================
+canonical   QuickBooks object                     module (field table in its docstring)
+=========== ===================================== =========================================================
+account     Customer that is not a job/project    here
+project     Customer with Job or IsProject true   ``mapping_work``
+resource    Employee                              ``mapping_work``
+task        Item of Type "Service"                ``mapping_work``
+time_entry  TimeActivity (NameOf "Employee")      ``mapping_work``
+expense     Purchase (PaymentType "Cash")         ``mapping_work``
+invoice     Invoice                               ``mapping_billing``
+payment     Payment                               ``mapping_billing``
+=========== ===================================== =========================================================
+
+References between records (``project.account``, ``time_entry.project`` ...) are native QBO ids.
+Accounts and projects share the Customer table: account queries add ``Job = false``, project queries
+``Job = true``, and CDC objects (unfiltered server-side) are split by ``EntitySpec.accepts``.
 
 Canonical ``account`` ↔ ``Customer``::
 
@@ -16,17 +33,30 @@ Canonical ``account`` ↔ ``Customer``::
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from accord.connectors.base import SourceRecord
 from accord.connectors.errors import Permanent
+from accord.connectors.quickbooks.mapping_base import (
+    DELETED_VERSION,
+    SYSTEM,
+    EntitySpec,
+    MappingError,
+    Reader,
+    Writer,
+    parse_gid,
+    parse_time_ms,
+    with_gid,
+)
+from accord.connectors.quickbooks.mapping_base import ref_value as _ref_value
+from accord.connectors.quickbooks.mapping_base import text as _text
+from accord.connectors.quickbooks.mapping_billing import BILLING_SPECS
+from accord.connectors.quickbooks.mapping_work import WORK_SPECS, is_project
 
-SYSTEM = "quickbooks"
-DELETED_VERSION = 2**62  # a CDC "Deleted" stub has no SyncToken; it outranks every live version
+__all__ = ["DELETED_VERSION", "ENTITIES", "SYSTEM", "EntitySpec", "MappingError", "parse_gid", "project",
+           "spec_for", "to_canonical", "to_wire", "with_gid"]
 
 # QBO term id → canonical payment terms (the ids a new company is created with)
 TERMS: dict[str, str] = {"1": "due_on_receipt", "2": "net_15", "3": "net_30", "4": "net_60"}
@@ -52,76 +82,7 @@ _COUNTRY_LOOKUP: dict[str, str] = {
     for code, aliases in COUNTRIES.items() for alias in (code, *aliases)
 }
 
-_GID_LINE = re.compile(r"^accord:(\S+)\s*$", re.MULTILINE)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-class MappingError(Permanent):
-    """A value that has no counterpart on the other side (e.g. a payment term Accord does not know)."""
-
-    def __init__(self, field: str, value: Any, fix: str):
-        super().__init__(SYSTEM, f"cannot map {field} value {value!r}: {fix}", code="mapping")
-        self.field = field
-        self.value = value
-
-
-Reader = Callable[[Mapping[str, Any]], Any]
-Writer = Callable[[Any, dict[str, Any], Mapping[str, Any]], None]  # (value, out, current wire)
-
-
-@dataclass(frozen=True)
-class EntitySpec:
-    """How one canonical entity lives in QBO."""
-
-    canonical: str
-    qbo: str  # entity name in JSON bodies, queries and webhooks
-    path: str  # REST path segment: /v3/company/{realm}/{path}
-    cdc: str  # name in /cdc?entities=
-    name_list: bool  # name lists (Customer, Item) cannot be deleted: deactivate with Active=false
-    gid_field: str  # free-text field that carries the ``accord:<gid>`` marker line
-    readers: Mapping[str, Reader]
-    writers: Mapping[str, Writer]
-    needs_current: frozenset[str] = frozenset()  # canonical fields whose write merges into the current value
-
-
-# ------------------------------------------------------------------------------------------------
-# helpers
-# ------------------------------------------------------------------------------------------------
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _ref_value(wire: Mapping[str, Any], name: str) -> str | None:
-    ref = wire.get(name)
-    return _text(ref.get("value")) if isinstance(ref, Mapping) else None
-
-
-def parse_gid(notes: Any) -> str | None:
-    """The Accord gid from a Notes/PrivateNote text (a line ``accord:<gid>``), if present."""
-    if not isinstance(notes, str):
-        return None
-    match = _GID_LINE.search(notes)
-    return match.group(1) if match else None
-
-
-def with_gid(notes: str | None, gid: str) -> str:
-    """``notes`` with its marker line set to ``gid`` (other note text is kept)."""
-    kept = [line for line in (notes or "").splitlines() if not _GID_LINE.match(line)]
-    return "\n".join([*kept, f"accord:{gid}"])
-
-
-def parse_time_ms(value: Any) -> int:
-    """Epoch milliseconds of a QBO timestamp such as ``2026-04-01T09:10:00-07:00`` (0 if absent)."""
-    if not isinstance(value, str) or not value:
-        return 0
-    stamp = dt.datetime.fromisoformat(value)
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return int(stamp.timestamp() * 1000)
 
 
 def country_code(value: Any) -> str | None:
@@ -254,12 +215,12 @@ CUSTOMER_WRITERS: dict[str, Writer] = {
     "status": _write_status,
 }
 
-ENTITIES: dict[str, EntitySpec] = {
-    "account": EntitySpec(canonical="account", qbo="Customer", path="customer", cdc="Customer",
-                          name_list=True, gid_field="Notes", readers=CUSTOMER_READERS,
-                          writers=CUSTOMER_WRITERS, needs_current=frozenset({"billing_address", "country"})),
-}
-BY_QBO_NAME: dict[str, EntitySpec] = {spec.qbo: spec for spec in ENTITIES.values()}
+ACCOUNT = EntitySpec(canonical="account", qbo="Customer", path="customer", cdc="Customer", name_list=True,
+                     gid_field="Notes", readers=CUSTOMER_READERS, writers=CUSTOMER_WRITERS,
+                     needs_current=frozenset({"billing_address", "country"}), where="Job = false",
+                     accepts=lambda wire: not is_project(wire), active_field="status")
+
+ENTITIES: dict[str, EntitySpec] = {spec.canonical: spec for spec in (ACCOUNT, *WORK_SPECS, *BILLING_SPECS)}
 
 
 def spec_for(entity: str) -> EntitySpec:

@@ -4,9 +4,13 @@ per-realm limits (500/min, 10 concurrent → 429), fault injection and a request
 
 ``QuickBooksState`` holds the companies (``store.Realm``) and offers thread-safe helpers a demo user
 activity generator calls to edit data as a person in the QuickBooks UI would (``user_create``,
-``user_update``, ``user_deactivate``); those edits bump SyncToken and LastUpdatedTime like API writes.
+``user_update``, ``user_deactivate``, ``user_delete``, ``user_create_project``, ``user_log_time``,
+``user_create_invoice``, ``user_record_payment``, ``user_void_invoice``, ``billing_run``); those edits
+bump SyncToken and LastUpdatedTime like API writes, and side effects (a payment lowering its invoice's
+Balance, an invoice marking time HasBeenBilled) bump the affected records too.
 ``build_app(state)`` returns the starlette app. Fault endpoint names: token, query, cdc, batch,
-customer, term, companyinfo.
+companyinfo and each entity path (customer, term, account, employee, item, timeactivity, purchase,
+invoice, payment).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from accord.connectors.quickbooks.billing import unbilled_invoice
 from accord.connectors.quickbooks.faults import QboFault
 from accord.connectors.quickbooks.routes import (
     Endpoint,
@@ -34,6 +39,8 @@ from accord.connectors.quickbooks.store import ENTITY_TYPES, EntityType, Realm, 
 from accord.connectors.sandbox import Clock, SandboxState, admin_routes, sandboxed
 
 STANDARD_TERMS = (("Due on receipt", 0), ("Net 15", 15), ("Net 30", 30), ("Net 60", 60))
+STANDARD_ACCOUNTS = (("Services", "Income"), ("Checking", "Bank"), ("Travel", "Expense"),
+                     ("Undeposited Funds", "Other Current Asset"))
 
 
 class ChangeEvent(msgspec.Struct, frozen=True):
@@ -73,12 +80,18 @@ class QuickBooksState(SandboxState):
         self.add_realm(realm_id, company_name)
 
     def add_realm(self, realm_id: str, company_name: str) -> Realm:
-        """A new company, seeded with the four standard terms (ids "1".."4")."""
+        """A new company, seeded with the four standard terms (ids "1".."4"), a small chart of accounts
+        (``STANDARD_ACCOUNTS``: ids "1".."4") and the default "Services" item (id "1")."""
         with self.lock:
             realm = Realm(realm_id, company_name)
             self.realms[realm_id] = realm
+            now = self.clock.now()
             for name, days in STANDARD_TERMS:
-                realm.create(ENTITY_TYPES["Term"], {"Name": name, "DueDays": days}, self.clock.now(), "QuickBooks")
+                realm.create(ENTITY_TYPES["Term"], {"Name": name, "DueDays": days}, now, "QuickBooks")
+            for name, kind in STANDARD_ACCOUNTS:
+                realm.create(ENTITY_TYPES["Account"], {"Name": name, "AccountType": kind}, now, "QuickBooks")
+            realm.create(ENTITY_TYPES["Item"], {"Name": "Services", "Type": "Service",
+                                                "IncomeAccountRef": {"value": "1"}}, now, "QuickBooks")
             return realm
 
     def realm(self, realm_id: str | None = None) -> Realm:
@@ -118,16 +131,22 @@ class QuickBooksState(SandboxState):
         if not isinstance(body, dict):
             raise QboFault(400, "2010", "Request has invalid or unsupported property",
                            f"the {etype.name} body must be a JSON object")
+        realm.touched.clear()
         if operation == "delete":
             row, kind = realm.delete(etype, body, now), "Delete"
+        elif operation == "void":
+            row, kind = realm.void(etype, body, now, editor), "Void"
         elif operation == "update":
             row, kind = realm.update(etype, body, now, editor, check_token=check_token), "Update"
         elif operation == "create":
             row, kind = realm.create(etype, body, now, editor), "Create"
         else:
             raise QboFault(400, "500", "Unsupported Operation", f"operation {operation!r} is not supported: "
-                           "use create, update or delete", element="operation")
+                           "use create, update, delete or void", element="operation")
         self.events.append(ChangeEvent(realm.id, etype.name, row.wire["Id"], kind, now))
+        for name, record_id in dict.fromkeys(realm.touched):
+            self.events.append(ChangeEvent(realm.id, name, record_id, "Update", now))
+        realm.touched.clear()
         return row
 
     # -- user helpers (thread-safe; the demo's "someone working in QuickBooks") -----------------------
@@ -146,6 +165,72 @@ class QuickBooksState(SandboxState):
     def user_deactivate(self, entity: str, record_id: str, *, realm: str | None = None) -> None:
         """Make a name-list record inactive (QuickBooks' "delete" for customers and items)."""
         self.user_update(entity, record_id, {"Active": False}, realm=realm)
+
+    def user_delete(self, entity: str, record_id: str, *, realm: str | None = None) -> None:
+        """Delete a transaction (TimeActivity, Purchase, Invoice, Payment) as a user would."""
+        self._user_op(entity, record_id, "delete", realm)
+
+    def user_void_invoice(self, invoice_id: str, *, realm: str | None = None) -> None:
+        """Void an invoice (amounts to 0, memo "Voided"; refused while payments are applied)."""
+        self._user_op("Invoice", invoice_id, "void", realm)
+
+    def _user_op(self, entity: str, record_id: str, operation: str, realm: str | None) -> None:
+        etype = entity_type(entity)
+        with self.lock:
+            target = self.realm(realm)
+            token = target.row(etype, str(record_id)).wire["SyncToken"]
+            self.write(target, etype, operation, {"Id": str(record_id), "SyncToken": token}, self.user_name)
+
+    def user_create_project(self, customer_id: str, name: str, *, realm: str | None = None) -> str:
+        """A project (sub-customer with ``IsProject``) of ``customer_id``, as made in the Projects tab."""
+        return self.user_create("Customer", {"DisplayName": name, "ParentRef": {"value": str(customer_id)},
+                                             "Job": True, "IsProject": True}, realm=realm)
+
+    def user_log_time(self, employee_id: str, project_id: str, hours: float, *, item_id: str = "1",
+                      rate: float | None = None, billable: bool = True, work_date: str | None = None,
+                      notes: str | None = None, realm: str | None = None) -> str:
+        """A TimeActivity of an employee on a project (whole minutes), as entered on a timesheet."""
+        minutes = round(hours * 60)
+        body: dict[str, Any] = {
+            "NameOf": "Employee", "EmployeeRef": {"value": str(employee_id)},
+            "CustomerRef": {"value": str(project_id)}, "ItemRef": {"value": str(item_id)},
+            "Hours": minutes // 60, "Minutes": minutes % 60,
+            "BillableStatus": "Billable" if billable else "NotBillable"}
+        optional = {"HourlyRate": rate, "TxnDate": work_date, "Description": notes}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self.user_create("TimeActivity", body, realm=realm)
+
+    def user_create_invoice(self, customer_id: str, lines: list[tuple[str, float, float]], *,
+                            project_id: str | None = None, realm: str | None = None) -> str:
+        """An invoice of ``(description, quantity, unit price)`` lines, as finance types it in."""
+        body: dict[str, Any] = {"CustomerRef": {"value": str(customer_id)}, "Line": [
+            {"DetailType": "SalesItemLineDetail", "Amount": round(qty * price, 2), "Description": text,
+             "SalesItemLineDetail": {"Qty": qty, "UnitPrice": price}} for text, qty, price in lines]}
+        if project_id is not None:
+            body["ProjectRef"] = {"value": str(project_id)}
+        return self.user_create("Invoice", body, realm=realm)
+
+    def user_record_payment(self, invoice_id: str, amount: float | None = None, *, reference: str | None = None,
+                            paid_date: str | None = None, realm: str | None = None) -> str:
+        """Receive a payment against an invoice (its whole open balance unless ``amount`` is given)."""
+        with self.lock:
+            invoice = self.realm(realm).row(entity_type("Invoice"), str(invoice_id)).wire
+            paid = invoice["Balance"] if amount is None else amount
+            body: dict[str, Any] = {"CustomerRef": {"value": invoice["CustomerRef"]["value"]}, "TotalAmt": paid,
+                                    "Line": [{"Amount": paid, "LinkedTxn": [{"TxnId": str(invoice_id),
+                                                                             "TxnType": "Invoice"}]}]}
+            body.update({k: v for k, v in (("PaymentRefNum", reference), ("TxnDate", paid_date)) if v})
+            return self.user_create("Payment", body, realm=realm)
+
+    def billing_run(self, project_customer_id: str, *, realm: str | None = None) -> str | None:
+        """Invoice every Billable TimeActivity of a project (see ``billing``); returns the new invoice's
+        Id, or ``None`` when the project has no unbilled billable time."""
+        with self.lock:
+            target = self.realm(realm)
+            body = unbilled_invoice(target, str(project_customer_id))
+            if body is None:
+                return None
+            return str(self.write(target, ENTITY_TYPES["Invoice"], "create", body, self.user_name).wire["Id"])
 
     def records(self, entity: str, *, realm: str | None = None) -> list[dict[str, Any]]:
         """Every live record of ``entity`` (active and inactive) as the API renders it."""

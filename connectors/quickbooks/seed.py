@@ -1,4 +1,5 @@
-"""Seed data: the customer list of a professional-services firm's QuickBooks company."""
+"""Seed data: the customer list and the delivery practice (employees, service items, projects) of a
+professional-services firm's QuickBooks company."""
 
 from __future__ import annotations
 
@@ -73,3 +74,29 @@ def seed_customers(state: QuickBooksState, n: int, rng: random.Random, *, realm:
     """Create ``n`` customers (some with tax ids and payment terms, a few inactive); returns their ids."""
     taken = {str(r.get("DisplayName", "")).casefold() for r in state.records("Customer", realm=realm)}
     return [state.user_create("Customer", customer_fields(rng, taken), realm=realm) for _ in range(n)]
+
+
+_PEOPLE = (("Kim", "Allen"), ("Ravi", "Menon"), ("Sofia", "Keller"), ("Tom", "Okafor"), ("Lena", "Novak"),
+           ("Marco", "Rossi"), ("Aiko", "Tanaka"), ("Jonas", "Berg"), ("Priya", "Shah"), ("Sam", "Carter"))
+_SERVICES = (("Advisory", "ADV", 220), ("Solution design", "DES", 180), ("Implementation", "IMP", 150),
+             ("Training", "TRN", 120), ("Project management", "PM", 160))
+_PROJECTS = ("ERP rollout", "Data platform", "Cloud migration", "Finance transformation", "CRM upgrade")
+
+
+def seed_practice(state: QuickBooksState, rng: random.Random, customer_ids: list[str], *,
+                  employees: int = 6, projects: int = 4, realm: str | None = None) -> dict[str, list[str]]:
+    """The delivery side of the firm: employees with rates, service items, and projects (sub-customers)
+    of some of ``customer_ids``. Returns the new ids by QBO entity name."""
+    people = [state.user_create("Employee", {"GivenName": given, "FamilyName": family,
+                                             "BillRate": rng.choice((140, 160, 180, 220)),
+                                             "CostRate": rng.choice((60, 75, 90))}, realm=realm)
+              for given, family in _PEOPLE[:employees]]
+    items = [state.user_create("Item", {"Name": name, "Sku": sku, "Type": "Service", "UnitPrice": price,
+                                        "IncomeAccountRef": {"value": "1"}}, realm=realm)
+             for name, sku, price in _SERVICES]
+    made = []
+    for customer_id in rng.sample(customer_ids, min(projects, len(customer_ids))):
+        parent = state.get("Customer", customer_id, realm=realm) or {}
+        made.append(state.user_create_project(customer_id, f"{parent.get('DisplayName')} {rng.choice(_PROJECTS)}",
+                                              realm=realm))
+    return {"Employee": people, "Item": items, "Customer": made}

@@ -19,7 +19,9 @@ class QuickBooksSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     ``base_url`` is the API root (the API lives under ``/v3/company/{realm_id}/``); ``refresh_token`` is
     only the initial one: QBO rotates it on every refresh and the newest lives in the token cache.
     ``overlap`` is subtracted from each change-data-capture watermark to catch late commits.
-    ``rate_limit`` is the realm's whole budget; each caller takes its ``share`` of it.
+    ``rate_limit`` is the realm's whole budget; each caller takes its ``share`` of it. The ``*_account_id``
+    settings are chart-of-accounts Ids of this company that new Items and Purchases must name (the
+    defaults match the sandbox's seeded chart).
     """
 
     base_url: str
@@ -35,3 +37,6 @@ class QuickBooksSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     timeout: Duration = Duration(30.0)
     rate_limit: RateLimit = RateLimit(requests=500, period=Duration(60.0))
     webhook_verifier: str | None = None
+    income_account_id: str = "1"  # chart-of-accounts Id new service Items (tasks) book income to
+    expense_account_id: str = "3"  # the expense account of a new expense (Purchase line)
+    payment_account_id: str = "2"  # the bank/cash account new expenses are paid from

@@ -1,12 +1,15 @@
 """The sandbox's per-company (realm) data: entity tables with QBO write semantics.
 
-Generic over ``ENTITY_TYPES``: each type names its writable fields, its defaults, its unique name field
-and its references, so Item, TimeActivity, Invoice and Payment slot in as new rows. Rules enforced:
+Generic over ``tables.ENTITY_TYPES``: each type names its writable fields, its defaults, its unique name
+field and its references; per-entity business rules (totals, payment application, billing) are
+``rules.prepare`` / ``rules.after_write`` / ``rules.before_delete``. Rules enforced here:
 ids are increasing integer strings per entity; ``SyncToken`` starts at "0" and goes up by one on every
 change; an update must carry the current SyncToken (else 5010); a full update clears the writable fields
 it omits while a ``"sparse": true`` update touches only the fields given (an aggregate such as BillAddr
-is replaced whole); a ``null`` value clears a field; name-list names are unique (6240); name lists are
-deactivated, never deleted. Callers hold ``state.lock``.
+is replaced whole); a ``null`` value clears a field; name-list names are unique (6240; Customer and
+Employee share one DisplayName space); name lists are deactivated, never deleted; an Invoice can be
+voided. Records changed as a side effect (an invoice a payment applies to) are collected in
+``touched`` for the change events. Callers hold ``state.lock``.
 """
 
 from __future__ import annotations
@@ -14,61 +17,16 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from accord.connectors.quickbooks import qql
+from accord.connectors.quickbooks import qql, rules
 from accord.connectors.quickbooks.faults import QboFault, qbo_time
+from accord.connectors.quickbooks.tables import CURRENCIES, ENTITY_TYPES, EntityType, entity_type
 
-CURRENCIES = {"USD": "United States Dollar", "GBP": "British Pound Sterling", "EUR": "Euro",
-              "CAD": "Canadian Dollar", "AUD": "Australian Dollar", "CHF": "Swiss Franc",
-              "JPY": "Japanese Yen", "SGD": "Singapore Dollar", "NZD": "New Zealand Dollar",
-              "SEK": "Swedish Krona", "DKK": "Danish Krone", "INR": "Indian Rupee"}
+__all__ = ["ENTITY_TYPES", "EntityType", "Realm", "Row", "entity_type"]
+
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time"})
-
-
-@dataclass(frozen=True)
-class EntityType:
-    name: str  # "Customer"
-    path: str  # "customer"
-    name_list: bool
-    writable: frozenset[str]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    computed: Mapping[str, Any] = field(default_factory=dict)  # read-only fields set on create
-    unique: str | None = None  # a name field that must be unique (6240)
-    refs: Mapping[str, str] = field(default_factory=dict)  # ref field → referenced entity name
-
-
-ENTITY_TYPES: dict[str, EntityType] = {
-    "Customer": EntityType(
-        name="Customer", path="customer", name_list=True, unique="DisplayName",
-        writable=frozenset({
-            "DisplayName", "Title", "GivenName", "MiddleName", "FamilyName", "Suffix", "CompanyName",
-            "PrintOnCheckName", "PrimaryEmailAddr", "PrimaryPhone", "Mobile", "Fax", "AlternatePhone",
-            "WebAddr", "BillAddr", "ShipAddr", "Notes", "Active", "Job", "BillWithParent", "ParentRef",
-            "Taxable", "CurrencyRef", "SalesTermRef", "PaymentMethodRef", "PreferredDeliveryMethod",
-            "PrimaryTaxIdentifier", "ResaleNum", "DefaultTaxCodeRef", "IsProject"}),
-        defaults={"Active": True, "Job": False, "BillWithParent": False, "Taxable": False,
-                  "IsProject": False, "PreferredDeliveryMethod": "Print",
-                  "CurrencyRef": {"value": "USD", "name": CURRENCIES["USD"]}},
-        computed={"Balance": 0, "BalanceWithJobs": 0},
-        refs={"SalesTermRef": "Term"}),
-    "Term": EntityType(
-        name="Term", path="term", name_list=True, unique="Name",
-        writable=frozenset({"Name", "Active", "Type", "DueDays", "DiscountPercent", "DiscountDays",
-                            "DayOfMonthDue", "DueNextMonthDays", "DiscountDayOfMonth"}),
-        defaults={"Active": True, "Type": "STANDARD"}),
-}
-BY_PATH = {t.path: t for t in ENTITY_TYPES.values()}
-
-
-def entity_type(name: str) -> EntityType:
-    """Look a type up by its entity name or REST path, case-insensitively."""
-    for etype in ENTITY_TYPES.values():
-        if name.lower() in (etype.name.lower(), etype.path):
-            return etype
-    raise QboFault(400, "4001", "Invalid query",
-                   f"QueryValidationError: unknown entity {name}; known: {sorted(ENTITY_TYPES)}")
 
 
 @dataclass
@@ -106,7 +64,9 @@ class Realm:
         self.id = realm_id
         self.company_name = company_name
         self.tables: dict[str, dict[str, Row]] = {name: {} for name in ENTITY_TYPES}
-        self.names: dict[str, dict[str, str]] = {name: {} for name in ENTITY_TYPES}  # unique name → id
+        self.names: dict[str, dict[str, str]] = {t.scope: {} for t in ENTITY_TYPES.values()}  # name → id
+        self.touched: list[tuple[str, str]] = []  # (entity, id) changed as a side effect of a write
+        self.next_doc = 1001  # the next automatic invoice DocNumber
         self.next_id: dict[str, int] = dict.fromkeys(ENTITY_TYPES, 1)
         self.replies: dict[str, tuple[int, bytes]] = {}  # requestid → (status, body)
         self.hits: deque[float] = deque()  # accepted request times, for the per-minute limit
@@ -162,6 +122,10 @@ class Realm:
         changed.sort(key=lambda item: item[1].updated)
         return changed[:limit], len(changed) > limit
 
+    def exists(self, entity: str, record_id: str) -> bool:
+        row = self.tables[entity].get(record_id)
+        return row is not None and not row.deleted
+
     # -- writes ---------------------------------------------------------------------------------
     def _check_body(self, etype: EntityType, body: Mapping[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -174,7 +138,7 @@ class Realm:
             values[key] = value
         for ref_field, target in etype.refs.items():
             ref = values.get(ref_field)
-            if isinstance(ref, dict) and str(ref.get("value")) not in self.tables[target]:
+            if isinstance(ref, dict) and not self.exists(target, str(ref.get("value"))):
                 raise QboFault(400, "2500", "Invalid Reference Id",
                                f"Invalid Reference Id : {ref_field} {ref.get('value')!r} is not a {target}",
                                element=ref_field)
@@ -196,7 +160,7 @@ class Realm:
             raise QboFault(400, "2020", "Required param missing, need to supply the required value for the API",
                            f"Required parameter {etype.unique} is missing in the request",
                            element=etype.unique)
-        other_id = self.names[etype.name].get(name.strip().casefold())
+        other_id = self.names[etype.scope].get(name.strip().casefold())
         if other_id is not None and other_id != own_id:
             raise QboFault(400, "6240", "Duplicate Name Exists Error",
                            "The name supplied already exists. : Another customer, vendor or employee "
@@ -206,7 +170,7 @@ class Realm:
                     record_id: str) -> None:
         if etype.unique is None:
             return
-        index = self.names[etype.name]
+        index = self.names[etype.scope]
         before = old.get(etype.unique) if old is not None else None
         if isinstance(before, str) and index.get(before.strip().casefold()) == record_id:
             del index[before.strip().casefold()]
@@ -227,7 +191,7 @@ class Realm:
         wire: dict[str, Any] = {"domain": "QBO", "sparse": False, **copy.deepcopy(dict(etype.defaults)),
                                 **copy.deepcopy(dict(etype.computed))}
         self._apply(wire, values)
-        if etype.name == "Customer" and "DisplayName" not in wire:
+        if etype.unique == "DisplayName" and "DisplayName" not in wire:
             derived = wire.get("CompanyName") or " ".join(
                 p for p in (wire.get("GivenName"), wire.get("FamilyName")) if p)
             if derived:
@@ -238,10 +202,12 @@ class Realm:
         wire.update(Id=record_id, SyncToken="0")
         if etype.unique == "DisplayName":
             wire["FullyQualifiedName"] = wire["DisplayName"]
+        rules.prepare(self, etype, wire, None, now)
         row = Row(wire=wire, created=now, updated=now)
         self.tables[etype.name][record_id] = row
         self._index_name(etype, None, wire, record_id)
         self.last_editor[(etype.name, record_id)] = editor
+        rules.after_write(self, etype, wire, None, now)
         return row
 
     def update(self, etype: EntityType, body: Mapping[str, Any], now: float, editor: str, *,
@@ -267,10 +233,39 @@ class Realm:
         self._check_unique(etype, wire, row.wire["Id"])
         if etype.unique == "DisplayName":
             wire["FullyQualifiedName"] = wire["DisplayName"]
+        rules.prepare(self, etype, wire, row.wire, now)
         wire["SyncToken"] = str(int(row.wire["SyncToken"]) + 1)
         self._index_name(etype, row.wire, wire, row.wire["Id"])
-        row.wire, row.updated = wire, now
+        old, row.wire, row.updated = row.wire, wire, now
         self.last_editor[(etype.name, row.wire["Id"])] = editor
+        rules.after_write(self, etype, wire, old, now)
+        return row
+
+    def touch(self, name: str, record_id: str, changes: Mapping[str, Any], now: float) -> None:
+        """A side-effect change to another record (bumps its SyncToken and time; noted in ``touched``)."""
+        row = self.tables[name][record_id]
+        wire = copy.deepcopy(row.wire)
+        self._apply(wire, changes)
+        if wire == row.wire:
+            return
+        wire["SyncToken"] = str(int(row.wire["SyncToken"]) + 1)
+        row.wire, row.updated = wire, now
+        self.touched.append((name, record_id))
+
+    def void(self, etype: EntityType, body: Mapping[str, Any], now: float, editor: str) -> Row:
+        """Void an invoice: amounts go to 0, the memo says "Voided", billed time is billable again."""
+        if etype.name != "Invoice":
+            raise QboFault(400, "500", "Unsupported Operation",
+                           f"Operation Void is not supported for {etype.name}", element="operation")
+        row = self.row(etype, str(body.get("Id")))
+        if str(body.get("SyncToken")) != row.wire["SyncToken"]:
+            raise QboFault(400, "5010", "Stale Object Error", "Stale Object Error : the object changed")
+        rules.before_delete(self, etype, row.wire, "void")
+        old, wire = row.wire, rules.voided(row.wire)
+        wire["SyncToken"] = str(int(old["SyncToken"]) + 1)
+        row.wire, row.updated = wire, now
+        self.last_editor[(etype.name, wire["Id"])] = editor
+        rules.after_write(self, etype, wire, old, now)
         return row
 
     def delete(self, etype: EntityType, body: Mapping[str, Any], now: float) -> Row:
@@ -281,5 +276,7 @@ class Realm:
         row = self.row(etype, str(body.get("Id")))
         if str(body.get("SyncToken")) != row.wire["SyncToken"]:
             raise QboFault(400, "5010", "Stale Object Error", "Stale Object Error : the object changed")
+        rules.before_delete(self, etype, row.wire, "delete")
         row.deleted, row.updated = True, now
+        rules.after_write(self, etype, None, row.wire, now)
         return row

@@ -3,7 +3,10 @@
 One ``POST /batch?requestid=...`` per at most 30 ops. The requestid is derived from the ops' keys, so an
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
-name-list record (Customer) is a sparse ``Active:false``. Items that fail with 5010 (stale SyncToken)
+name-list record (Customer, Employee, Item) is a sparse ``Active:false``; a delete of a transaction
+(TimeActivity, Purchase, Invoice, Payment) is ``operation=delete``. A create starts from the entity's
+``on_create`` wire (e.g. the configured income account of a new service Item). One entity per batch:
+``write(entity, ops)`` is per entity, so mixed-entity batches are not sent (the sandbox accepts them). Items that fail with 5010 (stale SyncToken)
 are re-read and retried once in a follow-up batch with the fresh SyncToken.
 """
 
@@ -17,7 +20,14 @@ from accord.connectors.base import WriteOp, WriteResult
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.faults import first_error
-from accord.connectors.quickbooks.mapping import EntitySpec, MappingError, project, to_wire, with_gid
+from accord.connectors.quickbooks.mapping import (
+    DELETED_VERSION,
+    EntitySpec,
+    MappingError,
+    project,
+    to_wire,
+    with_gid,
+)
 
 MAX_BATCH = 30
 
@@ -34,14 +44,17 @@ def correlation_header(ops: Sequence[WriteOp]) -> str:
 
 
 def _written_names(spec: EntitySpec, op: WriteOp) -> set[str]:
-    return {"status"} if op.kind == "delete" else set(op.fields) & set(spec.writers)
+    if op.kind == "delete":
+        return {spec.active_field} if spec.name_list and spec.active_field else set()
+    return set(op.fields) & set(spec.writers)
 
 
 class BatchWriter:
     """Turns ``WriteOp``s into QBO batch items and batch item responses into ``WriteResult``s."""
 
-    def __init__(self, api: QboApi, page_size: int) -> None:
+    def __init__(self, api: QboApi, page_size: int, accounts: Mapping[str, str] | None = None) -> None:
         self._api = api
+        self._accounts = dict(accounts or {})
         self._system = api.system
         self._page_size = page_size
 
@@ -130,7 +143,8 @@ class BatchWriter:
     def _item(self, spec: EntitySpec, op: WriteOp, current: Mapping[str, dict[str, Any]], *,
               fresh: bool) -> dict[str, Any]:
         if op.target_id is None:
-            wire = to_wire(spec.canonical, op.fields)
+            base = spec.on_create(self._accounts)
+            wire = {**base, **to_wire(spec.canonical, op.fields, base)}
             wire[spec.gid_field] = with_gid(wire.get(spec.gid_field), op.gid)
             return {"operation": "create", spec.qbo: wire}
         record = current.get(op.target_id)
@@ -144,9 +158,8 @@ class BatchWriter:
         ident = {"Id": op.target_id, "SyncToken": str(token)}
         if op.kind == "delete" and not spec.name_list:
             return {"operation": "delete", spec.qbo: ident}
-        fields = {"status": "inactive"} if op.kind == "delete" else op.fields
-        return {"operation": "update", spec.qbo: {**to_wire(spec.canonical, fields, record), **ident,
-                                                   "sparse": True}}
+        body = {"Active": False} if op.kind == "delete" else to_wire(spec.canonical, op.fields, record)
+        return {"operation": "update", spec.qbo: {**body, **ident, "sparse": True}}
 
     def _outcome(self, spec: EntitySpec, op: WriteOp, answer: dict[str, Any] | None) -> WriteResult | None:
         """The result of one batch item; ``None`` for a stale SyncToken (5010), which is retried."""
@@ -171,6 +184,8 @@ class BatchWriter:
         if not isinstance(wire, dict) or "Id" not in wire:
             return WriteResult(gid=op.gid, ok=False, error=Retryable(
                 self._system, f"the batch item for {spec.qbo} {op.target_id or op.gid} had no {spec.qbo}"))
+        if wire.get("status") == "Deleted":  # a transaction delete answers with a stub, no SyncToken
+            return WriteResult(gid=op.gid, ok=True, target_id=str(wire["Id"]), version=DELETED_VERSION)
         return WriteResult(gid=op.gid, ok=True, target_id=str(wire["Id"]), version=int(wire["SyncToken"]),
                            created=op.target_id is None,
                            fields=project(spec.canonical, wire, _written_names(spec, op)))

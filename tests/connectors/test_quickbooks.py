@@ -183,7 +183,8 @@ async def test_cdc_at_the_cap_falls_back_to_a_query_window(state, make) -> None:
     assert sorted(int(r.id) for p in pages for r in p.records) == list(range(1, 1006))
     assert isinstance(decode(end), CdcCursor)
     assert statements[-2:] == [
-        f"SELECT * FROM Customer WHERE Active IN (true, false) AND Metadata.LastUpdatedTime >= '{window.after}' "
+        f"SELECT * FROM Customer WHERE Active IN (true, false) AND Job = false AND Metadata.LastUpdatedTime >= "
+        f"'{window.after}' "
         f"ORDERBY Id STARTPOSITION {start} MAXRESULTS 1000" for start in (1, 1001)]
 
 

@@ -106,7 +106,13 @@ async def test_creates_wait_for_the_targets_first_full_read(rig: Rig) -> None:
     assert rig.erp.creates == 0  # the ERP has not been read yet: its existing records are unknown
     assert (await rig.counts())[("parked", "account")] == 1
     await rig.poll("erp")
-    await wait_for(rig.writers["account"].sweep, timeout=10, interval=0.01, message="the parked create")
+
+    async def created() -> bool:
+        await rig.writers["account"].sweep()
+        return rig.erp.creates >= 1
+
+    await wait_for(created, timeout=10, interval=0.01, message="the parked create")
+    await rig.settle()
     assert rig.erp.creates == 1
 
 

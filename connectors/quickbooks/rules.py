@@ -1,0 +1,355 @@
+"""Business rules of the sandbox's QBO objects, beyond what ``tables`` declares.
+
+* Customer: ``ParentRef`` makes a sub-customer (``Job: true``, ``Level``, ``Parent:Child``
+  FullyQualifiedName, the parent's currency); ``Job: true`` without ParentRef is refused (2020).
+* Item: Type is Service | NonInventory | Inventory | Category; a Service needs IncomeAccountRef.
+* TimeActivity: NameOf "Employee" needs EmployeeRef; Hours/Minutes (or StartTime/EndTime) are
+  required; a Billable activity needs CustomerRef.
+* Purchase: PaymentType and AccountRef are required; every AccountBasedExpenseLineDetail line names an
+  expense account; TotalAmt is the sum of the lines.
+* Invoice: CustomerRef is required; ProjectRef must be a project of that customer; each sales line's
+  Amount must equal Qty × UnitPrice (6070); lines without ItemRef use the "Services" item; DocNumber is
+  assigned when absent; TotalAmt is the sum of the lines; Balance is TotalAmt minus the payments applied
+  and ``LinkedTxn`` lists those payments. A line linked to a TimeActivity marks it HasBeenBilled (and
+  deleting or voiding the invoice makes it Billable again). An invoice with payments cannot be deleted
+  or voided.
+* Payment: each line links one invoice of the same customer and may not exceed its open balance;
+  lines may not exceed TotalAmt; UnappliedAmt is the rest. Creating, changing or deleting a payment
+  recomputes the Balance and LinkedTxn of every invoice it touches (which bumps their SyncToken).
+
+The functions run inside ``store.Realm`` writes (the caller holds ``state.lock``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from accord.connectors.quickbooks.faults import PACIFIC, QboFault
+from accord.connectors.quickbooks.tables import HOME_CURRENCY, EntityType
+
+if TYPE_CHECKING:
+    from accord.connectors.quickbooks.store import Realm
+
+CENT = Decimal("0.01")
+EXPENSE_LINE = "AccountBasedExpenseLineDetail"
+SALES_LINE = "SalesItemLineDetail"
+BILLED, BILLABLE = "HasBeenBilled", "Billable"
+
+
+def required(name: str, entity: str, why: str = "") -> QboFault:
+    return QboFault(400, "2020", "Required param missing, need to supply the required value for the API",
+                    f"Required parameter {name} is missing in the request{': ' + why if why else ''}",
+                    element=name)
+
+
+def invalid(name: str, value: Any, why: str) -> QboFault:
+    return QboFault(400, "2010", "Request has invalid or unsupported property",
+                    f"Property {name} value {value!r} is invalid: {why}", element=name)
+
+
+def bad_ref(name: str, value: Any, target: str, why: str = "") -> QboFault:
+    return QboFault(400, "2500", "Invalid Reference Id",
+                    f"Invalid Reference Id : {name} {value!r} is not a {target}{': ' + why if why else ''}",
+                    element=name)
+
+
+def business(detail: str) -> QboFault:
+    return QboFault(400, "6000", "A business validation error has occurred while processing your request",
+                    f"Business Validation Error: {detail}")
+
+
+def amount(value: Any, name: str = "Amount") -> Decimal:
+    try:
+        return Decimal(str(value)).quantize(CENT)
+    except ArithmeticError:
+        raise invalid(name, value, "expected a number") from None
+
+
+def as_number(value: Decimal) -> float:
+    return float(value.quantize(CENT))
+
+
+def ref_id(wire: Mapping[str, Any], name: str) -> str | None:
+    ref = wire.get(name)
+    return str(ref["value"]) if isinstance(ref, Mapping) and ref.get("value") is not None else None
+
+
+def live(realm: Realm, table: str, record_id: str | None) -> dict[str, Any] | None:
+    row = realm.tables[table].get(str(record_id)) if record_id is not None else None
+    return None if row is None or row.deleted else row.wire
+
+
+def today(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, tz=PACIFIC).date().isoformat()
+
+
+# ------------------------------------------------------------------------------------------------
+# name lists
+# ------------------------------------------------------------------------------------------------
+
+def _customer(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
+    parent_id = ref_id(wire, "ParentRef")
+    if parent_id is None:
+        if wire.get("Job"):
+            raise required("ParentRef", "Customer", "a sub-customer (Job=true) names its parent customer")
+        wire.pop("Level", None)
+        return
+    parent = live(realm, "Customer", parent_id)
+    if parent is None or parent_id == wire.get("Id"):
+        raise bad_ref("ParentRef", parent_id, "parent Customer")
+    wire.update(Job=True, Level=int(parent.get("Level", 0)) + 1, CurrencyRef=copy.deepcopy(parent["CurrencyRef"]),
+                ParentRef={"value": parent_id, "name": parent["DisplayName"]},
+                FullyQualifiedName=f"{parent.get('FullyQualifiedName') or parent['DisplayName']}:{wire['DisplayName']}")
+
+
+def _item(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
+    kind = wire.get("Type")
+    if kind not in ("Service", "NonInventory", "Inventory", "Category"):
+        raise invalid("Type", kind, "use Service, NonInventory, Inventory or Category")
+    if kind in ("Service", "NonInventory") and ref_id(wire, "IncomeAccountRef") is None:
+        raise required("IncomeAccountRef", "Item", f"a {kind} item books its sales to an income account")
+
+
+# ------------------------------------------------------------------------------------------------
+# time and expenses
+# ------------------------------------------------------------------------------------------------
+
+def _billable_status(value: Any, customer: str | None, where: str) -> None:
+    if value not in ("Billable", "NotBillable", BILLED):
+        raise invalid(where, value, "use Billable, NotBillable or HasBeenBilled")
+    if value == BILLABLE and customer is None:
+        raise required("CustomerRef", where, "billable time and expenses are billed to a customer")
+
+
+def _time_activity(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
+    name_of = wire.get("NameOf")
+    if name_of not in ("Employee", "Vendor"):
+        raise required("NameOf", "TimeActivity", "NameOf is Employee or Vendor")
+    if name_of == "Employee" and ref_id(wire, "EmployeeRef") is None:
+        raise required("EmployeeRef", "TimeActivity", "time of an employee names the employee")
+    if wire.get("Hours") is None and wire.get("Minutes") is None and not (wire.get("StartTime")
+                                                                           and wire.get("EndTime")):
+        raise required("Hours", "TimeActivity", "send Hours/Minutes or StartTime and EndTime")
+    _billable_status(wire.get("BillableStatus"), ref_id(wire, "CustomerRef"), "BillableStatus")
+    wire.setdefault("TxnDate", today(now))
+
+
+def _purchase(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
+    if wire.get("PaymentType") not in ("Cash", "Check", "CreditCard"):
+        raise required("PaymentType", "Purchase", "PaymentType is Cash, Check or CreditCard")
+    if ref_id(wire, "AccountRef") is None:
+        raise required("AccountRef", "Purchase", "the bank or credit card account the purchase was paid from")
+    entity = wire.get("EntityRef")
+    if entity is not None:
+        kind = entity.get("type", "Employee")
+        if kind not in ("Employee", "Customer") or live(realm, kind, ref_id(wire, "EntityRef")) is None:
+            raise bad_ref("EntityRef", entity.get("value"), kind)
+    lines = wire.get("Line")
+    if not isinstance(lines, list) or not lines:
+        raise required("Line", "Purchase", "a purchase has at least one expense line")
+    total = Decimal(0)
+    for number, line in enumerate(lines, 1):
+        detail = line.get(EXPENSE_LINE) if line.get("DetailType") == EXPENSE_LINE else None
+        if not isinstance(detail, dict):
+            raise invalid("Line.DetailType", line.get("DetailType"), "use AccountBasedExpenseLineDetail")
+        if live(realm, "Account", ref_id(detail, "AccountRef")) is None:
+            raise bad_ref("Line.AccountBasedExpenseLineDetail.AccountRef", ref_id(detail, "AccountRef"), "Account")
+        customer = ref_id(detail, "CustomerRef")
+        if customer is not None and live(realm, "Customer", customer) is None:
+            raise bad_ref("Line.AccountBasedExpenseLineDetail.CustomerRef", customer, "Customer")
+        detail.setdefault("BillableStatus", "NotBillable")
+        _billable_status(detail["BillableStatus"], customer, "Line.AccountBasedExpenseLineDetail.BillableStatus")
+        line_amount = amount(line.get("Amount"), "Line.Amount")
+        line.update(Id=str(number), Amount=as_number(line_amount))
+        total += line_amount
+    wire.update(TotalAmt=as_number(total))
+    wire.setdefault("TxnDate", today(now))
+    wire.setdefault("CurrencyRef", dict(HOME_CURRENCY))
+
+
+# ------------------------------------------------------------------------------------------------
+# invoices and payments
+# ------------------------------------------------------------------------------------------------
+
+def payments_of(realm: Realm, invoice_id: str, *, skip: str | None = None) -> list[tuple[str, Decimal]]:
+    """(payment id, amount applied) of every live payment applied to ``invoice_id``."""
+    found = []
+    for row in realm.tables["Payment"].values():
+        if row.deleted or row.wire["Id"] == skip:
+            continue
+        applied = sum((amount(line.get("Amount")) for line in row.wire.get("Line") or []
+                       if invoice_id in linked(line, "Invoice")), Decimal(0))
+        if applied:
+            found.append((row.wire["Id"], applied))
+    return found
+
+
+def linked(line: Mapping[str, Any], kind: str) -> list[str]:
+    return [str(x.get("TxnId")) for x in line.get("LinkedTxn") or [] if x.get("TxnType") == kind]
+
+
+def billed_activities(wire: Mapping[str, Any] | None) -> set[str]:
+    return {i for line in (wire or {}).get("Line") or [] for i in linked(line, "TimeActivity")}
+
+
+def _sales_line(realm: Realm, line: dict[str, Any], number: int, invoice_id: str) -> Decimal:
+    detail = line.setdefault(SALES_LINE, {})
+    if ref_id(detail, "ItemRef") is None:
+        services = next((r.wire["Id"] for r in realm.tables["Item"].values() if r.wire.get("Name") == "Services"), None)
+        if services is None:
+            raise required("Line.SalesItemLineDetail.ItemRef", "Invoice")
+        detail["ItemRef"] = {"value": services, "name": "Services"}
+    elif live(realm, "Item", ref_id(detail, "ItemRef")) is None:
+        raise bad_ref("Line.SalesItemLineDetail.ItemRef", ref_id(detail, "ItemRef"), "Item")
+    if line.get("Amount") is None:
+        raise required("Line.Amount", "Invoice")
+    line_amount = amount(line["Amount"], "Line.Amount")
+    if detail.get("Qty") is not None and detail.get("UnitPrice") is not None:
+        expected = (Decimal(str(detail["Qty"])) * Decimal(str(detail["UnitPrice"]))).quantize(CENT)
+        if expected != line_amount:
+            raise QboFault(400, "6070", "Amount is not equal to UnitPrice * Qty",
+                           f"Amount is not equal to UnitPrice * Qty. Supplied value:{line_amount} on line {number}",
+                           element="Line.Amount")
+    for activity in linked(line, "TimeActivity"):
+        time = live(realm, "TimeActivity", activity)
+        if time is None:
+            raise bad_ref("Line.LinkedTxn", activity, "TimeActivity")
+        if time.get("BillableStatus") == BILLED and activity not in _billed_by(realm, invoice_id):
+            raise business(f"TimeActivity {activity} has already been billed on another invoice")
+    line.update(Id=str(number), LineNum=number, Amount=as_number(line_amount))
+    return line_amount
+
+
+def _billed_by(realm: Realm, invoice_id: str) -> set[str]:
+    return billed_activities(live(realm, "Invoice", invoice_id))
+
+
+def _invoice(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
+    customer = live(realm, "Customer", ref_id(wire, "CustomerRef"))
+    if customer is None:
+        raise required("CustomerRef", "Invoice", "an invoice bills a customer")
+    project = ref_id(wire, "ProjectRef")
+    if project is not None:
+        found = live(realm, "Customer", project)
+        if found is None or not found.get("Job") or ref_id(found, "ParentRef") != customer["Id"]:
+            raise bad_ref("ProjectRef", project, f"project of customer {customer['Id']}")
+    sales = [x for x in wire.get("Line") or [] if x.get("DetailType") == SALES_LINE]
+    if not sales:
+        raise required("Line", "Invoice", "an invoice has at least one SalesItemLineDetail line")
+    total = sum((_sales_line(realm, line, n, wire["Id"]) for n, line in enumerate(sales, 1)), Decimal(0))
+    wire["Line"] = [*sales, {"Amount": as_number(total), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}]
+    total += amount((wire.get("TxnTaxDetail") or {}).get("TotalTax") or 0)
+    applied = payments_of(realm, wire["Id"])
+    paid = sum((a for _, a in applied), Decimal(0))
+    if paid > total:
+        raise business(f"invoice total {total} is less than the {paid} already paid on it")
+    wire.update(TotalAmt=as_number(total), Balance=as_number(total - paid), CurrencyRef=copy.deepcopy(
+        customer.get("CurrencyRef") or HOME_CURRENCY),
+        LinkedTxn=[{"TxnId": pid, "TxnType": "Payment"} for pid, _ in applied])
+    wire.setdefault("TxnDate", today(now))
+    if not wire.get("DocNumber"):
+        if old is not None and old.get("DocNumber"):
+            wire["DocNumber"] = old["DocNumber"]
+        else:
+            wire["DocNumber"], realm.next_doc = str(realm.next_doc), realm.next_doc + 1
+    if "DueDate" not in wire:
+        term = live(realm, "Term", ref_id(wire, "SalesTermRef") or ref_id(customer, "SalesTermRef")) or {}
+        due = dt.date.fromisoformat(wire["TxnDate"]) + dt.timedelta(days=int(term.get("DueDays") or 0))
+        wire["DueDate"] = due.isoformat()
+
+
+def _payment(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
+    customer = live(realm, "Customer", ref_id(wire, "CustomerRef"))
+    if customer is None:
+        raise required("CustomerRef", "Payment", "a payment is received from a customer")
+    if wire.get("TotalAmt") is None:
+        raise required("TotalAmt", "Payment")
+    received = amount(wire["TotalAmt"], "TotalAmt")
+    applied = Decimal(0)
+    for line in wire.get("Line") or []:
+        targets: list[str | None] = [*linked(line, "Invoice")] or [None]
+        for invoice_id in targets:
+            invoice = live(realm, "Invoice", invoice_id)
+            if invoice is None:
+                raise bad_ref("Line.LinkedTxn.TxnId", invoice_id, "Invoice")
+            if ref_id(invoice, "CustomerRef") != customer["Id"]:
+                raise business(f"invoice {invoice_id} belongs to customer {ref_id(invoice, 'CustomerRef')}, "
+                               f"not to customer {customer['Id']} of this payment")
+            line_amount = amount(line.get("Amount"), "Line.Amount")
+            others = sum((a for _, a in payments_of(realm, str(invoice_id), skip=wire["Id"])), Decimal(0))
+            open_balance = amount(invoice.get("TotalAmt")) - others
+            if line_amount > open_balance:
+                raise business(f"the {line_amount} applied to invoice {invoice_id} exceeds its open balance "
+                               f"{open_balance}")
+            line["Amount"] = as_number(line_amount)
+            applied += line_amount
+    if applied > received:
+        raise business(f"the lines apply {applied} but the payment received only {received}")
+    wire.update(TotalAmt=as_number(received), UnappliedAmt=as_number(received - applied),
+                CurrencyRef=copy.deepcopy(customer.get("CurrencyRef") or HOME_CURRENCY))
+    wire.setdefault("TxnDate", today(now))
+
+
+Rule = Callable[["Realm", dict[str, Any], Mapping[str, Any] | None, float], None]
+_PREPARE: dict[str, Rule] = {"Customer": _customer, "Item": _item, "TimeActivity": _time_activity,
+                             "Purchase": _purchase, "Invoice": _invoice, "Payment": _payment}
+
+
+def prepare(realm: Realm, etype: EntityType, wire: dict[str, Any], old: Mapping[str, Any] | None,
+            now: float) -> None:
+    """Validate and complete ``wire`` (a create when ``old`` is None) before it is stored."""
+    rule = _PREPARE.get(etype.name)
+    if rule is not None:
+        rule(realm, wire, old, now)
+
+
+def refresh_invoice(realm: Realm, invoice_id: str, now: float) -> None:
+    invoice = live(realm, "Invoice", invoice_id)
+    if invoice is None:
+        return
+    applied = payments_of(realm, invoice_id)
+    balance = amount(invoice.get("TotalAmt")) - sum((a for _, a in applied), Decimal(0))
+    realm.touch("Invoice", invoice_id, {"Balance": as_number(balance), "LinkedTxn": [
+        {"TxnId": pid, "TxnType": "Payment"} for pid, _ in applied]}, now)
+
+
+def _mark_time(realm: Realm, ids: Iterable[str], status: str, now: float) -> None:
+    for activity in sorted(ids):
+        if live(realm, "TimeActivity", activity) is not None:
+            realm.touch("TimeActivity", activity, {"BillableStatus": status}, now)
+
+
+def after_write(realm: Realm, etype: EntityType, new: Mapping[str, Any] | None, old: Mapping[str, Any] | None,
+                now: float) -> None:
+    """Side effects of a stored create/update/void (``new``) or delete (``new`` is None)."""
+    if etype.name == "Payment":
+        invoices = {i for wire in (old, new) for line in (wire or {}).get("Line") or [] for i in linked(line, "Invoice")}
+        for invoice_id in sorted(invoices):
+            refresh_invoice(realm, invoice_id, now)
+    elif etype.name == "Invoice":
+        before, after = billed_activities(old), billed_activities(new)
+        _mark_time(realm, before - after, BILLABLE, now)
+        _mark_time(realm, after - before, BILLED, now)
+
+
+def before_delete(realm: Realm, etype: EntityType, wire: Mapping[str, Any], operation: str) -> None:
+    if etype.name == "Invoice" and payments_of(realm, str(wire["Id"])):
+        raise business(f"invoice {wire['Id']} has payments applied; delete or unapply them before the "
+                       f"{operation}")
+
+
+def voided(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """The invoice as QBO keeps it after a void: zero amounts, memo "Voided", no billed time."""
+    out = copy.deepcopy(dict(wire))
+    for line in out.get("Line") or []:
+        line["Amount"] = 0.0
+        line.pop("LinkedTxn", None)
+        if line.get("DetailType") == SALES_LINE:
+            line[SALES_LINE]["Qty"] = 0
+    note = wire.get("PrivateNote")
+    out.update(TotalAmt=0.0, Balance=0.0, PrivateNote=f"Voided\n{note}" if note else "Voided")
+    return out
