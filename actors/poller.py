@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -238,19 +239,10 @@ class Poller(LoopActor):
 
     async def _check_adopted(self, entity: str, plan: _PagePlan) -> None:
         """A non-owned field first seen with a value that differs from its owner's is a violation too."""
-        ctx = self.ctx
-        ownership = self.ownership[entity]
         for record, gid, adopted in plan.adopted:
-            xref = await ctx.identity.xref(entity, gid)
-            violations: dict[str, tuple[Any, Any]] = {}
-            for field, value in adopted.items():
-                owner_id = xref.get(ownership.owner_of(field))
-                if owner_id is None:
-                    continue
-                seen, _ = await ctx.projections.load(ownership.owner_of(field), entity, [owner_id])
-                if seen[0] is not None and field in seen[0] and seen[0][field] != value:
-                    violations[field] = (seen[0][field], value)
-            if violations:
+            owners, owner_deleted = await self._owner_values(entity, gid, adopted)
+            violations = {f: (owners[f], v) for f, v in adopted.items() if f in owners and owners[f] != v}
+            if violations and not owner_deleted:
                 self._violation(entity, record, gid, violations, plan)
 
     async def _plan_reverts(self, entity: str, plan: _PagePlan) -> None:
@@ -258,24 +250,37 @@ class Poller(LoopActor):
         owner's value is unknown the edit goes to review instead."""
         if not plan.reverts:
             return
-        ctx = self.ctx
         ownership = self.ownership[entity]
         for record, gid, violations in plan.reverts:
-            xref = await ctx.identity.xref(entity, gid)
-            restore: dict[str, Any] = {}
-            for field in violations:
-                owner = ownership.owner_of(field)
-                owner_id = xref.get(owner)
-                seen, _ = await ctx.projections.load(owner, entity, [owner_id] if owner_id else [])
-                if seen and seen[0] is not None and field in seen[0]:
-                    restore[field] = seen[0][field]
-            missing = {f: v for f, v in violations.items() if f not in restore}
+            restore, owner_deleted = await self._owner_values(entity, gid, violations)
+            if owner_deleted:
+                continue  # the owner deleted the record: nothing to restore, nothing to review
             if restore:
                 revert = self._change(entity, gid, "revert", record, restore,
                                       source=ownership.owner_of(next(iter(restore))))
                 plan.changes.append(msgspec.structs.replace(revert, only_to=self.system))
+            missing = {f: v for f, v in violations.items() if f not in restore}
             if missing:
                 plan.exceptions.append(self._governance_exception(entity, record, gid, missing))
+
+    async def _owner_values(self, entity: str, gid: str, fields: Iterable[str]) -> tuple[dict[str, Any], bool]:
+        """The owners' last-seen values of ``fields`` (those known), and whether an owner deleted the record."""
+        ctx = self.ctx
+        ownership = self.ownership[entity]
+        xref = await ctx.identity.xref(entity, gid)
+        values: dict[str, Any] = {}
+        for field in fields:
+            owner_id = xref.get(ownership.owner_of(field))
+            if owner_id is None:
+                continue
+            seen, _ = await ctx.projections.load(ownership.owner_of(field), entity, [owner_id])
+            if seen[0] is None:
+                continue
+            if seen[0].get(DELETED_FIELD):
+                return {}, True
+            if field in seen[0]:
+                values[field] = seen[0][field]
+        return values, False
 
     def _governance_exception(self, entity: str, record: SourceRecord, gid: str,
                               violations: dict[str, tuple[Any, Any]]) -> ExceptionRecord:
@@ -299,6 +304,11 @@ class Poller(LoopActor):
             self._plan_delete(entity, ownership, record, gid, seen, plan)
             return
         observation = observe(self.system, ownership, record.fields, seen, inflight)
+        if seen is not None and seen.get(DELETED_FIELD):
+            # deleted by its owner and deactivated here by Accord: what this system does with it now
+            # is not a change to propagate nor an edit to revert
+            plan.remember.append((record.id, record.fields, record.version))
+            return
         plan.remember.append((record.id, record.fields, record.version))
         if observation.echoed:
             plan.counts[Stats.label("echoes", self.system, entity)] += 1

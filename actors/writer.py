@@ -28,6 +28,7 @@ from accord.actors.governance import Ownership
 from accord.actors.loop import LoopActor
 from accord.actors.outcome import Delivery, Outcome, RecordWork
 from accord.actors.plan import WritePlanner
+from accord.actors.poller import DELETED_FIELD
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, WriteResult, backoff_delay
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
@@ -241,6 +242,8 @@ class Writer(LoopActor):
             # remember references in their global form: that is how the target's poller compares them
             written = {**(result.fields or work.fields), **{k: v for k, v in work.fields.items()
                                                             if k in self.planner.reference_fields(target)}}
+            if work.source is not None and work.source.op == "delete":
+                written[DELETED_FIELD] = True  # deleted by its owner: later edits here are not changes
             ctx.projections.remember(pipe, target, self.entity, target_id, written, result.version)
             ctx.projections.clear_inflight(pipe, target, self.entity, target_id)
             if work.link_back is not None:
