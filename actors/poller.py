@@ -26,7 +26,7 @@ from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_d
 from accord.connectors.errors import ConnectorError, RateLimited
 from accord.connectors.registry import build_connector
 from accord.streams.batch import Batch
-from accord.streams.entities import validate_fields
+from accord.streams.entities import normalise_fields, validate_fields
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.records import (
     ChangeRecord,
@@ -39,6 +39,7 @@ from accord.streams.records import (
 from accord.streams.state import RedisTokenCache, Stats
 
 DELETED_FIELD = "_deleted"
+MAX_REVERTS = 3
 
 
 class Poller(LoopActor):
@@ -217,12 +218,22 @@ class Poller(LoopActor):
         return plan
 
     async def _globalise(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
-        """Records with their reference fields turned from native ids into global ids."""
+        """Records in canonical spelling, with reference fields turned from native ids into global ids.
+        A record whose fields do not fit the canonical model keeps them and carries the error."""
+        out: list[SourceRecord] = []
+        for record in records:
+            if record.deleted or record.error:
+                out.append(record)
+                continue
+            try:
+                out.append(msgspec.structs.replace(record, fields=normalise_fields(entity, record.fields)))
+            except msgspec.ValidationError as exc:
+                out.append(msgspec.structs.replace(record, error=f"{self.system} {entity} {record.id}: {exc}"))
         if not self.references.native_fields(self.system, entity):
-            return records
-        fields = [dict(r.fields) for r in records]
+            return out
+        fields = [dict(r.fields) for r in out]
         await self.references.to_global(self.system, entity, fields)
-        return [msgspec.structs.replace(r, fields=f) for r, f in zip(records, fields, strict=True)]
+        return [msgspec.structs.replace(r, fields=f) for r, f in zip(out, fields, strict=True)]
 
     def _violation(self, entity: str, record: SourceRecord, gid: str, violations: dict[str, tuple[Any, Any]],
                    plan: _PagePlan) -> None:
@@ -255,13 +266,25 @@ class Poller(LoopActor):
             restore, owner_deleted = await self._owner_values(entity, gid, violations)
             if owner_deleted:
                 continue  # the owner deleted the record: nothing to restore, nothing to review
-            if restore:
+            if restore and await self._revert_allowed(entity, record.id):
                 revert = self._change(entity, gid, "revert", record, restore,
                                       source=ownership.owner_of(next(iter(restore))))
                 plan.changes.append(msgspec.structs.replace(revert, only_to=self.system))
+            elif restore:
+                restore = {}  # reverted too often: a human looks at it instead of a loop
             missing = {f: v for f, v in violations.items() if f not in restore}
             if missing:
                 plan.exceptions.append(self._governance_exception(entity, record, gid, missing))
+
+    async def _revert_allowed(self, entity: str, system_id: str) -> bool:
+        """At most ``MAX_REVERTS`` reverts per record and hour: a value this system cannot hold (a lossy
+        mapping) would otherwise be reverted forever. Beyond that the edit goes to review."""
+        key = self.ctx.keys.reverts(self.system, entity, system_id)
+        async with self.ctx.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 3600)
+            count, _ = await pipe.execute()
+        return int(count) <= MAX_REVERTS
 
     async def _owner_values(self, entity: str, gid: str, fields: Iterable[str]) -> tuple[dict[str, Any], bool]:
         """The owners' last-seen values of ``fields`` (those known), and whether an owner deleted the record."""

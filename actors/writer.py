@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
@@ -34,6 +35,7 @@ from accord.connectors.base import CallStats, Connector, WriteResult, backoff_de
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.connectors.registry import build_connector
 from accord.streams.batch import Batch
+from accord.streams.entities import normalise_fields
 from accord.streams.exceptions import file_exception
 from accord.streams.keys import Keys
 from accord.streams.leases import Leases
@@ -240,8 +242,8 @@ class Writer(LoopActor):
             for source, version in work.versions.items():
                 ctx.versions.record(pipe, target, self.entity, work.gid, source, version)
             # remember references in their global form: that is how the target's poller compares them
-            written = {**(result.fields or work.fields), **{k: v for k, v in work.fields.items()
-                                                            if k in self.planner.reference_fields(target)}}
+            written = {**self._canonical(result.fields or work.fields),
+                       **{k: v for k, v in work.fields.items() if k in self.planner.reference_fields(target)}}
             if work.source is not None and work.source.op == "delete":
                 written[DELETED_FIELD] = True  # deleted by its owner: later edits here are not changes
             ctx.projections.remember(pipe, target, self.entity, target_id, written, result.version)
@@ -254,6 +256,13 @@ class Writer(LoopActor):
             pipe.hincrby(ctx.keys.produced(self.entity), str(p), n)
         for record in outcome.exceptions:
             file_exception(pipe, ctx.keys, record)
+
+    def _canonical(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """What the target holds, in canonical spelling (as its poller will read it back)."""
+        try:
+            return normalise_fields(self.entity, fields)
+        except msgspec.ValidationError:
+            return dict(fields)
 
     def _schedule_retries(self, outcome: Outcome) -> None:
         now = time.monotonic()

@@ -197,12 +197,30 @@ def validate_fields(entity: str, fields: dict[str, Any]) -> dict[str, Any]:
     return to_wire(typed, keep=fields.keys())
 
 
+def _plain(value: Any) -> Any:
+    """Builtins with one spelling per value: ``Decimal("2.50")`` and ``Decimal("2.5")`` both become
+    ``"2.5"``, so a system that pads decimals never looks like it changed a field."""
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "") else text
+    return value
+
+
 def to_wire(value: Canonical, keep: Any = None) -> dict[str, Any]:
     """A canonical Struct as plain builtins; with ``keep``, only those keys (``None`` values kept)."""
-    raw: dict[str, Any] = msgspec.to_builtins(value)
+    raw: dict[str, Any] = msgspec.to_builtins(value, enc_hook=None, builtin_types=(Decimal,))
+    raw = {k: _plain(v) if not isinstance(v, list) else [
+        {lk: _plain(lv) for lk, lv in item.items()} if isinstance(item, dict) else item for item in v]
+        for k, v in raw.items()}
     if keep is None:
         return raw
     return {name: raw.get(name) for name in keep}
+
+
+def normalise_fields(entity: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` in canonical spelling (decimals without padding, dates as ISO strings); raises
+    ``msgspec.ValidationError`` naming the first bad field."""
+    return validate_fields(entity, fields)
 
 
 def from_wire(entity: str, fields: dict[str, Any]) -> Canonical:

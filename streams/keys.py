@@ -61,6 +61,10 @@ class Keys:
     def version(self, target: str, entity: str, gid: str) -> str:
         return f"{self.prefix}ver:{target}:{entity}:{gid}"
 
+    def reverts(self, system: str, entity: str, system_id: str) -> str:
+        """Counter of reverts written to one record in the last hour (a loop breaker)."""
+        return f"{self.prefix}reverts:{system}:{entity}:{system_id}"
+
     def known_ids(self, entity: str, system: str) -> str:
         """Set of a system's record ids Accord has seen (for delete detection by full id scan)."""
         return f"{self.prefix}ids:{entity}:{system}"

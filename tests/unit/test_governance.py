@@ -266,3 +266,15 @@ async def test_records_vanished_from_a_system_without_delete_feed_are_found_by_f
     assert statuses == {"Acme": "inactive", "Globex": None}
     assert await rig.pollers["crm"].scan_for_deletes("account") == 0  # reported once
     assert b in crm.records
+
+
+async def test_a_field_reverted_again_and_again_goes_to_review_instead_of_looping(rig: Rig) -> None:
+    rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    for i in range(5):  # someone (or a lossy mapping) keeps changing the CRM-owned name in the ERP
+        rig.erp.user_update(erp_id, {"name": f"Edited {i}"})
+        await rig.settle(rounds=2)
+    reverts = sum(1 for op in rig.erp.writes if op.target_id and op.fields.get("name") == "Acme")
+    assert reverts == 3
+    assert [e.reason for e in await rig.exceptions()] == ["governance", "governance"]
