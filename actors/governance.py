@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +24,18 @@ class Ownership:
     entity: str
     owner: str
     field_owners: Mapping[str, str]
+    excluded: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, entity: str, settings: EntitySettings) -> Ownership:
         owners = {name: settings.fields.get(name, settings.owner) for name in entity_fields(entity)}
-        return cls(entity=entity, owner=settings.owner, field_owners=owners)
+        excluded = {system: frozenset(fields) for system, fields in settings.exclude.items()}
+        return cls(entity=entity, owner=settings.owner, field_owners=owners, excluded=excluded)
+
+    def synced_with(self, system: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """``fields`` minus those not synced with ``system`` at all (``exclude``)."""
+        excluded = self.excluded.get(system, frozenset())
+        return {k: v for k, v in fields.items() if k not in excluded} if excluded else dict(fields)
 
     def owner_of(self, field: str) -> str:
         return self.field_owners.get(field, self.owner)
@@ -36,8 +44,8 @@ class Ownership:
         return frozenset(f for f, o in self.field_owners.items() if o == system)
 
     def writable_to(self, target: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """``fields`` minus those the target owns."""
-        return {k: v for k, v in fields.items() if self.owner_of(k) != target}
+        """``fields`` minus those the target owns and those not synced with it."""
+        return {k: v for k, v in self.synced_with(target, fields).items() if self.owner_of(k) != target}
 
 
 @dataclass(frozen=True)

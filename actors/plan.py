@@ -170,6 +170,7 @@ class WritePlanner:
             # a create seeds every known value, the target's own fields included (it has none yet)
             work.fields = {k: v for k, v in (projection or {}).items() if not k.startswith("_") and v is not None}
             work.fields.update(work.source.fields)
+            work.fields = self.ownership.synced_with(target, work.fields)
         await self._match(target, ready, outcome)
         retried = [w for w in ready if w.source and w.target_id is None and any(d.from_backlog for d in w.deliveries)]
         try:

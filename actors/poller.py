@@ -226,7 +226,8 @@ class Poller(LoopActor):
                 out.append(record)
                 continue
             try:
-                out.append(msgspec.structs.replace(record, fields=normalise_fields(entity, record.fields)))
+                fields = self.ownership[entity].synced_with(self.system, record.fields)
+                out.append(msgspec.structs.replace(record, fields=normalise_fields(entity, fields)))
             except msgspec.ValidationError as exc:
                 out.append(msgspec.structs.replace(record, error=f"{self.system} {entity} {record.id}: {exc}"))
         if not self.references.native_fields(self.system, entity):

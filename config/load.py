@@ -154,6 +154,11 @@ def _check_fields(base: str, name: str, ent: EntitySettings) -> list[str]:
             errors.append(f"{base}.when.{target}: `{target}` is not one of this entity's systems {ent.systems}")
         errors += [f"{base}.when.{target}.{field}: `{field}` is not a field of {name}; expected one of "
                    f"{', '.join(known)}" for field in conditions if field not in known]
+    for system, fields in ent.exclude.items():
+        if system not in ent.systems:
+            errors.append(f"{base}.exclude.{system}: `{system}` is not one of this entity's systems {ent.systems}")
+        errors += [f"{base}.exclude.{system}: `{field}` is not a field of {name}; expected one of "
+                   f"{', '.join(known)}" for field in fields if field not in known]
     for i, rule in enumerate(ent.match):
         if not rule:
             errors.append(f"{base}.match[{i}]: an empty rule would match everything; list one or more fields")

@@ -65,6 +65,8 @@ class EntitySettings(_Section):
     ``on_violation``: what happens when a system edits a field it does not own: ``revert`` writes the
     owner's value back, ``review`` files an exception, ``count`` only counts and logs (all three count).
     ``park_timeout``: how long a record waits for a record it references to exist in the target.
+    ``exclude``: per system, canonical fields not synced with it at all (e.g. a field its API can only
+    hold lossily, like a free-text address).
     ``when``: per target system, the canonical field values a record must have to flow there, e.g.
     ``when.erp = { approval = "approved", billable = true }`` (a list means any of those values).
     """
@@ -78,6 +80,7 @@ class EntitySettings(_Section):
     on_violation: Literal["revert", "review", "count"] = "revert"
     park_timeout: Duration = Duration(600.0)
     when: dict[str, dict[str, Condition]] = {}
+    exclude: dict[str, list[str]] = {}
 
 
 class SupervisorSettings(_Section):

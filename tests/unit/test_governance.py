@@ -278,3 +278,21 @@ async def test_a_field_reverted_again_and_again_goes_to_review_instead_of_loopin
     reverts = sum(1 for op in rig.erp.writes if op.target_id and op.fields.get("name") == "Acme")
     assert reverts == 3
     assert [e.reason for e in await rig.exceptions()] == ["governance", "governance"]
+
+
+async def test_excluded_fields_are_never_synced_with_that_system(any_redis: Redis) -> None:
+    rig = Rig(any_redis)
+    text = BASE.replace("{policy}", "revert").replace("{park}", "10m").replace(
+        'on_violation = "revert"', 'on_violation = "revert"\nexclude = { erp = ["website"] }')
+    rig.settings = loads(text, env={})
+    rig.pollers = {s: Poller(rig.settings, s, "", connector=c, redis=any_redis) for s, c in rig.systems.items()}
+    rig.writers = {"account": rig._writer("account")}
+    await rig.setup()
+    a = rig.crm.user_create({"name": "Acme", "country": "US", "website": "acme.example"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    assert "website" not in rig.erp.records[erp_id]
+    rig.erp.user_update(erp_id, {"website": "free-text in the ERP"})
+    await rig.settle()
+    assert rig.crm.records[a]["website"] == "acme.example"
+    assert ("violations", "erp", "account") not in await rig.counts()
