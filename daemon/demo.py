@@ -64,10 +64,11 @@ def run_demo(options: DemoOptions) -> int:
     world = World().start()
     try:
         rng = random.Random(options.seed)
-        world.seed(options.accounts, rng)
+        world.seed(options.accounts, rng, consultants=6)
         settings = world.configure(demo_settings(data_dir, options.port))
-        console.print(f"[bold]Accord demo[/bold]: CRM sandbox {world.crm_server.url}, ERP sandbox "
-                      f"{world.erp_server.url}, data in {data_dir} (logs: {log_file})")
+        console.print(f"[bold]Accord demo[/bold]: CRM sandbox {world.crm_server.url}, PSA sandbox "
+                      f"{world.psa_server.url}, ERP sandbox {world.erp_server.url}, data in {data_dir} "
+                      f"(logs: {log_file})")
         report = asyncio.run(_main(world, settings, options, rng, console))
     finally:
         world.stop()
@@ -143,7 +144,7 @@ class _LiveView:
             table.add_column(col, justify="right")
         for system in self.settings.systems:
             lag = [s for s in slots if s.target == system]
-            table.add_row(system, *(str(records.get((k, system, "account"), 0)) for k in
+            table.add_row(system, *(str(sum(v for key, v in records.items() if key[:2] == (k, system))) for k in
                                     ("polled", "published", "echoes", "violations", "written", "created")),
                           str(api.get(("calls", system), 0)), str(api.get(("rate_limited", system), 0)),
                           str(sum(s.lag_entries for s in lag)), f"{max((s.lag_seconds for s in lag), default=0):.1f}",
@@ -157,7 +158,7 @@ class _LiveView:
 
 
 def _print_report(console: Console, report: Report) -> None:
-    console.rule("final report: CRM vs ERP")
+    console.rule("final report: CRM · PSA · ERP, record by record")
     console.print(report.summary())
     for m in report.mismatches[:20]:
         console.print(f"  mismatch {m.gid} {m.field}: CRM={m.crm!r} ERP={m.erp!r}")
@@ -167,3 +168,5 @@ def _print_report(console: Console, report: Report) -> None:
         console.print(f"  extra in ERP: customer {rid}")
     for rid in report.not_deactivated[:20]:
         console.print(f"  deleted in CRM but active in ERP: {rid}")
+    for problem in report.psa_problems[:20]:
+        console.print(f"  PSA: {problem}")

@@ -15,6 +15,11 @@ import msgspec
 from redis.asyncio import Redis
 
 from accord.config.settings import Settings
+from accord.connectors.harvest import mapping as harvest_mapping
+from accord.connectors.harvest.sandbox import HarvestState
+from accord.connectors.harvest.sandbox import build_app as build_harvest
+from accord.connectors.harvest.seed import _project as harvest_project
+from accord.connectors.harvest.seed import seed_firm
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.quickbooks.sandbox import QuickBooksState
 from accord.connectors.quickbooks.sandbox import build_app as build_qbo
@@ -26,6 +31,7 @@ from accord.connectors.sandbox import SandboxServer
 from accord.streams.keys import Keys
 
 CLIENT_ID, CLIENT_SECRET, REFRESH = "accord-demo", "demo-secret", "demo-refresh-0"
+HARVEST_TOKEN, HARVEST_ACCOUNT = "demo-pat", "1234567"
 COMPARED_FIELDS = ("name", "website", "billing_address", "country", "currency", "tax_id", "payment_terms")
 
 
@@ -40,15 +46,20 @@ class World:
                                    rate_limit=qbo_rate_limit, max_concurrent=qbo_concurrency)
         self.crm_server = SandboxServer(build_sf(self.crm))
         self.erp_server = SandboxServer(build_qbo(self.erp))
+        self.psa = HarvestState(account_id=HARVEST_ACCOUNT, tokens=(HARVEST_TOKEN,), rate_limit=100_000)
+        self.psa_server = SandboxServer(build_harvest(self.psa))
+        self.psa_seed: dict[str, list[int]] = {}
 
     def start(self) -> World:
         self.crm_server.start()
         self.erp_server.start()
+        self.psa_server.start()
         return self
 
     def stop(self) -> None:
         self.crm_server.stop()
         self.erp_server.stop()
+        self.psa_server.stop()
 
     def configure(self, settings: Settings, crm: str = "crm", erp: str = "erp") -> Settings:
         """``settings`` with the CRM and ERP systems pointed at these sandboxes."""
@@ -59,15 +70,68 @@ class World:
             systems[erp], base_url=self.erp_server.url,  # type: ignore[type-var]
             token_url=f"{self.erp_server.url}/oauth2/v1/tokens/bearer", realm_id=self.erp.realm_id,
             client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH)
+        if "psa" in systems:
+            systems["psa"] = msgspec.structs.replace(systems["psa"], base_url=self.psa_server.url,  # type: ignore[type-var]
+                                                     account_id=HARVEST_ACCOUNT, access_token=HARVEST_TOKEN)
         return msgspec.structs.replace(settings, systems=systems)
 
-    def seed(self, accounts: int, rng: random.Random) -> list[str]:
+    def seed(self, accounts: int, rng: random.Random, *, consultants: int = 0) -> list[str]:
+        """Clients in the CRM; with ``consultants``, the PSA's people and standard tasks too (its
+        clients arrive from the CRM through Accord)."""
+        if consultants:
+            self.psa_seed = seed_firm(self.psa, rng, clients=0, consultants=consultants, weeks=0)
         return seed_accounts(self.crm, accounts, rng)
 
 
-class Activity:
+class _PsaWork:
+    """What a project manager and consultants do in the PSA."""
+
+    world: World
+    rng: random.Random
+
+    def _synced_clients(self) -> list[dict[str, Any]]:
+        return [c for c in self.world.psa.records("clients")
+                if c.get("is_active") and "accord:" in str(c.get("address") or "")]
+
+    def _psa_new_project(self) -> str:
+        clients = self._synced_clients()
+        if not clients:
+            return self._crm_edit()  # type: ignore[attr-defined, no-any-return]
+        client = self.rng.choice(clients)
+        harvest_project(self.world.psa, self.rng, client["id"], client["name"], self.world.psa_seed)
+        return "psa: project started"
+
+    def _psa_log_time(self) -> str:
+        assignments = [a for a in self.world.psa.records("user_assignments") if a.get("is_active", True)]
+        projects = {p["id"]: p for p in self.world.psa.records("projects") if p.get("is_active")}
+        assignments = [a for a in assignments if a["project"]["id"] in projects]
+        if not assignments:
+            return self._psa_new_project()
+        assignment = self.rng.choice(assignments)
+        task = self.rng.choice(self.world.psa_seed["tasks"][:4])
+        today = date_today(self.world.psa)
+        self.world.psa.log_time(assignment["user"]["id"], assignment["project"]["id"], task, today,
+                                self.rng.choice((1.0, 1.5, 2.0, 4.0)), "Client work")
+        return "psa: time logged"
+
+    def _psa_approve(self) -> str:
+        drafts = [t["id"] for t in self.world.psa.records("time_entries") if not t.get("is_closed")]
+        if not drafts:
+            return self._psa_log_time()
+        self.world.psa.approve_time(drafts)
+        return "psa: timesheets approved"
+
+
+def date_today(state: HarvestState) -> str:
+    import datetime as dt
+
+    return dt.date.fromtimestamp(state.clock.now()).isoformat()
+
+
+class Activity(_PsaWork):
     """People at work: sales edit and add clients in the CRM, finance sets tax ids and payment terms
-    in the ERP. ``step()`` performs one random action and returns its name."""
+    in the ERP, and (when the PSA is seeded) project managers start projects for synced clients,
+    consultants log time and managers approve it. ``step()`` performs one random action."""
 
     def __init__(self, world: World, rng: random.Random) -> None:
         self.world = world
@@ -76,14 +140,21 @@ class Activity:
 
     def step(self) -> str:
         roll = self.rng.random()
-        if roll < 0.12:
+        psa = bool(self.world.psa_seed)
+        if roll < 0.10:
             action = self._crm_create()
-        elif roll < 0.55:
+        elif roll < (0.35 if psa else 0.55):
             action = self._crm_edit()
-        elif roll < 0.60:
+        elif roll < (0.38 if psa else 0.60):
             action = self._crm_delete()
-        else:
+        elif roll < (0.55 if psa else 1.0):
             action = self._erp_finance()
+        elif roll < 0.65:
+            action = self._psa_new_project()
+        elif roll < 0.90:
+            action = self._psa_log_time()
+        else:
+            action = self._psa_approve()
         self.done[action] = self.done.get(action, 0) + 1
         return action
 
@@ -157,16 +228,23 @@ class Report:
     missing_in_erp: list[str] = field(default_factory=list)  # CRM account ids with no ERP customer
     extra_in_erp: list[str] = field(default_factory=list)  # ERP customer ids with no CRM account
     not_deactivated: list[str] = field(default_factory=list)  # deleted in CRM, still active in ERP
+    psa_checked: dict[str, int] = field(default_factory=dict)  # entity -> records compared with the PSA
+    psa_problems: list[str] = field(default_factory=list)
 
     @property
     def agree(self) -> bool:
-        return not (self.mismatches or self.missing_in_erp or self.extra_in_erp or self.not_deactivated)
+        return not (self.mismatches or self.missing_in_erp or self.extra_in_erp or self.not_deactivated
+                    or self.psa_problems)
 
     def summary(self) -> str:
         verdict = "AGREE" if self.agree else "DISAGREE"
-        return (f"{verdict}: {self.checked} live accounts compared field by field, {self.deleted_checked} deleted "
+        text = (f"{verdict}: {self.checked} live accounts compared field by field, {self.deleted_checked} deleted "
                 f"ones checked; {len(self.mismatches)} field mismatches, {len(self.missing_in_erp)} missing in "
                 f"the ERP, {len(self.extra_in_erp)} extra in the ERP, {len(self.not_deactivated)} not deactivated")
+        if self.psa_checked:
+            checked = ", ".join(f"{n} {e}" for e, n in self.psa_checked.items())
+            text += f"; PSA: {checked} checked, {len(self.psa_problems)} problems"
+        return text
 
 
 async def compare(world: World, redis: Redis, settings: Settings, crm: str = "crm") -> Report:
@@ -174,6 +252,8 @@ async def compare(world: World, redis: Redis, settings: Settings, crm: str = "cr
     keys = Keys(settings.namespace)
     erp_by_gid: dict[str, dict[str, Any]] = {}
     for wire in world.erp.records("Customer"):
+        if wire.get("Job"):
+            continue  # a project (sub-customer), not an account
         record = qbo_mapping.to_canonical("account", wire)
         if record.gid:
             erp_by_gid[record.gid] = {"id": record.id, **record.fields}
@@ -200,4 +280,83 @@ async def compare(world: World, redis: Redis, settings: Settings, crm: str = "cr
             if fields.get(name) != erp.get(name):
                 report.mismatches.append(Mismatch(gid=gid or "", field=name, crm=fields.get(name), erp=erp.get(name)))
     report.extra_in_erp = [e["id"] for g, e in erp_by_gid.items() if g not in matched]
+    if world.psa_seed:
+        await _compare_psa(world, redis, keys, report)
     return report
+
+
+def _by_gid(records: list[Any]) -> dict[str, Any]:
+    return {r.gid: r for r in records if r.gid}
+
+
+async def _gid(redis: Redis, keys: Keys, entity: str, system: str, system_id: Any) -> str | None:
+    raw = await redis.get(keys.xid(entity, system, str(system_id)))
+    return raw.decode() if raw else None
+
+
+async def _compare_psa(world: World, redis: Redis, keys: Keys, report: Report) -> None:
+    """CRM accounts are PSA clients; PSA projects, people and approved billable time are in the ERP."""
+    spec = harvest_mapping.spec_for
+    clients = _by_gid([harvest_mapping.to_canonical(spec("account"), w) for w in world.psa.records("clients")])
+    for wire in world.crm.records("Account", include_deleted=True):
+        gid = await _gid(redis, keys, "account", "crm", wire["Id"])
+        client = clients.get(gid) if gid else None
+        if wire.get("IsDeleted"):
+            if client is not None and client.fields.get("status") != "inactive":
+                report.psa_problems.append(f"client {client.id}: deleted in the CRM, active in the PSA")
+        elif client is None:
+            report.psa_problems.append(f"account {wire['Id']} ({wire['Name']}): no PSA client")
+        elif client.fields.get("name") != wire["Name"]:
+            report.psa_problems.append(f"client {client.id}: name {client.fields.get('name')!r} != {wire['Name']!r}")
+    report.psa_checked["accounts"] = len(clients)
+    await _compare_psa_to_erp(world, redis, keys, report, "resource", "users", "Employee", ("name", "email"))
+    await _compare_psa_to_erp(world, redis, keys, report, "project", "projects", "Customer", ("name",),
+                              keep=lambda w: bool(w.get("Job")))
+    await _compare_time(world, redis, keys, report)
+
+
+async def _compare_psa_to_erp(world: World, redis: Redis, keys: Keys, report: Report, entity: str, psa_table: str,
+                              erp_table: str, fields: tuple[str, ...], keep: Any = None) -> None:
+    erp = _by_gid([qbo_mapping.to_canonical(entity, w) for w in world.erp.records(erp_table)
+                   if keep is None or keep(w)])
+    checked = 0
+    for wire in world.psa.records(psa_table):
+        record = harvest_mapping.to_canonical(harvest_mapping.spec_for(entity), wire)
+        if record.fields.get("status") == "inactive" or record.fields.get("active") is False:
+            continue
+        gid = await _gid(redis, keys, entity, "psa", record.id)
+        twin = erp.get(gid) if gid else None
+        checked += 1
+        if twin is None:
+            report.psa_problems.append(f"{entity} {record.id}: not in the ERP")
+            continue
+        for name in fields:
+            if record.fields.get(name) != twin.fields.get(name):
+                report.psa_problems.append(f"{entity} {record.id}.{name}: PSA {record.fields.get(name)!r} != "
+                                           f"ERP {twin.fields.get(name)!r}")
+    report.psa_checked[entity] = checked
+
+
+async def _compare_time(world: World, redis: Redis, keys: Keys, report: Report) -> None:
+    """Approved billable time is in the ERP with the same hours; nothing else is."""
+    erp = _by_gid([qbo_mapping.to_canonical("time_entry", w) for w in world.erp.records("TimeActivity")])
+    expected: set[str] = set()
+    for wire in world.psa.records("time_entries"):
+        record = harvest_mapping.to_canonical(harvest_mapping.spec_for("time_entry"), wire)
+        gid = await _gid(redis, keys, "time_entry", "psa", record.id)
+        flows = record.fields.get("approval") == "approved" and record.fields.get("billable") is True
+        twin = erp.get(gid) if gid else None
+        if flows:
+            expected.add(gid or "")
+            if twin is None:
+                report.psa_problems.append(f"time entry {record.id}: approved and billable, not in the ERP")
+            elif _hours(twin.fields.get("hours")) != _hours(record.fields.get("hours")):
+                report.psa_problems.append(f"time entry {record.id}: hours {record.fields.get('hours')} in the PSA, "
+                                           f"{twin.fields.get('hours')} in the ERP")
+        elif twin is not None:
+            report.psa_problems.append(f"time entry {record.id}: not approved and billable, yet in the ERP")
+    report.psa_checked["time entries"] = len(expected)
+
+
+def _hours(value: Any) -> float | None:
+    return None if value is None else round(float(value), 2)

@@ -21,6 +21,7 @@ from accord.demo import demo_settings
 from accord.redis_server import EmbeddedRedis
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
+from accord.streams.state import Stats
 from accord.world import Activity, Report, World, compare
 from tests.helpers import wait_for
 
@@ -62,7 +63,8 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(server: EmbeddedRedis, tmp: Any, **tweaks: Any) -> AsyncIterator[Running]:
+async def running_daemon(server: EmbeddedRedis, tmp: Any, *, three_systems: bool = False,
+                         **tweaks: Any) -> AsyncIterator[Running]:
     world = World().start()
     redis = Redis.from_url(server.url)
     await redis.flushall()
@@ -74,7 +76,10 @@ async def running_daemon(server: EmbeddedRedis, tmp: Any, **tweaks: Any) -> Asyn
         settings, namespace=f"e2e{random.randrange(10**6)}", streams=streams, systems=systems,
         redis=msgspec.structs.replace(settings.redis, url=server.url),
         supervisor=msgspec.structs.replace(settings.supervisor, check_interval=0.2),
-        entities={"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.3)})
+        entities={name: msgspec.structs.replace(ent, poll_interval=0.3) for name, ent in settings.entities.items()}
+        if three_systems else
+        {"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.3,
+                                            systems=["crm", "erp"], exclude={})})
     daemon = Daemon(settings)
     ready = asyncio.Event()
 
@@ -189,3 +194,52 @@ async def test_scaling_writers_live_keeps_every_record_once(ray_session: None,
                        timeout=30, message="all 16 partitions x 2 targets leased across the replicas")
         assert len(held) == 3
         assert max(run.erp_customers_per_gid().values()) == 1
+
+
+
+async def test_three_systems_converge_under_concurrent_edits_without_duplicates_or_loops(
+        ray_session: None, redis_servers: dict[str, EmbeddedRedis], tmp_path: Any) -> None:
+    async with running_daemon(redis_servers["7" if "7" in redis_servers else "6.2"], tmp_path,
+                              three_systems=True) as run:
+        rng = random.Random(4)
+        run.world.seed(8, rng, consultants=4)
+        await run.agreement(timeout=90)
+        activity = Activity(run.world, rng)
+        for _ in range(80):  # sales, finance, project managers and consultants at work at once
+            activity.step()
+        await run.agreement(timeout=120)
+        # two non-owner edits of a CRM-owned field: in the PSA and in the ERP
+        client = next(c for c in run.world.psa.records("clients") if c["is_active"])
+        run.world.psa.user_update("clients", client["id"], {"name": "Renamed in the PSA"})
+        customer = next(c for c in run.world.erp.records("Customer") if not c.get("Job") and c.get("Active"))
+        run.world.erp.user_update("Customer", customer["Id"], {"DisplayName": "Renamed in the ERP"})
+        report = await run.agreement(timeout=120)  # includes the PSA: clients, people, projects, time
+        assert report.psa_checked["time entries"] > 0 and report.psa_checked["project"] > 0
+        # no duplicates anywhere: every record Accord made exists once in each sandbox
+        for table, entity in (("Customer", "account"), ("Customer", "project"), ("Employee", "resource"),
+                              ("TimeActivity", "time_entry")):
+            gids = [qbo_mapping.to_canonical(entity, w).gid for w in run.world.erp.records(table)
+                    if entity not in ("account", "project") or bool(w.get("Job")) == (entity == "project")]
+            made = [g for g in gids if g]
+            assert len(made) == len(set(made)), f"duplicate {entity} in the ERP"
+        markers = [c["address"] for c in run.world.psa.records("clients") if "accord:" in str(c.get("address"))]
+        assert len(markers) == len(set(markers))
+        counts = await Stats(run.keys).read(run.redis, Stats.RECORDS)
+        assert counts.get(("violations", "psa", "account"), 0) >= 1
+        assert counts.get(("violations", "erp", "account"), 0) >= 1
+        # no echo loop: with nobody working, three more polls of every system write nothing
+        writes = _write_requests(run.world)
+        supervisor = run.daemon.supervisor
+        assert supervisor is not None
+        pages = {s: m.last.get("pages", 0) for s, m in supervisor.pollers.items()}
+        await wait_for(lambda: all(m.last.get("pages", 0) >= pages[s] + 3 for s, m in supervisor.pollers.items()),
+                       timeout=60, message="three more polls of every system")
+        assert _write_requests(run.world) == writes
+        assert await run.exceptions() == []
+
+
+def _write_requests(world: World) -> int:
+    crm = sum(1 for r in world.crm.requests.entries() if r.method in ("POST", "PATCH", "DELETE"))
+    psa = sum(1 for r in world.psa.requests.entries() if r.method in ("POST", "PATCH", "DELETE"))
+    erp = world.erp.requests.count("batch") + world.erp.requests.count("customer")
+    return crm + psa + erp
