@@ -23,6 +23,7 @@ from accord.actors.governance import Ownership
 from accord.actors.matching import match_keys
 from accord.actors.outcome import Delivery, Outcome, RecordWork
 from accord.actors.references import References
+from accord.config.mapping import ConfiguredMap, MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import Connector, WriteOp
 from accord.connectors.errors import ConnectorError
@@ -67,9 +68,13 @@ class WritePlanner:
         self._retire_exhausted([w for w in works if w.ready], outcome)
         ready = [w for w in works if w.ready]
         await self._mark_inflight(target, ready)
+        cmap = configured_map(self.settings, target, self.entity)
         for work in ready:
-            work.op = self._op(work)
-        return ready
+            try:
+                work.op = self._op(work, cmap)
+            except MapError as exc:
+                outcome.fail_work(work, "mapping", f"{target}: {exc}")
+        return [w for w in ready if w.op is not None]
 
     # -- screening and folding ---------------------------------------------------------------
     def _screen(self, target: str, deliveries: list[Delivery], outcome: Outcome) -> list[Delivery]:
@@ -312,12 +317,16 @@ class WritePlanner:
         writes = {w.target_id: w.fields for w in works if w.target_id and w.fields}
         await self.ctx.projections.mark_inflight(target, self.entity, writes)  # type: ignore[arg-type]
 
-    def _op(self, work: RecordWork) -> WriteOp:
+    def _op(self, work: RecordWork, cmap: ConfiguredMap | None) -> WriteOp:
         source = work.source
         assert source is not None
         fields = work.native if work.native is not None else work.fields
+        wire: dict[str, Any] = {}
+        if cmap is not None:
+            fields, wire = cmap.write(fields)
         return WriteOp(gid=work.gid, kind=source.op, fields=fields, key=source.change_id,  # type: ignore[arg-type]
-                       target_id=work.target_id, version=work.version, correlation_id=source.correlation_id)
+                       target_id=work.target_id, version=work.version, correlation_id=source.correlation_id,
+                       wire=wire)
 
 
 def meets(state: dict[str, Any], conditions: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ from accord.actors.governance import Ownership, observe
 from accord.actors.loop import LoopActor
 from accord.actors.matching import match_keys
 from accord.actors.references import References
+from accord.config.mapping import MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
 from accord.connectors.errors import ConnectorError, RateLimited
@@ -56,6 +57,7 @@ class Poller(LoopActor):
         self._connector = connector
         self._next_due: dict[str, float] = {}
         self._next_scan: dict[str, float] = {}
+        self._drift: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
         self.call_stats = CallStats()
         self.pages = 0
@@ -215,6 +217,8 @@ class Poller(LoopActor):
                               plan)
         await self._check_adopted(entity, plan)
         await self._plan_reverts(entity, plan)
+        if self._drift[entity]:
+            plan.counts[Stats.label("drift", self.system, entity)] += self._drift.pop(entity)
         return plan
 
     async def _globalise(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
@@ -226,9 +230,10 @@ class Poller(LoopActor):
                 out.append(record)
                 continue
             try:
-                fields = self.ownership[entity].synced_with(self.system, record.fields)
+                fields = self._configured(entity, record)
+                fields = self.ownership[entity].synced_with(self.system, fields)
                 out.append(msgspec.structs.replace(record, fields=normalise_fields(entity, fields)))
-            except msgspec.ValidationError as exc:
+            except (msgspec.ValidationError, MapError) as exc:
                 out.append(msgspec.structs.replace(record, error=f"{self.system} {entity} {record.id}: {exc}"))
         if not self.references.native_fields(self.system, entity):
             return out
@@ -256,6 +261,22 @@ class Poller(LoopActor):
             violations = {f: (owners[f], v) for f, v in adopted.items() if f in owners and owners[f] != v}
             if violations and not owner_deleted:
                 self._violation(entity, record, gid, violations, plan)
+
+    def _configured(self, entity: str, record: SourceRecord) -> dict[str, Any]:
+        """The record's fields with the configured field map applied; drift is counted (and refused in
+        strict mode)."""
+        cmap = configured_map(self.settings, self.system, entity)
+        if cmap is None or record.raw is None:
+            return record.fields
+        fields, drift = cmap.read(record.fields, record.raw)
+        if drift:
+            self._drift[entity] += len(drift)
+            logger.bind(system=self.system, entity=entity, record=record.id).warning("schema drift: {}",
+                                                                                     "; ".join(drift))
+            if cmap.map.strict:
+                raise MapError(f"schema drift (strict map): {'; '.join(drift)}; update mappings."
+                               f"{self.system}.{entity}.expect or the map")
+        return fields
 
     async def _plan_reverts(self, entity: str, plan: _PagePlan) -> None:
         """Write the owner's value back over each non-owner edit (``on_violation = "revert"``); when the

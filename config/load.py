@@ -127,6 +127,30 @@ def check(settings: Settings) -> list[str]:
         if ent.replicas > settings.streams.partitions:
             errors.append(f"{base}.replicas: {ent.replicas} replicas exceed streams.partitions "
                           f"({settings.streams.partitions}); each replica needs a partition")
+    return errors + _check_mappings(settings)
+
+
+def _check_mappings(settings: Settings) -> list[str]:
+    errors: list[str] = []
+    for system, maps in settings.mappings.items():
+        if system not in settings.systems:
+            errors.append(f"$.mappings.{system}: unknown system `{system}`; configured systems: "
+                          f"{', '.join(sorted(settings.systems))}")
+        for entity, emap in maps.items():
+            base = f"$.mappings.{system}.{entity}"
+            if entity not in settings.entities or system not in settings.entities[entity].systems:
+                errors.append(f"{base}: `{system}` does not hold `{entity}` in this config (entities.{entity}.systems)")
+                continue
+            known = entity_fields(entity)
+            for field, rule in emap.fields.items():
+                if field not in known:
+                    errors.append(f"{base}.fields.{field}: `{field}` is not a field of {entity}; expected one of "
+                                  f"{', '.join(known)}")
+                if rule.lookup and rule.lookup not in settings.lookups:
+                    errors.append(f"{base}.fields.{field}.lookup: no lookup table `{rule.lookup}`; define "
+                                  f"[lookups.{rule.lookup}]")
+                if rule.path is None and rule.const is None:
+                    errors.append(f"{base}.fields.{field}: give `path` (read from the wire) or `const`")
     return errors
 
 

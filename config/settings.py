@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from accord.config.mapping import EntityMap
 from accord.config.types import Duration, Port, PositiveInt
 from accord.connectors.harvest.settings import HarvestSettings
 from accord.connectors.quickbooks.settings import QuickBooksSettings
@@ -100,6 +101,8 @@ class Settings(_Section):
     supervisor: SupervisorSettings = SupervisorSettings()
     systems: dict[Name, SystemSettings] = {}
     entities: dict[str, EntitySettings] = {}
+    mappings: dict[str, dict[str, EntityMap]] = {}  # system -> entity -> configured field map
+    lookups: dict[str, dict[str, str]] = {}  # named wire value -> canonical value tables
 
     def targets_of(self, entity: str) -> list[str]:
         """Every system an entity's changes are written to (each gets a consumer group)."""

@@ -45,6 +45,7 @@ class SourceRecord(msgspec.Struct, kw_only=True, frozen=True):
     modified_ms: int = 0
     error: str | None = None  # set when the record could not be mapped (names field and value); it is
     # filed as an exception by the poller while the rest of the page flows
+    raw: dict[str, Any] | None = None  # the wire record, for field maps configured on top of the defaults
 
 
 class Page(msgspec.Struct, kw_only=True, frozen=True):
@@ -76,6 +77,7 @@ class WriteOp(msgspec.Struct, kw_only=True, frozen=True):
     target_id: str | None = None
     version: int | None = None
     correlation_id: str = ""
+    wire: dict[str, Any] = {}  # extra wire fields from configured field maps, merged into the payload
 
 
 class WriteResult(msgspec.Struct, kw_only=True, frozen=True):
@@ -233,6 +235,17 @@ def retry_after_seconds(headers: Mapping[str, str], default: float) -> float:
         return default
 
 
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in; nested dicts merge key by key (``{"BillAddr": {"City": ..}}``)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def default_timeout(seconds: float = 30.0) -> httpx.Timeout:
     """One explicit timeout for every connector client (httpx refuses ambiguous ones)."""
     return httpx.Timeout(seconds, connect=min(seconds, 5.0))
@@ -255,6 +268,7 @@ __all__ = [
     "account_limiter",
     "backoff_delay",
     "classify_transport_error",
+    "deep_merge",
     "default_timeout",
     "retry_after_seconds",
     "with_retries",

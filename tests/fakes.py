@@ -2,7 +2,8 @@
 
 Integration tests use the real sandboxes; this double only lets unit tests script failures precisely.
 One ``Table`` per entity; the ``records``/``gids``/... attributes of ``MemorySystem`` are the account
-table's, for brevity in tests.
+table's, for brevity in tests. Lower-case keys are canonical fields; other keys are "wire-only" fields
+that only configured field maps read and write.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ class MemorySystem:
         table = self.tables[entity]
         since = int(cursor or 0)
         changed = sorted((v, rid) for rid, v in table.versions.items() if v > since)
-        records = [SourceRecord(id=rid, version=v, deleted=rid in table.deleted, fields=dict(table.records[rid]),
-                                gid=table.gids[rid]) for v, rid in changed]
+        records = [SourceRecord(id=rid, version=v, deleted=rid in table.deleted,
+                                fields={k: val for k, val in table.records[rid].items() if k.islower()},
+                                gid=table.gids[rid], raw=dict(table.records[rid])) for v, rid in changed]
         return Page(records=records, cursor=str(max([since, *(v for v, _ in changed)])), more=False)
 
     async def write(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
@@ -101,6 +103,7 @@ class MemorySystem:
             table.records[rid]["status"] = "inactive"
         else:
             table.records[rid].update(op.fields)
+            table.records[rid].update(op.wire)  # configured field maps write wire names (CamelCase here)
         table.versions[rid] = next(self.clock)
         return WriteResult(gid=op.gid, ok=True, target_id=rid, version=table.versions[rid], created=created,
                            fields=dict(op.fields))

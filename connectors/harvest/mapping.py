@@ -375,7 +375,7 @@ def to_canonical(spec: EntitySpec, wire: Mapping[str, Any]) -> SourceRecord:
         except MappingError as exc:
             problems.append(exc.message)
     rid = spec.record_id(wire)
-    return SourceRecord(id=rid, version=version, fields=fields, gid=gid_of(spec, wire), modified_ms=version,
+    return SourceRecord(id=rid, version=version, fields=fields, gid=gid_of(spec, wire), modified_ms=version, raw=dict(wire),
                         error=f"{spec.key} {rid}: {'; '.join(problems)}" if problems else None)
 
 

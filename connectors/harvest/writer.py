@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from accord.connectors.base import WriteOp, WriteResult
+from accord.connectors.base import WriteOp, WriteResult, deep_merge
 from accord.connectors.errors import ConnectorError, Gone, Permanent
 from accord.connectors.harvest.mapping import (
     SYSTEM,
@@ -57,7 +57,7 @@ class HarvestWriter:
         try:
             if op.kind == "delete":
                 return await self._delete(spec, op, headers)
-            wire = to_wire(spec, op.fields)
+            wire = deep_merge(to_wire(spec, op.fields), op.wire)
             if "expense_category" in wire:
                 wire["expense_category_id"] = await self._category_id(wire.pop("expense_category"))
             if op.target_id is None:

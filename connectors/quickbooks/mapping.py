@@ -257,7 +257,7 @@ def to_canonical(entity: str, wire: Mapping[str, Any],
                 raise
             on_error(exc)
             problems.append(exc.message)
-    return SourceRecord(id=str(wire["Id"]), version=int(wire.get("SyncToken", 0)), fields=fields,
+    return SourceRecord(id=str(wire["Id"]), version=int(wire.get("SyncToken", 0)), fields=fields, raw=dict(wire),
                         gid=parse_gid(wire.get(spec.gid_field)), modified_ms=modified,
                         error=f"{spec.qbo} {wire['Id']}: {'; '.join(problems)}" if problems else None)
 

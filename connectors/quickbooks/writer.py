@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from accord.connectors.base import WriteOp, WriteResult
+from accord.connectors.base import WriteOp, WriteResult, deep_merge
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.faults import first_error
@@ -144,7 +144,7 @@ class BatchWriter:
               fresh: bool) -> dict[str, Any]:
         if op.target_id is None:
             base = spec.on_create(self._accounts)
-            wire = {**base, **to_wire(spec.canonical, op.fields, base)}
+            wire = deep_merge({**base, **to_wire(spec.canonical, op.fields, base)}, op.wire)
             wire[spec.gid_field] = with_gid(wire.get(spec.gid_field), op.gid)
             return {"operation": "create", spec.qbo: wire}
         record = current.get(op.target_id)
@@ -158,7 +158,8 @@ class BatchWriter:
         ident = {"Id": op.target_id, "SyncToken": str(token)}
         if op.kind == "delete" and not spec.name_list:
             return {"operation": "delete", spec.qbo: ident}
-        body = {"Active": False} if op.kind == "delete" else to_wire(spec.canonical, op.fields, record)
+        body = {"Active": False} if op.kind == "delete" else deep_merge(
+            to_wire(spec.canonical, op.fields, record), op.wire)
         return {"operation": "update", spec.qbo: {**body, **ident, "sparse": True}}
 
     def _outcome(self, spec: EntitySpec, op: WriteOp, answer: dict[str, Any] | None) -> WriteResult | None:

@@ -177,7 +177,7 @@ class SalesforceConnector:
         fields, gid, version, deleted = to_canonical(
             emap.entity, raw, multi_currency=self.settings.multi_currency,
             external_id_field=self.settings.external_id_field, on_error=skipped)
-        return SourceRecord(id=str(raw["Id"]), version=version, deleted=deleted, fields=fields, gid=gid,
+        return SourceRecord(id=str(raw["Id"]), version=version, deleted=deleted, fields=fields, gid=gid, raw=raw,
                             modified_ms=version, error="; ".join(problems) or None)
 
     async def find_created(self, entity: str, gids: Sequence[str], since_ms: int) -> dict[str, SourceRecord]:
@@ -221,7 +221,7 @@ class SalesforceConnector:
                     deletes.append((index, op, {}))
                 continue
             try:
-                wire = to_wire(entity, op.fields, multi_currency=self.settings.multi_currency)
+                wire = {**to_wire(entity, op.fields, multi_currency=self.settings.multi_currency), **op.wire}
             except MappingError as exc:
                 results[index] = WriteResult(gid=op.gid, ok=False, target_id=op.target_id, error=exc)
                 continue

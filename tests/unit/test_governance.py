@@ -296,3 +296,35 @@ async def test_excluded_fields_are_never_synced_with_that_system(any_redis: Redi
     await rig.settle()
     assert rig.crm.records[a]["website"] == "acme.example"
     assert ("violations", "erp", "account") not in await rig.counts()
+
+
+async def test_configured_field_map_with_lookup_and_drift(any_redis: Redis) -> None:
+    text = BASE.replace("{policy}", "revert").replace("{park}", "10m") + '''
+[mappings.erp.account]
+expect = ["name", "country", "LegalEntityCode"]
+fields = { legal_entity = { path = "LegalEntityCode", lookup = "entities" } }
+[lookups.entities]
+"ACME-US" = "US01"
+"ACME-UK" = "GB01"
+'''
+    rig = Rig(any_redis)
+    rig.settings = loads(text, env={})
+    rig.pollers = {s: Poller(rig.settings, s, "", connector=c, redis=any_redis) for s, c in rig.systems.items()}
+    rig.writers = {"account": rig._writer("account")}
+    await rig.setup()
+    a = rig.crm.user_create({"name": "Acme", "country": "US", "legal_entity": "US01"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    assert rig.erp.records[erp_id]["LegalEntityCode"] == "ACME-US"  # written through the lookup, reversed
+    rig.crm.user_update(a, {"legal_entity": "GB01"})
+    await rig.settle()
+    assert rig.erp.records[erp_id]["LegalEntityCode"] == "ACME-UK"
+    rig.erp.user_update(erp_id, {"Region": "EMEA"})  # a source field the map does not expect
+    await rig.settle()
+    counts = await rig.counts()
+    assert counts[("drift", "erp", "account")] >= 1
+    assert ("violations", "erp", "account") not in counts  # read back through the map: no false edit
+    rig.crm.user_update(a, {"legal_entity": "XX99"})  # no wire value for it: an exception, not a guess
+    await rig.settle()
+    [exc] = await rig.exceptions()
+    assert exc.reason == "mapping" and "'XX99' has no wire value" in exc.message
