@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-console", action="store_true", help="plain log lines instead of the live console")
     demo.add_argument("--seed", type=int, default=7)
 
+    mapping = sub.add_parser("map", help="map one record read from stdin: wire -> canonical (or --to: back)")
+    mapping.add_argument("--config", required=True)
+    mapping.add_argument("--system", required=True)
+    mapping.add_argument("--entity", required=True)
+    mapping.add_argument("--to", action="store_true", help="canonical JSON in, the system's wire JSON out")
+
     scale = sub.add_parser("scale", help="ask the running daemon to change an entity's writer replicas")
     scale.add_argument("--config", required=True)
     scale.add_argument("--entity", required=True)
@@ -55,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args.config)
         if args.command == "scale":
             return _scale(args.config, args.entity, args.replicas)
+        if args.command == "map":
+            from accord.mapcli import run_map
+
+            return run_map(args.config, args.system, args.entity, to_wire=args.to)
         if args.command == "demo":
             from accord.demo import DemoOptions, run_demo
 

@@ -1,0 +1,91 @@
+"""``accord map``: try a mapping without running the daemon.
+
+Reads one JSON record on stdin and prints the other side as JSON: a system's wire record → the canonical
+record (the connector's default map, then the configured ``mappings``, in canonical spelling), or with
+``--to`` a canonical record → the wire fields the connector would send.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import msgspec
+
+from accord.config.load import load
+from accord.config.mapping import MapError, configured_map
+from accord.config.settings import Settings
+from accord.connectors.errors import ConnectorError
+from accord.streams.entities import normalise_fields
+
+
+def run_map(path: str, system: str, entity: str, *, to_wire: bool) -> int:
+    settings = load(path)
+    if system not in settings.systems:
+        print(f"--system: `{system}` is not configured; expected one of {', '.join(settings.systems)}", file=sys.stderr)
+        return 2
+    try:
+        record = json.load(sys.stdin)
+    except json.JSONDecodeError as exc:
+        print(f"stdin: not JSON ({exc}); pipe one JSON object", file=sys.stderr)
+        return 2
+    if not isinstance(record, dict):
+        print("stdin: expected one JSON object", file=sys.stderr)
+        return 2
+    try:
+        out = _to_wire(settings, system, entity, record) if to_wire else _to_canonical(settings, system, entity, record)
+    except (MapError, ConnectorError, msgspec.ValidationError, KeyError, ValueError) as exc:
+        print(f"{system} {entity}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def _to_canonical(settings: Settings, system: str, entity: str, wire: dict[str, Any]) -> dict[str, Any]:
+    kind = type(settings.systems[system]).__name__
+    if kind == "SalesforceSettings":
+        from accord.connectors.salesforce import mapping as sf
+
+        sys_settings: Any = settings.systems[system]
+        fields, *_ = sf.to_canonical(entity, {"SystemModstamp": "1970-01-01T00:00:00.000+0000", **wire},
+                                     multi_currency=sys_settings.multi_currency,
+                                     external_id_field=sys_settings.external_id_field)
+    elif kind == "QuickBooksSettings":
+        from accord.connectors.quickbooks import mapping as qbo
+
+        fields = qbo.to_canonical(entity, {"Id": "0", **wire}).fields
+    else:
+        from accord.connectors.harvest import mapping as harvest
+
+        fields = harvest.to_canonical(harvest.spec_for(entity), {"id": 0, **wire}).fields
+    cmap = configured_map(settings, system, entity)
+    if cmap is not None:
+        fields, drift = cmap.read(fields, wire)
+        for problem in drift:
+            print(f"schema drift: {problem}", file=sys.stderr)
+    return normalise_fields(entity, fields)
+
+
+def _to_wire(settings: Settings, system: str, entity: str, fields: dict[str, Any]) -> dict[str, Any]:
+    fields = normalise_fields(entity, fields)
+    extra: dict[str, Any] = {}
+    cmap = configured_map(settings, system, entity)
+    if cmap is not None:
+        fields, extra = cmap.write(fields)
+    kind = type(settings.systems[system]).__name__
+    if kind == "SalesforceSettings":
+        from accord.connectors.salesforce import mapping as sf
+
+        wire = sf.to_wire(entity, fields, multi_currency=getattr(settings.systems[system], "multi_currency", True))
+    elif kind == "QuickBooksSettings":
+        from accord.connectors.quickbooks import mapping as qbo
+
+        wire = qbo.to_wire(entity, fields)
+    else:
+        from accord.connectors.harvest import mapping as harvest
+
+        wire = harvest.to_wire(harvest.spec_for(entity), fields)
+    from accord.connectors.base import deep_merge
+
+    return deep_merge(wire, extra)
