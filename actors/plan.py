@@ -102,9 +102,9 @@ class WritePlanner:
             works.setdefault(d.record.gid, RecordWork(gid=d.record.gid, deliveries=[])).deliveries.append(d)
         return list(works.values())
 
-    @staticmethod
-    def _fold(work: RecordWork, applied: dict[tuple[str, str], int | None], outcome: Outcome) -> None:
-        """Keep changes newer than what the target has from each source; merge them in order."""
+    def _fold(self, work: RecordWork, applied: dict[tuple[str, str], int | None], outcome: Outcome) -> None:
+        """Keep changes newer than what the target has from each source; merge them in order. Once the
+        entity's owner deleted the record, later field changes from other systems do not revive it."""
         fields: dict[str, Any] = {}
         last: ChangeRecord | None = None
         deleted = False
@@ -119,6 +119,8 @@ class WritePlanner:
             if record.version <= floor:
                 continue
             work.versions[record.source] = record.version
+            if deleted and record.source != self.ownership.owner:
+                continue  # a non-owner's field change to a record its owner deleted
             last = record
             if record.op == "delete":
                 deleted, fields = True, {}

@@ -211,3 +211,30 @@ async def scenario(operations: list[Op]) -> None:
 @given(st.lists(ops, min_size=1, max_size=30))
 def test_any_interleaving_converges_without_duplicates_or_loops(operations: list[Op]) -> None:
     asyncio.run(scenario(operations))
+
+
+def test_an_owner_delete_is_not_undone_by_another_systems_change_in_the_same_sweep() -> None:
+    """Sales delete a client in the CRM while finance sets its tax id in the ERP: the PSA gets both
+    changes in one sweep, and the client stays deleted there."""
+
+    async def run() -> None:
+        redis = fakeredis.aioredis.FakeRedis()
+        try:
+            world = World(redis)
+            await ensure_groups(redis, Keys("p"), "account", SYSTEMS, 2)
+            await world.apply(Op(kind="create", value="Acme"))
+            await world.settle()
+            erp = world.systems["erp"]
+            erp_id = next(r for r, g in erp.gids.items() if g)
+            world.systems["crm"].user_delete(world.crm_ids.pop())
+            erp.user_update(erp_id, {"tax_id": "T1"})
+            for system in ("crm", "erp"):
+                await world.pollers[system].poll_page("account")
+            await world.settle()
+            psa = world.systems["psa"]
+            [record] = [psa.records[r] for r, g in psa.gids.items() if g]
+            assert record["status"] == "inactive"
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())
