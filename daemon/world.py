@@ -18,8 +18,7 @@ from accord.config.settings import Settings
 from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.harvest.sandbox import HarvestState
 from accord.connectors.harvest.sandbox import build_app as build_harvest
-from accord.connectors.harvest.seed import _project as harvest_project
-from accord.connectors.harvest.seed import seed_firm
+from accord.connectors.harvest.seed import new_project, seed_firm
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.quickbooks.sandbox import QuickBooksState
 from accord.connectors.quickbooks.sandbox import build_app as build_qbo
@@ -98,7 +97,11 @@ class _PsaWork:
         if not clients:
             return self._crm_edit()  # type: ignore[attr-defined, no-any-return]
         client = self.rng.choice(clients)
-        harvest_project(self.world.psa, self.rng, client["id"], client["name"], self.world.psa_seed)
+        # QuickBooks needs unique customer names and projects are sub-customers there, so the firm numbers
+        # its projects (two "Lumen Discovery" projects would be refused with code 6240)
+        number = len(self.world.psa.records("projects")) + 1
+        name = f"{client['name'].split()[0]} {self.rng.choice(('Discovery', 'Implementation', 'Support'))} P{number:03d}"
+        new_project(self.world.psa, self.rng, client["id"], client["name"], self.world.psa_seed, name=name)
         return "psa: project started"
 
     def _psa_log_time(self) -> str:

@@ -63,16 +63,18 @@ def seed_firm(state: HarvestState, rng: random.Random, *, clients: int = 8, cons
             "email": f"{first[0]}{last}@{name.split()[0].lower()}.example".lower().replace("'", ""),
             "phone_office": f"+1 555 01{rng.randint(10, 99)}"}))
         for _ in range(rng.choice((1, 1, 2))):
-            made["projects"].append(_project(state, rng, cid, name, made))
+            made["projects"].append(new_project(state, rng, cid, name, made))
     _log_weeks(state, rng, made, weeks)
     return made
 
 
-def _project(state: HarvestState, rng: random.Random, client_id: int, client: str, made: dict[str, list[int]]) -> int:
+def new_project(state: HarvestState, rng: random.Random, client_id: int, client: str, made: dict[str, list[int]],
+                *, name: str | None = None) -> int:
+    """A project for a client, with the firm's standard tasks and a team of up to four (one PM)."""
     fixed = rng.random() < 0.25
     start = dt.date.fromtimestamp(state.clock.now()) - dt.timedelta(days=rng.randint(30, 120))
     pid = state.user_create("projects", {
-        "client_id": client_id, "name": f"{client.split()[0]} {rng.choice(_PHASES)}",
+        "client_id": client_id, "name": name or f"{client.split()[0]} {rng.choice(_PHASES)}",
         "code": f"{client[:3].upper()}-{rng.randint(100, 999)}", "is_billable": True, "is_fixed_fee": fixed,
         "fee": float(rng.choice((40_000, 75_000, 120_000))) if fixed else None, "bill_by": "Tasks",
         "budget_by": "project", "budget": float(rng.choice((200, 400, 800))), "starts_on": start.isoformat()})
