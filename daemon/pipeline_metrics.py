@@ -106,6 +106,9 @@ _RECORD_KINDS = {
     "created": ("accord_records_created", ("system", "entity")),
     "skipped": ("accord_records_skipped", ("entity", "reason")),
     "deferred": ("accord_records_deferred", ("entity",)),
+    "parked": ("accord_records_parked", ("entity",)),
+    "matched": ("accord_records_matched", ("system", "entity")),
+    "drift": ("accord_schema_drift", ("system", "entity")),
     "exceptions": ("accord_exceptions", ("system", "entity", "reason")),
 }
 
