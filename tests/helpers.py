@@ -1,4 +1,5 @@
-"""Test helpers: wait on a condition with a deadline (never sleep a fixed time for a loop)."""
+"""Test helpers: wait on a condition with a deadline (never sleep a fixed time for a loop), and the
+system tables unit tests configure (their connectors are replaced by in-memory systems)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,28 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message} (last value: {last!r})")
+
+
+CRM_AND_ERP = """
+[systems.crm]
+kind = "salesforce"
+base_url = "http://127.0.0.1:1"
+client_id = "x"
+client_secret = "y"
+[systems.erp]
+kind = "quickbooks"
+base_url = "http://127.0.0.1:2"
+token_url = "http://127.0.0.1:2/t"
+realm_id = "1"
+client_id = "x"
+client_secret = "y"
+refresh_token = "r"
+"""
+
+PSA = """
+[systems.psa]
+kind = "harvest"
+base_url = "http://127.0.0.1:3"
+account_id = "1"
+access_token = "t"
+"""

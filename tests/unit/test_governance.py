@@ -16,7 +16,7 @@ from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
 from accord.streams.state import Stats
 from tests.fakes import MemorySystem
-from tests.helpers import wait_for
+from tests.helpers import CRM_AND_ERP, wait_for
 
 BASE = """
 namespace = "g"
@@ -24,20 +24,7 @@ namespace = "g"
 partitions = 4
 max_deliveries = 3
 retry_backoff_cap = "1ms"
-[systems.crm]
-kind = "salesforce"
-base_url = "http://127.0.0.1:1"
-client_id = "x"
-client_secret = "y"
-[systems.erp]
-kind = "quickbooks"
-base_url = "http://127.0.0.1:2"
-token_url = "http://127.0.0.1:2/t"
-realm_id = "1"
-client_id = "x"
-client_secret = "y"
-refresh_token = "r"
-[entities.account]
+""" + CRM_AND_ERP + """[entities.account]
 owner = "crm"
 systems = ["crm", "erp"]
 fields = { tax_id = "erp", payment_terms = "erp" }

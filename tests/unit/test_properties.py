@@ -23,6 +23,7 @@ from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
 from accord.streams.state import Stats
 from tests.fakes import MemorySystem
+from tests.helpers import CRM_AND_ERP, PSA
 
 CONFIG = """
 namespace = "p"
@@ -30,24 +31,7 @@ namespace = "p"
 partitions = 2
 max_deliveries = 50
 retry_backoff_cap = "1ms"
-[systems.crm]
-kind = "salesforce"
-base_url = "http://127.0.0.1:1"
-client_id = "x"
-client_secret = "y"
-[systems.psa]
-kind = "harvest"
-base_url = "http://127.0.0.1:3"
-account_id = "1"
-access_token = "t"
-[systems.erp]
-kind = "quickbooks"
-base_url = "http://127.0.0.1:2"
-token_url = "http://127.0.0.1:2/t"
-realm_id = "1"
-client_id = "x"
-client_secret = "y"
-refresh_token = "r"
+""" + CRM_AND_ERP + PSA + """
 [entities.account]
 owner = "crm"
 systems = ["crm", "psa", "erp"]

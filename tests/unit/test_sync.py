@@ -18,7 +18,7 @@ from accord.streams.log import ensure_groups
 from accord.streams.records import ChangeRecord, encode, partition_of
 from accord.streams.state import Stats
 from tests.fakes import MemorySystem
-from tests.helpers import wait_for
+from tests.helpers import CRM_AND_ERP, wait_for
 
 CONFIG = """
 namespace = "t"
@@ -27,20 +27,7 @@ partitions = 4
 max_deliveries = 3
 retry_backoff_cap = "1ms"
 trim_interval = "1h"
-[systems.crm]
-kind = "salesforce"
-base_url = "http://127.0.0.1:1"
-client_id = "x"
-client_secret = "y"
-[systems.erp]
-kind = "quickbooks"
-base_url = "http://127.0.0.1:2"
-token_url = "http://127.0.0.1:2/t"
-realm_id = "1"
-client_id = "x"
-client_secret = "y"
-refresh_token = "r"
-[entities.account]
+""" + CRM_AND_ERP + """[entities.account]
 owner = "crm"
 systems = ["crm", "erp"]
 fields = { tax_id = "erp", payment_terms = "erp" }
