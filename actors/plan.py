@@ -241,14 +241,18 @@ class WritePlanner:
         return free
 
     async def _link(self, target: str, work: RecordWork, target_id: str) -> None:
+        """Update the matched record instead of creating one; publish back what the target owns."""
         ctx = self.ctx
         assert work.source is not None
         previous = (await ctx.identity.gids_for(self.entity, target, [target_id])).get(target_id)
         work.target_id = target_id
         work.linked_from = previous if previous and previous != work.gid else None
-        work.fields = self.ownership.writable_to(target, work.fields)  # the target keeps what it owns
         seen, _ = await ctx.projections.load(target, self.entity, [target_id])
         projection = seen[0] or {}
+        # the target keeps every value it owns, and its blanks are filled from the source (as on a create)
+        blanks = {k: v for k, v in self.ownership.synced_with(target, work.fields).items()
+                  if k in self.ownership.owned_by(target) and projection.get(k) is None}
+        work.fields = {**self.ownership.writable_to(target, work.fields), **blanks}
         work.version = projection.get(VERSION_FIELD)
         back = {k: v for k, v in projection.items()
                 if k in self.ownership.owned_by(target) and v is not None}

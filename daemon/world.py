@@ -258,8 +258,9 @@ async def compare(world: World, redis: Redis, settings: Settings, crm: str = "cr
         if wire.get("Job"):
             continue  # a project (sub-customer), not an account
         record = qbo_mapping.to_canonical("account", wire)
-        if record.gid:
-            erp_by_gid[record.gid] = {"id": record.id, **record.fields}
+        gid = await _gid(redis, keys, "account", "erp", record.id) or record.gid  # linked, or made by Accord
+        if gid:
+            erp_by_gid[gid] = {"id": record.id, **record.fields}
     report = Report()
     matched: set[str] = set()
     multi = world.crm.multi_currency
@@ -320,8 +321,13 @@ async def _compare_psa(world: World, redis: Redis, keys: Keys, report: Report) -
 
 async def _compare_psa_to_erp(world: World, redis: Redis, keys: Keys, report: Report, entity: str, psa_table: str,
                               erp_table: str, fields: tuple[str, ...], keep: Any = None) -> None:
-    erp = _by_gid([qbo_mapping.to_canonical(entity, w) for w in world.erp.records(erp_table)
-                   if keep is None or keep(w)])
+    erp: dict[str, Any] = {}
+    for wire in world.erp.records(erp_table):
+        if keep is None or keep(wire):
+            twin = qbo_mapping.to_canonical(entity, wire)
+            gid = await _gid(redis, keys, entity, "erp", twin.id) or twin.gid
+            if gid:
+                erp[gid] = twin
     checked = 0
     for wire in world.psa.records(psa_table):
         record = harvest_mapping.to_canonical(harvest_mapping.spec_for(entity), wire)

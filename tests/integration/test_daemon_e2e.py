@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -64,8 +64,10 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_daemon(server: EmbeddedRedis, tmp: Any, *, three_systems: bool = False,
-                         **tweaks: Any) -> AsyncIterator[Running]:
+                         prepare: Callable[[World], None] | None = None, **tweaks: Any) -> AsyncIterator[Running]:
     world = World().start()
+    if prepare is not None:
+        prepare(world)  # the systems as they were before Accord was installed
     redis = Redis.from_url(server.url)
     await redis.flushall()
     settings = world.configure(demo_settings(str(tmp), 0))
@@ -243,3 +245,39 @@ def _write_requests(world: World) -> int:
     psa = sum(1 for r in world.psa.requests.entries() if r.method in ("POST", "PATCH", "DELETE"))
     erp = world.erp.requests.count("batch") + world.erp.requests.count("customer")
     return crm + psa + erp
+
+
+
+async def test_records_already_in_the_erp_are_linked_by_tax_id_and_email_not_duplicated(
+        ray_session: None, redis_servers: dict[str, EmbeddedRedis], tmp_path: Any) -> None:
+    pre_customers: dict[str, str] = {}
+    pre_employees: list[str] = []
+
+    def before_accord(world: World) -> None:
+        crm_ids = world.seed(6, random.Random(5), consultants=3)
+        # the ERP already knows three of the clients (other names, same tax ids) and two of the people
+        for crm_id in crm_ids[:3]:
+            account = world.crm.get("Account", crm_id) or {}
+            tax = account.get("Tax_Id__c") or f"TX-{crm_id[-4:]}"
+            world.crm.user_update("Account", crm_id, {"Tax_Id__c": tax})
+            pre_customers[crm_id] = world.erp.user_create("Customer", {
+                "DisplayName": f"{account['Name']} (finance's spelling)", "PrimaryTaxIdentifier": tax})
+        for user in world.psa.records("users")[:2]:
+            pre_employees.append(world.erp.user_create("Employee", {
+                "GivenName": user["first_name"], "FamilyName": user["last_name"],
+                "PrimaryEmailAddr": {"Address": user["email"].upper()}}))
+
+    async with running_daemon(redis_servers["6.2"], tmp_path, three_systems=True, prepare=before_accord) as run:
+        await run.agreement(timeout=90)
+        customers = [c for c in run.world.erp.records("Customer") if not c.get("Job")]
+        assert len(customers) == 6, "a pre-existing customer was duplicated"
+        for crm_id, erp_id in pre_customers.items():
+            gid = await run.redis.get(run.keys.xid("account", "crm", crm_id))
+            assert gid == await run.redis.get(run.keys.xid("account", "erp", erp_id))
+            crm_name = (run.world.crm.get("Account", crm_id) or {})["Name"]
+            assert (run.world.erp.get("Customer", erp_id) or {})["DisplayName"] == crm_name  # the CRM owns it
+        assert len(run.world.erp.records("Employee")) == 3
+        for erp_id in pre_employees:
+            assert await run.redis.get(run.keys.xid("resource", "erp", erp_id)) is not None
+        counts = await Stats(run.keys).read(run.redis, Stats.RECORDS)
+        assert counts[("matched", "erp", "account")] == 3 and counts[("matched", "erp", "resource")] == 2
