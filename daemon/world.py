@@ -25,7 +25,7 @@ from accord.connectors.quickbooks.sandbox import build_app as build_qbo
 from accord.connectors.salesforce import mapping as sf_mapping
 from accord.connectors.salesforce.sandbox import SalesforceState
 from accord.connectors.salesforce.sandbox import build_app as build_sf
-from accord.connectors.salesforce.seed import account_fields, seed_accounts
+from accord.connectors.salesforce.seed import account_fields, contact_fields, seed_accounts, seed_contacts
 from accord.connectors.sandbox import SandboxServer
 from accord.streams.keys import Keys
 
@@ -79,7 +79,10 @@ class World:
         clients arrive from the CRM through Accord)."""
         if consultants:
             self.psa_seed = seed_firm(self.psa, rng, clients=0, consultants=consultants, weeks=0)
-        return seed_accounts(self.crm, accounts, rng)
+        ids = seed_accounts(self.crm, accounts, rng)
+        if consultants:
+            seed_contacts(self.crm, ids, rng)
+        return ids
 
 
 class _PsaWork:
@@ -146,6 +149,8 @@ class Activity(_PsaWork):
         psa = bool(self.world.psa_seed)
         if roll < 0.10:
             action = self._crm_create()
+        elif psa and roll < 0.14:
+            action = self._crm_new_contact()
         elif roll < (0.35 if psa else 0.55):
             action = self._crm_edit()
         elif roll < (0.38 if psa else 0.60):
@@ -190,6 +195,13 @@ class Activity(_PsaWork):
         base = str(account["Name"]).removesuffix(" Group")
         self.world.crm.user_update("Account", account["Id"], {"Name": f"{base} Group"})
         return "crm: renamed"
+
+    def _crm_new_contact(self) -> str:
+        accounts = self._live_accounts()
+        if not accounts:
+            return self._crm_create()
+        self.world.crm.user_create("Contact", contact_fields(self.rng, self.rng.choice(accounts)))
+        return "crm: new contact"
 
     def _crm_delete(self) -> str:
         accounts = self._live_accounts()
@@ -313,10 +325,35 @@ async def _compare_psa(world: World, redis: Redis, keys: Keys, report: Report) -
         elif client.fields.get("name") != wire["Name"]:
             report.psa_problems.append(f"client {client.id}: name {client.fields.get('name')!r} != {wire['Name']!r}")
     report.psa_checked["accounts"] = len(clients)
+    await _compare_contacts(world, redis, keys, report)
     await _compare_psa_to_erp(world, redis, keys, report, "resource", "users", "Employee", ("name", "email"))
     await _compare_psa_to_erp(world, redis, keys, report, "project", "projects", "Customer", ("name",),
                               keep=lambda w: bool(w.get("Job")))
     await _compare_time(world, redis, keys, report)
+
+
+async def _compare_contacts(world: World, redis: Redis, keys: Keys, report: Report) -> None:
+    """Every CRM contact of a live account is a PSA contact with the same name and email."""
+    psa = {}
+    for wire in world.psa.records("contacts"):
+        record = harvest_mapping.to_canonical(harvest_mapping.spec_for("contact"), wire)
+        gid = await _gid(redis, keys, "contact", "psa", record.id) or record.gid
+        if gid:
+            psa[gid] = record
+    live_accounts = {a["Id"] for a in world.crm.records("Account")}
+    checked = 0
+    for wire in world.crm.records("Contact"):
+        if wire.get("AccountId") not in live_accounts:
+            continue
+        gid = await _gid(redis, keys, "contact", "crm", wire["Id"])
+        twin = psa.get(gid) if gid else None
+        checked += 1
+        if twin is None:
+            report.psa_problems.append(f"contact {wire['Id']}: not in the PSA")
+        elif (twin.fields.get("last_name"), twin.fields.get("email")) != (wire.get("LastName"), wire.get("Email")):
+            report.psa_problems.append(f"contact {wire['Id']}: PSA {twin.fields.get('last_name')!r}/"
+                                       f"{twin.fields.get('email')!r} != CRM {wire.get('LastName')!r}/{wire.get('Email')!r}")
+    report.psa_checked["contact"] = checked
 
 
 async def _compare_psa_to_erp(world: World, redis: Redis, keys: Keys, report: Report, entity: str, psa_table: str,
