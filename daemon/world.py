@@ -120,12 +120,30 @@ class _PsaWork:
                                 self.rng.choice((1.0, 1.5, 2.0, 4.0)), "Client work")
         return "psa: time logged"
 
+    def _psa_log_expense(self) -> str:
+        assignments = [a for a in self.world.psa.records("user_assignments") if a.get("is_active", True)]
+        projects = {p["id"] for p in self.world.psa.records("projects") if p.get("is_active")}
+        assignments = [a for a in assignments if a["project"]["id"] in projects]
+        if not assignments:
+            return self._psa_new_project()
+        assignment = self.rng.choice(assignments)
+        self.world.psa.user_create("expenses", {
+            "project_id": assignment["project"]["id"], "user_id": assignment["user"]["id"],
+            "expense_category_id": self.rng.choice(self.world.psa_seed["expense_categories"][:3]),
+            "spent_date": date_today(self.world.psa), "total_cost": float(self.rng.choice((45, 120, 380))),
+            "notes": "Client visit", "billable": True})
+        return "psa: expense logged"
+
     def _psa_approve(self) -> str:
         drafts = [t["id"] for t in self.world.psa.records("time_entries") if not t.get("is_closed")]
-        if not drafts:
+        expenses = [e["id"] for e in self.world.psa.records("expenses") if not e.get("is_closed")]
+        if not drafts and not expenses:
             return self._psa_log_time()
-        self.world.psa.approve_time(drafts)
-        return "psa: timesheets approved"
+        if drafts:
+            self.world.psa.approve_time(drafts)
+        if expenses:
+            self.world.psa.approve_time(expenses, resource="expenses")
+        return "psa: timesheets and expenses approved"
 
 
 def date_today(state: HarvestState) -> str:
@@ -159,8 +177,10 @@ class Activity(_PsaWork):
             action = self._erp_finance()
         elif roll < 0.65:
             action = self._psa_new_project()
-        elif roll < 0.90:
+        elif roll < 0.84:
             action = self._psa_log_time()
+        elif roll < 0.90:
+            action = self._psa_log_expense()
         else:
             action = self._psa_approve()
         self.done[action] = self.done.get(action, 0) + 1
@@ -330,6 +350,7 @@ async def _compare_psa(world: World, redis: Redis, keys: Keys, report: Report) -
     await _compare_psa_to_erp(world, redis, keys, report, "project", "projects", "Customer", ("name",),
                               keep=lambda w: bool(w.get("Job")))
     await _compare_time(world, redis, keys, report)
+    await _compare_expenses(world, redis, keys, report)
 
 
 async def _compare_contacts(world: World, redis: Redis, keys: Keys, report: Report) -> None:
@@ -402,6 +423,31 @@ async def _compare_time(world: World, redis: Redis, keys: Keys, report: Report) 
         elif twin is not None:
             report.psa_problems.append(f"time entry {record.id}: not approved and billable, yet in the ERP")
     report.psa_checked["time entries"] = len(expected)
+
+
+async def _compare_expenses(world: World, redis: Redis, keys: Keys, report: Report) -> None:
+    """Approved billable expenses are in the ERP with the same amount; nothing else is."""
+    erp: dict[str, Any] = {}
+    for wire in world.erp.records("Purchase"):
+        twin = qbo_mapping.to_canonical("expense", wire)
+        gid = await _gid(redis, keys, "expense", "erp", twin.id) or twin.gid
+        if gid:
+            erp[gid] = twin
+    expected = 0
+    for wire in world.psa.records("expenses"):
+        record = harvest_mapping.to_canonical(harvest_mapping.spec_for("expense"), wire)
+        gid = await _gid(redis, keys, "expense", "psa", record.id)
+        twin = erp.get(gid) if gid else None
+        if record.fields.get("approval") == "approved" and record.fields.get("billable") is True:
+            expected += 1
+            if twin is None:
+                report.psa_problems.append(f"expense {record.id}: approved and billable, not in the ERP")
+            elif _hours(twin.fields.get("amount")) != _hours(record.fields.get("amount")):
+                report.psa_problems.append(f"expense {record.id}: amount {record.fields.get('amount')} in the PSA, "
+                                           f"{twin.fields.get('amount')} in the ERP")
+        elif twin is not None:
+            report.psa_problems.append(f"expense {record.id}: not approved and billable, yet in the ERP")
+    report.psa_checked["expense"] = expected
 
 
 def _hours(value: Any) -> float | None:
