@@ -256,8 +256,8 @@ class Poller(LoopActor):
 
     async def _check_adopted(self, entity: str, plan: _PagePlan) -> None:
         """A non-owned field first seen with a value that differs from its owner's is a violation too."""
-        for record, gid, adopted in plan.adopted:
-            owners, owner_deleted = await self._owner_values(entity, gid, adopted)
+        looked_up = await self._owner_values(entity, [(gid, adopted) for _, gid, adopted in plan.adopted])
+        for (record, gid, adopted), (owners, owner_deleted) in zip(plan.adopted, looked_up, strict=True):
             violations = {f: (owners[f], v) for f, v in adopted.items() if f in owners and owners[f] != v}
             if violations and not owner_deleted:
                 self._violation(entity, record, gid, violations, plan)
@@ -284,8 +284,8 @@ class Poller(LoopActor):
         if not plan.reverts:
             return
         ownership = self.ownership[entity]
-        for record, gid, violations in plan.reverts:
-            restore, owner_deleted = await self._owner_values(entity, gid, violations)
+        looked_up = await self._owner_values(entity, [(gid, violations) for _, gid, violations in plan.reverts])
+        for (record, gid, violations), (restore, owner_deleted) in zip(plan.reverts, looked_up, strict=True):
             if owner_deleted:
                 continue  # the owner deleted the record: nothing to restore, nothing to review
             if restore and await self._revert_allowed(entity, record.id):
@@ -308,24 +308,41 @@ class Poller(LoopActor):
             count, _ = await pipe.execute()
         return int(count) <= MAX_REVERTS
 
-    async def _owner_values(self, entity: str, gid: str, fields: Iterable[str]) -> tuple[dict[str, Any], bool]:
-        """The owners' last-seen values of ``fields`` (those known), and whether an owner deleted the record."""
+    async def _owner_values(self, entity: str, items: list[tuple[str, Iterable[str]]]
+                            ) -> list[tuple[dict[str, Any], bool]]:
+        """For each (gid, fields): the owners' last-seen values of those fields (the known ones), and
+        whether an owner deleted the record. Three Redis calls for the whole page, whatever its size."""
+        if not items:
+            return []
         ctx = self.ctx
         ownership = self.ownership[entity]
-        xref = await ctx.identity.xref(entity, gid)
-        values: dict[str, Any] = {}
-        for field in fields:
-            owner_id = xref.get(ownership.owner_of(field))
-            if owner_id is None:
-                continue
-            seen, _ = await ctx.projections.load(ownership.owner_of(field), entity, [owner_id])
-            if seen[0] is None:
-                continue
-            if seen[0].get(DELETED_FIELD):
-                return {}, True
-            if field in seen[0]:
-                values[field] = seen[0][field]
-        return values, False
+        xrefs = await ctx.identity.xrefs(entity, [gid for gid, _ in items])
+        wanted: dict[str, set[str]] = {}
+        for (_, fields), xref in zip(items, xrefs, strict=True):
+            for field in fields:
+                owner = ownership.owner_of(field)
+                if owner in xref:
+                    wanted.setdefault(owner, set()).add(xref[owner])
+        seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for owner, ids in wanted.items():
+            loaded, _ = await ctx.projections.load(owner, entity, sorted(ids))
+            seen.update({(owner, i): p for i, p in zip(sorted(ids), loaded, strict=True)})
+        out: list[tuple[dict[str, Any], bool]] = []
+        for (_, fields), xref in zip(items, xrefs, strict=True):
+            values: dict[str, Any] = {}
+            deleted = False
+            for field in fields:
+                owner = ownership.owner_of(field)
+                projection = seen.get((owner, xref.get(owner, "")))
+                if projection is None:
+                    continue
+                if projection.get(DELETED_FIELD):
+                    deleted = True
+                    break
+                if field in projection:
+                    values[field] = projection[field]
+            out.append(({} if deleted else values, deleted))
+        return out
 
     def _governance_exception(self, entity: str, record: SourceRecord, gid: str,
                               violations: dict[str, tuple[Any, Any]]) -> ExceptionRecord:

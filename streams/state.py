@@ -88,6 +88,11 @@ class Identity:
         raw = await self.redis.hgetall(self.keys.xref(entity, gid))
         return {_s(k) or "": _s(v) or "" for k, v in raw.items()}
 
+    async def xrefs(self, entity: str, gids: Sequence[str]) -> list[dict[str, str]]:
+        """The xref (system -> id) of each global id, in one call."""
+        hashes = await hgetall_many(self.redis, [self.keys.xref(entity, gid) for gid in gids])
+        return [{k: _s(v) or "" for k, v in h.items()} for h in hashes]
+
     def link(self, pipe: Pipeline, entity: str, gid: str, system: str, system_id: str) -> None:
         pipe.hset(self.keys.xref(entity, gid), system, system_id)
         pipe.set(self.keys.xid(entity, system, system_id), gid)
