@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import fakeredis
 from hypothesis import HealthCheck, given, settings
@@ -54,57 +55,70 @@ steps = st.one_of(
 )
 
 
-async def scenario(plan: list[Step]) -> None:
-    redis = fakeredis.aioredis.FakeRedis()
-    settings = loads(CONFIG, env={})
-    systems = {s: MemorySystem(s, batch_size=2, entities=ENTITIES) for s in ("crm", "erp")}
-    pollers = {s: Poller(settings, s, "", connector=c, redis=redis) for s, c in systems.items()}  # type: ignore[arg-type]
+class Rig:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.settings = loads(CONFIG, env={})
+        self.systems = {s: MemorySystem(s, batch_size=2, entities=ENTITIES) for s in ("crm", "erp")}
+        self.pollers = {s: Poller(self.settings, s, "", connector=c, redis=redis)  # type: ignore[arg-type]
+                        for s, c in self.systems.items()}
+        self.writers = {e: self.writer(e) for e in ENTITIES}
+        self.accounts: list[str] = []
 
-    def writer(entity: str) -> Writer:
-        w = Writer(settings, entity, "", connectors=dict(systems), redis=redis)  # type: ignore[arg-type]
+    def writer(self, entity: str) -> Writer:
+        w = Writer(self.settings, entity, "", connectors=dict(self.systems), redis=self.redis)  # type: ignore[arg-type]
         w.assign(range(2))
         return w
 
-    writers = {e: writer(e) for e in ENTITIES}
-    crm = systems["crm"]
-    accounts: list[str] = []
-    try:
-        for entity in ENTITIES:
-            await ensure_groups(redis, Keys("r"), entity, ("crm", "erp"), 2)
-            await pollers["erp"].poll_page(entity)
-        for step in plan:
-            if step.kind == "account":
-                accounts.append(crm.user_create({"name": f"A{len(accounts)}"}))
-            elif step.kind == "contact" and accounts:
-                crm.user_create({"last_name": "C", "account": accounts[step.index % len(accounts)]}, entity="contact")
-            elif step.kind == "poll":
-                await pollers[("crm", "erp")[step.index]].poll_page(step.entity)
-            elif step.kind == "sweep":
-                await writers[step.entity].sweep()
-            elif step.kind == "fail":
-                systems["erp"].fail_batches.append(Retryable("erp", "503"))
-            elif step.kind == "crash":
-                writers[step.entity] = writer(step.entity)
-        systems["erp"].fail_batches.clear()
+    async def apply(self, step: Step) -> None:
+        crm = self.systems["crm"]
+        if step.kind == "account":
+            self.accounts.append(crm.user_create({"name": f"A{len(self.accounts)}"}))
+        elif step.kind == "contact" and self.accounts:
+            account = self.accounts[step.index % len(self.accounts)]
+            crm.user_create({"last_name": "C", "account": account}, entity="contact")
+        elif step.kind == "poll":
+            await self.pollers[("crm", "erp")[step.index]].poll_page(step.entity)
+        elif step.kind == "sweep":
+            await self.writers[step.entity].sweep()
+        elif step.kind == "fail":
+            self.systems["erp"].fail_batches.append(Retryable("erp", "503"))
+        elif step.kind == "crash":
+            self.writers[step.entity] = self.writer(step.entity)
+
+    async def settle(self) -> None:
+        self.systems["erp"].fail_batches.clear()
         for _ in range(10):
             for entity in ENTITIES:
-                await pollers["crm"].poll_page(entity)
-                await pollers["erp"].poll_page(entity)
+                await self.pollers["crm"].poll_page(entity)
+                await self.pollers["erp"].poll_page(entity)
                 for _ in range(3):
-                    await writers[entity].sweep()
-                    await asyncio.sleep(0.002)
-        erp = systems["erp"].tables
-        erp_account_of: dict[str, str] = {}
-        for rid, gid in erp["account"].gids.items():
-            assert gid is not None
-            erp_account_of[gid] = rid
-        assert len(erp["account"].records) == len(accounts)
+                    await self.writers[entity].sweep()
+                    await asyncio.sleep(0.002)  # lets a failed slot's 1 ms backoff elapse
+
+    async def check(self) -> None:
+        crm, erp = self.systems["crm"], self.systems["erp"].tables
+        erp_account_of = {gid: rid for rid, gid in erp["account"].gids.items() if gid is not None}
+        assert len(erp["account"].records) == len(self.accounts) == len(erp_account_of)
         assert len(erp["contact"].records) == len(crm.tables["contact"].records)
         for crm_id, contact in crm.tables["contact"].records.items():
-            gid = (await redis.get(Keys("r").xid("contact", "crm", crm_id))).decode()
+            gid = (await self.redis.get(Keys("r").xid("contact", "crm", crm_id))).decode()
             [erp_contact] = [erp["contact"].records[r] for r, g in erp["contact"].gids.items() if g == gid]
-            account_gid = (await redis.get(Keys("r").xid("account", "crm", contact["account"]))).decode()
+            account_gid = (await self.redis.get(Keys("r").xid("account", "crm", contact["account"]))).decode()
             assert erp_contact["account"] == erp_account_of[account_gid]  # the ERP's own id, not the CRM's
+
+
+async def scenario(plan: list[Step]) -> None:
+    redis = fakeredis.aioredis.FakeRedis()
+    try:
+        rig = Rig(redis)
+        for entity in ENTITIES:
+            await ensure_groups(redis, Keys("r"), entity, ("crm", "erp"), 2)
+            await rig.pollers["erp"].poll_page(entity)
+        for step in plan:
+            await rig.apply(step)
+        await rig.settle()
+        await rig.check()
     finally:
         await redis.aclose()
 
