@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -13,7 +11,7 @@ import httpx
 import msgspec
 import pytest
 
-from accord.config.types import Duration, RateLimit, dec_hook
+from accord.config.types import dec_hook
 from accord.connectors.base import Connector, MemoryTokenCache, SourceRecord, WriteOp
 from accord.connectors.errors import AuthExpired, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.salesforce.client import SalesforceConnector
@@ -26,53 +24,13 @@ from accord.connectors.salesforce.mapping import (
     to_wire,
     written_projection,
 )
-from accord.connectors.salesforce.sandbox import SalesforceState, build_app
+from accord.connectors.salesforce.sandbox import SalesforceState
 from accord.connectors.salesforce.seed import seed_accounts
 from accord.connectors.salesforce.settings import SalesforceSettings
-from accord.connectors.sandbox import Clock
+from tests.connectors.sf_rig import Recorder, settings
 
-START = 1_775_124_930.0  # 2026-04-02T10:15:30Z
 ACCOUNT_FIELDS = {"name", "website", "billing_address", "country", "currency", "tax_id", "payment_terms",
                   "legal_entity", "parent", "status"}
-
-
-class Recorder(httpx.AsyncBaseTransport):
-    """Passes requests to the sandbox app and keeps them, so tests can look at headers and bodies."""
-
-    def __init__(self, app: Any) -> None:
-        self.inner = httpx.ASGITransport(app=app)
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-def settings(**overrides: Any) -> SalesforceSettings:
-    # A host per call: account limiters are per process and keyed by host, and every test has its own loop.
-    values: dict[str, Any] = {"base_url": f"http://{uuid.uuid4().hex[:12]}.sf.test", "client_id": "accord-sandbox", "client_secret": "sandbox-secret",
-                              "rate_limit": RateLimit(requests=100_000, period=Duration(1.0)), **overrides}
-    return SalesforceSettings(**values)
-
-
-@pytest.fixture
-def state() -> SalesforceState:
-    return SalesforceState(clock=Clock(start=START))
-
-
-@pytest.fixture
-async def recorder(state: SalesforceState) -> AsyncIterator[Recorder]:
-    yield Recorder(build_app(state))
-
-
-@pytest.fixture
-async def sf(recorder: Recorder) -> AsyncIterator[SalesforceConnector]:
-    connector = SalesforceConnector(settings(), transport=recorder)
-    yield connector
-    await connector.aclose()
 
 
 async def drain(conn: SalesforceConnector, cursor: str | None, entity: str = "account",
@@ -93,8 +51,8 @@ def op(gid: str, fields: dict[str, Any], *, target_id: str | None = None, kind: 
                    correlation_id=correlation_id)
 
 
-def soql_of(state: SalesforceState) -> list[str]:
-    return [parse_qs(e.query)["q"][0] for e in state.requests.entries("query") if "q=" in e.query]
+def soql_of(sf_state: SalesforceState) -> list[str]:
+    return [parse_qs(e.query)["q"][0] for e in sf_state.requests.entries("query") if "q=" in e.query]
 
 
 # -- mapping ---------------------------------------------------------------------------------------
@@ -162,70 +120,70 @@ def test_settings_decode_and_limits() -> None:
 # -- fetch -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("page_size", "max_batch", "calls"), [(2000, 7, 4), (5, 2000, 5)])
-async def test_full_load_pages_with_batch_shrink(state: SalesforceState, recorder: Recorder, page_size: int,
+async def test_full_load_pages_with_batch_shrink(sf_state: SalesforceState, sf_recorder: Recorder, page_size: int,
                                                  max_batch: int, calls: int) -> None:
-    ids = seed_accounts(state, 25, random.Random(7))
-    state.max_batch = max_batch
-    conn = SalesforceConnector(settings(page_size=page_size), transport=recorder)
+    ids = seed_accounts(sf_state, 25, random.Random(7))
+    sf_state.max_batch = max_batch
+    conn = SalesforceConnector(settings(page_size=page_size), transport=sf_recorder)
     records, cursor = await drain(conn, None)
     await conn.aclose()
     assert sorted(r.id for r in records) == sorted(ids)  # every record exactly once
-    assert state.requests.count("query", status=200) == calls
-    assert all(r.headers["sforce-query-options"] == f"batchSize={page_size}" for r in recorder.requests
+    assert sf_state.requests.count("query", status=200) == calls
+    assert all(r.headers["sforce-query-options"] == f"batchSize={page_size}" for r in sf_recorder.requests
                if "/query" in r.url.path)
-    assert "WHERE" not in soql_of(state)[0]  # a full load reads from the beginning, through queryAll
-    assert all(e.path.split("/")[4] == "queryAll" for e in state.requests.entries("query"))
-    first = state.get("Account", records[0].id)
+    assert "WHERE" not in soql_of(sf_state)[0]  # a full load reads from the beginning, through queryAll
+    assert all(e.path.split("/")[4] == "queryAll" for e in sf_state.requests.entries("query"))
+    first = sf_state.get("Account", records[0].id)
     assert first is not None and records[0].version == parse_datetime_ms(first["SystemModstamp"])
     assert records[0].fields.keys() == ACCOUNT_FIELDS and records[0].gid is None
     assert json.loads(cursor)["wm"] == max(r.version for r in records)
 
 
-async def test_same_modstamp_straddling_pages_and_expired_locator(state: SalesforceState,
+async def test_same_modstamp_straddling_pages_and_expired_locator(sf_state: SalesforceState,
                                                                   sf: SalesforceConnector) -> None:
-    before = state.user_create("Account", {"Name": "Early"})
-    state.clock.advance(1)
-    with state.transaction():  # one transaction: five records share one SystemModstamp
-        batch = [state.user_create("Account", {"Name": f"Bulk {i}"}) for i in range(5)]
-    state.clock.advance(1)
-    after = state.user_create("Account", {"Name": "Late"})
-    state.max_batch = 2
+    before = sf_state.user_create("Account", {"Name": "Early"})
+    sf_state.clock.advance(1)
+    with sf_state.transaction():  # one transaction: five records share one SystemModstamp
+        batch = [sf_state.user_create("Account", {"Name": f"Bulk {i}"}) for i in range(5)]
+    sf_state.clock.advance(1)
+    after = sf_state.user_create("Account", {"Name": "Late"})
+    sf_state.max_batch = 2
     page = await sf.fetch("account", None)
     assert [r.id for r in page.records] == [before, batch[0]] and page.more
-    state.invalidate_cursors()  # the locator is refused: the query restarts from the watermark
+    sf_state.invalidate_cursors()  # the locator is refused: the query restarts from the watermark
     rest, cursor = await drain(sf, page.cursor)
     records = page.records + rest
     assert sorted(r.id for r in records) == sorted([before, *batch, after])
     assert len({r.version for r in records if r.id in batch}) == 1
-    assert state.requests.count("query", status=400) == 1
+    assert sf_state.requests.count("query", status=400) == 1
     again, _ = await drain(sf, cursor)
     assert again == []  # the overlap window is re-read but nothing repeats
 
 
-async def test_incremental_fetch_returns_later_changes_once(state: SalesforceState,
+async def test_incremental_fetch_returns_later_changes_once(sf_state: SalesforceState,
                                                             sf: SalesforceConnector) -> None:
-    ids = seed_accounts(state, 10, random.Random(3))
+    ids = seed_accounts(sf_state, 10, random.Random(3))
     _, cursor = await drain(sf, None)
-    state.clock.advance(60)
-    state.user_update("Account", ids[2], {"Name": "Renamed Partners LLP"})
+    sf_state.clock.advance(60)
+    sf_state.user_update("Account", ids[2], {"Name": "Renamed Partners LLP"})
     records, cursor = await drain(sf, cursor)
     assert [(r.id, r.fields["name"]) for r in records] == [(ids[2], "Renamed Partners LLP")]
-    where = soql_of(state)[-1]
+    where = soql_of(sf_state)[-1]
     assert "WHERE SystemModstamp >= " in where and where.endswith("ORDER BY SystemModstamp ASC, Id ASC")
-    state.clock.advance(0.5)  # inside the 2 s overlap: ids[2] is read again and dropped as a repeat
-    state.user_update("Account", ids[5], {"Website": "https://renamed.example"})
+    sf_state.clock.advance(0.5)  # inside the 2 s overlap: ids[2] is read again and dropped as a repeat
+    sf_state.user_update("Account", ids[5], {"Website": "https://renamed.example"})
     records, cursor = await drain(sf, cursor)
     assert [(r.id, r.fields["website"]) for r in records] == [(ids[5], "https://renamed.example")]
     assert [pair[0] for pair in json.loads(cursor)["recent"]] == [ids[2], ids[5]]  # old pairs pruned
     assert (await drain(sf, cursor))[0] == []
 
 
-async def test_deletes_come_back_through_query_all(state: SalesforceState, sf: SalesforceConnector) -> None:
+async def test_deletes_come_back_through_query_all(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
     [created] = await sf.write("account", [op("g-del", {"name": "Doomed Ltd"})])
     first, cursor = await drain(sf, None)
-    state.clock.advance(30)
+    sf_state.clock.advance(30)
     assert created.target_id is not None
-    state.user_delete("Account", created.target_id)
+    sf_state.user_delete("Account", created.target_id)
     records, _ = await drain(sf, cursor)
     assert len(records) == 1
     tomb = records[0]
@@ -233,8 +191,8 @@ async def test_deletes_come_back_through_query_all(state: SalesforceState, sf: S
     assert tomb.version > first[0].version
 
 
-async def test_unmappable_value_is_left_out_not_fatal(state: SalesforceState, sf: SalesforceConnector) -> None:
-    rid = state.user_create("Account", {"Name": "Odd Terms", "Payment_Terms__c": "Net 45"})
+async def test_unmappable_value_is_left_out_not_fatal(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    rid = sf_state.user_create("Account", {"Name": "Odd Terms", "Payment_Terms__c": "Net 45"})
     records, _ = await drain(sf, None)
     assert records[0].id == rid and "payment_terms" not in records[0].fields
     assert records[0].fields["name"] == "Odd Terms" and sf.stats.errors == 1
@@ -243,75 +201,75 @@ async def test_unmappable_value_is_left_out_not_fatal(state: SalesforceState, sf
 
 # -- auth, limits, faults --------------------------------------------------------------------------
 
-async def test_expired_session_mints_a_new_token_and_retries_once(state: SalesforceState,
+async def test_expired_session_mints_a_new_token_and_retries_once(sf_state: SalesforceState,
                                                                   sf: SalesforceConnector) -> None:
     await sf.fetch("account", None)
-    state.expire_tokens()
+    sf_state.expire_tokens()
     await sf.fetch("account", None)
-    assert state.requests.count("token") == 2
-    assert state.requests.count("query", status=401) == 1 and state.requests.count("query", status=200) == 2
+    assert sf_state.requests.count("token") == 2
+    assert sf_state.requests.count("query", status=401) == 1 and sf_state.requests.count("query", status=200) == 2
 
 
-async def test_second_401_is_auth_expired(state: SalesforceState, sf: SalesforceConnector) -> None:
-    state.token_ttl = 0  # every token is dead on arrival
+async def test_second_401_is_auth_expired(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    sf_state.token_ttl = 0  # every token is dead on arrival
     with pytest.raises(AuthExpired, match="INVALID_SESSION_ID"):
         await sf.fetch("account", None)
-    assert state.requests.count("token") == 2 and state.requests.count("query", status=401) == 2
+    assert sf_state.requests.count("token") == 2 and sf_state.requests.count("query", status=401) == 2
 
 
-async def test_bad_client_secret_is_permanent(recorder: Recorder) -> None:
-    conn = SalesforceConnector(settings(client_secret="wrong"), transport=recorder, name="crm")
+async def test_bad_client_secret_is_permanent(sf_recorder: Recorder) -> None:
+    conn = SalesforceConnector(settings(client_secret="wrong"), transport=sf_recorder, name="crm")
     with pytest.raises(Permanent, match=r"^crm: .*invalid_client.*client_secret"):
         await conn.fetch("account", None)
     await conn.aclose()
 
 
-async def test_shared_token_cache_is_reused(recorder: Recorder, state: SalesforceState) -> None:
+async def test_shared_token_cache_is_reused(sf_recorder: Recorder, sf_state: SalesforceState) -> None:
     cache = MemoryTokenCache()
-    one = SalesforceConnector(settings(), transport=recorder, token_cache=cache)
-    two = SalesforceConnector(settings(), transport=recorder, token_cache=cache)
+    one = SalesforceConnector(settings(), transport=sf_recorder, token_cache=cache)
+    two = SalesforceConnector(settings(), transport=sf_recorder, token_cache=cache)
     await one.fetch("account", None)
     await two.fetch("account", None)
-    assert state.requests.count("token") == 1 and cache.token is not None and "expires_at" in cache.token
+    assert sf_state.requests.count("token") == 1 and cache.token is not None and "expires_at" in cache.token
     await one.aclose()
     await two.aclose()
 
 
-async def test_request_limit_exceeded_is_rate_limited(state: SalesforceState, sf: SalesforceConnector) -> None:
-    state.faults.add("query", "429")  # rendered the Salesforce way: 403 REQUEST_LIMIT_EXCEEDED
+async def test_request_limit_exceeded_is_rate_limited(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    sf_state.faults.add("query", "429")  # rendered the Salesforce way: 403 REQUEST_LIMIT_EXCEEDED
     with pytest.raises(RateLimited) as caught:
         await sf.fetch("account", None)
     assert (caught.value.status, caught.value.code, caught.value.retry_after) == (403, "REQUEST_LIMIT_EXCEEDED", 60.0)
-    state.api_limit = state.usage()[0]  # the daily quota is now used up
+    sf_state.api_limit = sf_state.usage()[0]  # the daily quota is now used up
     with pytest.raises(RateLimited):
         await sf.write("account", [op("g-1", {"name": "Blocked"})])
-    assert sf.stats.rate_limited == 2 and state.records("Account") == []
+    assert sf.stats.rate_limited == 2 and sf_state.records("Account") == []
 
 
-async def test_server_unavailable_is_retryable(state: SalesforceState, sf: SalesforceConnector) -> None:
-    state.faults.add("composite", "503")
+async def test_server_unavailable_is_retryable(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    sf_state.faults.add("composite", "503")
     with pytest.raises(Retryable) as caught:
         await sf.write("account", [op("g-1", {"name": "Later Ltd"})])
     assert not isinstance(caught.value, RateLimited) and caught.value.code == "SERVER_UNAVAILABLE"
-    state.faults.add("query", "500")
+    sf_state.faults.add("query", "500")
     with pytest.raises(Retryable):
         await sf.fetch("account", None)
     [result] = await sf.write("account", [op("g-1", {"name": "Later Ltd"})])  # the fault is spent
-    assert result.ok and len(state.records("Account")) == 1
+    assert result.ok and len(sf_state.records("Account")) == 1
 
 
-async def test_limit_info_is_parsed(state: SalesforceState, sf: SalesforceConnector) -> None:
+async def test_limit_info_is_parsed(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
     assert sf.api_usage is None
     await sf.fetch("account", None)
     await sf.fetch("account", None)
-    assert sf.api_usage == state.usage() == (2, 15000)
+    assert sf.api_usage == sf_state.usage() == (2, 15000)
     assert sf.stats.calls == 3  # one token call and two queries
 
 
 # -- write -------------------------------------------------------------------------------------------
 
-async def test_collection_upsert_partial_failure(state: SalesforceState, sf: SalesforceConnector,
-                                                 recorder: Recorder) -> None:
+async def test_collection_upsert_partial_failure(sf_state: SalesforceState, sf: SalesforceConnector,
+                                                 sf_recorder: Recorder) -> None:
     full = {"name": "Acme Consulting Ltd", "country": "GB", "currency": "GBP", "payment_terms": "net_30",
             "billing_address": {"city": "London", "postal_code": "EC2A 1AB"}, "legal_name": "Acme Consulting Limited"}
     ops = [op("g-1", full, correlation_id="c-1"), op("g-2", {"website": "https://nameless.example"},
@@ -322,47 +280,47 @@ async def test_collection_upsert_partial_failure(state: SalesforceState, sf: Sal
     assert isinstance(results[1].error, Permanent) and results[1].error.code == "REQUIRED_FIELD_MISSING"
     assert "Accord_Id__c=g-2" in results[1].error.message and "Name" in results[1].error.message
     assert results[0].created and results[0].fields == {k: v for k, v in full.items() if k != "legal_name"}
-    stored = {r["Accord_Id__c"]: r for r in state.records("Account")}
+    stored = {r["Accord_Id__c"]: r for r in sf_state.records("Account")}
     assert stored.keys() == {"g-1", "g-3"} and stored["g-1"]["Id"] == results[0].target_id
     assert (stored["g-1"]["Payment_Terms__c"], stored["g-1"]["BillingCity"], stored["g-1"]["BillingStreet"]) == (
         "Net 30", "London", None)
-    [sent] = [r for r in recorder.requests if r.method == "PATCH"]
+    [sent] = [r for r in sf_recorder.requests if r.method == "PATCH"]
     assert sent.url.path == "/services/data/v66.0/composite/sobjects/Account/Accord_Id__c"
     assert sent.headers["sforce-call-options"] == "client=accord" and sent.headers["x-correlation-id"] == "c-1,c-2"
     assert json.loads(sent.content)["allOrNone"] is False
 
 
-async def test_upsert_is_idempotent(state: SalesforceState, sf: SalesforceConnector) -> None:
+async def test_upsert_is_idempotent(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
     first = await sf.write("account", [op("g-7", {"name": "Once Only Inc."})])
     again = await sf.write("account", [op("g-7", {"name": "Once Only Inc."})])  # a retried create
-    assert len(state.records("Account")) == 1
+    assert len(sf_state.records("Account")) == 1
     assert (first[0].created, again[0].created) == (True, False)
     assert first[0].target_id == again[0].target_id
 
 
-async def test_update_by_id_writes_only_given_fields(state: SalesforceState, sf: SalesforceConnector,
-                                                     recorder: Recorder) -> None:
-    rid = state.user_create("Account", {"Name": "Old Name", "Website": "https://keep.example",
+async def test_update_by_id_writes_only_given_fields(sf_state: SalesforceState, sf: SalesforceConnector,
+                                                     sf_recorder: Recorder) -> None:
+    rid = sf_state.user_create("Account", {"Name": "Old Name", "Website": "https://keep.example",
                                         "Tax_Id__c": "DE123", "BillingCity": "Berlin"})
     [result] = await sf.write("account", [op("g-9", {"name": "New Name"}, target_id=rid)])
     assert (result.ok, result.target_id, result.created, result.fields) == (True, rid, False, {"name": "New Name"})
-    row = state.get("Account", rid)
+    row = sf_state.get("Account", rid)
     assert row is not None
     assert (row["Name"], row["Website"], row["Tax_Id__c"], row["BillingCity"]) == (
         "New Name", "https://keep.example", "DE123", "Berlin")
-    [sent] = [json.loads(r.content) for r in recorder.requests if r.method == "PATCH"]
+    [sent] = [json.loads(r.content) for r in sf_recorder.requests if r.method == "PATCH"]
     assert sent["records"] == [{"attributes": {"type": "Account"}, "id": rid, "Name": "New Name"}]
-    calls = state.requests.count("composite")
+    calls = sf_state.requests.count("composite")
     [skip] = await sf.write("account", [op("g-9", {"legal_name": "Not in Salesforce"}, target_id=rid)])
-    assert skip.ok and state.requests.count("composite") == calls  # nothing to write: no request
+    assert skip.ok and sf_state.requests.count("composite") == calls  # nothing to write: no request
 
 
-async def test_per_record_errors_are_classified(state: SalesforceState, sf: SalesforceConnector) -> None:
-    locked = state.user_create("Account", {"Name": "Locked"})
-    gone = state.user_create("Account", {"Name": "Gone"})
-    state.user_delete("Account", gone)
-    state.lock_record(locked)
-    state.add_validation_rule("Account", "website_https", lambda r: not r["Website"] or
+async def test_per_record_errors_are_classified(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    locked = sf_state.user_create("Account", {"Name": "Locked"})
+    gone = sf_state.user_create("Account", {"Name": "Gone"})
+    sf_state.user_delete("Account", gone)
+    sf_state.lock_record(locked)
+    sf_state.add_validation_rule("Account", "website_https", lambda r: not r["Website"] or
                               str(r["Website"]).startswith("https://"), "Website must start with https://")
     results = await sf.write("account", [
         op("g-1", {"name": "Busy"}, target_id=locked),
@@ -375,36 +333,36 @@ async def test_per_record_errors_are_classified(state: SalesforceState, sf: Sale
         "UNABLE_TO_LOCK_ROW", "ENTITY_IS_DELETED", "FIELD_CUSTOM_VALIDATION_EXCEPTION", "MAPPING_ERROR"]
 
 
-async def test_delete(state: SalesforceState, sf: SalesforceConnector) -> None:
+async def test_delete(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
     [made] = await sf.write("account", [op("g-5", {"name": "Short Lived"})])
     results = await sf.write("account", [op("g-5", {}, target_id=made.target_id, kind="delete"),
                                          op("g-6", {}, kind="delete")])
     assert [r.ok for r in results] == [True, True]
-    assert state.records("Account") == [] and len(state.records("Account", include_deleted=True)) == 1
-    deletes = [e for e in state.requests.entries("composite") if e.method == "DELETE"]
+    assert sf_state.records("Account") == [] and len(sf_state.records("Account", include_deleted=True)) == 1
+    deletes = [e for e in sf_state.requests.entries("composite") if e.method == "DELETE"]
     assert len(deletes) == 1 and parse_qs(deletes[0].query) == {"ids": [made.target_id], "allOrNone": ["false"]}
     [again] = await sf.write("account", [op("g-5", {}, target_id=made.target_id, kind="delete")])
     assert again.ok  # deleting a deleted record is done, not an error (a retried delete)
 
 
-async def test_find_created(state: SalesforceState, sf: SalesforceConnector) -> None:
+async def test_find_created(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
     made = await sf.write("account", [op("g-1", {"name": "One"}), op("O'Brien-2", {"name": "Two"})])
-    state.user_create("Account", {"Name": "Unrelated"})
+    sf_state.user_create("Account", {"Name": "Unrelated"})
     found = await sf.find_created("account", ["g-1", "O'Brien-2", "g-missing"], 0)
     assert found.keys() == {"g-1", "O'Brien-2"}
     assert [found["g-1"].id, found["O'Brien-2"].id] == [r.target_id for r in made]
     assert found["g-1"].gid == "g-1" and found["g-1"].fields["name"] == "One"
-    assert "WHERE Accord_Id__c IN ('g-1', 'O\\'Brien-2', 'g-missing')" in soql_of(state)[-1]
+    assert "WHERE Accord_Id__c IN ('g-1', 'O\\'Brien-2', 'g-missing')" in soql_of(sf_state)[-1]
 
 
-async def test_single_currency_org(recorder: Recorder, state: SalesforceState) -> None:
-    state.multi_currency = False
-    wrong = SalesforceConnector(settings(), transport=recorder)
+async def test_single_currency_org(sf_recorder: Recorder, sf_state: SalesforceState) -> None:
+    sf_state.multi_currency = False
+    wrong = SalesforceConnector(settings(), transport=sf_recorder)
     with pytest.raises(Permanent, match="No such column 'CurrencyIsoCode'") as caught:
         await wrong.fetch("account", None)
     assert caught.value.code == "INVALID_FIELD"
     await wrong.aclose()
-    conn = SalesforceConnector(settings(multi_currency=False), transport=recorder)
+    conn = SalesforceConnector(settings(multi_currency=False), transport=sf_recorder)
     [result] = await conn.write("account", [op("g-1", {"name": "Mono", "currency": "EUR"})])
     assert result.ok and result.fields == {"name": "Mono"}
     records, _ = await drain(conn, None)
@@ -412,10 +370,10 @@ async def test_single_currency_org(recorder: Recorder, state: SalesforceState) -
     await conn.aclose()
 
 
-async def test_system_name_is_settable(recorder: Recorder, state: SalesforceState) -> None:
-    conn: Connector = SalesforceConnector(settings(), transport=recorder)  # satisfies the contract
+async def test_system_name_is_settable(sf_recorder: Recorder, sf_state: SalesforceState) -> None:
+    conn: Connector = SalesforceConnector(settings(), transport=sf_recorder)  # satisfies the contract
     conn.system = "crm"
-    state.faults.add("query", "503")
+    sf_state.faults.add("query", "503")
     with pytest.raises(Retryable, match=r"^crm: GET /services/data/v66.0/queryAll → 503 SERVER_UNAVAILABLE"):
         await conn.fetch("account", None)
     assert conn.entities() == ("account", "contact", "opportunity") and conn.batch_size == 200

@@ -4,69 +4,24 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
 
-from accord.config.types import Duration, RateLimit
 from accord.connectors.base import SourceRecord, WriteOp
 from accord.connectors.errors import Permanent
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import MappingError, to_canonical, to_wire, written_projection
-from accord.connectors.salesforce.sandbox import SalesforceState, build_app
+from accord.connectors.salesforce.sandbox import SalesforceState
 from accord.connectors.salesforce.seed import seed_accounts, seed_contacts, seed_opportunities
-from accord.connectors.salesforce.settings import SalesforceSettings
-from accord.connectors.sandbox import Clock
 from accord.streams.entities import entity_fields, validate_fields
+from tests.connectors.sf_rig import Recorder, settings
 
-START = 1_775_124_930.0  # 2026-04-02T10:15:30Z
 STAMP = "2026-04-02T10:15:30.000+0000"
 ACCOUNT_ID = "0015g00000AbCdEAA1"
 CONTACT_FIELDS = {"account", "first_name", "last_name", "email", "phone", "title"}
 OPPORTUNITY_FIELDS = set(entity_fields("opportunity"))
-
-
-class Recorder(httpx.AsyncBaseTransport):
-    """Passes requests to the sandbox app and keeps them, so tests can look at bodies."""
-
-    def __init__(self, app: Any) -> None:
-        self.inner = httpx.ASGITransport(app=app)
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-def settings(**overrides: Any) -> SalesforceSettings:
-    values: dict[str, Any] = {"base_url": f"http://{uuid.uuid4().hex[:12]}.sf.test", "client_id": "accord-sandbox",
-                              "client_secret": "sandbox-secret",
-                              "rate_limit": RateLimit(requests=100_000, period=Duration(1.0)), **overrides}
-    return SalesforceSettings(**values)
-
-
-@pytest.fixture
-def state() -> SalesforceState:
-    return SalesforceState(clock=Clock(start=START))
-
-
-@pytest.fixture
-async def recorder(state: SalesforceState) -> AsyncIterator[Recorder]:
-    yield Recorder(build_app(state))
-
-
-@pytest.fixture
-async def sf(recorder: Recorder) -> AsyncIterator[SalesforceConnector]:
-    connector = SalesforceConnector(settings(), transport=recorder)
-    yield connector
-    await connector.aclose()
 
 
 async def drain(conn: SalesforceConnector, entity: str, cursor: str | None) -> tuple[list[SourceRecord], str]:
@@ -84,12 +39,12 @@ def op(gid: str, fields: dict[str, Any], *, target_id: str | None = None, kind: 
                    correlation_id=f"c-{gid}")
 
 
-def sent_bodies(recorder: Recorder, method: str = "PATCH") -> list[dict[str, Any]]:
-    return [json.loads(r.content) for r in recorder.requests if r.method == method]
+def sent_bodies(sf_recorder: Recorder, method: str = "PATCH") -> list[dict[str, Any]]:
+    return [json.loads(r.content) for r in sf_recorder.requests if r.method == method]
 
 
-def soql_of(state: SalesforceState) -> list[str]:
-    return [parse_qs(e.query)["q"][0] for e in state.requests.entries("query") if "q=" in e.query]
+def soql_of(sf_state: SalesforceState) -> list[str]:
+    return [parse_qs(e.query)["q"][0] for e in sf_state.requests.entries("query") if "q=" in e.query]
 
 
 OPP_WIRE = {"Id": "0065g00000XyZabAAB", "Name": "Acme ERP rollout", "AccountId": ACCOUNT_ID,
@@ -162,30 +117,30 @@ def test_opportunity_unmappable_reads_name_field_value_and_fix() -> None:
 
 # -- contacts against the sandbox ----------------------------------------------------------------------
 
-async def test_contacts_write_and_read_with_native_account_reference(state: SalesforceState,
+async def test_contacts_write_and_read_with_native_account_reference(sf_state: SalesforceState,
                                                                    sf: SalesforceConnector,
-                                                                   recorder: Recorder) -> None:
-    [acme] = seed_accounts(state, 1, random.Random(1))
+                                                                   sf_recorder: Recorder) -> None:
+    [acme] = seed_accounts(sf_state, 1, random.Random(1))
     full = {"account": acme, "first_name": "Kim", "last_name": "Allen", "email": "kim@acme.example",
             "phone": "+1 617 555 0100", "title": "CFO"}
     [made] = await sf.write("contact", [op("g-kim", full)])
     assert made.ok and made.created and made.target_id and made.target_id.startswith("003")
     assert made.fields == full
-    [sent] = sent_bodies(recorder)
-    assert recorder.requests[-1].url.path.endswith("/composite/sobjects/Contact/Accord_Id__c")
+    [sent] = sent_bodies(sf_recorder)
+    assert sf_recorder.requests[-1].url.path.endswith("/composite/sobjects/Contact/Accord_Id__c")
     assert sent["records"][0]["attributes"] == {"type": "Contact"} and sent["records"][0]["AccountId"] == acme
     records, _ = await drain(sf, "contact", None)
     assert [(r.id, r.gid, r.fields, r.error) for r in records] == [(made.target_id, "g-kim", full, None)]
-    assert "FROM Contact" in soql_of(state)[-1]
+    assert "FROM Contact" in soql_of(sf_state)[-1]
     [update] = await sf.write("contact", [op("g-kim", {"title": "Group CFO"}, target_id=made.target_id)])
-    row = state.get("Contact", made.target_id)
+    row = sf_state.get("Contact", made.target_id)
     assert update.ok and row is not None and (row["Title"], row["Email"], row["AccountId"]) == (
         "Group CFO", "kim@acme.example", acme)  # sparse: only the title was written
 
 
-async def test_contact_errors_are_per_record(state: SalesforceState, sf: SalesforceConnector) -> None:
-    live, gone = seed_accounts(state, 2, random.Random(2))
-    state.user_delete("Account", gone)
+async def test_contact_errors_are_per_record(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    live, gone = seed_accounts(sf_state, 2, random.Random(2))
+    sf_state.user_delete("Account", gone)
     results = await sf.write("contact", [
         op("g-1", {"account": live, "last_name": "Ok"}),
         op("g-2", {"account": live, "first_name": "No Last"}),
@@ -199,60 +154,60 @@ async def test_contact_errors_are_per_record(state: SalesforceState, sf: Salesfo
         "REQUIRED_FIELD_MISSING", "INVALID_CROSS_REFERENCE_KEY", "INVALID_CROSS_REFERENCE_KEY", "MALFORMED_ID"]
     assert results[1].error is not None and "LastName" in results[1].error.message
     assert "Accord_Id__c=g-3" in str(results[2].error) and "AccountId" in str(results[2].error)
-    assert [r["Accord_Id__c"] for r in state.records("Contact")] == ["g-1"]
-    assert state.requests.count("composite") == 1  # one collection upsert for the whole batch
+    assert [r["Accord_Id__c"] for r in sf_state.records("Contact")] == ["g-1"]
+    assert sf_state.requests.count("composite") == 1  # one collection upsert for the whole batch
 
 
-async def test_contacts_incremental_and_cascade_delete(state: SalesforceState, sf: SalesforceConnector) -> None:
-    accounts = seed_accounts(state, 6, random.Random(4))
-    contacts = seed_contacts(state, accounts, random.Random(4))
+async def test_contacts_incremental_and_cascade_delete(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    accounts = seed_accounts(sf_state, 6, random.Random(4))
+    contacts = seed_contacts(sf_state, accounts, random.Random(4))
     first, cursor = await drain(sf, "contact", None)
     assert sorted(r.id for r in first) == sorted(contacts)
     assert all(r.fields.keys() == CONTACT_FIELDS and r.fields["account"] in accounts for r in first)
-    state.clock.advance(60)
-    state.user_update("Contact", contacts[1], {"Title": "Chief Data Officer"})
+    sf_state.clock.advance(60)
+    sf_state.user_update("Contact", contacts[1], {"Title": "Chief Data Officer"})
     changed, cursor = await drain(sf, "contact", cursor)
     assert [(r.id, r.fields["title"]) for r in changed] == [(contacts[1], "Chief Data Officer")]
-    assert "WHERE SystemModstamp >= " in soql_of(state)[-1]
-    state.clock.advance(60)
-    owner = str(state.get("Contact", contacts[0])["AccountId"])  # type: ignore[index]
-    state.user_delete("Account", owner)  # Salesforce deletes the account's contacts with it
+    assert "WHERE SystemModstamp >= " in soql_of(sf_state)[-1]
+    sf_state.clock.advance(60)
+    owner = str(sf_state.get("Contact", contacts[0])["AccountId"])  # type: ignore[index]
+    sf_state.user_delete("Account", owner)  # Salesforce deletes the account's contacts with it
     tombs, cursor = await drain(sf, "contact", cursor)
     expected = sorted(r.id for r in first if r.fields["account"] == owner)
     assert sorted(r.id for r in tombs) == expected and all(r.deleted and r.fields == {} for r in tombs)
     assert (await drain(sf, "contact", cursor))[0] == []
 
 
-async def test_contact_find_created_and_delete(state: SalesforceState, sf: SalesforceConnector) -> None:
+async def test_contact_find_created_and_delete(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
     made = await sf.write("contact", [op("g-a", {"last_name": "Able"}), op("g-b", {"last_name": "Baker"})])
     found = await sf.find_created("contact", ["g-a", "g-b", "g-c"], 0)
     assert {gid: r.id for gid, r in found.items()} == {"g-a": made[0].target_id, "g-b": made[1].target_id}
     [deleted] = await sf.write("contact", [op("g-a", {}, target_id=made[0].target_id, kind="delete")])
-    assert deleted.ok and [r["LastName"] for r in state.records("Contact")] == ["Baker"]
+    assert deleted.ok and [r["LastName"] for r in sf_state.records("Contact")] == ["Baker"]
 
 
 # -- opportunities against the sandbox ------------------------------------------------------------------
 
-async def test_opportunity_write_read_and_is_won_never_written(state: SalesforceState, sf: SalesforceConnector,
-                                                               recorder: Recorder) -> None:
-    [acme] = seed_accounts(state, 1, random.Random(3))
+async def test_opportunity_write_read_and_is_won_never_written(sf_state: SalesforceState, sf: SalesforceConnector,
+                                                               sf_recorder: Recorder) -> None:
+    [acme] = seed_accounts(sf_state, 1, random.Random(3))
     fields = {**OPP_CANONICAL, "account": acme, "stage": "Proposal/Price Quote", "is_won": True,
               "currency": "EUR", "amount": "98765.43"}
     [made] = await sf.write("opportunity", [op("g-opp", fields)])
     assert made.ok and made.target_id and made.target_id.startswith("006")
     assert "is_won" not in made.fields and made.fields == {k: v for k, v in fields.items() if k != "is_won"}
-    [sent] = sent_bodies(recorder)
+    [sent] = sent_bodies(sf_recorder)
     assert "IsWon" not in sent["records"][0] and sent["records"][0]["Amount"] == 98765.43
-    row = state.get("Opportunity", made.target_id)
+    row = sf_state.get("Opportunity", made.target_id)
     assert row is not None and (row["IsWon"], row["IsClosed"], row["Probability"]) == (False, False, 75.0)
     records, cursor = await drain(sf, "opportunity", None)
     assert [r.fields for r in records] == [{**fields, "is_won": False}]  # what Salesforce derived
-    state.clock.advance(30)
-    state.user_update("Opportunity", made.target_id, {"StageName": "Closed Won"})
+    sf_state.clock.advance(30)
+    sf_state.user_update("Opportunity", made.target_id, {"StageName": "Closed Won"})
     [won], cursor = await drain(sf, "opportunity", cursor)
     assert (won.fields["stage"], won.fields["is_won"]) == ("Closed Won", True) and won.version > records[0].version
-    state.set_stage("Signed - Delivery", closed=True, won=True, probability=100.0)  # an org that renamed stages
-    state.clock.advance(30)
+    sf_state.set_stage("Signed - Delivery", closed=True, won=True, probability=100.0)  # an org that renamed stages
+    sf_state.clock.advance(30)
     [renamed] = await sf.write("opportunity", [op("g-opp", {"stage": "Signed - Delivery"},
                                                   target_id=made.target_id)])
     assert renamed.ok and renamed.fields == {"stage": "Signed - Delivery"}
@@ -260,9 +215,9 @@ async def test_opportunity_write_read_and_is_won_never_written(state: Salesforce
     assert (signed.fields["stage"], signed.fields["is_won"]) == ("Signed - Delivery", True)
 
 
-async def test_opportunity_required_fields_and_picklists_per_record(state: SalesforceState,
+async def test_opportunity_required_fields_and_picklists_per_record(sf_state: SalesforceState,
                                                                     sf: SalesforceConnector) -> None:
-    [acme] = seed_accounts(state, 1, random.Random(5))
+    [acme] = seed_accounts(sf_state, 1, random.Random(5))
     base = {"account": acme, "name": "Deal", "stage": "Prospecting", "close_date": "2026-06-30"}
     results = await sf.write("opportunity", [
         op("g-ok", base),
@@ -280,34 +235,34 @@ async def test_opportunity_required_fields_and_picklists_per_record(state: Sales
     assert all(isinstance(e, Permanent) for e in errors)
     assert [str(e).split("(fields: ")[-1] for e in errors[:3]] == ["Name)", "StageName)", "CloseDate)"]
     assert "Catering" in str(errors[3]) and isinstance(errors[5], MappingError)
-    assert [r["Accord_Id__c"] for r in state.records("Opportunity")] == ["g-ok"]
-    assert state.requests.count("composite") == 1  # the unmappable op never left the connector
+    assert [r["Accord_Id__c"] for r in sf_state.records("Opportunity")] == ["g-ok"]
+    assert sf_state.requests.count("composite") == 1  # the unmappable op never left the connector
 
 
-async def test_opportunities_incremental_fetch(state: SalesforceState, sf: SalesforceConnector) -> None:
-    accounts = seed_accounts(state, 8, random.Random(6))
-    opps = seed_opportunities(state, accounts, random.Random(6))
+async def test_opportunities_incremental_fetch(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    accounts = seed_accounts(sf_state, 8, random.Random(6))
+    opps = seed_opportunities(sf_state, accounts, random.Random(6))
     first, cursor = await drain(sf, "opportunity", None)
     assert sorted(r.id for r in first) == sorted(opps) and all(r.error is None for r in first)
     assert all(r.fields.keys() == OPPORTUNITY_FIELDS for r in first)
     assert all(r.fields["is_won"] == (r.fields["stage"] == "Closed Won") for r in first)
-    assert "FROM Opportunity" in soql_of(state)[-1] and "IsWon" in soql_of(state)[-1]
-    state.clock.advance(60)
+    assert "FROM Opportunity" in soql_of(sf_state)[-1] and "IsWon" in soql_of(sf_state)[-1]
+    sf_state.clock.advance(60)
     target = next(r for r in first if r.fields["stage"] != "Closed Won")
-    state.user_update("Opportunity", target.id, {"StageName": "Closed Won", "Amount": 250000.5})
+    sf_state.user_update("Opportunity", target.id, {"StageName": "Closed Won", "Amount": 250000.5})
     changed, cursor = await drain(sf, "opportunity", cursor)
     assert [(r.id, r.fields["is_won"], r.fields["amount"]) for r in changed] == [(target.id, True, "250000.50")]
-    state.clock.advance(0.5)  # inside the overlap: the same change is not returned twice
+    sf_state.clock.advance(0.5)  # inside the overlap: the same change is not returned twice
     assert (await drain(sf, "opportunity", cursor))[0] == []
 
 
-async def test_unmappable_opportunity_is_returned_with_error(state: SalesforceState,
+async def test_unmappable_opportunity_is_returned_with_error(sf_state: SalesforceState,
                                                              sf: SalesforceConnector) -> None:
-    [acme] = seed_accounts(state, 1, random.Random(8))
-    state.add_picklist_value("Opportunity", "Billing_Model__c", "Capped T&M")  # an admin adds a value
-    odd = state.user_create("Opportunity", {"AccountId": acme, "Name": "Odd", "StageName": "Prospecting",
+    [acme] = seed_accounts(sf_state, 1, random.Random(8))
+    sf_state.add_picklist_value("Opportunity", "Billing_Model__c", "Capped T&M")  # an admin adds a value
+    odd = sf_state.user_create("Opportunity", {"AccountId": acme, "Name": "Odd", "StageName": "Prospecting",
                                             "CloseDate": "2026-07-01", "Billing_Model__c": "Capped T&M"})
-    fine = state.user_create("Opportunity", {"AccountId": acme, "Name": "Fine", "StageName": "Prospecting",
+    fine = sf_state.user_create("Opportunity", {"AccountId": acme, "Name": "Fine", "StageName": "Prospecting",
                                              "CloseDate": "2026-07-01", "Billing_Model__c": "Retainer"})
     records, _ = await drain(sf, "opportunity", None)
     by_id = {r.id: r for r in records}
@@ -318,9 +273,9 @@ async def test_unmappable_opportunity_is_returned_with_error(state: SalesforceSt
     assert "billing_model" not in bad.fields and bad.fields["name"] == "Odd" and sf.stats.errors == 1
 
 
-async def test_opportunity_find_created_and_single_currency(state: SalesforceState, recorder: Recorder) -> None:
-    state.multi_currency = False
-    conn = SalesforceConnector(settings(multi_currency=False), transport=recorder)
+async def test_opportunity_find_created_and_single_currency(sf_state: SalesforceState, sf_recorder: Recorder) -> None:
+    sf_state.multi_currency = False
+    conn = SalesforceConnector(settings(multi_currency=False), transport=sf_recorder)
     [made] = await conn.write("opportunity", [op("g-1", {"name": "Mono", "stage": "Qualification",
                                                          "close_date": "2026-05-01", "currency": "EUR",
                                                          "amount": 1000})])
@@ -333,8 +288,8 @@ async def test_opportunity_find_created_and_single_currency(state: SalesforceSta
     await conn.aclose()
 
 
-async def test_account_legal_entity_and_parent(state: SalesforceState, sf: SalesforceConnector) -> None:
-    [group] = seed_accounts(state, 1, random.Random(9))
+async def test_account_legal_entity_and_parent(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+    [group] = seed_accounts(sf_state, 1, random.Random(9))
     results = await sf.write("account", [
         op("g-sub", {"name": "Acme Sub Ltd", "parent": group, "legal_entity": "Accord Consulting UK Ltd"}),
         op("g-bad", {"name": "Bad Parent Ltd", "parent": "0035g0000000001AAA"}),
