@@ -204,11 +204,13 @@ class WritePlanner:
         rules = self.ent.match
         if not rules:
             return
-        for work in works:
-            if work.source is None:
-                continue
-            for rule, key in sorted(match_keys(rules, work.fields).items()):
-                candidates = await self._candidates(target, rule, key, work.gid)
+        keyed = [(work, sorted(match_keys(rules, work.fields).items())) for work in works if work.source]
+        members = await self._members(target, [(rule, key) for _, keys in keyed for rule, key in keys])
+        for work, keys in keyed:
+            for rule, key in keys:
+                if not members.get((rule, key)):
+                    continue  # the common case: nothing in the target has this key
+                candidates = await self._free(target, members[(rule, key)], work.gid)
                 if len(candidates) > 1:
                     outcome.fail_work(work, "ambiguous_match", (
                         f"{len(candidates)} {target} records match {self.entity} {work.gid} on "
@@ -221,24 +223,26 @@ class WritePlanner:
                     outcome.counts[f"matched|{target}|{self.entity}"] += 1
                     break
 
-    async def _candidates(self, target: str, rule: int, key: str, gid: str) -> list[str]:
-        """Target records with this match key that are not already paired with another real record."""
+    async def _members(self, target: str, keys: list[tuple[int, str]]) -> dict[tuple[int, str], list[str]]:
+        """The target's record ids under each match key, in one round trip for the whole sweep."""
+        if not keys:
+            return {}
         ctx = self.ctx
-        members = sorted(m.decode() if isinstance(m, bytes) else m
-                         for m in await ctx.redis.smembers(ctx.keys.match(self.entity, target, rule, key)))
-        if not members:
-            return []
+        async with ctx.redis.pipeline(transaction=False) as pipe:
+            for rule, key in keys:
+                pipe.smembers(ctx.keys.match(self.entity, target, rule, key))
+            replies = await pipe.execute()
+        return {k: sorted(m.decode() if isinstance(m, bytes) else m for m in reply)
+                for k, reply in zip(keys, replies, strict=True)}
+
+    async def _free(self, target: str, members: list[str], gid: str) -> list[str]:
+        """Those of ``members`` not already paired with another real record (known outside the target)."""
+        ctx = self.ctx
         gids = await ctx.identity.gids_for(self.entity, target, members)
-        free = []
-        for member in members:
-            other = gids.get(member)
-            if other is None or other == gid:
-                free.append(member)
-                continue
-            xref = await ctx.identity.xref(self.entity, other)
-            if not any(system != target for system in xref):  # only known in the target: free to link
-                free.append(member)
-        return free
+        others = sorted({g for g in gids.values() if g != gid})
+        paired = {g for g, xref in zip(others, await ctx.identity.xrefs(self.entity, others), strict=True)
+                  if any(system != target for system in xref)}
+        return [m for m in members if gids.get(m) not in paired]
 
     async def _link(self, target: str, work: RecordWork, target_id: str) -> None:
         """Update the matched record instead of creating one; publish back what the target owns."""
