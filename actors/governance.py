@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,11 +91,3 @@ def observe(system: str, ownership: Ownership, current: Mapping[str, Any],
         elif value is not None:
             adopted[name] = value
     return Observation(changed=changed, violations=violations, echoed=frozenset(echoed), adopted=adopted)
-
-
-def merge_changes(changes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Fold successive partial changes of one record into one (later values win)."""
-    merged: dict[str, Any] = {}
-    for fields in changes:
-        merged.update(fields)
-    return merged

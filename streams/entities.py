@@ -223,11 +223,6 @@ def normalise_fields(entity: str, fields: dict[str, Any]) -> dict[str, Any]:
     return validate_fields(entity, fields)
 
 
-def from_wire(entity: str, fields: dict[str, Any]) -> Canonical:
-    """Typed view of a field map (e.g. to compute with Decimal amounts)."""
-    return msgspec.convert(fields, ENTITY_TYPES[entity], strict=False)
-
-
 REFERENCES: Final[dict[str, dict[str, str]]] = {
     # entity -> {reference field: referenced entity}; values are global ids in change records
     "account": {"parent": "account"},

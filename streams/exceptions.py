@@ -7,7 +7,7 @@ change that failed, so a crash never loses the record nor files it twice.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -52,9 +52,3 @@ def decode_exception(data: bytes) -> ExceptionRecord:
 def exception_id(stream: str, entry_id: str, target: str) -> str:
     """Deterministic: the same failed delivery files the same exception id (idempotent on replay)."""
     return f"{stream.rsplit(':', 2)[-2]}:{stream.rsplit(':', 1)[-1]}:{target}:{entry_id}"
-
-
-def as_dict(record: ExceptionRecord) -> dict[str, Any]:
-    out: dict[str, Any] = msgspec.to_builtins(record)
-    out.pop("payload", None)
-    return out

@@ -79,9 +79,6 @@ class Keys:
     def token(self, system: str) -> str:
         return f"{self.prefix}token:{system}"
 
-    def token_lock(self, system: str) -> str:
-        return f"{self.prefix}token:{system}:lock"
-
     # -- counters and control ------------------------------------------------------------------
     def stats(self, kind: str) -> str:
         return f"{self.prefix}stats:{kind}"
