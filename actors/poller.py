@@ -235,7 +235,7 @@ class Poller(LoopActor):
                 out.append(msgspec.structs.replace(record, fields=normalise_fields(entity, fields)))
             except (msgspec.ValidationError, MapError) as exc:
                 out.append(msgspec.structs.replace(record, error=f"{self.system} {entity} {record.id}: {exc}"))
-        if not self.references.native_fields(self.system, entity):
+        if not self.references.has_native(self.system, entity):
             return out
         fields = [dict(r.fields) for r in out]
         await self.references.to_global(self.system, entity, fields)

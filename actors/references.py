@@ -4,17 +4,24 @@ A reference to entity R is *native* in system S when S holds R (``settings.holds
 native ids into global ids (minting one for a record not seen yet, so it stays stable), writers turn
 global ids back into the target's ids. A reference to an entity the system does not hold travels as
 the global id itself (stored verbatim, e.g. in a custom text field).
+
+References sit either at the top of a record (``REFERENCES``: a time entry's ``project``) or inside
+the items of a list field (``LINE_REFERENCES``: an invoice line's ``time_entry``); both are handled
+the same way, slot by slot.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from accord.config.settings import Settings
-from accord.streams.entities import REFERENCES
+from accord.streams.entities import LINE_REFERENCES, REFERENCES
 from accord.streams.state import Identity
+
+# One reference in one record: (the dict holding it, its key, the referenced entity, its path for messages)
+Slot = tuple[dict[str, Any], str, str, str]
 
 
 class References:
@@ -23,48 +30,70 @@ class References:
         self.identity = identity
 
     def native_fields(self, system: str, entity: str) -> dict[str, str]:
-        """Reference fields of ``entity`` that hold native ids in ``system`` (field -> referenced entity)."""
+        """Top-level reference fields of ``entity`` that hold native ids in ``system`` (field -> entity)."""
         return {f: r for f, r in REFERENCES.get(entity, {}).items() if self.settings.holds(system, r)}
+
+    def native_line_fields(self, system: str, entity: str) -> dict[str, dict[str, str]]:
+        """Per list field, the item reference fields that hold native ids in ``system``."""
+        out = {}
+        for field, refs in LINE_REFERENCES.get(entity, {}).items():
+            held = {k: r for k, r in refs.items() if self.settings.holds(system, r)}
+            if held:
+                out[field] = held
+        return out
+
+    def has_native(self, system: str, entity: str) -> bool:
+        return bool(self.native_fields(system, entity) or self.native_line_fields(system, entity))
+
+    def _slots(self, system: str, entity: str, fields: dict[str, Any]) -> Iterator[Slot]:
+        """Every filled reference of one record that is native in ``system``."""
+        for field, ref_entity in self.native_fields(system, entity).items():
+            if fields.get(field):
+                yield fields, field, ref_entity, field
+        for field, refs in self.native_line_fields(system, entity).items():
+            items = fields.get(field)
+            if not isinstance(items, list):
+                continue
+            copies = [dict(item) if isinstance(item, dict) else item for item in items]
+            fields[field] = copies  # never edit the caller's nested dicts in place
+            for item in copies:
+                if not isinstance(item, dict):
+                    continue
+                for key, ref_entity in refs.items():
+                    if item.get(key):
+                        yield item, key, ref_entity, f"{field}.{key}"
 
     async def to_global(self, system: str, entity: str, records: Sequence[dict[str, Any]]) -> None:
         """Replace native reference ids by global ids, in place."""
-        wanted = self.native_fields(system, entity)
+        slots = [slot for fields in records for slot in self._slots(system, entity, fields)]
         by_entity: dict[str, set[str]] = defaultdict(set)
-        for fields in records:
-            for field, ref_entity in wanted.items():
-                if fields.get(field):
-                    by_entity[ref_entity].add(str(fields[field]))
+        for holder, key, ref_entity, _ in slots:
+            by_entity[ref_entity].add(str(holder[key]))
         gids: dict[str, dict[str, str]] = {}
         for ref_entity, ids in by_entity.items():
             gids[ref_entity], _ = await self.identity.resolve(ref_entity, system, sorted(ids), {})
-        for fields in records:
-            for field, ref_entity in wanted.items():
-                if fields.get(field):
-                    fields[field] = gids[ref_entity][str(fields[field])]
+        for holder, key, ref_entity, _ in slots:
+            holder[key] = gids[ref_entity][str(holder[key])]
 
     async def to_native(self, target: str, entity: str, records: Sequence[dict[str, Any]]) -> list[set[str]]:
         """Replace global reference ids by the target's ids, in place. Returns, per record, the fields
         whose referenced record has no id in the target yet (the record must wait: it is parked)."""
-        wanted = self.native_fields(target, entity)
+        per_record = [list(self._slots(target, entity, fields)) for fields in records]
         by_entity: dict[str, set[str]] = defaultdict(set)
-        for fields in records:
-            for field, ref_entity in wanted.items():
-                if fields.get(field):
-                    by_entity[ref_entity].add(str(fields[field]))
+        for slots in per_record:
+            for holder, key, ref_entity, _ in slots:
+                by_entity[ref_entity].add(str(holder[key]))
         ids: dict[str, dict[str, str]] = {}
         for ref_entity, gids in by_entity.items():
             ids[ref_entity] = await self.identity.targets_for(ref_entity, target, sorted(gids))
         missing: list[set[str]] = []
-        for fields in records:
+        for slots in per_record:
             gaps: set[str] = set()
-            for field, ref_entity in wanted.items():
-                value = fields.get(field)
-                if not value:
-                    continue
-                native = ids[ref_entity].get(str(value))
+            for holder, key, ref_entity, path in slots:
+                native = ids[ref_entity].get(str(holder[key]))
                 if native is None:
-                    gaps.add(field)
+                    gaps.add(path)
                 else:
-                    fields[field] = native
+                    holder[key] = native
             missing.append(gaps)
         return missing

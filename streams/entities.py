@@ -138,7 +138,10 @@ class InvoiceLine(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unkno
     quantity: Decimal | None = None
     unit_price: Decimal | None = None
     amount: Decimal | None = None
-    source: str | None = None  # global id of the time entry or expense billed on this line
+    source: str | None = None  # deprecated (model v1 kept it ambiguous): use time_entry / expense
+    time_entry: str | None = None  # global id of the time entry billed on this line
+    expense: str | None = None  # global id of the expense billed on this line
+    service_date: dt.date | None = None
 
 
 class Invoice(Canonical, tag="invoice/1"):
@@ -147,6 +150,8 @@ class Invoice(Canonical, tag="invoice/1"):
     number: str | None = None
     issue_date: dt.date | None = None
     due_date: dt.date | None = None
+    period_start: dt.date | None = None  # first and last service date billed
+    period_end: dt.date | None = None
     currency: str | None = None
     lines: list[InvoiceLine] | None = None
     subtotal: Decimal | None = None
@@ -164,6 +169,7 @@ class Payment(Canonical, tag="payment/1"):
     currency: str | None = None
     method: str | None = None
     reference: str | None = None
+    notes: str | None = None
 
 
 ENTITY_TYPES: Final[dict[str, type[Canonical]]] = {
@@ -235,4 +241,9 @@ REFERENCES: Final[dict[str, dict[str, str]]] = {
     "expense": {"project": "project", "resource": "resource", "invoice": "invoice"},
     "invoice": {"account": "account", "project": "project"},
     "payment": {"invoice": "invoice", "account": "account"},
+}
+
+LINE_REFERENCES: Final[dict[str, dict[str, dict[str, str]]]] = {
+    # entity -> {list field: {reference field of each item: referenced entity}}
+    "invoice": {"lines": {"time_entry": "time_entry", "expense": "expense"}},
 }
