@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from accord.config.settings import Settings
+from accord.streams.audit import AuditTrail
+from accord.streams.desk import ExceptionDesk
 from accord.streams.keys import Keys
 from accord.streams.state import Cursors, Identity, Projections, Stats, Versions
 
@@ -30,6 +32,8 @@ class Context:
     versions: Versions = field(init=False)
     cursors: Cursors = field(init=False)
     stats: Stats = field(init=False)
+    audit: AuditTrail = field(init=False)
+    desk: ExceptionDesk = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.namespace)
@@ -38,6 +42,8 @@ class Context:
         self.versions = Versions(self.redis, self.keys)
         self.cursors = Cursors(self.redis, self.keys)
         self.stats = Stats(self.keys)
+        self.audit = AuditTrail(self.keys, self.settings.streams.audit_retention)
+        self.desk = ExceptionDesk(self.redis, self.settings)
 
     @classmethod
     def open(cls, settings: Settings, redis_url: str) -> Context:

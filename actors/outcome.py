@@ -11,6 +11,7 @@ from loguru import logger
 
 from accord.connectors.base import WriteOp, WriteResult
 from accord.connectors.errors import ConnectorError, RateLimited
+from accord.streams.audit import TraceEvent
 from accord.streams.exceptions import ExceptionRecord, Reason, exception_id
 from accord.streams.log import Slot
 from accord.streams.records import ChangeRecord, now_ms
@@ -72,6 +73,14 @@ class Outcome:
     retry_after: float = 0.0
     retry_cap: float | None = None  # parked records retry soon, whatever the backoff says
     counts: Counter[str] = field(default_factory=Counter)
+    events: list[TraceEvent] = field(default_factory=list)  # the audit trail of this sweep
+
+    def trace(self, deliveries: list[Delivery], kind: str, detail: str, record_id: str = "") -> None:
+        """One trail event per business flow among ``deliveries`` (coalesced changes may span flows)."""
+        flows = {d.record.correlation_id: d.record.gid for d in deliveries if d.record is not None}
+        for correlation_id, gid in flows.items():
+            self.events.append(TraceEvent(correlation_id=correlation_id, kind=kind, entity=self.entity, gid=gid,
+                                          system=self.target, record=record_id, detail=detail))
 
     def ack(self, d: Delivery) -> None:
         self.acks[d.slot].append(d.entry_id)
@@ -82,13 +91,18 @@ class Outcome:
         for d in work.deliveries:
             self.ack(d)
         self.counts[Stats.label("skipped", self.entity, reason)] += len(work.deliveries)
+        self.trace(work.deliveries, "skipped", f"nothing written to {self.target}: {reason}", work.target_id or "")
 
-    def defer(self, works: list[RecordWork], exc: ConnectorError | None = None, *, parked: bool = False) -> None:
+    def defer(self, works: list[RecordWork], exc: ConnectorError | None = None, *, parked: bool = False,
+              why: str = "") -> None:
         """Leave these entries pending; their slots back off and re-read them."""
+        kind = "parked" if parked else "retry"
+        detail = why or (f"{type(exc).__name__}: {exc.message}" if exc is not None else "will retry")
         for work in works:
             work.op, work.ready = None, False
             for d in work.deliveries:
                 self.retry.add(d.slot)
+            self.trace(work.deliveries, kind, f"{self.target}: {detail}", work.target_id or "")
         if isinstance(exc, RateLimited):
             self.retry_after = max(self.retry_after, exc.retry_after)
         if parked:
@@ -113,5 +127,6 @@ class Outcome:
             stream=d.slot.stream, entry_id=d.entry_id, payload=d.raw.get(b"d", b""), created_ms=now_ms()))
         self.ack(d)
         self.counts[Stats.label("exceptions", self.target, self.entity, reason)] += 1
+        self.trace([d], "exception", f"{reason}: {message}")
         logger.bind(entity=self.entity, target=self.target, correlation_id=record.correlation_id if record else "",
                     entry=d.entry_id).error("exception filed ({}): {}", reason, message)

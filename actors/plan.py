@@ -313,7 +313,7 @@ class WritePlanner:
             else:
                 waiting.append(work)
         if waiting:
-            outcome.defer(waiting, parked=True)
+            outcome.defer(waiting, parked=True, why=why)
 
     def _retire_exhausted(self, works: list[RecordWork], outcome: Outcome) -> None:
         limit = self.settings.streams.max_deliveries

@@ -26,6 +26,7 @@ from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
 from accord.connectors.errors import ConnectorError, RateLimited
 from accord.connectors.registry import build_connector
+from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.entities import normalise_fields, validate_fields
 from accord.streams.exceptions import ExceptionRecord, file_exception
@@ -339,8 +340,9 @@ class Poller(LoopActor):
                 if projection.get(DELETED_FIELD):
                     deleted = True
                     break
-                if field in projection:
-                    values[field] = projection[field]
+                # a field missing from the owner's projection was never set there (Accord created the
+                # record, or its poller has not read it since): its value is empty until it says otherwise
+                values[field] = projection.get(field)
             out.append(({} if deleted else values, deleted))
         return out
 
@@ -442,6 +444,11 @@ class Poller(LoopActor):
         for change in plan.changes:
             p = partition_of(change.gid, partitions)
             pipe.xadd(ctx.keys.changes(entity, p), {"d": encode(change)})
+            ctx.audit.queue(pipe, TraceEvent(
+                correlation_id=change.correlation_id, kind=f"published {change.op}", entity=entity, gid=change.gid,
+                system=self.system, record=change.source_id,
+                detail=f"{self.system} version {change.version}: {', '.join(sorted(change.fields)) or '-'}"
+                       + (f" (to {change.only_to} only)" if change.only_to else "")))
             produced[p] += 1
             plan.counts[Stats.label("published", self.system, entity)] += 1
             logger.bind(correlation_id=change.correlation_id, system=self.system, entity=entity,

@@ -195,6 +195,8 @@ class Writer(LoopActor):
             outcome.done.append((work, result))
             for d in work.deliveries:
                 outcome.acks[d.slot].append(d.entry_id)
+            outcome.trace(work.deliveries, "written", f"{'created' if result.created else 'updated'} in {target}: "
+                          f"{', '.join(sorted(work.fields)) or 'delete'}", result.target_id or work.target_id or "")
             outcome.counts[Stats.label("written", target, self.entity)] += 1
             if result.created:
                 outcome.counts[Stats.label("created", target, self.entity)] += 1
@@ -213,10 +215,12 @@ class Writer(LoopActor):
         """One fenced MULTI: state for every written record, exceptions, XACKs, counters."""
         ctx = self.ctx
         acks = {slot: ids for slot, ids in outcome.acks.items() if ids}
+        closing = await ctx.desk.open_for(self.entity, target, sorted({w.gid for w, _ in outcome.done}))
         batch = Batch()  # one atomic apply, fenced by the leases of every partition it acks
         for key in sorted({self._lease_key(s) for s in acks}):
             batch.fence(key, self.token)
         self._queue_state(batch, target, outcome)
+        self._queue_closed(batch, target, outcome, closing)
         for slot, ids in acks.items():
             batch.xack(slot.stream, slot.group, *ids)
             batch.hincrby(ctx.keys.acked(self.entity, target), str(slot.partition), len(ids))
@@ -256,6 +260,18 @@ class Writer(LoopActor):
             pipe.hincrby(ctx.keys.produced(self.entity), str(p), n)
         for record in outcome.exceptions:
             file_exception(pipe, ctx.keys, record)
+        for event in outcome.events:
+            ctx.audit.queue(pipe, event)
+
+    def _queue_closed(self, pipe: Batch, target: str, outcome: Outcome, closing: dict[str, set[str]]) -> None:
+        """Open exceptions of records that now reached the target are closed by this success."""
+        for work, _ in outcome.done:
+            if work.gid in closing:
+                source = work.source
+                self.ctx.desk.queue_closed(
+                    pipe, self.entity, target, work.gid, closing.pop(work.gid),
+                    f"a later change ({source.change_id if source else '?'}) reached {target}",
+                    source.correlation_id if source else "")
 
     def _canonical(self, fields: dict[str, Any]) -> dict[str, Any]:
         """What the target holds, in canonical spelling (as its poller will read it back)."""

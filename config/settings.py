@@ -41,6 +41,7 @@ class RaySettings(_Section):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 9464
+    admin_token: str | None = None  # required by exception desk actions over HTTP (else local host only)
 
 
 class StreamSettings(_Section):
@@ -48,6 +49,7 @@ class StreamSettings(_Section):
     read_count: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
     max_deliveries: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     retention: Duration = Duration(7 * 86400.0)
+    audit_retention: Duration = Duration(30 * 86400.0)  # how long `accord trace` can follow a business flow
     trim_interval: Duration = Duration(30.0)
     idle_wait: Duration = Duration(0.1)
     lease_ttl: Duration = Duration(10.0)

@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--config", required=True)
     scale.add_argument("--entity", required=True)
     scale.add_argument("--replicas", type=int, required=True)
+
+    from accord.deskcli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -61,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args.config)
         if args.command == "scale":
             return _scale(args.config, args.entity, args.replicas)
+        if args.command in ("exceptions", "trace"):
+            from accord.deskcli import run as run_desk
+
+            return run_desk(args)
         if args.command == "map":
             from accord.mapcli import run_map
 

@@ -1,4 +1,5 @@
-"""The daemon's HTTP surface: ``/metrics``, ``/healthz``, ``/readyz`` and ``/webhooks/{system}``.
+"""The daemon's HTTP surface: ``/metrics``, ``/healthz``, ``/readyz``, ``/webhooks/{system}`` and the
+exception desk (``accord.deskweb``).
 
 Webhooks are hints: a verified notification adds one entry to the system's intake stream, which wakes
 that system's poller at once. They never carry data into the pipeline (the poller fetches it). The
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from accord.config.settings import Settings
+from accord.deskweb import desk_routes
 from accord.pipeline_metrics import render
 from accord.streams.keys import Keys
 
@@ -63,6 +65,7 @@ def build_app(settings: Settings, redis: Redis, supervisor: StatusSource | None)
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/webhooks/{system}", webhook, methods=["POST"]),
+        *desk_routes(settings, redis),
     ])
 
 

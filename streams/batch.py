@@ -51,6 +51,12 @@ end
 return out
 """
 
+_SMEMBERS_MANY = """
+local out = {}
+for j, key in ipairs(KEYS) do out[j] = redis.call('SMEMBERS', key) end
+return out
+"""
+
 _scripts: dict[tuple[int, str], Any] = {}
 
 
@@ -160,3 +166,11 @@ async def hget_many(redis: Redis, pairs: Sequence[tuple[str, str]]) -> list[byte
         return []
     replies = await script(redis, _HGET_MANY)(keys=[k for k, _ in pairs], args=[f for _, f in pairs])
     return [r if r not in (b"", "") else None for r in replies]
+
+
+async def smembers_many(redis: Redis, keys: Sequence[str]) -> list[set[str]]:
+    """SMEMBERS of many sets in one round trip."""
+    if not keys:
+        return []
+    raw = await script(redis, _SMEMBERS_MANY)(keys=list(keys), args=[])
+    return [{_text(m) for m in members} for members in raw]

@@ -1,8 +1,10 @@
 """The exceptions stream: records that could not be synced, with the reason and what to do.
 
-Each exception is one entry in the ``exceptions`` stream plus its current state in the hash index
-(``exceptions:index``: exception id → msgpack). Both are written in the same MULTI as the XACK of the
-change that failed, so a crash never loses the record nor files it twice.
+Each exception is one entry in the ``exceptions`` stream plus the record in the hash index
+(``exceptions:index``: exception id → msgpack, never rewritten) and membership of its record's open set
+(``exceptions:open:{entity}:{system}:{record}``). All are written in the same atomic batch as the XACK of
+the change that failed, so a crash never loses the record nor files it twice. What happens to it later
+(retried, resolved, skipped, closed by a later success) is its *desk state* (``accord.streams.desk``).
 """
 
 from __future__ import annotations
@@ -37,12 +39,24 @@ class ExceptionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     state: State = "open"
 
 
+def record_key(record: ExceptionRecord) -> tuple[str, str]:
+    """(system, record) an exception is about: the gid in the target it failed to reach, or the record's
+    id in the source it could not be read from."""
+    if record.target:
+        return record.target, record.gid
+    return record.source, record.source_id
+
+
 def file_exception(pipe: Batch, keys: Keys, record: ExceptionRecord) -> None:
-    """Queue the stream entry and the index update onto ``pipe`` (the caller's atomic batch)."""
+    """Queue the stream entry, the index entry and the open-set membership onto ``pipe`` (the caller's
+    atomic batch)."""
     data = pack(msgspec.to_builtins(record))
     pipe.xadd(keys.exceptions(), {"d": data, "reason": record.reason, "entity": record.entity,
                                   "target": record.target, "gid": record.gid})
     pipe.hset(keys.exception_index(), record.exception_id, data)
+    system, key = record_key(record)
+    if system and key:
+        pipe.sadd(keys.exceptions_open(record.entity, system, key), record.exception_id)
 
 
 def decode_exception(data: bytes) -> ExceptionRecord:

@@ -32,6 +32,22 @@ class Keys:
     def exception_index(self) -> str:
         return f"{self.prefix}exceptions:index"
 
+    def exception_state(self) -> str:
+        """Hash: exception id -> its desk state (open until an operator or a later success closes it)."""
+        return f"{self.prefix}exceptions:state"
+
+    def exceptions_open(self, entity: str, system: str, record: str) -> str:
+        """Set of open exception ids of one record (its gid in a target, or its id in a source)."""
+        return f"{self.prefix}exceptions:open:{entity}:{system}:{record}"
+
+    def desk_audit(self) -> str:
+        """Stream of every exception desk action (who, what, when)."""
+        return f"{self.prefix}audit:desk"
+
+    def trace(self, correlation_id: str) -> str:
+        """Stream of the events of one business flow (expires after ``streams.audit_retention``)."""
+        return f"{self.prefix}trace:{correlation_id}"
+
     @staticmethod
     def group(target: str) -> str:
         return f"to:{target}"

@@ -35,10 +35,10 @@ fields = { tax_id = "erp", payment_terms = "erp" }
 
 
 class Rig:
-    def __init__(self, redis: Redis) -> None:
-        self.settings: Settings = loads(CONFIG, env={})
+    def __init__(self, redis: Redis, config: str = CONFIG) -> None:
+        self.settings: Settings = loads(config, env={})
         self.redis = redis
-        self.keys = Keys("t")
+        self.keys = Keys(self.settings.namespace)
         self.crm = MemorySystem("crm", batch_size=3)
         self.erp = MemorySystem("erp", batch_size=3)
         self.pollers = {s: Poller(self.settings, s, "", connector=c, redis=redis)

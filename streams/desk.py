@@ -1,0 +1,254 @@
+"""The exception desk: list, inspect, retry (optionally edited), resolve and skip exceptions.
+
+An exception's record (``exceptions:index``) never changes; its *desk state* lives beside it in
+``exceptions:state`` and is ``open`` until one of:
+
+* ``retried``: an operator re-published its change (to the failed target only); if that fails too, a
+  new exception is filed for the new delivery;
+* ``resolved`` / ``skipped``: an operator fixed it by hand, or decided it needs nothing;
+* ``closed``: a later change of the same record reached the same system (the writer closes it).
+
+Every action is audited twice: in the desk's own stream (``audit:desk``: who did what, when) and in the
+trail of the business flow (``trace:{correlation_id}``). A retry publishes its change and marks the
+exception in one atomic batch, so running the same retry twice publishes once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+from redis.asyncio import Redis
+
+from accord.config.settings import Settings
+from accord.streams.audit import AuditTrail, TraceEvent
+from accord.streams.batch import Batch, smembers_many
+from accord.streams.entities import validate_fields
+from accord.streams.exceptions import ExceptionRecord, decode_exception, record_key
+from accord.streams.keys import Keys
+from accord.streams.records import (
+    ChangeRecord,
+    MalformedEntry,
+    decode,
+    encode,
+    new_correlation_id,
+    now_ms,
+    partition_of,
+)
+
+DeskState = Literal["open", "retried", "resolved", "skipped", "closed"]
+STATES: tuple[str, ...] = ("open", "retried", "resolved", "skipped", "closed")
+
+
+class DeskStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    state: DeskState = "open"
+    by: str = ""
+    at_ms: int = 0
+    note: str = ""
+    retried_as: str = ""  # the change id a retry published
+
+
+class DeskError(ValueError):
+    """An action the desk refuses; the message names the exception, what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which exceptions to show or act on; ``None`` matches anything."""
+
+    state: str | None = "open"
+    system: str | None = None  # the failed target, or the source a record could not be read from
+    entity: str | None = None
+    reason: str | None = None
+    correlation_id: str | None = None
+    older_than_s: float | None = None
+    newer_than_s: float | None = None
+
+    def match(self, record: ExceptionRecord, status: DeskStatus, now: int) -> bool:
+        age_s = (now - record.created_ms) / 1000
+        return ((self.state is None or status.state == self.state)
+                and (self.system is None or self.system in (record.target or record.source,))
+                and (self.entity is None or record.entity == self.entity)
+                and (self.reason is None or record.reason == self.reason)
+                and (self.correlation_id is None or record.correlation_id == self.correlation_id)
+                and (self.older_than_s is None or age_s >= self.older_than_s)
+                and (self.newer_than_s is None or age_s <= self.newer_than_s))
+
+
+@dataclass(frozen=True)
+class Entry:
+    record: ExceptionRecord
+    status: DeskStatus
+
+    def payload(self) -> dict[str, Any] | None:
+        """The change that failed (writer side), or the fields that could not be read (poller side)."""
+        if not self.record.payload:
+            return None
+        if self.record.stream:
+            try:
+                return msgspec.to_builtins(decode({b"d": self.record.payload}))
+            except MalformedEntry:
+                return None
+        try:
+            fields = msgspec.msgpack.decode(self.record.payload)
+        except msgspec.DecodeError:
+            return None
+        return {"fields": fields} if isinstance(fields, dict) else None
+
+    def as_json(self, *, full: bool = False) -> dict[str, Any]:
+        out = msgspec.to_builtins(self.record)
+        out.pop("payload", None)
+        out.pop("state", None)
+        out["status"] = msgspec.to_builtins(self.status)
+        out.setdefault("status", {}).setdefault("state", "open")
+        if full:
+            out["payload"] = self.payload()
+        return out
+
+
+class ExceptionDesk:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self.audit = AuditTrail(self.keys, settings.streams.audit_retention)
+
+    # -- reading -----------------------------------------------------------------------------
+    async def list(self, filters: Filters) -> list[Entry]:
+        """Matching exceptions, oldest first."""
+        records = await self.redis.hgetall(self.keys.exception_index())
+        states = await self.redis.hgetall(self.keys.exception_state())
+        now = now_ms()
+        out = []
+        for eid, data in records.items():
+            entry = Entry(decode_exception(data), _status(states.get(eid)))
+            if filters.match(entry.record, entry.status, now):
+                out.append(entry)
+        return sorted(out, key=lambda e: (e.record.created_ms, e.record.exception_id))
+
+    async def get(self, exception_id: str) -> Entry:
+        data = await self.redis.hget(self.keys.exception_index(), exception_id)
+        if data is None:
+            raise DeskError(f"no exception `{exception_id}`: list them with `accord exceptions list`")
+        state = await self.redis.hget(self.keys.exception_state(), exception_id)
+        return Entry(decode_exception(data), _status(state))
+
+    # -- acting ------------------------------------------------------------------------------
+    async def retry(self, exception_id: str, by: str, edit: Mapping[str, Any] | None = None) -> str:
+        """Re-publish the exception's change (with ``edit`` applied to its fields) to the system it
+        failed to reach; returns the new change id."""
+        entry = await self.get(exception_id)
+        self._require_open(entry, "retried")
+        change = self._retry_change(entry, edit)
+        pipe = Batch()
+        partition = partition_of(change.gid, self.settings.streams.partitions)
+        pipe.xadd(self.keys.changes(change.entity, partition), {"d": encode(change)})
+        pipe.hincrby(self.keys.produced(change.entity), str(partition), 1)
+        detail = f"retried as {change.change_id}" + (f" with {', '.join(sorted(edit))} edited" if edit else "")
+        self._close(pipe, entry, DeskStatus(state="retried", by=by, at_ms=now_ms(), note=detail,
+                                             retried_as=change.change_id), "retry")
+        await pipe.apply(self.redis)
+        return change.change_id
+
+    async def resolve(self, exception_id: str, by: str, note: str = "") -> None:
+        await self._settle(exception_id, "resolved", by, note)
+
+    async def skip(self, exception_id: str, by: str, note: str = "") -> None:
+        await self._settle(exception_id, "skipped", by, note)
+
+    async def _settle(self, exception_id: str, state: DeskState, by: str, note: str) -> None:
+        entry = await self.get(exception_id)
+        self._require_open(entry, state)
+        pipe = Batch()
+        self._close(pipe, entry, DeskStatus(state=state, by=by, at_ms=now_ms(), note=note), state)
+        await pipe.apply(self.redis)
+
+    @staticmethod
+    def _require_open(entry: Entry, verb: str) -> None:
+        status = entry.status
+        if status.state != "open":
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(status.at_ms / 1000)) if status.at_ms else "?"
+            raise DeskError(f"exception `{entry.record.exception_id}` is already {status.state} "
+                            f"(by {status.by or 'accord'} at {when} UTC{': ' + status.note if status.note else ''}); "
+                            f"only open exceptions can be {verb}")
+
+    def _close(self, pipe: Batch, entry: Entry, status: DeskStatus, action: str) -> None:
+        record = entry.record
+        pipe.hset(self.keys.exception_state(), record.exception_id, msgspec.msgpack.encode(status))
+        system, key = record_key(record)
+        if system and key:
+            pipe.srem(self.keys.exceptions_open(record.entity, system, key), record.exception_id)
+        pipe.xadd(self.keys.desk_audit(), {"at_ms": status.at_ms, "by": status.by, "action": action,
+                                          "exception_id": record.exception_id, "note": status.note})
+        self.audit.queue(pipe, TraceEvent(
+            correlation_id=record.correlation_id, kind=f"desk {action}", entity=record.entity, gid=record.gid,
+            system=record.target or record.source, detail=f"exception {record.exception_id} {status.state} "
+                                                           f"by {status.by}{': ' + status.note if status.note else ''}"))
+
+    def _retry_change(self, entry: Entry, edit: Mapping[str, Any] | None) -> ChangeRecord:
+        record = entry.record
+        if record.reason == "governance":
+            raise DeskError(f"exception `{record.exception_id}` is a non-owner edit in {record.source}: change the "
+                            "value in the owner system, or `resolve`/`skip` it; there is nothing to retry")
+        patch = self._validated(record, edit)
+        if record.stream:
+            try:
+                change = decode({b"d": record.payload})
+            except MalformedEntry as exc:
+                raise DeskError(f"exception `{record.exception_id}`: the stream entry could not be decoded ({exc}); "
+                                "nothing to retry: `skip` it") from exc
+            return msgspec.structs.replace(
+                change, change_id=f"{change.change_id}:retry:{now_ms()}", fields={**change.fields, **patch},
+                only_to=record.target, causation_id=record.exception_id)
+        if not edit:
+            raise DeskError(f"exception `{record.exception_id}`: {record.source} sent a record Accord could not "
+                            "read; fix it in the source (it then flows by itself), or retry with the corrected "
+                            "fields: `accord exceptions retry ID --set field=value`")
+        return ChangeRecord(
+            change_id=f"desk:{record.exception_id}:{now_ms()}", entity=record.entity, gid=record.gid, op="upsert",
+            source=record.source, source_id=record.source_id, version=_version_of(record), fields=patch,
+            correlation_id=record.correlation_id or new_correlation_id(), causation_id=record.exception_id,
+            observed_ms=now_ms())
+
+    @staticmethod
+    def _validated(record: ExceptionRecord, edit: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not edit:
+            return {}
+        try:
+            return validate_fields(record.entity, dict(edit))
+        except msgspec.ValidationError as exc:
+            raise DeskError(f"exception `{record.exception_id}`: the edited {record.entity} does not fit the "
+                            f"canonical model: {exc}; fix the value and retry") from exc
+
+    # -- closing by a later success (called by writers) ------------------------------------------
+    async def open_for(self, entity: str, system: str, records: Sequence[str]) -> dict[str, set[str]]:
+        """Open exception ids of these records in ``system`` (records without any are absent)."""
+        sets = await smembers_many(self.redis, [self.keys.exceptions_open(entity, system, r) for r in records])
+        return {r: ids for r, ids in zip(records, sets, strict=True) if ids}
+
+    def queue_closed(self, pipe: Batch, entity: str, system: str, record: str, exception_ids: Iterable[str],
+                     why: str, correlation_id: str = "") -> None:
+        """Close these exceptions because a later change of their record succeeded (same atomic batch)."""
+        at = now_ms()
+        status = msgspec.msgpack.encode(DeskStatus(state="closed", by="accord", at_ms=at, note=why))
+        for eid in sorted(exception_ids):
+            pipe.hset(self.keys.exception_state(), eid, status)
+            pipe.xadd(self.keys.desk_audit(), {"at_ms": at, "by": "accord", "action": "close",
+                                              "exception_id": eid, "note": why})
+        pipe.delete(self.keys.exceptions_open(entity, system, record))
+        self.audit.queue(pipe, TraceEvent(correlation_id=correlation_id, kind="exception closed", entity=entity,
+                                          system=system, record=record,
+                                          detail=f"{', '.join(sorted(exception_ids))}: {why}"))
+
+
+def _status(raw: bytes | None) -> DeskStatus:
+    return msgspec.msgpack.decode(raw, type=DeskStatus) if raw else DeskStatus()
+
+
+def _version_of(record: ExceptionRecord) -> int:
+    """The source version a read-side exception was filed for (its id ends with it)."""
+    tail = record.exception_id.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

@@ -1,0 +1,67 @@
+"""``accord exceptions`` and ``accord trace`` against a real Redis server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from accord.cli import main
+from accord.redis_server import EmbeddedRedis
+from accord.streams.desk import ExceptionDesk
+from tests.unit.test_desk import _failed_create
+from tests.unit.test_sync import CONFIG, Rig
+
+
+@pytest.fixture
+def failed(tmp_path: Path, redis_servers: dict[str, EmbeddedRedis]) -> tuple[Path, str, str]:
+    """A config file on a fresh namespace and one open exception: (config, exception id, correlation id)."""
+    url = redis_servers["6.2"].url
+    namespace = tmp_path.name.replace("-", "_")
+    config = tmp_path / "accord.toml"
+    config.write_text(CONFIG.replace('namespace = "t"', f'namespace = "{namespace}"') + f'[redis]\nurl = "{url}"\n')
+
+    async def make() -> tuple[str, str]:
+        redis = Redis.from_url(url)
+        try:
+            rig = await Rig(redis, config.read_text()).setup()
+            _, eid = await _failed_create(rig)
+            return eid, (await ExceptionDesk(redis, rig.settings).get(eid)).record.correlation_id
+        finally:
+            await redis.aclose()
+
+    eid, cid = asyncio.run(make())
+    return config, eid, cid
+
+
+def test_list_show_skip_and_trace(failed: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    config, eid, cid = failed
+    assert main(["exceptions", "--config", str(config), "list", "--json", "--system", "erp"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["exception_id"] == eid and row["status"]["state"] == "open" and row["reason"] == "permanent"
+
+    assert main(["exceptions", "--config", str(config), "show", eid]) == 0
+    assert json.loads(capsys.readouterr().out)["payload"]["fields"]["name"] == "Bad Name"
+
+    assert main(["exceptions", "--config", str(config), "skip", "--all", "--reason", "permanent",
+                 "--by", "finance", "--note", "duplicate of an ERP customer"]) == 0
+    assert f"{eid}: skipped" in capsys.readouterr().out
+    assert main(["exceptions", "--config", str(config), "retry", eid]) == 1
+    assert "already skipped" in capsys.readouterr().err
+
+    assert main(["trace", "--config", str(config), cid]) == 0
+    out = capsys.readouterr().out
+    assert out.index("published upsert") < out.index("exception") < out.index("desk skipped")
+
+
+def test_usage_errors_exit_2(failed: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    config, eid, _ = failed
+    assert main(["exceptions", "--config", str(config), "retry", eid, "--set", "no-equals-sign"]) == 2
+    assert "expected FIELD=VALUE" in capsys.readouterr().err
+    assert main(["exceptions", "--config", str(config), "resolve"]) == 2
+    assert "give exception ids, or --all" in capsys.readouterr().err
+    assert main(["exceptions", "--config", str(config), "list", "--older-than", "soon"]) == 2
+    assert main(["trace", "--config", str(config), "no-such-flow"]) == 1
