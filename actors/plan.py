@@ -116,8 +116,8 @@ class WritePlanner:
                 fields.update(record.fields)
                 continue
             floor = max(applied.get((work.gid, record.source)) or -1, work.versions.get(record.source, -1))
-            if record.version <= floor:
-                continue
+            if record.version < floor or (record.version == floor and not record.replay):
+                continue  # older than what the target has (a replay re-applies the version it has)
             work.versions[record.source] = record.version
             if deleted and record.source != self.ownership.owner:
                 continue  # a non-owner's field change to a record its owner deleted

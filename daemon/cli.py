@@ -48,9 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument("--entity", required=True)
     scale.add_argument("--replicas", type=int, required=True)
 
-    from accord.deskcli import add_parsers
+    from accord import deskcli, opscli
 
-    add_parsers(sub)
+    deskcli.add_parsers(sub)
+    opscli.add_parsers(sub)
     return parser
 
 
@@ -69,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from accord.deskcli import run as run_desk
 
             return run_desk(args)
+        if args.command == "replay":
+            from accord.opscli import run_replay
+
+            return run_replay(args)
         if args.command == "map":
             from accord.mapcli import run_map
 

@@ -30,6 +30,7 @@ class ChangeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     observed_ms: int = 0
     schema: str = "change/1"
     only_to: str | None = None  # deliver to this target only (a revert goes to the system that strayed)
+    replay: bool = False  # re-delivered on purpose (replay, resync): applies even at the version applied
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -65,3 +65,12 @@ def test_usage_errors_exit_2(failed: tuple[Path, str, str], capsys: pytest.Captu
     assert "give exception ids, or --all" in capsys.readouterr().err
     assert main(["exceptions", "--config", str(config), "list", "--older-than", "soon"]) == 2
     assert main(["trace", "--config", str(config), "no-such-flow"]) == 1
+
+
+def test_replay_command(failed: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    config, _, _ = failed
+    assert main(["replay", "--config", str(config), "--entity", "account", "--target", "erp", "--dry-run"]) == 0
+    assert "would replay 1 of 1 retained account change(s) to erp (1 from crm)" in capsys.readouterr().out
+    assert main(["replay", "--config", str(config), "--entity", "account", "--target", "psa"]) == 2
+    assert "--target: `psa` does not hold account" in capsys.readouterr().err
+    assert main(["replay", "--config", str(config), "--entity", "account", "--since", "last week"]) == 2
