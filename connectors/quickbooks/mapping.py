@@ -10,7 +10,7 @@ canonical   QuickBooks object                     module (field table in its doc
 account     Customer that is not a job/project    here
 project     Customer with Job or IsProject true   ``mapping_work``
 resource    Employee                              ``mapping_work``
-task        Item of Type "Service"                ``mapping_work``
+task        Item of Type "Service"                ``mapping_task`` (table row in ``mapping_work``)
 time_entry  TimeActivity (NameOf "Employee")      ``mapping_work``
 expense     Purchase (PaymentType "Cash")         ``mapping_work``
 invoice     Invoice                               ``mapping_billing``
@@ -43,9 +43,11 @@ from accord.connectors.quickbooks.mapping_base import (
     DELETED_VERSION,
     SYSTEM,
     EntitySpec,
+    Found,
     MappingError,
     Reader,
     Writer,
+    is_project,
     parse_gid,
     parse_time_ms,
     with_gid,
@@ -53,7 +55,7 @@ from accord.connectors.quickbooks.mapping_base import (
 from accord.connectors.quickbooks.mapping_base import ref_value as _ref_value
 from accord.connectors.quickbooks.mapping_base import text as _text
 from accord.connectors.quickbooks.mapping_billing import BILLING_SPECS
-from accord.connectors.quickbooks.mapping_work import WORK_SPECS, is_project
+from accord.connectors.quickbooks.mapping_work import WORK_SPECS
 
 __all__ = ["DELETED_VERSION", "ENTITIES", "SYSTEM", "EntitySpec", "MappingError", "parse_gid", "project",
            "spec_for", "to_canonical", "to_wire", "with_gid"]
@@ -262,11 +264,14 @@ def to_canonical(entity: str, wire: Mapping[str, Any],
                         error=f"{spec.qbo} {wire['Id']}: {'; '.join(problems)}" if problems else None)
 
 
-def to_wire(entity: str, fields: Mapping[str, Any], current: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def to_wire(entity: str, fields: Mapping[str, Any], current: Mapping[str, Any] | None = None,
+            found: Found | None = None) -> dict[str, Any]:
     """The QBO body parts for ``fields`` (only those; a ``None`` value clears the field).
 
     ``current`` is the record as QBO holds it now; writers of aggregates QBO replaces whole (BillAddr)
     start from it so parts Accord does not own survive. Canonical fields QBO does not map are ignored.
+    ``found`` holds the records the entity's ``lookups`` asked for (a task's project Customer), read by
+    the connector before it writes.
     """
     spec = spec_for(entity)
     out: dict[str, Any] = {}
@@ -274,6 +279,8 @@ def to_wire(entity: str, fields: Mapping[str, Any], current: Mapping[str, Any] |
         writer = spec.writers.get(name)
         if writer is not None:
             writer(value, out, current or {})
+    if spec.compose is not None:
+        spec.compose(fields, out, current or {}, found or {})
     if out.get("BillAddr") == {}:
         out["BillAddr"] = None
     return out

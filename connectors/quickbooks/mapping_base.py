@@ -1,6 +1,6 @@
 """Building blocks of the QuickBooks mapping: the per-entity ``EntitySpec``, ``MappingError`` and the
 value converters every entity shares (text, ids and references, money and hours as decimal strings,
-dates, the ``accord:<gid>`` marker line).
+dates, the ``accord:<gid>`` marker line and other ``<key>:<value>`` marker lines).
 
 Canonical conventions: decimals travel as strings (money quantized to cents, ``"150.00"``; hours
 normalized, ``"7.5"``), dates as ``YYYY-MM-DD``, references as the referenced record's QBO ``Id``.
@@ -36,6 +36,14 @@ class MappingError(Permanent):
 Reader = Callable[[Mapping[str, Any]], Any]
 Writer = Callable[[Any, dict[str, Any], Mapping[str, Any]], None]  # (value, out, current wire)
 Accepts = Callable[[Mapping[str, Any]], bool]
+Lookup = tuple[str, str]  # (QBO entity name, Id) of a record a write reads first: ("Customer", "7")
+Found = Mapping[Lookup, Mapping[str, Any] | None]  # what those reads returned (None: no such record)
+Lookups = Callable[[Mapping[str, Any], Mapping[str, Any]], set[Lookup]]  # (fields, current) → to read
+Composer = Callable[[Mapping[str, Any], dict[str, Any], Mapping[str, Any], Found], None]  # (fields, out, current, found)
+
+
+def _no_lookups(_fields: Mapping[str, Any], _current: Mapping[str, Any]) -> set[Lookup]:
+    return set()
 
 
 def _always(_: Mapping[str, Any]) -> bool:
@@ -51,7 +59,9 @@ class EntitySpec:
     ``Deleted`` stub is always accepted). ``on_create`` is the wire every create starts from (keys are
     settings-dependent account ids, so it receives the create defaults the connector was configured
     with). ``active_field`` is the canonical field that reads ``Active`` (what deactivating a name-list
-    record changes).
+    record changes). A write that depends on other records (a task's Item Name starts with its
+    project's DisplayName) names them in ``lookups``; the writer reads them (once per write call) and
+    ``compose`` finishes the body with them, after the per-field ``writers``.
     """
 
     canonical: str
@@ -67,6 +77,8 @@ class EntitySpec:
     accepts: Accepts = _always
     on_create: Callable[[Mapping[str, str]], dict[str, Any]] = lambda _: {}
     active_field: str | None = None
+    lookups: Lookups = _no_lookups
+    compose: Composer | None = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,6 +116,32 @@ def without_gid(notes: Any) -> str | None:
     if not isinstance(notes, str):
         return None
     return text("\n".join(line for line in notes.splitlines() if not _GID_LINE.match(line)))
+
+
+def marker(notes: Any, key: str) -> str | None:
+    """The value of a ``<key>:<value>`` marker line in a free-text field, if present."""
+    if not isinstance(notes, str):
+        return None
+    prefix = f"{key}:"
+    for line in notes.splitlines():
+        if line.startswith(prefix):
+            return text(line[len(prefix):])
+    return None
+
+
+def with_marker(notes: str | None, key: str, value: str) -> str:
+    """``notes`` with its ``<key>:`` marker line set to ``value`` (in place; appended when absent)."""
+    lines = (notes or "").splitlines()
+    line = f"{key}:{value}"
+    at = next((i for i, x in enumerate(lines) if x.startswith(f"{key}:")), None)
+    if at is None:
+        return "\n".join([*lines, line])
+    return "\n".join([*lines[:at], line, *(x for x in lines[at + 1:] if not x.startswith(f"{key}:"))])
+
+
+def is_project(wire: Mapping[str, Any]) -> bool:
+    """A Customer that is a sub-customer (job) or a QBO project."""
+    return bool(wire.get("Job")) or bool(wire.get("IsProject"))
 
 
 def parse_time_ms(value: Any) -> int:

@@ -7,12 +7,17 @@ invoice      Invoice     account ↔ CustomerRef (the account's Customer); proje
                          sub-customer, minor version ≥ 69); number ↔ DocNumber (QBO numbers it when absent);
                          issue_date ↔ TxnDate; due_date ↔ DueDate; currency ↔ CurrencyRef; lines ↔ the
                          SalesItemLineDetail lines (description ↔ Description, quantity ↔ Qty, unit_price ↔
-                         UnitPrice, amount ↔ Amount (→ Qty × UnitPrice when absent), source ↔ the line's
-                         LinkedTxn of type TimeActivity; written lines carry no ItemRef, so QBO books them to
-                         its default "Services" item, and replace every line). Read-only: subtotal (sum of
-                         the lines), tax ← TxnTaxDetail.TotalTax, total ← TotalAmt, balance ← Balance, status
-                         ("void" when QBO voided it: PrivateNote starts with "Voided" and TotalAmt is 0;
-                         "paid" when Balance is 0 and TotalAmt > 0; else "open"). gid: line in PrivateNote.
+                         UnitPrice, amount ↔ Amount (→ Qty × UnitPrice when absent), service_date ↔
+                         ServiceDate, time_entry ↔ the line's LinkedTxn of TxnType "TimeActivity", expense ↔
+                         its LinkedTxn of TxnType "Purchase" (how the sandbox's billing run links a billable
+                         expense; the reference does not document QBO's own link); ``source``, deprecated, is
+                         no longer read and is written as an alias of time_entry. Written lines carry no
+                         ItemRef, so QBO books them to its default "Services" item, and replace every line).
+                         Read-only: period_start / period_end (the first and last ServiceDate of the lines,
+                         derived: ignored on write), subtotal (sum of the lines), tax ←
+                         TxnTaxDetail.TotalTax, total ← TotalAmt, balance ← Balance, status ("void" when QBO
+                         voided it: PrivateNote starts with "Voided" and TotalAmt is 0; "paid" when Balance
+                         is 0 and TotalAmt > 0; else "open"). gid: line in PrivateNote.
 payment      Payment     account ↔ CustomerRef; invoice ↔ Line[0].LinkedTxn (TxnType "Invoice"; writing it
                          applies the whole amount to that invoice, and QBO lowers the invoice's Balance);
                          paid_date ↔ TxnDate; amount ↔ TotalAmt; reference ↔ PaymentRefNum; currency ←
@@ -47,11 +52,13 @@ from accord.connectors.quickbooks.mapping_base import (
     set_plain,
     set_ref,
     text,
+    wire_date,
     without_gid,
 )
 from accord.connectors.quickbooks.mapping_base import date as read_date
 
 SALES = "SalesItemLineDetail"
+TIME_LINK, EXPENSE_LINK = "TimeActivity", "Purchase"  # LinkedTxn.TxnType of billed time and expenses
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -76,12 +83,27 @@ def _read_line(line: Mapping[str, Any]) -> dict[str, Any]:
     out = {"description": without_gid(line.get("Description")),
            "quantity": plain_decimal(Decimal(str(qty))) if qty is not None else None,
            "unit_price": money("lines.unit_price", detail.get("UnitPrice")),
-           "amount": money("lines.amount", line.get("Amount")), "source": _linked(line, "TimeActivity")}
+           "amount": money("lines.amount", line.get("Amount")),
+           "time_entry": _linked(line, TIME_LINK), "expense": _linked(line, EXPENSE_LINK),
+           "service_date": read_date("lines.service_date", detail.get("ServiceDate"))}
     return {k: v for k, v in out.items() if v is not None}
 
 
 def _read_lines(wire: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     return [_read_line(x) for x in _sales_lines(wire)] or None
+
+
+def _service_dates(wire: Mapping[str, Any]) -> list[str]:
+    dates = (read_date("lines.service_date", (x.get(SALES) or {}).get("ServiceDate")) for x in _sales_lines(wire))
+    return sorted(d for d in dates if d is not None)
+
+
+def _read_period_start(wire: Mapping[str, Any]) -> str | None:
+    return next(iter(_service_dates(wire)), None)
+
+
+def _read_period_end(wire: Mapping[str, Any]) -> str | None:
+    return next(reversed(_service_dates(wire)), None)
 
 
 def _read_subtotal(wire: Mapping[str, Any]) -> str | None:
@@ -114,14 +136,28 @@ def _write_line(index: int, line: Any) -> dict[str, Any]:
         amount = float((Decimal(str(qty)) * Decimal(str(price))).quantize(CENT))
     if amount is None:
         raise MappingError(f"lines[{index}].amount", None, "send the line amount (or quantity and unit_price)")
-    detail = {k: v for k, v in (("Qty", qty), ("UnitPrice", price)) if v is not None}
+    served = wire_date(f"lines[{index}].service_date", line.get("service_date"))
+    detail = {k: v for k, v in (("Qty", qty), ("UnitPrice", price), ("ServiceDate", served)) if v is not None}
     out: dict[str, Any] = {"DetailType": SALES, "Amount": amount, SALES: detail}
     if text(line.get("description")):
         out["Description"] = text(line.get("description"))
-    source = ref(f"lines[{index}].source", line.get("source"))
-    if source is not None:
-        out["LinkedTxn"] = [{"TxnId": source["value"], "TxnType": "TimeActivity"}]
+    links = [{"TxnId": target["value"], "TxnType": kind} for kind, target in (
+        (TIME_LINK, _time_entry_ref(index, line)), (EXPENSE_LINK, ref(f"lines[{index}].expense", line.get("expense"))))
+        if target is not None]
+    if links:
+        out["LinkedTxn"] = links
     return out
+
+
+def _time_entry_ref(index: int, line: Mapping[str, Any]) -> dict[str, str] | None:
+    """The line's time entry; the deprecated ``source`` is accepted as its alias."""
+    time_entry = ref(f"lines[{index}].time_entry", line.get("time_entry"))
+    source = ref(f"lines[{index}].source", line.get("source"))
+    if time_entry is not None and source is not None and time_entry != source:
+        raise MappingError(f"lines[{index}].source", line.get("source"),
+                           f"source is a deprecated alias of time_entry and names another record than "
+                           f"time_entry {line.get('time_entry')!r}: send time_entry only")
+    return time_entry or source
 
 
 def _write_lines(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
@@ -141,7 +177,8 @@ INVOICE_READERS: dict[str, Reader] = {
     "account": lambda w: ref_value(w, "CustomerRef"), "project": lambda w: ref_value(w, "ProjectRef"),
     "number": lambda w: text(w.get("DocNumber")), "issue_date": lambda w: read_date("issue_date", w.get("TxnDate")),
     "due_date": lambda w: read_date("due_date", w.get("DueDate")), "currency": lambda w: ref_value(w, "CurrencyRef"),
-    "lines": _read_lines, "subtotal": _read_subtotal,
+    "lines": _read_lines, "period_start": _read_period_start, "period_end": _read_period_end,
+    "subtotal": _read_subtotal,
     "tax": lambda w: money("tax", (w.get("TxnTaxDetail") or {}).get("TotalTax")),
     "total": lambda w: money("total", w.get("TotalAmt")), "balance": lambda w: money("balance", w.get("Balance")),
     "status": _read_status,

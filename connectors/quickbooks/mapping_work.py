@@ -13,11 +13,16 @@ resource     Employee                               name ↔ DisplayName (→ al
                                                     bill_rate ↔ BillRate; cost_rate ↔ CostRate; active ↔
                                                     Active. gid: EmployeeNumber (Employee has no notes field).
                                                     Not held: role, currency, legal entity.
-task         Item, ``Type: "Service"``              name ↔ Name (unique in the company: 6240 on a duplicate);
-                                                    code ↔ Sku. Created with the configured income account.
-                                                    gid: line in PurchaseDesc (internal, never printed). Not
-                                                    held: project (items are company-wide), parent, billable
-                                                    (QBO items have no such flag), budget_hours.
+task         Item, ``Type: "Service"``, named       name ↔ Name: "<project DisplayName> - <name>" (item
+             after its project (``mapping_task``)   names are company-wide: 6240 on a duplicate; ≤ 100
+                                                    chars, ':' replaced); read back without the prefix.
+                                                    project ↔ marker line ``project:<Customer Id> <prefix>``
+                                                    in PurchaseDesc (writing name/project reads the project
+                                                    once per write call; no project → MappingError); code ↔
+                                                    Sku. Created with the configured income account. gid:
+                                                    line in PurchaseDesc (internal, never printed). Not
+                                                    held: parent, billable (QBO items have no such flag),
+                                                    budget_hours.
 time_entry   TimeActivity, ``NameOf: "Employee"``   project ↔ CustomerRef; task ↔ ItemRef; resource ↔
                                                     EmployeeRef; work_date ↔ TxnDate; hours ↔ Hours + Minutes
                                                     (or EndTime - StartTime - BreakHours); bill_rate ↔
@@ -51,6 +56,7 @@ from accord.connectors.quickbooks.mapping_base import (
     MappingError,
     Reader,
     Writer,
+    is_project,
     money,
     number,
     plain_decimal,
@@ -61,19 +67,14 @@ from accord.connectors.quickbooks.mapping_base import (
     set_date,
     set_note_keeping_gid,
     set_number,
-    set_plain,
     set_ref,
     text,
     without_gid,
 )
 from accord.connectors.quickbooks.mapping_base import date as read_date
+from accord.connectors.quickbooks.mapping_task import TASK
 
 BILLED = "HasBeenBilled"
-
-
-def is_project(wire: Mapping[str, Any]) -> bool:
-    """A Customer that is a sub-customer (job) or a QBO project."""
-    return bool(wire.get("Job")) or bool(wire.get("IsProject"))
 
 
 def _status_reader(wire: Mapping[str, Any]) -> str:
@@ -147,18 +148,6 @@ RESOURCE = EntitySpec(
     writers={"name": _write_person, "email": _write_email, "bill_rate": set_number("BillRate", "bill_rate"),
              "cost_rate": set_number("CostRate", "cost_rate"), "active": set_bool("Active", "active")},
     active_field="active")
-
-
-# ------------------------------------------------------------------------------------------------
-# task ↔ Item (Service)
-# ------------------------------------------------------------------------------------------------
-
-TASK = EntitySpec(
-    canonical="task", qbo="Item", path="item", cdc="Item", name_list=True, gid_field="PurchaseDesc",
-    readers={"name": lambda w: text(w.get("Name")), "code": lambda w: text(w.get("Sku"))},
-    writers={"name": _required_name("Name", "name"), "code": set_plain("Sku")},
-    where="Type = 'Service'", accepts=lambda w: w.get("Type") == "Service",
-    on_create=lambda accounts: {"Type": "Service", "IncomeAccountRef": {"value": accounts["income_account"]}})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -306,4 +295,4 @@ EXPENSE = EntitySpec(
         "Line": [{"DetailType": DETAIL, "Amount": 0,
                   DETAIL: {"AccountRef": {"value": accounts["expense_account"]}, "BillableStatus": "NotBillable"}}]})
 
-WORK_SPECS = (PROJECT, RESOURCE, TASK, TIME_ENTRY, EXPENSE)
+WORK_SPECS = (PROJECT, RESOURCE, TASK, TIME_ENTRY, EXPENSE)  # TASK: see ``mapping_task``

@@ -2,7 +2,8 @@
 
 * Customer: ``ParentRef`` makes a sub-customer (``Job: true``, ``Level``, ``Parent:Child``
   FullyQualifiedName, the parent's currency); ``Job: true`` without ParentRef is refused (2020).
-* Item: Type is Service | NonInventory | Inventory | Category; a Service needs IncomeAccountRef.
+* Item: Type is Service | NonInventory | Inventory | Category; a Service needs IncomeAccountRef; Name
+  is at most 100 characters and has no ':' (QBO's sub-item separator).
 * TimeActivity: NameOf "Employee" needs EmployeeRef; Hours/Minutes (or StartTime/EndTime) are
   required; a Billable activity needs CustomerRef.
 * Purchase: PaymentType and AccountRef are required; every AccountBasedExpenseLineDetail line names an
@@ -10,9 +11,9 @@
 * Invoice: CustomerRef is required; ProjectRef must be a project of that customer; each sales line's
   Amount must equal Qty × UnitPrice (6070); lines without ItemRef use the "Services" item; DocNumber is
   assigned when absent; TotalAmt is the sum of the lines; Balance is TotalAmt minus the payments applied
-  and ``LinkedTxn`` lists those payments. A line linked to a TimeActivity marks it HasBeenBilled (and
-  deleting or voiding the invoice makes it Billable again). An invoice with payments cannot be deleted
-  or voided.
+  and ``LinkedTxn`` lists those payments. A line linked to a TimeActivity or to a Purchase's expense
+  line marks it HasBeenBilled (and deleting or voiding the invoice makes it Billable again; see
+  ``billed``). An invoice with payments cannot be deleted or voided.
 * Payment: each line links one invoice of the same customer and may not exceed its open balance;
   lines may not exceed TotalAmt; UnappliedAmt is the rest. Creating, changing or deleting a payment
   recomputes the Balance and LinkedTxn of every invoice it touches (which bumps their SyncToken).
@@ -24,68 +25,33 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from accord.connectors.quickbooks.faults import PACIFIC, QboFault
+from accord.connectors.quickbooks import billed
+from accord.connectors.quickbooks.faults import QboFault
+from accord.connectors.quickbooks.rulebase import (
+    BILLABLE,
+    BILLED,
+    CENT,
+    EXPENSE_LINE,
+    SALES_LINE,
+    amount,
+    as_number,
+    bad_ref,
+    business,
+    invalid,
+    linked,
+    live,
+    ref_id,
+    required,
+    today,
+)
 from accord.connectors.quickbooks.tables import HOME_CURRENCY, EntityType
 
 if TYPE_CHECKING:
     from accord.connectors.quickbooks.store import Realm
-
-CENT = Decimal("0.01")
-EXPENSE_LINE = "AccountBasedExpenseLineDetail"
-SALES_LINE = "SalesItemLineDetail"
-BILLED, BILLABLE = "HasBeenBilled", "Billable"
-
-
-def required(name: str, entity: str, why: str = "") -> QboFault:
-    return QboFault(400, "2020", "Required param missing, need to supply the required value for the API",
-                    f"Required parameter {name} is missing in the request{': ' + why if why else ''}",
-                    element=name)
-
-
-def invalid(name: str, value: Any, why: str) -> QboFault:
-    return QboFault(400, "2010", "Request has invalid or unsupported property",
-                    f"Property {name} value {value!r} is invalid: {why}", element=name)
-
-
-def bad_ref(name: str, value: Any, target: str, why: str = "") -> QboFault:
-    return QboFault(400, "2500", "Invalid Reference Id",
-                    f"Invalid Reference Id : {name} {value!r} is not a {target}{': ' + why if why else ''}",
-                    element=name)
-
-
-def business(detail: str) -> QboFault:
-    return QboFault(400, "6000", "A business validation error has occurred while processing your request",
-                    f"Business Validation Error: {detail}")
-
-
-def amount(value: Any, name: str = "Amount") -> Decimal:
-    try:
-        return Decimal(str(value)).quantize(CENT)
-    except ArithmeticError:
-        raise invalid(name, value, "expected a number") from None
-
-
-def as_number(value: Decimal) -> float:
-    return float(value.quantize(CENT))
-
-
-def ref_id(wire: Mapping[str, Any], name: str) -> str | None:
-    ref = wire.get(name)
-    return str(ref["value"]) if isinstance(ref, Mapping) and ref.get("value") is not None else None
-
-
-def live(realm: Realm, table: str, record_id: str | None) -> dict[str, Any] | None:
-    row = realm.tables[table].get(str(record_id)) if record_id is not None else None
-    return None if row is None or row.deleted else row.wire
-
-
-def today(now: float) -> str:
-    return dt.datetime.fromtimestamp(now, tz=PACIFIC).date().isoformat()
-
 
 # ------------------------------------------------------------------------------------------------
 # name lists
@@ -106,7 +72,15 @@ def _customer(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None,
                 FullyQualifiedName=f"{parent.get('FullyQualifiedName') or parent['DisplayName']}:{wire['DisplayName']}")
 
 
+ITEM_NAME_MAX = 100
+
+
 def _item(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
+    name = str(wire.get("Name") or "")
+    if ":" in name:
+        raise invalid("Name", name, "':' separates a sub-item from its parent and may not appear in a name")
+    if len(name) > ITEM_NAME_MAX:
+        raise invalid("Name", name, f"an item name is at most {ITEM_NAME_MAX} characters")
     kind = wire.get("Type")
     if kind not in ("Service", "NonInventory", "Inventory", "Category"):
         raise invalid("Type", kind, "use Service, NonInventory, Inventory or Category")
@@ -188,14 +162,6 @@ def payments_of(realm: Realm, invoice_id: str, *, skip: str | None = None) -> li
     return found
 
 
-def linked(line: Mapping[str, Any], kind: str) -> list[str]:
-    return [str(x.get("TxnId")) for x in line.get("LinkedTxn") or [] if x.get("TxnType") == kind]
-
-
-def billed_activities(wire: Mapping[str, Any] | None) -> set[str]:
-    return {i for line in (wire or {}).get("Line") or [] for i in linked(line, "TimeActivity")}
-
-
 def _sales_line(realm: Realm, line: dict[str, Any], number: int, invoice_id: str) -> Decimal:
     detail = line.setdefault(SALES_LINE, {})
     if ref_id(detail, "ItemRef") is None:
@@ -214,18 +180,9 @@ def _sales_line(realm: Realm, line: dict[str, Any], number: int, invoice_id: str
             raise QboFault(400, "6070", "Amount is not equal to UnitPrice * Qty",
                            f"Amount is not equal to UnitPrice * Qty. Supplied value:{line_amount} on line {number}",
                            element="Line.Amount")
-    for activity in linked(line, "TimeActivity"):
-        time = live(realm, "TimeActivity", activity)
-        if time is None:
-            raise bad_ref("Line.LinkedTxn", activity, "TimeActivity")
-        if time.get("BillableStatus") == BILLED and activity not in _billed_by(realm, invoice_id):
-            raise business(f"TimeActivity {activity} has already been billed on another invoice")
+    billed.check_line(realm, line, invoice_id)
     line.update(Id=str(number), LineNum=number, Amount=as_number(line_amount))
     return line_amount
-
-
-def _billed_by(realm: Realm, invoice_id: str) -> set[str]:
-    return billed_activities(live(realm, "Invoice", invoice_id))
 
 
 def _invoice(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
@@ -317,12 +274,6 @@ def refresh_invoice(realm: Realm, invoice_id: str, now: float) -> None:
         {"TxnId": pid, "TxnType": "Payment"} for pid, _ in applied]}, now)
 
 
-def _mark_time(realm: Realm, ids: Iterable[str], status: str, now: float) -> None:
-    for activity in sorted(ids):
-        if live(realm, "TimeActivity", activity) is not None:
-            realm.touch("TimeActivity", activity, {"BillableStatus": status}, now)
-
-
 def after_write(realm: Realm, etype: EntityType, new: Mapping[str, Any] | None, old: Mapping[str, Any] | None,
                 now: float) -> None:
     """Side effects of a stored create/update/void (``new``) or delete (``new`` is None)."""
@@ -331,9 +282,7 @@ def after_write(realm: Realm, etype: EntityType, new: Mapping[str, Any] | None, 
         for invoice_id in sorted(invoices):
             refresh_invoice(realm, invoice_id, now)
     elif etype.name == "Invoice":
-        before, after = billed_activities(old), billed_activities(new)
-        _mark_time(realm, before - after, BILLABLE, now)
-        _mark_time(realm, after - before, BILLED, now)
+        billed.mark(realm, old, new, now)
 
 
 def before_delete(realm: Realm, etype: EntityType, wire: Mapping[str, Any], operation: str) -> None:

@@ -223,8 +223,8 @@ class QuickBooksState(SandboxState):
             return self.user_create("Payment", body, realm=realm)
 
     def billing_run(self, project_customer_id: str, *, realm: str | None = None) -> str | None:
-        """Invoice every Billable TimeActivity of a project (see ``billing``); returns the new invoice's
-        Id, or ``None`` when the project has no unbilled billable time."""
+        """Invoice every Billable TimeActivity and billable expense line of a project (see ``billing``);
+        returns the new invoice's Id, or ``None`` when the project has nothing unbilled."""
         with self.lock:
             target = self.realm(realm)
             body = unbilled_invoice(target, str(project_customer_id))

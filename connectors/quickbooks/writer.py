@@ -5,7 +5,9 @@ HTTP-level retry of the same batch is replayed by QBO (the original response com
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
 name-list record (Customer, Employee, Item) is a sparse ``Active:false``; a delete of a transaction
 (TimeActivity, Purchase, Invoice, Payment) is ``operation=delete``. A create starts from the entity's
-``on_create`` wire (e.g. the configured income account of a new service Item). One entity per batch:
+``on_create`` wire (e.g. the configured income account of a new service Item). A write that depends on
+other records (``EntitySpec.lookups``: a task's Item Name starts with its project's DisplayName) reads
+each of them with one GET per ``write`` call before its batch is built. One entity per batch:
 ``write(entity, ops)`` is per entity, so mixed-entity batches are not sent (the sandbox accepts them). Items that fail with 5010 (stale SyncToken)
 are re-read and retried once in a follow-up batch with the fresh SyncToken.
 """
@@ -28,6 +30,7 @@ from accord.connectors.quickbooks.mapping import (
     to_wire,
     with_gid,
 )
+from accord.connectors.quickbooks.mapping_base import Lookup
 
 MAX_BATCH = 30
 
@@ -60,8 +63,9 @@ class BatchWriter:
 
     async def write(self, spec: EntitySpec, ops: Sequence[WriteOp]) -> list[WriteResult]:
         results: list[WriteResult] = []
+        found: dict[Lookup, dict[str, Any] | None] = {}  # records read for lookups, once per call
         for start in range(0, len(ops), MAX_BATCH):
-            results.extend(await self._write_chunk(spec, list(ops[start:start + MAX_BATCH])))
+            results.extend(await self._write_chunk(spec, list(ops[start:start + MAX_BATCH]), found))
         return results
 
     async def read(self, spec: EntitySpec, ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -76,7 +80,28 @@ class BatchWriter:
         return {str(row["Id"]): row for row in rows}
 
     # ------------------------------------------------------------------------------------------
-    async def _write_chunk(self, spec: EntitySpec, ops: list[WriteOp]) -> list[WriteResult]:
+    async def _look_up(self, spec: EntitySpec, ops: list[WriteOp], indexes: list[int],
+                      current: Mapping[str, dict[str, Any]], found: dict[Lookup, dict[str, Any] | None]) -> None:
+        """Read the records ``spec.lookups`` names for these ops into ``found`` (``None``: no such record)."""
+        wanted: set[Lookup] = set()
+        for i in indexes:
+            op = ops[i]
+            if op.kind != "delete":
+                base = current.get(op.target_id) if op.target_id is not None else spec.on_create(self._accounts)
+                wanted |= spec.lookups(op.fields, base or {})
+        for entity, ident in sorted(wanted - found.keys()):
+            try:
+                body = await self._api.call("GET", f"/{entity.lower()}/{ident}")
+            except Permanent as exc:
+                if exc.code != "610":
+                    raise
+                found[(entity, ident)] = None
+                continue
+            record = body.get(entity)
+            found[(entity, ident)] = record if isinstance(record, dict) else None
+
+    async def _write_chunk(self, spec: EntitySpec, ops: list[WriteOp],
+                           found: dict[Lookup, dict[str, Any] | None]) -> list[WriteResult]:
         results: dict[int, WriteResult] = {}
         todo: list[int] = []
         for i, op in enumerate(ops):
@@ -89,18 +114,20 @@ class BatchWriter:
         need = {ops[i].target_id for i in todo if ops[i].target_id is not None
                 and (ops[i].version is None or spec.needs_current & set(ops[i].fields))}
         current = await self.read(spec, {i for i in need if i is not None})
-        stale = await self._run(spec, ops, todo, current, results, salt="")
+        await self._look_up(spec, ops, todo, current, found)
+        stale = await self._run(spec, ops, todo, current, found, results, salt="")
         if stale:
-            await self._retry_stale(spec, ops, stale, results)
+            await self._retry_stale(spec, ops, stale, found, results)
         return [results[i] for i in range(len(ops))]
 
     async def _retry_stale(self, spec: EntitySpec, ops: list[WriteOp], stale: list[int],
-                           results: dict[int, WriteResult]) -> None:
+                           found: dict[Lookup, dict[str, Any] | None], results: dict[int, WriteResult]) -> None:
         try:
             fresh = await self.read(spec, {str(ops[i].target_id) for i in stale})
+            await self._look_up(spec, ops, stale, fresh, found)
             salt = "stale:" + ",".join(f"{ops[i].target_id}@{(fresh.get(str(ops[i].target_id)) or {}).get('SyncToken')}"
                                        for i in stale)
-            still = await self._run(spec, ops, stale, fresh, results, salt=salt, fresh=True)
+            still = await self._run(spec, ops, stale, fresh, found, results, salt=salt, fresh=True)
         except ConnectorError as exc:
             for i in stale:
                 results.setdefault(i, WriteResult(gid=ops[i].gid, ok=False, error=exc))
@@ -111,13 +138,13 @@ class BatchWriter:
                               "(5010 twice); it will be re-read on the next attempt", code="5010", status=400))
 
     async def _run(self, spec: EntitySpec, ops: list[WriteOp], indexes: list[int],
-                   current: Mapping[str, dict[str, Any]], results: dict[int, WriteResult], *, salt: str,
-                   fresh: bool = False) -> list[int]:
+                   current: Mapping[str, dict[str, Any]], found: Mapping[Lookup, dict[str, Any] | None],
+                   results: dict[int, WriteResult], *, salt: str, fresh: bool = False) -> list[int]:
         """Send one batch for ``indexes``; fill ``results`` and return the indexes that came back 5010."""
         items: dict[str, dict[str, Any]] = {}
         for i in indexes:
             try:
-                items[str(i)] = self._item(spec, ops[i], current, fresh=fresh)
+                items[str(i)] = self._item(spec, ops[i], current, found, fresh=fresh)
             except (MappingError, Permanent) as exc:
                 results[i] = WriteResult(gid=ops[i].gid, ok=False, error=exc)
         if not items:
@@ -140,11 +167,11 @@ class BatchWriter:
                 results[i] = outcome
         return stale
 
-    def _item(self, spec: EntitySpec, op: WriteOp, current: Mapping[str, dict[str, Any]], *,
-              fresh: bool) -> dict[str, Any]:
+    def _item(self, spec: EntitySpec, op: WriteOp, current: Mapping[str, dict[str, Any]],
+              found: Mapping[Lookup, dict[str, Any] | None], *, fresh: bool) -> dict[str, Any]:
         if op.target_id is None:
             base = spec.on_create(self._accounts)
-            wire = deep_merge({**base, **to_wire(spec.canonical, op.fields, base)}, op.wire)
+            wire = deep_merge({**base, **to_wire(spec.canonical, op.fields, base, found)}, op.wire)
             wire[spec.gid_field] = with_gid(wire.get(spec.gid_field), op.gid)
             return {"operation": "create", spec.qbo: wire}
         record = current.get(op.target_id)
@@ -159,7 +186,7 @@ class BatchWriter:
         if op.kind == "delete" and not spec.name_list:
             return {"operation": "delete", spec.qbo: ident}
         body = {"Active": False} if op.kind == "delete" else deep_merge(
-            to_wire(spec.canonical, op.fields, record), op.wire)
+            to_wire(spec.canonical, op.fields, record, found), op.wire)
         return {"operation": "update", spec.qbo: {**body, **ident, "sparse": True}}
 
     def _outcome(self, spec: EntitySpec, op: WriteOp, answer: dict[str, Any] | None) -> WriteResult | None:

@@ -80,7 +80,7 @@ async def test_every_new_entity_round_trips(state, qbo, firm) -> None:
         "project": {"account": firm["account"], "name": "Northwind Data Platform", "status": "active"},
         "resource": {"name": "Ana Maria Lopez", "email": "ana@firm.example", "bill_rate": "175.00",
                      "cost_rate": "80.50", "active": True},
-        "task": {"name": "Solution design", "code": "SD-01"},
+        "task": {"name": "Solution design", "code": "SD-01", "project": firm["project"]},
         "time_entry": {"project": firm["project"], "task": firm["item"], "resource": firm["employee"],
                        "work_date": "2026-05-04", "hours": "7.5", "billable": True, "bill_rate": "150.00",
                        "notes": "Workshop\nwith the CFO"},
@@ -88,7 +88,8 @@ async def test_every_new_entity_round_trips(state, qbo, firm) -> None:
                     "amount": "412.30", "category": "Travel", "billable": True},
         "invoice": {"account": firm["account"], "project": firm["project"], "number": "INV-77",
                     "issue_date": "2026-05-31", "due_date": "2026-06-30", "lines": [
-                        {"description": "Design, May", "quantity": "10", "unit_price": "150.00", "amount": "1500.00"},
+                        {"description": "Design, May", "quantity": "10", "unit_price": "150.00", "amount": "1500.00",
+                         "service_date": "2026-05-29"},
                         {"description": "Travel", "amount": "412.30"}]},
     }
     ids: dict[str, str | None] = {}
@@ -115,8 +116,9 @@ async def test_every_new_entity_round_trips(state, qbo, firm) -> None:
     assert {k: fetched.fields[k] for k in ("subtotal", "total", "balance", "status", "currency")} == {
         "subtotal": "1912.30", "total": "1912.30", "balance": "1912.30", "status": "open", "currency": "USD"}
     task = state.records("Item")[-1]
-    assert (task["Type"], task["IncomeAccountRef"], task["PurchaseDesc"]) == (
-        "Service", {"value": "1"}, "accord:gid-task")
+    assert (task["Type"], task["IncomeAccountRef"], task["Name"], task["PurchaseDesc"]) == (
+        "Service", {"value": "1"}, "Northwind ERP rollout - Solution design",
+        f"project:{firm['project']} Northwind ERP rollout\naccord:gid-task")
 
 
 def test_pure_mapping_of_a_user_made_time_activity_and_payment() -> None:
@@ -306,7 +308,9 @@ async def test_billing_run_invoices_billable_time_once(state, qbo, firm) -> None
     changed, cursor = await load(qbo, "time_entry", cursor)
     assert {r.id: (r.fields["locked"], r.version) for r in changed} == {first: (True, 1), second: (True, 1)}
     [billed], _ = await load(qbo, "invoice")
-    assert [line.get("source") for line in billed.fields["lines"]] == [first, second]
+    assert [line.get("time_entry") for line in billed.fields["lines"]] == [first, second]
+    assert not any("source" in line for line in billed.fields["lines"])  # deprecated: no longer read
+    assert (billed.fields["period_start"], billed.fields["period_end"]) == ("2026-05-04", "2026-05-05")
     assert billed.fields["project"] == firm["project"] and billed.fields["total"] == "1500.00"
 
     state.clock.advance(5)
@@ -368,7 +372,9 @@ async def test_resource_and_task_updates_and_deactivation(state, qbo, firm) -> N
     resources, _ = await load(qbo, "resource")
     assert [(r.id, r.fields["active"]) for r in resources] == [(firm["employee"], False)]
 
-    duplicate = await write1(qbo, "task", op("tk-1", {"name": "Consulting"}))
+    state.user_create("Item", {"Name": "Northwind ERP rollout - Consulting", "Type": "Service",
+                               "IncomeAccountRef": {"value": "1"}})
+    duplicate = await write1(qbo, "task", op("tk-1", {"name": "Consulting", "project": firm["project"]}))
     assert isinstance(duplicate.error, Permanent) and duplicate.error.code == "6240"
     retired = await write1(qbo, "task", op("tk-2", {}, target=firm["item"], kind="delete"))
     assert retired.ok and retired.fields == {} and state.get("Item", firm["item"])["Active"] is False
