@@ -31,6 +31,7 @@ from accord.connectors.salesforce.mapping import (
     MappingError,
     entity_map,
     select_fields,
+    sent_values,
     soql_datetime,
     soql_string,
     to_canonical,
@@ -258,28 +259,35 @@ class SalesforceConnector:
         if not isinstance(items, list) or len(items) != len(chunk):
             raise Retryable(self.system, f"{method} {path} returned {len(items) if isinstance(items, list) else 0}"
                                          f" results for {len(chunk)} records; the batch is retried whole")
-        for (index, op, _), item in zip(chunk, items, strict=True):
-            results[index] = self._result(emap, op, item, deleting=method == "DELETE")
+        for (index, op, wire), item in zip(chunk, items, strict=True):
+            results[index] = self._result(emap, op, item, wire, deleting=method == "DELETE")
 
     def _ok(self, entity: str, op: WriteOp, target_id: str, created: bool) -> WriteResult:
         fields = written_projection(entity, op.fields, multi_currency=self.settings.multi_currency)
         return WriteResult(gid=op.gid, ok=True, target_id=target_id, created=created, fields=fields)
 
-    def _result(self, emap: EntityMap, op: WriteOp, item: dict[str, Any], *, deleting: bool) -> WriteResult:
+    def _result(self, emap: EntityMap, op: WriteOp, item: dict[str, Any], wire: dict[str, Any], *,
+                deleting: bool) -> WriteResult:
         errors = item.get("errors") or []
         codes = [str(e.get("statusCode")) for e in errors if isinstance(e, dict)]
         if deleting and (item.get("success") or codes == ["ENTITY_IS_DELETED"]):
             return WriteResult(gid=op.gid, ok=True, target_id=op.target_id)  # already deleted: done
         if item.get("success"):
             return self._ok(emap.entity, op, str(item.get("id") or op.target_id), bool(item.get("created")))
-        return WriteResult(gid=op.gid, ok=False, target_id=op.target_id, error=self._record_error(emap, op, errors))
+        return WriteResult(gid=op.gid, ok=False, target_id=op.target_id,
+                           error=self._record_error(emap, op, errors, wire))
 
-    def _record_error(self, emap: EntityMap, op: WriteOp, errors: list[Any]) -> ConnectorError:
+    def _record_error(self, emap: EntityMap, op: WriteOp, errors: list[Any], wire: dict[str, Any],
+                      ) -> ConnectorError:
+        """The error of one failed record: where, Salesforce's code and message, what Accord sent in the
+        fields it names (``payment.invoice = '...'``) and the wire fields themselves."""
         first = errors[0] if errors and isinstance(errors[0], dict) else {}
         code = str(first.get("statusCode") or "UNKNOWN_ERROR")
-        fields = first.get("fields") or []
+        fields = [str(f) for f in first.get("fields") or []]
         where = f"{emap.sobject} {op.target_id or f'{self.settings.external_id_field}={op.gid}'}"
-        text = f"{where}: {code}: {first.get('message', '')}" + (f" (fields: {', '.join(fields)})" if fields else "")
+        sent = "".join(f"; {item}" for item in sent_values(emap.entity, fields, wire))
+        text = f"{where}: {code}: {first.get('message', '')}{sent}" + (
+            f" (fields: {', '.join(fields)})" if fields else "")
         if code == "REQUEST_LIMIT_EXCEEDED":
             return RateLimited(self.system, text, retry_after=float(self.settings.limit_retry_after), code=code)
         if code in _RETRYABLE_CODES:

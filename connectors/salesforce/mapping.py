@@ -1,14 +1,14 @@
 """Salesforce sObject fields ↔ canonical fields: the conversion functions over the tables in ``objects``.
 
-The tables (Account, Contact, Opportunity) and what each canonical field maps to are documented in
-``accord.connectors.salesforce.objects``; the field kinds and wire helpers live in ``fieldmap`` and are
-re-exported here. The Accord global id lives in the External ID field named by the settings
+The tables (Account, Contact, Opportunity, Invoice__c, Payment__c) and what each canonical field maps to
+are documented in ``accord.connectors.salesforce.objects``; the field kinds and wire helpers live in
+``fieldmap`` and are re-exported here. The Accord global id lives in the External ID field named by the settings
 (``Accord_Id__c``); the version is ``SystemModstamp`` in epoch milliseconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from accord.connectors.errors import Permanent
@@ -28,13 +28,17 @@ from accord.connectors.salesforce.objects import (
     BILLING_MODEL_LABELS,
     CONTACT,
     ENTITIES,
+    INVOICE,
+    INVOICE_STATUS_LABELS,
     OPPORTUNITY,
+    PAYMENT,
     PAYMENT_TERMS_LABELS,
 )
 
-__all__ = ["ACCOUNT", "BILLING_MODEL_LABELS", "CONTACT", "ENTITIES", "OPPORTUNITY", "PAYMENT_TERMS_LABELS",
+__all__ = ["ACCOUNT", "BILLING_MODEL_LABELS", "CONTACT", "ENTITIES", "INVOICE", "INVOICE_STATUS_LABELS",
+           "OPPORTUNITY", "PAYMENT", "PAYMENT_TERMS_LABELS",
            "EntityMap", "FieldMap", "MappingError", "entity_map", "format_datetime_ms", "parse_datetime_ms",
-           "select_fields", "soql_datetime", "soql_string", "to_canonical", "to_wire", "written_projection"]
+           "select_fields", "sent_values", "soql_datetime", "soql_string", "to_canonical", "to_wire", "written_projection"]
 
 
 def entity_map(entity: str) -> EntityMap:
@@ -115,4 +119,22 @@ def written_projection(entity: str, fields: Mapping[str, Any], *, multi_currency
     for fmap in entity_map(entity).active(multi_currency):
         if fmap.canonical in fields and not fmap.read_only:
             out[fmap.canonical] = fmap.read(wire)
+    return out
+
+
+def sent_values(entity: str, names: Sequence[str], wire: Mapping[str, Any]) -> list[str]:
+    """What Accord sent in the wire fields ``names`` (those a per-record error points at), in canonical
+    terms: ``["payment.invoice = 'a0B5g00000000AAA'"]``, ``"payment.invoice is empty"`` for a null, or
+    ``"payment.invoice was not sent"``. Wire fields no table maps (``Id``) are left out."""
+    out: list[str] = []
+    for name in names:
+        fmap = next((f for f in entity_map(entity).fields if name in f.wire), None)
+        if fmap is None:
+            continue
+        label = f"{entity}.{fmap.canonical}"
+        value = wire.get(name)
+        shown = (f"{label} was not sent" if name not in wire else f"{label} is empty" if value is None
+                 else f"{label} = {value!r}")
+        if shown not in out:
+            out.append(shown)
     return out

@@ -1,11 +1,11 @@
-"""The Salesforce field tables: Account, Contact and Opportunity ↔ canonical ``account``, ``contact`` and
-``opportunity``. Adding an entity means adding a table here (built from ``fieldmap``), not changing the
-conversion functions in ``mapping``.
+"""The Salesforce field tables: Account, Contact, Opportunity, Invoice__c and Payment__c ↔ canonical
+``account``, ``contact``, ``opportunity``, ``invoice`` and ``payment``. Adding an entity means adding a
+table here (built from ``fieldmap``), not changing the conversion functions in ``mapping``.
 
-References: ``account.parent``, ``contact.account`` and ``opportunity.account`` are *native*: they hold
-the 18-character id of an Account in this org (the daemon translates to and from global ids).
-``opportunity.project`` is not: Salesforce holds no projects, so the global id is stored verbatim in
-``Accord_Project_Id__c``.
+References: ``account.parent``, ``contact.account``, ``opportunity.account``, ``invoice.account`` and
+``payment.invoice`` are *native*: they hold the 18-character id of a record in this org (the daemon
+translates to and from global ids). ``opportunity.project`` and ``invoice.project`` are not: Salesforce
+holds no projects, so the global id is stored verbatim (``Accord_Project_Id__c``, ``Project_Ref__c``).
 
 Account:
 
@@ -49,6 +49,37 @@ project            Accord_Project_Id__c            the project's global id, verb
 =================  ==============================  =========================================================
 
 "Won" is ``IsWon``, never a match on the stage name (orgs rename stages).
+
+Invoice (custom object ``Invoice__c``, a master-detail child of Account; the ERP owns it):
+
+=================  ==============================  =========================================================
+canonical          Salesforce                      note
+=================  ==============================  =========================================================
+account            Account__c                      native Account id; master-detail: required
+project            Project_Ref__c                  the project's global id, verbatim (not a native id)
+number             Name                            the invoice number (text); required
+issue_date         Issue_Date__c                   "YYYY-MM-DD"
+due_date           Due_Date__c                     "YYYY-MM-DD"
+total              Total__c                        currency
+balance            Balance__c                      currency
+tax                Tax__c                          currency
+status             Status__c                       "Draft" ↔ "draft", "Open" ↔ "open", "Paid" ↔ "paid",
+                                                   "Void" ↔ "void"; unknown: error
+currency           CurrencyIsoCode                 multi-currency orgs only
+=================  ==============================  =========================================================
+
+Not held: ``lines``, ``subtotal``, ``period_start``, ``period_end`` (never written, never read).
+
+Payment (``Payment__c``, a master-detail child of Invoice__c): invoice ↔ ``Invoice__c`` (native
+Invoice__c id; required), amount ↔ ``Amount__c``, paid_date ↔ ``Paid_Date__c``, reference ↔
+``Reference__c``. Not held: ``account`` and ``currency`` (they follow from the invoice), ``method``, ``notes``.
+
+The custom objects' key prefixes differ from org to org, so their tables carry none.
+
+Roll-up summary fields (``Account.Invoiced_Total__c``, ``Open_Balance__c``, ``Last_Payment_Date__c``;
+``Invoice__c.Amount_Paid__c``, ``Last_Payment_Date__c``) are not canonical fields: no table reads them,
+so no query selects them. A roll-up change bumps the master's SystemModstamp, so the master comes back
+in the next poll with an unchanged projection, which the daemon's echo check drops.
 """
 
 from __future__ import annotations
@@ -93,6 +124,13 @@ PAYMENT_TERMS_LABELS: dict[str, str] = {
     "Net 15": "net_15",
     "Net 30": "net_30",
     "Net 60": "net_60",
+}
+
+INVOICE_STATUS_LABELS: dict[str, str] = {
+    "Draft": "draft",
+    "Open": "open",
+    "Paid": "paid",
+    "Void": "void",
 }
 
 BILLING_MODEL_LABELS: dict[str, str] = {
@@ -153,4 +191,35 @@ OPPORTUNITY = EntityMap(
     ),
 )
 
-ENTITIES: dict[str, EntityMap] = {emap.entity: emap for emap in (ACCOUNT, CONTACT, OPPORTUNITY)}
+INVOICE = EntityMap(
+    entity="invoice",
+    sobject="Invoice__c",
+    id_prefix="",  # a custom object's key prefix is the org's own
+    fields=(
+        reference("account", "Account__c"),
+        plain("project", "Project_Ref__c"),
+        plain("number", "Name"),
+        date("invoice", "issue_date", "Issue_Date__c"),
+        date("invoice", "due_date", "Due_Date__c"),
+        money("invoice", "total", "Total__c"),
+        money("invoice", "balance", "Balance__c"),
+        money("invoice", "tax", "Tax__c"),
+        picklist("invoice", "status", "Status__c", INVOICE_STATUS_LABELS),
+        plain("currency", "CurrencyIsoCode", multi_currency_only=True),
+    ),
+)
+
+PAYMENT = EntityMap(
+    entity="payment",
+    sobject="Payment__c",
+    id_prefix="",
+    fields=(
+        reference("invoice", "Invoice__c"),
+        money("payment", "amount", "Amount__c"),
+        date("payment", "paid_date", "Paid_Date__c"),
+        plain("reference", "Reference__c"),
+    ),
+)
+
+# Parents before children: the order in which a full load is best polled.
+ENTITIES: dict[str, EntityMap] = {emap.entity: emap for emap in (ACCOUNT, CONTACT, OPPORTUNITY, INVOICE, PAYMENT)}

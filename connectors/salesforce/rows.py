@@ -54,24 +54,35 @@ class RowRoutes:
 
     async def describe_global(self, _: Request) -> Response:
         return JSONResponse({"encoding": "UTF-8", "maxBatchSize": MAX_COLLECTION, "sobjects": [
-            {"name": t.name, "keyPrefix": t.prefix, "label": t.name, "queryable": True, "createable": True,
-             "updateable": True, "deletable": True} for t in self.store.types.values()]})
+            {"name": t.name, "keyPrefix": t.prefix, "label": t.label or t.name, "custom": t.custom,
+             "queryable": True, "createable": True, "updateable": True, "deletable": True}
+            for t in self.store.types.values()]})
 
     def _describe(self, sobject: SObjectType) -> Response:
         with self.state.lock:
             types = self.store.field_types(sobject)
             fields = [self._describe_field(sobject, name, ftype) for name, ftype in types.items()]
-        return JSONResponse({"name": sobject.name, "keyPrefix": sobject.prefix, "fields": fields})
+        children = [{"childSObject": child.name, "field": name, "cascadeDelete": child.deletes_with(name)}
+                    for child in self.store.types.values() for name, target in child.lookups.items()
+                    if target == sobject.name]
+        return JSONResponse({"name": sobject.name, "label": sobject.label or sobject.name, "custom": sobject.custom,
+                             "keyPrefix": sobject.prefix, "fields": fields, "childRelationships": children})
 
     def _describe_field(self, sobject: SObjectType, name: str, ftype: str) -> dict[str, Any]:
-        """One field's describe entry: type, External ID, nillable, updateable, lookups' ``referenceTo``
-        and restricted picklists' values (``StageName``: the org's stage table)."""
+        """One field's describe entry: type, External ID, nillable, createable/updateable, calculated (roll-up
+        summaries), lookups' ``referenceTo`` (master-detail: ``cascadeDelete``) and restricted picklists'
+        values (``StageName``: the org's stage table)."""
         values = (list(self.store.stages) if sobject.name == "Opportunity" and name == "StageName"
                   else self.store.picklists.get((sobject.name, name)))
         lookup = sobject.lookups.get(name)
-        return {"name": name, "type": ftype, "externalId": name in sobject.external_ids,
+        writable = name in sobject.fields or name == "CurrencyIsoCode"
+        return {"name": name, "type": ftype, "custom": name.endswith("__c"), "externalId": name in sobject.external_ids,
                 "unique": sobject.external_ids.get(name, False), "nillable": name not in sobject.required,
-                "updateable": name in sobject.fields or name == "CurrencyIsoCode",
+                "createable": writable, "updateable": writable,
+                "calculated": any(r.field == name for r in sobject.rollups), "autoNumber": (
+                    name == "Name" and sobject.auto_name is not None),
+                "cascadeDelete": name in sobject.masters, "relationshipOrder": (
+                    sobject.masters.index(name) if name in sobject.masters else None),
                 "referenceTo": [lookup] if lookup else [], "restrictedPicklist": values is not None,
                 "picklistValues": [{"value": v, "label": v, "active": True} for v in values or []]}
 

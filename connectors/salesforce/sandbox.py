@@ -1,6 +1,7 @@
 """The Salesforce sandbox: a local org that answers the REST API the way Salesforce does.
 
-``SalesforceState`` is the org: an sObject store (Account, Contact, Opportunity), OAuth client
+``SalesforceState`` is the org: an sObject store (Account, Contact, Opportunity, and the billing custom
+objects Invoice__c and Payment__c with their roll-up summary fields on Account), OAuth client
 credentials and tokens with a TTL, the daily API request limit, open query cursors, plus the shared
 sandbox clock, fault plan and request log. ``build_app(state)`` serves it (routes in ``routes.py``).
 
@@ -8,8 +9,9 @@ Python helpers for a demo "user activity" generator (callable from any thread; `
 data): ``user_create``, ``user_update``, ``user_delete``, ``records``, ``get`` and ``transaction`` (several
 changes under one SystemModstamp, as one Salesforce transaction). Their changes bump versions exactly like
 an API write. Admin and test hooks: ``expire_tokens``, ``invalidate_cursors``, ``lock_record``,
-``add_validation_rule``, ``add_picklist_value``, ``set_stage``, ``max_batch``, ``api_limit``, ``token_ttl``.
-The schema (objects, custom fields, lookups, restricted picklists, stage table) is in ``schema.py``.
+``add_validation_rule``, ``add_picklist_value``, ``set_stage``, ``set_conversion_rate``, ``max_batch``,
+``api_limit``, ``token_ttl``. The schema (objects, custom fields, lookups, master-detail relationships,
+roll-up summaries, restricted picklists, stage table) is in ``schema.py``.
 """
 
 from __future__ import annotations
@@ -222,6 +224,14 @@ class SalesforceState(SandboxState):
         Existing opportunities keep their derived values until their stage is next set."""
         with self.lock:
             self.store.stages[stage] = (closed, won, probability)
+
+    def set_conversion_rate(self, currency: str, rate: float) -> None:
+        """An admin edits a currency's conversion rate (units per unit of the corporate currency). Roll-ups
+        use it from their next recalculation on, as in Salesforce."""
+        with self.lock:
+            if currency not in self.store.currencies:
+                raise KeyError(f"{currency} is not an active currency; active: {sorted(self.store.currencies)}")
+            self.store.rates[currency] = rate
 
     def add_validation_rule(self, obj: str, name: str, check: Callable[[dict[str, Any]], bool],
                             message: str) -> None:

@@ -376,9 +376,10 @@ async def test_system_name_is_settable(sf_recorder: Recorder, sf_state: Salesfor
     sf_state.faults.add("query", "503")
     with pytest.raises(Retryable, match=r"^crm: GET /services/data/v66.0/queryAll → 503 SERVER_UNAVAILABLE"):
         await conn.fetch("account", None)
-    assert conn.entities() == ("account", "contact", "opportunity") and conn.batch_size == 200
+    assert conn.entities() == ("account", "contact", "opportunity", "invoice", "payment")
+    assert conn.batch_size == 200
     with pytest.raises(Permanent, match="not mapped"):
-        await conn.fetch("invoice", None)
+        await conn.fetch("time_entry", None)
     await conn.aclose()
 
 

@@ -93,7 +93,7 @@ async def test_malformed_query(client: httpx.AsyncClient, text: str) -> None:
     ("SELECT Id FROM Account WHERE SystemModstamp > '2026-01-01T00:00:00Z'", "INVALID_FIELD",
      "should not be enclosed in quotes"),
     ("SELECT Id FROM Account WHERE Name = 5", "INVALID_FIELD", "must be of type string"),
-    ("SELECT Id FROM Invoice__c", "INVALID_TYPE", "sObject type 'Invoice__c' is not supported"),
+    ("SELECT Id FROM Shipment__c", "INVALID_TYPE", "sObject type 'Shipment__c' is not supported"),
 ])
 async def test_query_checked_against_schema(client: httpx.AsyncClient, text: str, code: str, message: str) -> None:
     response = await query(client, text)
