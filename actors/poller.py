@@ -222,6 +222,11 @@ class Poller(LoopActor):
             plan.counts[Stats.label("drift", self.system, entity)] += self._drift.pop(entity)
         return plan
 
+    async def canonical(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
+        """``records`` as the pipeline sees them: configured maps applied, canonical spelling, global ids
+        in references (used by reconciliation to compare systems the way sync does)."""
+        return await self._globalise(entity, records)
+
     async def _globalise(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
         """Records in canonical spelling, with reference fields turned from native ids into global ids.
         A record whose fields do not fit the canonical model keeps them and carries the error."""

@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from accord.actors.poller import Poller
+from accord.actors.scheduler import Scheduler
 from accord.actors.writer import Writer
 
 _COMMON: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "max_concurrency": 8}
@@ -24,3 +25,7 @@ def poller_actor(num_cpus: float) -> Any:
 
 def writer_actor(num_cpus: float) -> Any:
     return ray.remote(num_cpus=num_cpus, **_COMMON)(Writer)
+
+
+def scheduler_actor(num_cpus: float) -> Any:
+    return ray.remote(num_cpus=num_cpus, **_COMMON)(Scheduler)

@@ -6,6 +6,7 @@ is expected; ``load`` collects every cross-reference error before raising one ``
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
@@ -127,7 +128,39 @@ def check(settings: Settings) -> list[str]:
         if ent.replicas > settings.streams.partitions:
             errors.append(f"{base}.replicas: {ent.replicas} replicas exceed streams.partitions "
                           f"({settings.streams.partitions}); each replica needs a partition")
-    return errors + _check_mappings(settings)
+    return errors + _check_mappings(settings) + _check_reconcile(settings)
+
+
+def _check_reconcile(settings: Settings) -> list[str]:
+    errors: list[str] = []
+    for name, job in settings.reconcile.items():
+        base = f"$.reconcile.{name}"
+        ent = settings.entities.get(job.entity)
+        if ent is None:
+            errors.append(f"{base}.entity: `{job.entity}` is not configured under [entities]")
+            continue
+        errors += [f"{base}.{side}: `{system}` does not hold {job.entity}; expected one of {ent.systems}"
+                   for side, system in (("source", job.source), ("target", job.target)) if system not in ent.systems]
+        known = entity_fields(job.entity)
+        named = [("fields", f) for f in job.fields] + [("sum", f) for f in job.sum] + [
+            ("where", f) for f in (job.where or {})] + ([("period", job.period)] if job.period else [])
+        errors += [f"{base}.{where}: `{field}` is not a field of {job.entity}; expected one of {', '.join(known)}"
+                   for where, field in named if field not in known]
+        if job.interval is not None and job.cron is not None:
+            errors.append(f"{base}: give `interval` or `cron`, not both")
+        if job.cron is not None:
+            errors += _check_cron(f"{base}.cron", job.cron)
+    return errors
+
+
+def _check_cron(path: str, expression: str) -> list[str]:
+    import cronsim
+
+    try:
+        cronsim.CronSim(expression, dt.datetime.now(dt.UTC))
+    except cronsim.CronSimError as exc:
+        return [f"{path}: {expression!r} is not a cron expression ({exc}); e.g. \"0 2 * * *\" for 02:00 UTC daily"]
+    return []
 
 
 def _check_mappings(settings: Settings) -> list[str]:

@@ -86,6 +86,28 @@ class EntitySettings(_Section):
     exclude: dict[str, list[str]] = {}
 
 
+class ReconcileJob(_Section):
+    """A scheduled comparison of one entity between the system that sends it and one that receives it.
+
+    Records are paired through the xref. ``missing``: in the source (and meeting ``where``) but not in the
+    target; ``extra``: in the target without such a source record; ``mismatched``: paired records whose
+    ``fields`` differ. ``sum`` fields are totalled per ``period`` (a date field, by month) on both sides.
+    ``where`` defaults to the entity's ``when`` for the target. Runs every ``interval`` or on ``cron``
+    (5 fields, UTC), or only on demand (``accord reconcile``) when neither is set.
+    """
+
+    entity: str
+    source: str
+    target: str
+    fields: list[str] = []
+    sum: list[str] = []
+    period: str | None = None
+    where: dict[str, Condition] | None = None
+    interval: Duration | None = None
+    cron: str | None = None
+    open_exceptions: bool = False  # file each finding as an exception (reason "reconcile") for review
+
+
 class SupervisorSettings(_Section):
     check_interval: Duration = Duration(1.0)
     health_ttl: Duration = Duration(15.0)
@@ -105,6 +127,7 @@ class Settings(_Section):
     entities: dict[str, EntitySettings] = {}
     mappings: dict[str, dict[str, EntityMap]] = {}  # system -> entity -> configured field map
     lookups: dict[str, dict[str, str]] = {}  # named wire value -> canonical value tables
+    reconcile: dict[Name, ReconcileJob] = {}
 
     def targets_of(self, entity: str) -> list[str]:
         """Every system an entity's changes are written to (each gets a consumer group)."""

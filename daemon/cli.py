@@ -74,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from accord.opscli import run_replay
 
             return run_replay(args)
+        if args.command == "reconcile":
+            from accord.opscli import run_reconcile
+
+            return run_reconcile(args)
         if args.command == "map":
             from accord.mapcli import run_map
 

@@ -1,4 +1,5 @@
-"""``accord replay`` (and later operations commands): act on the daemon's Redis from the command line."""
+"""``accord replay`` and ``accord reconcile``: operations on the daemon's Redis and systems from the
+command line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import datetime as dt
 import sys
 import time
 from typing import Any
+
+import msgspec
 
 from accord.actors.context import connect
 from accord.config.load import load
@@ -27,6 +30,13 @@ def add_parsers(sub: Any) -> None:
     rep.add_argument("--until", help="ISO time or an age")
     rep.add_argument("--correlation-id")
     rep.add_argument("--dry-run", action="store_true", help="count what would be replayed")
+
+    rec = sub.add_parser("reconcile", help="run reconciliation now and print the report (exit 1 on findings)")
+    rec.add_argument("--config", required=True)
+    rec.add_argument("--entity", required=True)
+    rec.add_argument("--job", help="one job of [reconcile] (default: every job of the entity)")
+    rec.add_argument("--period", help="a month, e.g. 2026-11 (default: all)")
+    rec.add_argument("--json", action="store_true")
 
 
 def point_in_time(flag: str, value: str | None, now: float | None = None) -> int | None:
@@ -78,3 +88,59 @@ def run_replay(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return asyncio.run(go())
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    from accord.actors.reconcile import Reconciler
+
+    settings = load(args.config)
+    jobs = {n: j for n, j in settings.reconcile.items() if j.entity == args.entity and args.job in (None, n)}
+    if not jobs:
+        configured = ", ".join(f"{n} ({j.entity})" for n, j in settings.reconcile.items()) or "none"
+        print(f"--entity/--job: no [reconcile] job for {args.entity}{' named ' + args.job if args.job else ''}; "
+              f"configured jobs: {configured}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.period is not None and not _is_month(args.period):
+        print(f"--period: {args.period!r} is not a month; write it as YYYY-MM, e.g. 2026-11", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def go() -> int:
+        redis = connect(redis_url(settings))
+        reconciler = Reconciler(settings, redis)
+        agree = True
+        try:
+            for name, job in jobs.items():
+                report = await reconciler.run(name, job, args.period)
+                agree = agree and report.agrees
+                print(msgspec.json.encode(report).decode() if args.json else render_report(report))
+        finally:
+            await reconciler.aclose()
+            await redis.aclose()
+        return EXIT_OK if agree else EXIT_FAILED
+
+    return asyncio.run(go())
+
+
+def _is_month(text: str) -> bool:
+    try:
+        dt.datetime.strptime(text, "%Y-%m")
+    except ValueError:
+        return False
+    return len(text) == 7
+
+
+def render_report(report: Any) -> str:
+    """A reconciliation report as text: the verdict, totals per period, then every listed finding."""
+    scope = f" for {report.period}" if report.period else ""
+    verdict = "AGREE" if report.agrees else "DISAGREE"
+    lines = [f"reconcile {report.job}: {report.entity} {report.source} -> {report.target}{scope}: {verdict} "
+             f"({report.compared} paired, {report.missing} missing, {report.extra} extra, "
+             f"{report.mismatched} mismatched)"]
+    for t in report.totals:
+        mark = "ok" if t.agrees else "OFF"
+        lines.append(f"  total {t.field:<12} {t.period:<8} {report.source}={t.source:<12} {report.target}={t.target:<12} {mark}")
+    for f in report.findings:
+        ids = f"{report.source}:{f.source_id or '-'} {report.target}:{f.target_id or '-'}"
+        diff = "; ".join(f"{k}: {a!r} != {b!r}" for k, (a, b) in f.differences.items())
+        lines.append(f"  {f.kind:<10} {ids:<40} {f.period:<8} {diff}".rstrip())
+    return "\n".join(lines)

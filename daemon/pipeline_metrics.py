@@ -8,6 +8,7 @@ come from the ``stats:*`` hashes actors increment. Nothing is counted with XRANG
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from accord.config.settings import Settings
+from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
 from accord.streams.state import Stats
@@ -129,11 +131,44 @@ async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, 
     exc_len = GaugeMetricFamily("accord_exceptions_stream_length", "Entries in the exceptions stream")
     exc_len.add_metric([], float(await redis.xlen(keys.exceptions())))
     families.append(exc_len)
+    families.extend(await _reconcile_families(redis, settings, keys))
+    families.append(await _open_exceptions_family(redis, keys))
     if supervisor_status is not None:
         families.extend(_actor_families(supervisor_status))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families))
     return generate_latest(registry)
+
+
+async def _reconcile_families(redis: Redis, settings: Settings, keys: Keys) -> list[Any]:
+    findings = GaugeMetricFamily("accord_reconcile_findings", "Findings of the last run of a reconciliation job",
+                                 labels=["job", "kind"])
+    last = GaugeMetricFamily("accord_reconcile_last_run_timestamp_seconds", "When a reconciliation job last ran",
+                             labels=["job"])
+    for job in settings.reconcile:
+        values = await redis.hmget(keys.reconcile(job), ["ran_ms", "missing", "extra", "mismatched", "totals_off"])
+        if values[0] is None:
+            continue
+        last.add_metric([job], int(values[0]) / 1000)
+        for kind, value in zip(("missing", "extra", "mismatched", "totals_off"), values[1:], strict=True):
+            findings.add_metric([job, kind], float(value or 0))
+    return [findings, last]
+
+
+async def _open_exceptions_family(redis: Redis, keys: Keys) -> Any:
+    """Open exceptions per entity and reason: what the desk still has to handle."""
+    family = GaugeMetricFamily("accord_exceptions_open", "Exceptions not yet retried, resolved, skipped or closed",
+                               labels=["entity", "reason"])
+    index = await redis.hgetall(keys.exception_index())
+    closed = set(await redis.hkeys(keys.exception_state()))
+    counts: Counter[tuple[str, str]] = Counter()
+    for eid, data in index.items():
+        if eid not in closed:
+            record = decode_exception(data)
+            counts[(record.entity, record.reason)] += 1
+    for (entity, reason), n in sorted(counts.items()):
+        family.add_metric([entity, reason], float(n))
+    return family
 
 
 def _slot_families(slots: list[SlotStats]) -> list[Any]:

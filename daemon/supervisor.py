@@ -19,7 +19,7 @@ from typing import Any
 from loguru import logger
 from redis.asyncio import Redis
 
-from accord.actors.remote import poller_actor, writer_actor
+from accord.actors.remote import poller_actor, scheduler_actor, writer_actor
 from accord.config.settings import Settings
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
@@ -33,6 +33,8 @@ def assign_partitions(partitions: int, replicas: int) -> list[list[int]]:
 def budget_shares(settings: Settings, replicas: dict[str, int]) -> dict[str, float]:
     """Each caller's share of a system's rate limit: one poller plus every writer replica targeting it."""
     callers: Counter[str] = Counter({system: 1 for system in settings.systems})
+    for system in {s for job in settings.reconcile.values() for s in (job.source, job.target)}:
+        callers[system] += 1  # the scheduler reads both sides of its reconciliation jobs
     for entity, ent in settings.entities.items():
         for system in ent.systems:
             callers[system] += replicas.get(entity, ent.replicas)
@@ -60,6 +62,7 @@ class Supervisor:
         self.node = socket.gethostname()
         self.pollers: dict[str, Managed] = {}
         self.writers: dict[str, list[Managed]] = {}
+        self.scheduler: Managed | None = None
         self.replicas = {e: ent.replicas for e, ent in settings.entities.items()}
         self.epoch: dict[str, int] = dict.fromkeys(settings.entities, 0)
         self.started_at = time.time()
@@ -81,6 +84,10 @@ class Supervisor:
             self.pollers[system] = Managed(name=f"poller:{system}", handle=handle, start_args=())
         for entity in self.settings.entities:
             self.writers[entity] = self._spawn_writers(entity, shares)
+        if any(j.interval is not None or j.cron is not None for j in self.settings.reconcile.values()):
+            handle = scheduler_actor(cpus).options(name=f"scheduler:{self.settings.namespace}").remote(
+                self.settings, self.redis_url, shares=shares)
+            self.scheduler = Managed(name="scheduler", handle=handle, start_args=())
         await asyncio.gather(*(self._start(m) for m in self._all()))
 
     def _spawn_writers(self, entity: str, shares: dict[str, float]) -> list[Managed]:
@@ -96,7 +103,8 @@ class Supervisor:
         return managed
 
     def _all(self) -> list[Managed]:
-        return [*self.pollers.values(), *(m for ms in self.writers.values() for m in ms)]
+        scheduler = [self.scheduler] if self.scheduler is not None else []
+        return [*self.pollers.values(), *(m for ms in self.writers.values() for m in ms), *scheduler]
 
     async def _start(self, managed: Managed) -> None:
         await managed.handle.start.remote(*managed.start_args)
@@ -184,8 +192,9 @@ class Supervisor:
 
     # -- drain -------------------------------------------------------------------------------
     async def drain(self) -> None:
-        """Stop pollers first (no new records), then writers (finish and ack the batch in hand)."""
-        await self._stop_all(list(self.pollers.values()))
+        """Stop pollers and the scheduler first (no new records), then writers (finish and ack the batch
+        in hand)."""
+        await self._stop_all([*self.pollers.values(), *([self.scheduler] if self.scheduler else [])])
         await self._stop_all([m for ms in self.writers.values() for m in ms])
         await self.redis.delete(self.keys.health(self.node))
 

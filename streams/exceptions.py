@@ -17,7 +17,8 @@ from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.records import pack
 
-Reason = Literal["permanent", "max_deliveries", "malformed", "mapping", "governance", "parked", "ambiguous_match"]
+Reason = Literal["permanent", "max_deliveries", "malformed", "mapping", "governance", "parked", "ambiguous_match",
+                 "reconcile", "locked"]
 State = Literal["open", "resolved", "skipped", "retried"]
 
 

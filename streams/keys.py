@@ -95,6 +95,10 @@ class Keys:
     def token(self, system: str) -> str:
         return f"{self.prefix}token:{system}"
 
+    def reconcile(self, job: str) -> str:
+        """Hash: the last report of one reconciliation job (and its counts, for metrics)."""
+        return f"{self.prefix}reconcile:{job}"
+
     # -- counters and control ------------------------------------------------------------------
     def stats(self, kind: str) -> str:
         return f"{self.prefix}stats:{kind}"

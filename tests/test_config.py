@@ -118,3 +118,29 @@ def test_cli_check_exit_codes(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "accord", "check", "--config", str(good)], capture_output=True,
                          text=True, env={"SF_SECRET": "x", "PATH": ""})
     assert out.returncode == 0, out.stderr
+
+
+def test_reconcile_jobs_are_checked_with_their_paths() -> None:
+    text = GOOD + """
+[reconcile.hours]
+entity = "account"
+source = "crm"
+target = "psa"
+fields = ["name", "hours"]
+period = "when"
+interval = "1h"
+cron = "every night"
+[reconcile.ghost]
+entity = "time_entry"
+source = "psa"
+target = "erp"
+"""
+    with pytest.raises(ConfigError) as err:
+        loads(text, env={"SF_SECRET": "x"})
+    errors = err.value.errors
+    assert "$.reconcile.hours.target: `psa` does not hold account; expected one of ['crm', 'erp']" in errors
+    assert any(e.startswith("$.reconcile.hours.fields: `hours` is not a field of account") for e in errors)
+    assert any(e.startswith("$.reconcile.hours.period: `when` is not a field of account") for e in errors)
+    assert "$.reconcile.hours: give `interval` or `cron`, not both" in errors
+    assert any(e.startswith("$.reconcile.hours.cron: 'every night' is not a cron expression") for e in errors)
+    assert "$.reconcile.ghost.entity: `time_entry` is not configured under [entities]" in errors

@@ -1,0 +1,55 @@
+"""Reconciliation finds missing, extra and mismatched records and per-period totals, and files each
+finding as an exception once however often it runs."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from accord.actors.reconcile import Reconciler
+from accord.streams.desk import ExceptionDesk, Filters
+from tests.unit.test_sync import CONFIG, Rig
+
+JOB = """
+[reconcile.accounts]
+entity = "account"
+source = "crm"
+target = "erp"
+fields = ["name", "country"]
+open_exceptions = true
+"""
+
+
+@pytest.fixture
+async def rig(any_redis: Redis) -> Rig:
+    return await Rig(any_redis, CONFIG + JOB).setup()
+
+
+async def test_a_deliberate_mismatch_is_found_with_the_offending_records(rig: Rig) -> None:
+    ids = [rig.crm.user_create({"name": n, "country": "US"}) for n in ("Acme", "Globex", "Initech")]
+    await rig.settle()
+    reconciler = Reconciler(rig.settings, rig.redis, {"crm": rig.crm, "erp": rig.erp})
+    job = rig.settings.reconcile["accounts"]
+    clean = await reconciler.run("accounts", job)
+    assert clean.agrees and clean.compared == 3
+
+    by_name = {f["name"]: rid for rid, f in rig.erp.records.items()}
+    rig.erp.records[by_name["Acme"]]["name"] = "Acme (typo)"  # behind Accord's back: no new version
+    rig.erp.tables["account"].deleted.add(by_name["Globex"])
+    stray = rig.erp.user_create({"name": "Created in the ERP", "country": "US"})
+    report = await reconciler.run("accounts", job)
+
+    assert (report.compared, report.missing, report.extra, report.mismatched) == (2, 1, 1, 1)
+    found = {f.kind: f for f in report.findings}
+    assert found["mismatched"].differences == {"name": ["Acme", "Acme (typo)"]}
+    assert found["mismatched"].source_id == ids[0] and found["mismatched"].target_id == by_name["Acme"]
+    assert found["missing"].source_id == ids[1]
+    assert found["extra"].target_id == stray and found["extra"].gid == ""
+
+    again = await reconciler.run("accounts", job)
+    assert again.mismatched == 1
+    desk = await ExceptionDesk(rig.redis, rig.settings).list(Filters(reason="reconcile"))
+    assert len(desk) == 3, "a finding is filed once, not on every run"
+    assert any("Acme (typo)" in e.record.message for e in desk)
+    stored = await rig.redis.hget(rig.keys.reconcile("accounts"), "mismatched")
+    assert stored == b"1"
