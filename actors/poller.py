@@ -184,20 +184,29 @@ class Poller(LoopActor):
         """Fetch one page since the stored cursor, publish its changes and advance the cursor, all in
         one MULTI. Returns True when another page is ready now."""
         ctx = self.ctx
-        cursor = await ctx.cursors.get(self.system, entity)
+        position = await ctx.cursors.position(self.system, entity)
+        cursor = position.cursor
+        batch = Batch()  # one atomic apply: XADDs, last-seen projections, exceptions, cursor
+        if position.resync_pending:
+            assert position.resync_run is not None and position.resync_since_ms is not None
+            cursor = self.connector.cursor_since(entity, position.resync_since_ms)
+            ctx.cursors.resync_started(batch, self.system, entity, position.resync_run)
+            logger.bind(system=self.system, entity=entity).info("resync {} from {} (ms) started",
+                                                               position.resync_run, position.resync_since_ms)
         page = await self.connector.fetch(entity, cursor)
         self.pages += 1
-        plan = await self._plan(entity, page.records)
-        batch = Batch()  # one atomic apply: XADDs, last-seen projections, exceptions, cursor
+        plan = await self._plan(entity, page.records, resync=position.in_resync)
         self._queue(batch, entity, plan)
         ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms(), caught_up=not page.more)
+        if position.in_resync and not page.more:
+            ctx.cursors.resync_done(batch, self.system, entity)
         await batch.apply(ctx.redis)
         self.published += len(plan.changes)
         return page.more
 
-    async def _plan(self, entity: str, records: list[SourceRecord]) -> _PagePlan:
+    async def _plan(self, entity: str, records: list[SourceRecord], *, resync: bool = False) -> _PagePlan:
         ctx = self.ctx
-        plan = _PagePlan()
+        plan = _PagePlan(resync=resync)
         latest: dict[str, SourceRecord] = {}
         for record in records:  # a page may hold several versions of one record: keep the newest
             if record.id not in latest or record.version >= latest[record.id].version:
@@ -390,15 +399,19 @@ class Poller(LoopActor):
             plan.counts[Stats.label("unowned_new", self.system, entity)] += 1
             log.info("record created in {} which does not own {}: linked, not propagated", self.system, entity)
             return
-        if observation.is_noop:
+        changed = observation.changed
+        if plan.resync:  # republish what this system owns, changed or not; writers re-apply it
+            changed = {k: v for k, v in record.fields.items() if k in ownership.owned_by(self.system)}
+        if not changed:
             return
         try:
-            fields = validate_fields(entity, observation.changed)
+            fields = validate_fields(entity, changed)
         except msgspec.ValidationError as exc:
             plan.exceptions.append(self._mapping_exception(entity, record, gid, str(exc)))
             plan.counts[Stats.label("mapping_errors", self.system, entity)] += 1
             return
-        plan.changes.append(self._change(entity, gid, "upsert", record, fields))
+        change = self._change(entity, gid, "upsert", record, fields)
+        plan.changes.append(msgspec.structs.replace(change, replay=True) if plan.resync else change)
 
     def _plan_delete(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str,
                      seen: dict[str, Any] | None, plan: _PagePlan) -> None:
@@ -478,9 +491,10 @@ class Poller(LoopActor):
 
 
 class _PagePlan:
-    """Everything one page commits in its MULTI."""
+    """Everything one page commits in its MULTI. In a resync, every record read is republished in full."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resync: bool = False) -> None:
+        self.resync = resync
         self.changes: list[ChangeRecord] = []
         self.remember: list[tuple[str, dict[str, Any], int]] = []
         self.exceptions: list[ExceptionRecord] = []

@@ -115,6 +115,10 @@ class Connector(Protocol):
         results with ``ok=False``."""
         ...
 
+    def cursor_since(self, entity: str, since_ms: int) -> str:
+        """A cursor whose next ``fetch`` returns every record changed at or after ``since_ms`` (resync)."""
+        ...
+
     async def find_created(self, entity: str, gids: Sequence[str], since_ms: int) -> dict[str, SourceRecord]:
         """Records carrying one of ``gids`` as their Accord id, changed since ``since_ms``: used before a
         retried create so a record created by a crashed attempt is linked, never created twice."""

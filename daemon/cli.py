@@ -74,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from accord.opscli import run_replay
 
             return run_replay(args)
+        if args.command == "resync":
+            from accord.opscli import run_resync
+
+            return run_resync(args)
         if args.command == "reconcile":
             from accord.opscli import run_reconcile
 

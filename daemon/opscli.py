@@ -31,6 +31,12 @@ def add_parsers(sub: Any) -> None:
     rep.add_argument("--correlation-id")
     rep.add_argument("--dry-run", action="store_true", help="count what would be replayed")
 
+    res = sub.add_parser("resync", help="re-read a source from a point in time and re-deliver what it holds")
+    res.add_argument("--config", required=True)
+    res.add_argument("--system", required=True)
+    res.add_argument("--entity", required=True)
+    res.add_argument("--since", required=True, help="ISO time (2026-11-25T09:00Z) or an age (2h)")
+
     rec = sub.add_parser("reconcile", help="run reconciliation now and print the report (exit 1 on findings)")
     rec.add_argument("--config", required=True)
     rec.add_argument("--entity", required=True)
@@ -144,3 +150,36 @@ def render_report(report: Any) -> str:
         diff = "; ".join(f"{k}: {a!r} != {b!r}" for k, (a, b) in f.differences.items())
         lines.append(f"  {f.kind:<10} {ids:<40} {f.period:<8} {diff}".rstrip())
     return "\n".join(lines)
+
+
+def run_resync(args: argparse.Namespace) -> int:
+    from accord.streams.keys import Keys
+    from accord.streams.state import Cursors
+
+    settings = load(args.config)
+    try:
+        if args.entity not in settings.entities:
+            raise UsageError(f"--entity: `{args.entity}` is not configured; expected one of "
+                             f"{', '.join(settings.entities)}")
+        if args.system not in settings.entities[args.entity].systems:
+            raise UsageError(f"--system: `{args.system}` does not hold {args.entity}; expected one of "
+                             f"{', '.join(settings.entities[args.entity].systems)}")
+        since_ms = point_in_time("--since", args.since)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    assert since_ms is not None
+    run_id = f"{int(time.time() * 1000):x}"
+
+    async def go() -> None:
+        redis = connect(redis_url(settings))
+        try:
+            await Cursors(redis, Keys(settings.namespace)).request_resync(args.system, args.entity, since_ms, run_id)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(go())
+    when = dt.datetime.fromtimestamp(since_ms / 1000, dt.UTC).isoformat(timespec="seconds")
+    print(f"resync {run_id}: {args.system} {args.entity} from {when} requested; its poller re-reads and "
+          "re-delivers at its next poll")
+    return EXIT_OK

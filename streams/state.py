@@ -9,6 +9,7 @@ changes commit together.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -162,6 +163,23 @@ class Versions:
         pipe.hset(self.keys.version(target, entity, gid), source, version)
 
 
+@dataclass(frozen=True)
+class Position:
+    cursor: str | None
+    resync_run: str | None = None
+    resync_since_ms: int | None = None
+    resyncing: str | None = None
+
+    @property
+    def resync_pending(self) -> bool:
+        """A resync was asked for and has not started yet (its cursor is not set)."""
+        return self.resync_run is not None and self.resyncing != self.resync_run
+
+    @property
+    def in_resync(self) -> bool:
+        return self.resync_run is not None
+
+
 class Cursors:
     """Poll watermarks (opaque connector cursors) per system and entity."""
 
@@ -173,6 +191,24 @@ class Cursors:
 
     async def get(self, system: str, entity: str) -> str | None:
         return _s(await self.redis.hget(self.keys.cursor(system, entity), self.FIELD))
+
+    async def position(self, system: str, entity: str) -> Position:
+        """The cursor and any resync asked for (``request_resync``) or in progress."""
+        raw = {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.keys.cursor(system, entity))).items()}
+        since = raw.get("resync_since")
+        return Position(cursor=raw.get(self.FIELD), resync_run=raw.get("resync_run"),
+                        resync_since_ms=int(since) if since else None, resyncing=raw.get("resyncing"))
+
+    async def request_resync(self, system: str, entity: str, since_ms: int, run_id: str) -> None:
+        """Ask the poller to re-read ``system`` from ``since_ms`` and republish what it reads in full."""
+        await self.redis.hset(self.keys.cursor(system, entity),
+                              mapping={"resync_since": since_ms, "resync_run": run_id})
+
+    def resync_started(self, pipe: Pipeline, system: str, entity: str, run_id: str) -> None:
+        pipe.hset(self.keys.cursor(system, entity), "resyncing", run_id)
+
+    def resync_done(self, pipe: Pipeline, system: str, entity: str) -> None:
+        pipe.hdel(self.keys.cursor(system, entity), "resync_since", "resync_run", "resyncing")
 
     def put(self, pipe: Pipeline, system: str, entity: str, cursor: str, now_ms: int, *, caught_up: bool) -> None:
         mapping: dict[str, str | int] = {self.FIELD: cursor, "updated_ms": now_ms}

@@ -69,6 +69,9 @@ class MemorySystem:
     def entities(self) -> Sequence[str]:
         return tuple(self.tables)
 
+    def cursor_since(self, entity: str, since_ms: int) -> str:
+        return "0"  # versions here are a counter, not a clock: a resync re-reads everything
+
     async def fetch(self, entity: str, cursor: str | None) -> Page:
         table = self.tables[entity]
         since = int(cursor or 0)

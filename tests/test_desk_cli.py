@@ -10,8 +10,11 @@ import pytest
 from redis.asyncio import Redis
 
 from accord.cli import main
+from accord.config.load import load
 from accord.redis_server import EmbeddedRedis
 from accord.streams.desk import ExceptionDesk
+from accord.streams.keys import Keys
+from accord.streams.state import Cursors, Position
 from tests.unit.test_desk import _failed_create
 from tests.unit.test_sync import CONFIG, Rig
 
@@ -74,3 +77,22 @@ def test_replay_command(failed: tuple[Path, str, str], capsys: pytest.CaptureFix
     assert main(["replay", "--config", str(config), "--entity", "account", "--target", "psa"]) == 2
     assert "--target: `psa` does not hold account" in capsys.readouterr().err
     assert main(["replay", "--config", str(config), "--entity", "account", "--since", "last week"]) == 2
+
+
+def test_resync_command_asks_the_poller(failed: tuple[Path, str, str], capsys: pytest.CaptureFixture[str],
+                                        redis_servers: dict[str, EmbeddedRedis]) -> None:
+    config, _, _ = failed
+    assert main(["resync", "--config", str(config), "--system", "crm", "--entity", "account", "--since", "1h"]) == 0
+    assert "crm account from" in capsys.readouterr().out
+    settings = load(str(config))
+
+    async def position() -> Position:
+        redis = Redis.from_url(redis_servers["6.2"].url)
+        try:
+            return await Cursors(redis, Keys(settings.namespace)).position("crm", "account")
+        finally:
+            await redis.aclose()
+
+    pending = asyncio.run(position())
+    assert pending.resync_pending and pending.resync_since_ms is not None
+    assert main(["resync", "--config", str(config), "--system", "psa", "--entity", "account", "--since", "1h"]) == 2

@@ -14,6 +14,7 @@ What survives a crash: nothing. The connector is stateless apart from OAuth toke
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -79,6 +80,11 @@ class QuickBooksConnector:
         return tuple(ENTITIES)
 
     # -- reads ----------------------------------------------------------------------------------
+    def cursor_since(self, entity: str, since_ms: int) -> str:
+        """Re-read from ``since_ms`` with a query (CDC only reaches back 30 days)."""
+        since = dt.datetime.fromtimestamp(since_ms / 1000, dt.UTC).isoformat(timespec="seconds")
+        return encode(QueryCursor(after=since))
+
     async def fetch(self, entity: str, cursor: str | None) -> Page:
         spec = spec_for(entity)
         state = decode(cursor)

@@ -128,6 +128,10 @@ class SalesforceConnector:
             raise Permanent(self.system, f"poll cursor {cursor[:80]!r} is not a Salesforce cursor ({exc}); "
                                          "reset the cursor to run a full load", code="BAD_CURSOR") from exc
 
+    def cursor_since(self, entity: str, since_ms: int) -> str:
+        """Re-read from ``since_ms``: the watermark, with nothing returned yet."""
+        return msgspec.json.encode(FetchCursor(wm=since_ms)).decode()
+
     async def fetch(self, entity: str, cursor: str | None) -> Page:
         """One page of changes after ``cursor`` (``None``: everything), deletes included (queryAll)."""
         emap = entity_map(entity)

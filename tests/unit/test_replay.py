@@ -1,4 +1,5 @@
-"""Replay: retained changes re-delivered by entity, target, time range or correlation id; twice is safe."""
+"""Replay (retained changes re-delivered by entity, target, time range or correlation id) and resync (a
+source re-read and republished in full): running either twice duplicates nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 from accord.opscli import UsageError, point_in_time
 from accord.streams.records import ChangeRecord, decode, now_ms
 from accord.streams.replay import Selection, replay
+from accord.streams.state import Cursors
 from tests.unit.test_sync import Rig
 
 
@@ -72,3 +74,25 @@ def test_points_in_time_are_iso_or_ages() -> None:
     assert point_in_time("--since", None) is None
     with pytest.raises(UsageError, match="--since: 'yesterday'"):
         point_in_time("--since", "yesterday")
+
+
+async def test_resync_republishes_a_source_in_full_once_per_request(rig: Rig) -> None:
+    for name in ("Acme", "Globex"):
+        rig.crm.user_create({"name": name, "country": "US"})
+    await rig.settle()
+    for record in rig.erp.records.values():
+        record["name"] = "lost"  # the ERP restored from a backup: nothing Accord could notice
+    await rig.settle()
+    assert sorted(r["name"] for r in rig.erp.records.values()) == ["lost", "lost"]
+
+    cursors = Cursors(rig.redis, rig.keys)
+    for run in ("a", "b"):
+        await cursors.request_resync("crm", "account", 0, run)
+        await rig.settle()
+        assert sorted(r["name"] for r in rig.erp.records.values()) == ["Acme", "Globex"]
+        position = await cursors.position("crm", "account")
+        assert not position.in_resync, "a finished resync clears its request"
+    assert rig.erp.creates == 2 and len(rig.erp.records) == 2
+    writes = rig.erp.write_calls
+    await rig.settle()
+    assert rig.erp.write_calls == writes, "after the resync, polls are incremental again"
