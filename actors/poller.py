@@ -225,6 +225,7 @@ class Poller(LoopActor):
             plan.counts[Stats.label("polled", self.system, entity)] += 1
             self._plan_record(entity, ownership, record, gids[record.id], record.id in new, seen, inflight,
                               plan)
+        await self._check_suspects(entity, plan)
         await self._check_adopted(entity, plan)
         await self._plan_reverts(entity, plan)
         if self._drift[entity]:
@@ -268,6 +269,15 @@ class Poller(LoopActor):
             plan.reverts.append((record, gid, violations))
         elif policy == "review":
             plan.exceptions.append(self._governance_exception(entity, record, gid, violations))
+
+    async def _check_suspects(self, entity: str, plan: _PagePlan) -> None:
+        """Non-owner edits are violations unless the system now holds the owner's own value (a field the
+        system derives, like an invoice's status after a payment, catching up is not an edit)."""
+        looked_up = await self._owner_values(entity, [(gid, changed) for _, gid, changed in plan.suspects])
+        for (record, gid, changed), (owners, _) in zip(plan.suspects, looked_up, strict=True):
+            violations = {f: change for f, change in changed.items() if f not in owners or owners[f] != change[1]}
+            if violations:
+                self._violation(entity, record, gid, violations, plan)
 
     async def _check_adopted(self, entity: str, plan: _PagePlan) -> None:
         """A non-owned field first seen with a value that differs from its owner's is a violation too."""
@@ -391,7 +401,7 @@ class Poller(LoopActor):
         if observation.echoed:
             plan.counts[Stats.label("echoes", self.system, entity)] += 1
         if observation.violations:
-            self._violation(entity, record, gid, observation.violations, plan)
+            plan.suspects.append((record, gid, observation.violations))
         if observation.adopted:
             plan.adopted.append((record, gid, observation.adopted))
         self._index(entity, record.id, seen, record.fields, plan)
@@ -501,5 +511,6 @@ class _PagePlan:
         self.counts: Counter[str] = Counter()
         self.reverts: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
         self.adopted: list[tuple[SourceRecord, str, dict[str, Any]]] = []
+        self.suspects: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
         self.index: list[tuple[str, str]] = []
         self.unindex: list[tuple[str, str]] = []

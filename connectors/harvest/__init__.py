@@ -4,7 +4,9 @@
   scheduled delete detection); ``session`` does HTTP and errors, ``writer`` the per-op writes.
 * ``settings.HarvestSettings``: the ``kind = "harvest"`` system settings.
 * ``mapping``: clients, contacts, projects, task assignments, users, time entries and expenses ↔
-  canonical ``account``, ``contact``, ``project``, ``task``, ``resource``, ``time_entry``, ``expense``.
-* ``sandbox.HarvestState`` / ``sandbox.build_app``: the simulator (``store``, ``routes``);
-  ``seed.seed_firm`` fills it with a services firm.
+  canonical ``account``, ``contact``, ``project``, ``task``, ``resource``, ``time_entry``, ``expense``
+  (shared converters in ``convert``); ``billing``: invoices and invoice payments ↔ ``invoice`` and
+  ``payment``, written by ``billing_writer`` and polled through their invoices by ``billing_reader``.
+* ``sandbox.HarvestState`` / ``sandbox.build_app``: the simulator (``store``, ``invoices`` and
+  ``ledger`` for invoicing, ``routes``); ``seed.seed_firm`` fills it with a services firm.
 """

@@ -1,7 +1,7 @@
 """``HarvestConnector``: reads with ``updated_since`` and ``links.next`` paging, one request per write.
 
 Reads: every list is asked for ``updated_since = watermark − overlap`` and paged through ``links.next``
-to the end (time entries come sorted by spent_date, not updated_at, so a listing is never cut short).
+to the end (payments, which Harvest lists per invoice, through their invoices: see ``billing_reader``) (time entries come sorted by spent_date, not updated_at, so a listing is never cut short).
 The watermark is the highest ``updated_at`` seen; ``(id, version, content hash)`` keys inside the overlap are kept in
 the cursor so a record is not returned twice. Harvest has no delete feed: ``fetch`` never reports
 deletes; ``scan_ids`` lists every id so a scheduled job (every ``full_scan_interval``) can diff them.
@@ -23,6 +23,7 @@ import msgspec
 
 from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
 from accord.connectors.errors import Permanent
+from accord.connectors.harvest.billing_reader import PaymentFeed
 from accord.connectors.harvest.mapping import (
     ENTITIES,
     SYSTEM,
@@ -71,6 +72,7 @@ class HarvestConnector:
         self._now = now
         self._session = HarvestSession(settings, system=name, share=share, transport=transport, stats=self.stats)
         self._writer = HarvestWriter(self._session, now)
+        self._payments = PaymentFeed(self._session)
 
     def entities(self) -> Sequence[str]:
         return tuple(ENTITIES)
@@ -82,6 +84,10 @@ class HarvestConnector:
 
     def _since_ms(self, wm: int) -> int:
         return (wm - int(self.settings.overlap * 1000)) // 1000 * 1000  # Harvest stamps to the second
+
+    def cursor_since(self, entity: str, since_ms: int) -> str:
+        """Re-read from ``since_ms``: the watermark, with nothing returned yet."""
+        return msgspec.json.encode(FetchCursor(wm=since_ms)).decode()
 
     def _decode(self, cursor: str | None) -> FetchCursor:
         if not cursor:
@@ -103,20 +109,37 @@ class HarvestConnector:
         return f"/v2/{spec.path}", params
 
     async def fetch(self, entity: str, cursor: str | None) -> Page:
-        """One page of changes after ``cursor`` (``None``: everything); no deletes (see ``scan_ids``)."""
+        """One page of changes after ``cursor`` (``None``: everything); no deletes (see ``scan_ids``).
+        Payments are read through their invoices (``billing_reader``)."""
         spec = spec_for(entity)
         state = self._decode(cursor)
-        if state.next:
-            body = await self._list(spec, self._session.local(state.next), None)
+        since = self._since_ms(state.wm) if state.wm is not None else None
+        params: dict[str, Any] | None
+        if spec.parent is not None:  # payments: through the invoices changed since the watermark
+            path, params = self._payments.invoice_query(since, self.settings.page_size)
         else:
-            path, params = self._first(spec, self._since_ms(state.wm) if state.wm is not None else None)
+            path, params = self._first(spec, since)
+        if state.next:
+            path, params = self._session.local(state.next), None
+        if spec.parent is not None:
+            body = await self._session.listing(path, "invoices", params)
+            stamped, stamps = await self._payments.records(body)
+        else:
             body = await self._list(spec, path, params)
+            stamped = [(record, record.version) for record in self._records(spec, body)]
+            stamps = [stamp for _, stamp in stamped]
+        return self._page(state, stamped, stamps, (body.get("links") or {}).get("next"))
+
+    def _page(self, state: FetchCursor, stamped: list[tuple[SourceRecord, int]], stamps: list[int],
+              nxt: str | None) -> Page:
+        """The new records (de-duplicated by id, stamp and content) and the cursor after them."""
         seen = set(state.recent)
         recent, wm = list(state.recent), state.wm
+        if stamps:
+            wm = max(stamps) if wm is None else max(wm, *stamps)
         records: list[SourceRecord] = []
-        for record in self._records(spec, body):
-            wm = record.version if wm is None else max(wm, record.version)
-            key = (record.id, record.version, zlib.crc32(_ENCODER.encode(record.fields)))
+        for record, stamp in stamped:
+            key = (record.id, stamp, zlib.crc32(_ENCODER.encode(record.fields)))
             if key in seen:
                 continue
             seen.add(key)
@@ -125,7 +148,6 @@ class HarvestConnector:
         if wm is not None:
             floor = self._since_ms(wm)
             recent = [key for key in recent if key[1] >= floor][-MAX_RECENT:]
-        nxt = (body.get("links") or {}).get("next")
         encoded = msgspec.json.encode(FetchCursor(wm=wm, recent=recent, next=nxt)).decode()
         return Page(records=records, cursor=encoded, more=bool(nxt))
 
@@ -141,6 +163,8 @@ class HarvestConnector:
         """Every id Harvest holds for ``entity`` (active and archived): a scheduled job diffs this with
         the ids Accord knows to find deleted records. Costs ``total_entries / page_size`` requests."""
         spec = spec_for(entity)
+        if spec.parent is not None:
+            return await self._payments.scan_ids(self.settings.page_size)
         ids: set[str] = set()
         async for body in self.pages(spec):
             ids.update(spec.record_id(wire) for wire in body.get(spec.key) or [] if isinstance(wire, dict))
@@ -155,6 +179,8 @@ class HarvestConnector:
         found: dict[str, SourceRecord] = {}
         if spec.gid_field is None or not wanted:
             return found
+        if spec.parent is not None:
+            return await self._payments.find_created(gids, since_ms, self.settings.page_size)
         async for body in self.pages(spec, since_ms - 1000):
             for record in self._records(spec, body):
                 if record.gid in wanted:

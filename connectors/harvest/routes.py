@@ -1,6 +1,7 @@
 """HTTP side of the Harvest sandbox: the guards every call passes (User-Agent, token and account id,
 100 requests / 15 s per token → 429 with ``Retry-After``), list paging (``page`` or ``cursor``,
-``per_page`` ≤ 2000, ``links``), filters, and the CRUD handlers of every resource."""
+``per_page`` ≤ 2000, ``links``), filters, and the CRUD handlers of every resource (invoices with their
+nested ``messages`` and ``payments`` included; a payment has no GET or PATCH route, as in Harvest)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from accord.connectors.harvest.mapping import parse_time_ms
+from accord.connectors.harvest.convert import parse_time_ms
+from accord.connectors.harvest.invoices import invoice_filter
 from accord.connectors.harvest.store import HarvestError
 from accord.connectors.sandbox import Fault, sandboxed
 
@@ -27,6 +29,8 @@ INVALID_TOKEN = {"error": "invalid_token", "error_description": "The access toke
                                                                 "malformed or invalid for other reasons."}
 _FILTERS = ("client_id", "project_id", "user_id", "task_id")
 _BOOL_FILTERS = ("is_active", "is_billed", "is_running")
+_SORT_FIELD = {"time_entries": "spent_date", "expenses": "spent_date", "invoices": "issue_date"}  # then id
+_PARENTS = {"project_id": "projects", "invoice_id": "invoices"}
 
 
 def error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -68,41 +72,50 @@ def _bool(value: str) -> bool:
 
 
 def _sort_key(resource: str, row: dict[str, Any]) -> tuple[str, int]:
-    return (str(row.get("spent_date") or "") if resource in ("time_entries", "expenses") else "", row["id"])
+    field = _SORT_FIELD.get(resource)
+    return (str(row.get(field) or "") if field else "", row["id"])
+
+
+def _filter(rows: list[dict[str, Any]], q: Any) -> list[dict[str, Any]]:
+    """The list filters every work resource shares (ids, flags, external reference, spent_date range)."""
+    for key in _FILTERS:
+        if q.get(key):
+            rows = [r for r in rows if str(r.get(key)) == q[key]]
+    for key in _BOOL_FILTERS:
+        if q.get(key):
+            rows = [r for r in rows if bool(r.get(key)) == _bool(q[key])]
+    if q.get("external_reference_id"):
+        rows = [r for r in rows if (r.get("external_reference") or {}).get("id") == q["external_reference_id"]]
+    if q.get("from"):
+        rows = [r for r in rows if str(r.get("spent_date")) >= q["from"]]
+    if q.get("to"):
+        rows = [r for r in rows if str(r.get("spent_date")) <= q["to"]]
+    return rows
 
 
 class Resource:
-    """List / get / create / update / delete of one resource (optionally nested under a project)."""
+    """List / get / create / update / delete of one resource (optionally nested under the record that
+    ``parent``, a path parameter, names: a project, or an invoice)."""
 
-    def __init__(self, state: HarvestState, name: str) -> None:
+    def __init__(self, state: HarvestState, name: str, parent: str = "project_id") -> None:
         self.state = state
         self.name = name
+        self.parent = parent
 
     def _rows(self, request: Request) -> list[dict[str, Any]]:
         q = request.query_params
         store = self.state.store
         rows = list(store.tables[self.name].values())
-        if "project_id" in request.path_params:
-            store.get("projects", request.path_params["project_id"])
-            rows = [r for r in rows if r["project_id"] == int(request.path_params["project_id"])]
+        if self.parent in request.path_params:
+            store.get(_PARENTS[self.parent], request.path_params[self.parent])
+            rows = [r for r in rows if r[self.parent] == int(request.path_params[self.parent])]
         if q.get("updated_since"):
             try:
                 since = parse_time_ms(q["updated_since"]) // 1000
             except ValueError:
                 raise HarvestError(422, {"message": "Updated since is not a valid date and time"}) from None
             rows = [r for r in rows if r["updated_at"] >= since]
-        for key in _FILTERS:
-            if q.get(key):
-                rows = [r for r in rows if str(r.get(key)) == q[key]]
-        for key in _BOOL_FILTERS:
-            if q.get(key):
-                rows = [r for r in rows if bool(r.get(key)) == _bool(q[key])]
-        if q.get("external_reference_id"):
-            rows = [r for r in rows if (r.get("external_reference") or {}).get("id") == q["external_reference_id"]]
-        if q.get("from"):
-            rows = [r for r in rows if str(r.get("spent_date")) >= q["from"]]
-        if q.get("to"):
-            rows = [r for r in rows if str(r.get("spent_date")) <= q["to"]]
+        rows = invoice_filter(rows, q) if self.name == "invoices" else _filter(rows, q)
         return sorted(rows, key=lambda r: _sort_key(self.name, r), reverse=True)
 
     async def list(self, request: Request) -> Response:
@@ -119,7 +132,7 @@ class Resource:
             pages = max(1, math.ceil(total / per_page))
             if q.get("cursor"):
                 after = json.loads(base64.urlsafe_b64decode(q["cursor"] + "==")).get("after", {})
-                last = (str(after.get("spent_date") or ""), int(after["id"]))
+                last = (str(after.get(_SORT_FIELD.get(self.name, "")) or ""), int(after["id"]))
                 start = next((i for i, r in enumerate(rows) if _sort_key(self.name, r) < last), total)
                 page = None
             else:
@@ -136,8 +149,8 @@ class Resource:
         nxt = None
         if more and chunk:
             after = {"id": chunk[-1]["id"]}
-            if self.name in ("time_entries", "expenses"):
-                after["spent_date"] = chunk[-1]["spent_date"]
+            if self.name in _SORT_FIELD:
+                after[_SORT_FIELD[self.name]] = chunk[-1][_SORT_FIELD[self.name]]
             token = base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
             nxt = link(cursor=token, ref="next_cursor")
         page_no = page if page is not None else (pages if not more else None)
@@ -166,15 +179,15 @@ class Resource:
 
     async def create(self, request: Request) -> Response:
         body = await self._body(request)
-        if "project_id" in request.path_params:
-            body["project_id"] = int(request.path_params["project_id"])
+        if self.parent in request.path_params:
+            body[self.parent] = int(request.path_params[self.parent])
         with self.state.lock:
             row = self.state.store.create(self.name, body)
             return JSONResponse(self.state.store.render(self.name, row), status_code=201)
 
     def _check_parent(self, request: Request, row: dict[str, Any]) -> None:
-        parent = request.path_params.get("project_id")
-        if parent is not None and str(row.get("project_id")) != str(parent):
+        parent = request.path_params.get(self.parent)
+        if parent is not None and str(row.get(self.parent)) != str(parent):
             raise HarvestError(404, {"status": 404, "error": "Not Found"})
 
     @staticmethod
@@ -207,4 +220,14 @@ def api_routes(state: HarvestState) -> list[Route]:
         routes += [route(f"/v2/{name}", name, res.list, ["GET"]), route(nested, name, res.list, ["GET"]),
                    route(nested, name, res.create, ["POST"]),
                    route(f"{nested}/{{id}}", name, res.one, ["GET", "PATCH", "DELETE"])]
+    invoices = Resource(state, "invoices")
+    routes += [route("/v2/invoices", "invoices", invoices.list, ["GET"]),
+               route("/v2/invoices", "invoices", invoices.create, ["POST"]),
+               route("/v2/invoices/{id}", "invoices", invoices.one, ["GET", "PATCH", "DELETE"])]
+    for name, leaf, methods in (("invoice_messages", "messages", []), ("invoice_payments", "payments", ["DELETE"])):
+        res = Resource(state, name, parent="invoice_id")
+        nested = f"/v2/invoices/{{invoice_id:int}}/{leaf}"
+        routes += [route(nested, name, res.list, ["GET"]), route(nested, name, res.create, ["POST"])]
+        if methods:
+            routes.append(route(f"{nested}/{{id}}", name, res.one, methods))
     return routes

@@ -8,9 +8,11 @@ Duplicate POSTs really duplicate: Harvest has no idempotency key.
 Python helpers for a demo "user activity" generator (thread-safe; ``state.lock`` guards the data; every
 change bumps ``updated_at`` exactly like an API write): ``user_create``, ``user_update``, ``user_delete``,
 ``user_archive``, ``log_time``, ``edit_time``, ``approve_time`` / ``unapprove_time`` (``is_closed`` and the
-approval lock), ``lock_period``, ``bill``, ``records`` and ``get``. Fault endpoint names are resource
-names: clients, contacts, projects, tasks, task_assignments, users, user_assignments, time_entries,
-expenses, expense_categories.
+approval lock), ``lock_period``, ``bill``, ``records`` and ``get``; finance staff's ``invoice`` (from
+tracked time and expenses), ``invoice_event``, ``record_payment``, ``delete_payment`` and ``payments``.
+Fault endpoint names are resource names: clients, contacts, projects, tasks, task_assignments, users,
+user_assignments, time_entries, expenses, expense_categories, invoices, invoice_messages,
+invoice_payments.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from accord.connectors.harvest.ledger import BillingStore
 from accord.connectors.harvest.routes import api_routes
-from accord.connectors.harvest.store import LOCKED_APPROVED, LOCKED_INVOICED, HarvestError, HarvestStore
+from accord.connectors.harvest.store import LOCKED_APPROVED, HarvestError
 from accord.connectors.sandbox import Clock, SandboxState, admin_routes
 
 __all__ = ["HarvestError", "HarvestState", "build_app"]
@@ -39,10 +42,9 @@ class HarvestState(SandboxState):
         self.tokens = set(tokens)
         self.rate_limit = rate_limit
         self.rate_period = rate_period
-        self.approval_feature = approval_feature
-        self.store = HarvestStore(self.clock.now)
+        self.approval_feature = approval_feature  # the company flag: invoices import approved time only
+        self.store = BillingStore(self.clock.now, approval_feature=lambda: self.approval_feature)
         self._hits: dict[str, deque[float]] = {}
-        self._invoice_no = 1000
 
     # -- limits -----------------------------------------------------------------------------------------
 
@@ -131,15 +133,47 @@ class HarvestState(SandboxState):
             return ids
 
     def bill(self, entry_ids: list[int], resource: str = "time_entries") -> int:
-        """Invoice entries: ``is_billed``, ``invoice {id, number}`` and the invoiced lock; returns the invoice id."""
+        """Invoice entries as they are (approved or not): a real open invoice with one line per entry, and
+        on each entry ``is_billed``, ``invoice {id, number}`` and the invoiced lock. Entries of several
+        clients get one invoice per client; returns the (first) invoice id."""
         with self.lock:
-            self._invoice_no += 1
-            invoice_id = 13_150_000 + self._invoice_no
-            self.store.invoices[invoice_id] = str(self._invoice_no)
-            for rid in entry_ids:
-                self.store.update(resource, rid, {"is_billed": True, "invoice": invoice_id, "is_closed": True,
-                                                  "is_locked": True, "locked_reason": LOCKED_INVOICED}, system=True)
+            return self.store.bill_entries(resource, entry_ids)[0]
+
+    # -- invoicing as finance staff do it in the UI ------------------------------------------------------------
+
+    def invoice(self, client_id: int, project_ids: list[int], start: str | None = None, end: str | None = None,
+                *, number: str | None = None, send: bool = True) -> int:
+        """An invoice of the projects' unbilled (approved) time and expenses from ``start`` to ``end``,
+        sent unless ``send`` is false; returns its id."""
+        span = {k: v for k, v in (("from", start), ("to", end)) if v}
+        body: dict[str, Any] = {"client_id": client_id, "number": number, "line_items_import": {
+            "project_ids": project_ids, "time": {"summary_type": "detailed", **span},
+            "expenses": {"summary_type": "detailed", **span}}}
+        with self.lock:
+            invoice_id = int(self.store.create("invoices", body)["id"])
+            if send:
+                self.store.create("invoice_messages", {"invoice_id": invoice_id, "event_type": "send"})
             return invoice_id
+
+    def invoice_event(self, invoice_id: int, event_type: str) -> None:
+        """``send``, ``close``, ``re-open`` or ``draft`` (raises ``HarvestError`` when the state refuses)."""
+        with self.lock:
+            self.store.create("invoice_messages", {"invoice_id": invoice_id, "event_type": event_type})
+
+    def record_payment(self, invoice_id: int, amount: float, paid_date: str | None = None, notes: str = "") -> int:
+        """Record a payment on an open invoice; returns the payment id."""
+        with self.lock:
+            return int(self.store.create("invoice_payments", {"invoice_id": invoice_id, "amount": amount,
+                                                              "paid_date": paid_date, "notes": notes})["id"])
+
+    def delete_payment(self, payment_id: int) -> None:
+        with self.lock:
+            self.store.delete("invoice_payments", payment_id)
+
+    def payments(self, invoice_id: int) -> list[dict[str, Any]]:
+        """The payments of an invoice as the API renders them, oldest first."""
+        with self.lock:
+            return [self.store.render("invoice_payments", p) for p in self.store.payments_of(invoice_id)]
 
 
 def build_app(state: HarvestState) -> Starlette:

@@ -4,7 +4,7 @@ validation Harvest applies (422 ``{"message": ...}``) and the nested shapes it r
 Rows hold flat wire fields (``client_id`` etc.); ``render`` expands them into the API's nested objects.
 ``updated_at`` has Harvest's one-second resolution (two edits within one second share it, as in Harvest;
 the connector's de-dup therefore also compares content). Not thread-safe by itself:
-``HarvestState`` holds its lock around every call.
+``HarvestState`` holds its lock around every call. Invoices and payments: ``invoices`` and ``ledger``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ class HarvestStore:
         self.now = now
         self.tables: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in SCHEMAS}
         self.default_user_id = default_user_id
-        self.invoices: dict[int, str] = {}  # id → number (invoices are not simulated beyond this)
         self._next = 5_735_000
 
     # -- rows ---------------------------------------------------------------------------------------
@@ -213,7 +212,8 @@ class HarvestStore:
 
     def _render_entry(self, resource: str, row: dict[str, Any], out: dict[str, Any]) -> None:
         invoice = row.get("invoice")
-        out["invoice"] = {"id": invoice, "number": self.invoices.get(invoice)} if invoice else None
+        billed = self.tables.get("invoices", {}).get(invoice) if invoice else None
+        out["invoice"] = {"id": invoice, "number": (billed or {}).get("number")} if invoice else None
         ua = next((a for a in self.tables["user_assignments"].values()
                    if a["project_id"] == row["project_id"] and a["user_id"] == row.get("user_id")), None)
         out["user_assignment"] = None if ua is None else self._assignment_brief(ua, "is_project_manager")

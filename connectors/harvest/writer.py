@@ -8,6 +8,7 @@ are paced by the account limiter in the session.
 * Update: ``PATCH`` with only the op's fields (the gid marker is re-stamped when its field is written).
 * Delete: ``DELETE`` for contacts, time entries and expenses; archive (``is_active: false``) for clients,
   projects, users and task assignments. Deleting what is already gone succeeds.
+* Invoices and payments: see ``billing_writer.BillingWriter``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from accord.connectors.base import WriteOp, WriteResult, deep_merge
 from accord.connectors.errors import ConnectorError, Gone, Permanent
+from accord.connectors.harvest.billing_writer import BillingWriter
 from accord.connectors.harvest.mapping import (
     SYSTEM,
     TASK,
@@ -35,6 +37,7 @@ from accord.connectors.harvest.mapping import (
 from accord.connectors.harvest.session import HarvestSession
 
 _DELETED_BY_DELETE = {"contact", "time_entry", "expense"}
+_BILLING = {"invoice", "payment"}
 
 
 def correlation_header(ops: Sequence[WriteOp]) -> dict[str, str]:
@@ -48,6 +51,7 @@ class HarvestWriter:
     def __init__(self, session: HarvestSession, now: Callable[[], float]) -> None:
         self._session = session
         self._now = now
+        self._billing = BillingWriter(session)
 
     async def write(self, spec: EntitySpec, ops: Sequence[WriteOp]) -> list[WriteResult]:
         return list(await asyncio.gather(*(self._one(spec, op) for op in ops)))
@@ -55,6 +59,8 @@ class HarvestWriter:
     async def _one(self, spec: EntitySpec, op: WriteOp) -> WriteResult:
         headers = correlation_header([op])
         try:
+            if spec.entity in _BILLING:
+                return await self._billing.write(spec, op, headers)
             if op.kind == "delete":
                 return await self._delete(spec, op, headers)
             wire = deep_merge(to_wire(spec, op.fields), op.wire)
