@@ -21,6 +21,7 @@ from accord.actors.governance import Ownership, observe
 from accord.actors.loop import LoopActor
 from accord.actors.matching import match_keys
 from accord.actors.references import References
+from accord.actors.suspects import Suspect, SuspectBook
 from accord.config.mapping import MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
@@ -193,20 +194,23 @@ class Poller(LoopActor):
             ctx.cursors.resync_started(batch, self.system, entity, position.resync_run)
             logger.bind(system=self.system, entity=entity).info("resync {} from {} (ms) started",
                                                                position.resync_run, position.resync_since_ms)
+        fetched_ms = now_ms()
         page = await self.connector.fetch(entity, cursor)
         self.pages += 1
-        plan = await self._plan(entity, page.records, resync=position.in_resync)
+        plan = await self._plan(entity, page.records, resync=position.in_resync, fetched_ms=fetched_ms)
         self._queue(batch, entity, plan)
-        ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms(), caught_up=not page.more)
+        ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms(), caught_up=not page.more,
+                        fetched_ms=fetched_ms)
         if position.in_resync and not page.more:
             ctx.cursors.resync_done(batch, self.system, entity)
         await batch.apply(ctx.redis)
         self.published += len(plan.changes)
         return page.more
 
-    async def _plan(self, entity: str, records: list[SourceRecord], *, resync: bool = False) -> _PagePlan:
+    async def _plan(self, entity: str, records: list[SourceRecord], *, resync: bool = False,
+                    fetched_ms: int | None = None) -> _PagePlan:
         ctx = self.ctx
-        plan = _PagePlan(resync=resync)
+        plan = _PagePlan(resync=resync, fetched_ms=fetched_ms if fetched_ms is not None else now_ms())
         latest: dict[str, SourceRecord] = {}
         for record in records:  # a page may hold several versions of one record: keep the newest
             if record.id not in latest or record.version >= latest[record.id].version:
@@ -271,13 +275,27 @@ class Poller(LoopActor):
             plan.exceptions.append(self._governance_exception(entity, record, gid, violations))
 
     async def _check_suspects(self, entity: str, plan: _PagePlan) -> None:
-        """Non-owner edits are violations unless the system now holds the owner's own value (a field the
-        system derives, like an invoice's status after a payment, catching up is not an edit)."""
-        looked_up = await self._owner_values(entity, [(gid, changed) for _, gid, changed in plan.suspects])
-        for (record, gid, changed), (owners, _) in zip(plan.suspects, looked_up, strict=True):
-            violations = {f: change for f, change in changed.items() if f not in owners or owners[f] != change[1]}
-            if violations:
-                self._violation(entity, record, gid, violations, plan)
+        """Park this page's non-owner edits; judge the parked ones the owner has been read since: a
+        violation unless the system now holds the owner's own value (``actors.suspects``)."""
+        for record, gid, changed in plan.suspects:
+            plan.parked.append((record.id, Suspect(gid=gid, version=record.version, changed=changed,
+                                                   seen_ms=plan.fetched_ms)))
+        book = SuspectBook(self.ctx, self.system)
+        due = await book.due(entity, self.ownership[entity].owner_of)
+        if not due:
+            return
+        ids = sorted(due)
+        plan.judged.extend(ids)
+        now_held, _ = await self.ctx.projections.load(self.system, entity, ids)
+        looked_up = await self._owner_values(entity, [(due[i].gid, due[i].changed) for i in ids])
+        for rid, held, (owners, owner_deleted) in zip(ids, now_held, looked_up, strict=True):
+            suspect = due[rid]
+            held = held or {}
+            violations = {f: (old, new) for f, (old, new) in suspect.changed.items()
+                          if held.get(f) == new and (f not in owners or owners[f] != new)}
+            if violations and not owner_deleted:
+                record = SourceRecord(id=rid, version=suspect.version, fields=held)
+                self._violation(entity, record, suspect.gid, violations, plan)
 
     async def _check_adopted(self, entity: str, plan: _PagePlan) -> None:
         """A non-owned field first seen with a value that differs from its owner's is a violation too."""
@@ -497,14 +515,20 @@ class Poller(LoopActor):
             pipe.srem(key, system_id)
         for key, system_id in plan.index:
             pipe.sadd(key, system_id)
+        book = SuspectBook(ctx, self.system)
+        if plan.judged:
+            book.forget(pipe, entity, plan.judged)
+        for record_id, suspect in plan.parked:  # after forget: a record judged and seen again stays parked
+            book.park(pipe, entity, record_id, suspect)
         ctx.stats.add(pipe, Stats.RECORDS, plan.counts)
 
 
 class _PagePlan:
     """Everything one page commits in its MULTI. In a resync, every record read is republished in full."""
 
-    def __init__(self, *, resync: bool = False) -> None:
+    def __init__(self, *, resync: bool = False, fetched_ms: int = 0) -> None:
         self.resync = resync
+        self.fetched_ms = fetched_ms  # when the page was asked for: what it shows happened before
         self.changes: list[ChangeRecord] = []
         self.remember: list[tuple[str, dict[str, Any], int]] = []
         self.exceptions: list[ExceptionRecord] = []
@@ -512,5 +536,7 @@ class _PagePlan:
         self.reverts: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
         self.adopted: list[tuple[SourceRecord, str, dict[str, Any]]] = []
         self.suspects: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
+        self.parked: list[tuple[str, Suspect]] = []  # suspects of this page, to judge after the owner's next read
+        self.judged: list[str] = []  # parked suspects judged on this page
         self.index: list[tuple[str, str]] = []
         self.unindex: list[tuple[str, str]] = []

@@ -1,8 +1,10 @@
 """``accord demo``: the whole product on one machine in a minute.
 
-Embedded Redis (AOF on), a local Ray, the sandbox CRM and ERP on localhost ports seeded with a firm's
-clients, people editing them, the daemon syncing, a live console, ``/metrics``, and at the end a
-record-by-record comparison of CRM and ERP. Exit status 0 only when they agree.
+Embedded Redis (AOF on), a local Ray, the sandbox CRM, PSA and ERP on localhost ports seeded with a firm,
+people at work in all three (sales, consultants, managers approving time, finance billing and collecting),
+the daemon syncing, a live console, ``/metrics``, and at the end a record-by-record comparison of the three
+systems, the configured reconciliation jobs and the exception desk's summary. Exit status 0 only when the
+systems agree and every reconciliation agrees.
 """
 
 from __future__ import annotations
@@ -12,25 +14,42 @@ import contextlib
 import random
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import msgspec
 from loguru import logger
+from redis.asyncio import Redis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from accord.actors.context import connect
+from accord.actors.reconcile import Reconciler
+from accord.actors.reconcile import Report as ReconcileReport
 from accord.app import Daemon
 from accord.config.load import loads
 from accord.config.settings import Settings
 from accord.logs import setup
+from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
+from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
 from accord.world import Activity, Report, World, compare
+
+
+@dataclass
+class Outcome:
+    report: Report
+    reconciliations: list[ReconcileReport] = field(default_factory=list)
+    desk: Counter[tuple[str, str]] = field(default_factory=Counter)  # (state, reason) -> exceptions
+
+    @property
+    def agree(self) -> bool:
+        return self.report.agree and all(r.agrees for r in self.reconciliations)
 
 
 @dataclass
@@ -69,21 +88,21 @@ def run_demo(options: DemoOptions) -> int:
         console.print(f"[bold]Accord demo[/bold]: CRM sandbox {world.crm_server.url}, PSA sandbox "
                       f"{world.psa_server.url}, ERP sandbox {world.erp_server.url}, data in {data_dir} "
                       f"(logs: {log_file})")
-        report = asyncio.run(_main(world, settings, options, rng, console))
+        outcome = asyncio.run(_main(world, settings, options, rng, console))
     finally:
         world.stop()
-    if report is None:
+    if outcome is None:
         return 1
-    _print_report(console, report)
-    return 0 if report.agree else 1
+    _print_outcome(console, outcome)
+    return 0 if outcome.agree else 1
 
 
 async def _main(world: World, settings: Settings, options: DemoOptions, rng: random.Random,
-                console: Console) -> Report | None:
+                console: Console) -> Outcome | None:
     daemon = Daemon(settings)
     finish = asyncio.Event()
     daemon.on_stop_request = finish.set
-    result: dict[str, Report] = {}
+    result: dict[str, Outcome] = {}
 
     async def director(d: Daemon) -> None:
         console.print(f"metrics: http://{settings.http.host}:{d.http_port}/metrics  ·  "
@@ -92,11 +111,11 @@ async def _main(world: World, settings: Settings, options: DemoOptions, rng: ran
 
     code = await daemon.run(on_ready=director)
     logger.info("daemon exited with {}", code)
-    return result.get("report")
+    return result.get("outcome")
 
 
 async def _direct(daemon: Daemon, world: World, settings: Settings, options: DemoOptions, rng: random.Random,
-                  console: Console, finish: asyncio.Event, result: dict[str, Report]) -> None:
+                  console: Console, finish: asyncio.Event, result: dict[str, Outcome]) -> None:
     redis = connect(daemon.redis_url)
     activity = Activity(world, rng)
     started = time.monotonic()
@@ -118,12 +137,26 @@ async def _direct(daemon: Daemon, world: World, settings: Settings, options: Dem
                 report = await compare(world, redis, settings)
                 if live is not None:
                     live.update(await live_view.render())
-            result["report"] = report
+            result["outcome"] = await _final_checks(redis, settings, report)
     except Exception:
         logger.exception("demo director failed")
     finally:
         await redis.aclose()
         daemon.stop_event.set()
+
+
+async def _final_checks(redis: Redis, settings: Settings, report: Report) -> Outcome:
+    """Every configured reconciliation job, run now, and what the exception desk holds."""
+    outcome = Outcome(report=report)
+    reconciler = Reconciler(settings, redis)
+    try:
+        for name, job in settings.reconcile.items():
+            outcome.reconciliations.append(await reconciler.run(name, job))
+    finally:
+        await reconciler.aclose()
+    for entry in await ExceptionDesk(redis, settings).list(Filters(state=None)):
+        outcome.desk[(entry.status.state, entry.record.reason)] += 1
+    return outcome
 
 
 class _LiveView:
@@ -155,6 +188,19 @@ class _LiveView:
             acts.add_row(name, str(n))
         acts.add_row("exceptions filed", str(exceptions))
         return Group(table, acts)
+
+
+def _print_outcome(console: Console, outcome: Outcome) -> None:
+    _print_report(console, outcome.report)
+    console.rule("reconciliation")
+    for recon in outcome.reconciliations:
+        console.print(render_report(recon), markup=False)
+    console.rule("exception desk")
+    if not outcome.desk:
+        console.print("no exceptions filed")
+    for (state, reason), n in sorted(outcome.desk.items()):
+        console.print(f"  {n:>4} {state:<9} {reason}")
+    console.print(f"verdict: {'AGREE' if outcome.agree else 'DISAGREE'}")
 
 
 def _print_report(console: Console, report: Report) -> None:

@@ -28,6 +28,7 @@ from accord.connectors.salesforce.sandbox import build_app as build_sf
 from accord.connectors.salesforce.seed import account_fields, contact_fields, seed_accounts, seed_contacts
 from accord.connectors.sandbox import SandboxServer
 from accord.streams.keys import Keys
+from accord.world_billing import FinanceWork, compare_billing
 
 CLIENT_ID, CLIENT_SECRET, REFRESH = "accord-demo", "demo-secret", "demo-refresh-0"
 HARVEST_TOKEN, HARVEST_ACCOUNT = "demo-pat", "1234567"
@@ -152,10 +153,11 @@ def date_today(state: HarvestState) -> str:
     return dt.date.fromtimestamp(state.clock.now()).isoformat()
 
 
-class Activity(_PsaWork):
+class Activity(_PsaWork, FinanceWork):
     """People at work: sales edit and add clients in the CRM, finance sets tax ids and payment terms
     in the ERP, and (when the PSA is seeded) project managers start projects for synced clients,
-    consultants log time and managers approve it. ``step()`` performs one random action."""
+    consultants log time and managers approve it, finance bills approved work and records payments.
+    ``step()`` performs one random action."""
 
     def __init__(self, world: World, rng: random.Random) -> None:
         self.world = world
@@ -175,14 +177,18 @@ class Activity(_PsaWork):
             action = self._crm_delete()
         elif roll < (0.55 if psa else 1.0):
             action = self._erp_finance()
-        elif roll < 0.65:
+        elif roll < 0.63:
             action = self._psa_new_project()
-        elif roll < 0.84:
+        elif roll < 0.78:
             action = self._psa_log_time()
-        elif roll < 0.90:
+        elif roll < 0.83:
             action = self._psa_log_expense()
-        else:
+        elif roll < 0.91:
             action = self._psa_approve()
+        elif roll < 0.96:
+            action = self._erp_billing_run()
+        else:
+            action = self._erp_payment()
         self.done[action] = self.done.get(action, 0) + 1
         return action
 
@@ -351,6 +357,7 @@ async def _compare_psa(world: World, redis: Redis, keys: Keys, report: Report) -
                               keep=lambda w: bool(w.get("Job")))
     await _compare_time(world, redis, keys, report)
     await _compare_expenses(world, redis, keys, report)
+    await compare_billing(world, redis, keys, report)
 
 
 async def _compare_contacts(world: World, redis: Redis, keys: Keys, report: Report) -> None:

@@ -81,6 +81,10 @@ class Keys:
         """Counter of reverts written to one record in the last hour (a loop breaker)."""
         return f"{self.prefix}reverts:{system}:{entity}:{system_id}"
 
+    def suspects(self, system: str, entity: str) -> str:
+        """Hash: record id -> a non-owner edit waiting for the owner's next read (``actors.suspects``)."""
+        return f"{self.prefix}suspects:{system}:{entity}"
+
     def known_ids(self, entity: str, system: str) -> str:
         """Set of a system's record ids Accord has seen (for delete detection by full id scan)."""
         return f"{self.prefix}ids:{entity}:{system}"

@@ -210,11 +210,20 @@ class Cursors:
     def resync_done(self, pipe: Pipeline, system: str, entity: str) -> None:
         pipe.hdel(self.keys.cursor(system, entity), "resync_since", "resync_run", "resyncing")
 
-    def put(self, pipe: Pipeline, system: str, entity: str, cursor: str, now_ms: int, *, caught_up: bool) -> None:
-        mapping: dict[str, str | int] = {self.FIELD: cursor, "updated_ms": now_ms}
+    def put(self, pipe: Pipeline, system: str, entity: str, cursor: str, now_ms: int, *, caught_up: bool,
+            fetched_ms: int | None = None) -> None:
+        """Store the cursor; ``fetched_ms`` is when the fetch that produced it was sent (everything the
+        system held then has been read)."""
+        mapping: dict[str, str | int] = {self.FIELD: cursor, "updated_ms": now_ms,
+                                         "fetched_ms": fetched_ms if fetched_ms is not None else now_ms}
         if caught_up:
             mapping["loaded"] = 1  # the first full read of this system's records is complete
         pipe.hset(self.keys.cursor(system, entity), mapping=mapping)
+
+    async def fetched_ms(self, system: str, entity: str) -> int:
+        """When the last committed fetch of ``system``'s ``entity`` records was sent (0: never)."""
+        raw = await self.redis.hget(self.keys.cursor(system, entity), "fetched_ms")
+        return int(raw) if raw else 0
 
     async def loaded(self, system: str, entity: str) -> bool:
         """Whether the system's records of ``entity`` have been read in full once (creates wait for it,

@@ -111,7 +111,8 @@ INVOICE = EntitySpec(
              "period_end": lambda w: date("invoice", "period_end", w.get("period_end")),
              "currency": lambda w: text(w.get("currency")),
              "total": lambda w: money("invoice", "total", w.get("amount")),
-             "tax": lambda w: money("invoice", "tax", w.get("tax_amount")),
+             # no tax rate means no tax (Harvest still reports tax_amount 0.0): absent, as the ERP has it
+             "tax": lambda w: money("invoice", "tax", w.get("tax_amount")) if w.get("tax") else None,
              "balance": lambda w: money("invoice", "balance", w.get("due_amount")), "status": _status},
     writers={"account": ref_writer("invoice", "account", "client_id"), "number": _number_write,
              "issue_date": setter("issue_date", lambda v: date("invoice", "issue_date", v)),

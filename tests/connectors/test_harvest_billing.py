@@ -100,7 +100,7 @@ async def test_invoice_create_imports_the_period_sends_it_and_reads_back(state, 
     assert result.version == int(state.clock.now()) * 1000
     records, _ = await fetch_all(connector, "invoice")
     record = next(r for r in records if r.id == result.target_id)
-    assert record.gid == "inv-1" and record.fields == {**expected, "tax": "0"}
+    assert record.gid == "inv-1" and record.fields == {**expected, "tax": None}  # no tax rate: no tax
     entries, _ = await fetch_all(connector, "time_entry")
     billed = {r.id: r.fields["invoice"] for r in entries}
     assert billed[str(ids["approved"])] == result.target_id and billed[str(ids["unapproved"])] is None

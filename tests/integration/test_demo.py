@@ -1,4 +1,5 @@
-"""`accord demo --duration 20` as a user runs it: exits 0 only when CRM and ERP agree at the end."""
+"""`accord demo --duration 20` as a user runs it: exits 0 only when the three systems agree at the end and
+every reconciliation agrees; the final report covers every entity, reconciliation and the exception desk."""
 
 from __future__ import annotations
 
@@ -22,5 +23,10 @@ def test_demo_runs_and_ends_in_agreement(tmp_path: Path) -> None:
     text = " ".join(out.stdout.split())
     assert "AGREE:" in text and "DISAGREE" not in text
     assert "0 field mismatches, 0 missing in the ERP, 0 extra in the ERP, 0 not deactivated" in text
+    for entity in ("accounts", "contact", "resource", "project", "task", "time entries", "expense", "invoice",
+                   "payment", "billed time"):
+        assert f" {entity}," in text or f" {entity} checked" in text, f"the final report misses {entity}"
+    assert "reconcile billable_hours: time_entry psa -> erp" in text and "reconcile invoices_in_crm" in text
+    assert "exception desk" in text and "verdict: AGREE" in text
     assert (tmp_path / "demo" / "redis" / "appendonlydir").exists() or any(
         (tmp_path / "demo" / "redis").glob("*.aof")), "the embedded Redis should run with AOF on"
