@@ -46,6 +46,7 @@ class Outcome:
     report: Report
     reconciliations: list[ReconcileReport] = field(default_factory=list)
     desk: Counter[tuple[str, str]] = field(default_factory=Counter)  # (state, reason) -> exceptions
+    open_exceptions: list[str] = field(default_factory=list)  # the first few, as the desk lists them
 
     @property
     def agree(self) -> bool:
@@ -156,6 +157,8 @@ async def _final_checks(redis: Redis, settings: Settings, report: Report) -> Out
         await reconciler.aclose()
     for entry in await ExceptionDesk(redis, settings).list(Filters(state=None)):
         outcome.desk[(entry.status.state, entry.record.reason)] += 1
+        if entry.status.state == "open" and len(outcome.open_exceptions) < 10:
+            outcome.open_exceptions.append(f"{entry.record.exception_id}: {entry.record.message}")
     return outcome
 
 
@@ -200,6 +203,8 @@ def _print_outcome(console: Console, outcome: Outcome) -> None:
         console.print("no exceptions filed")
     for (state, reason), n in sorted(outcome.desk.items()):
         console.print(f"  {n:>4} {state:<9} {reason}")
+    for line in outcome.open_exceptions:
+        console.print(f"  open: {line}", markup=False)
     console.print(f"verdict: {'AGREE' if outcome.agree else 'DISAGREE'}")
 
 

@@ -136,8 +136,11 @@ class _PsaWork:
         return "psa: expense logged"
 
     def _psa_approve(self) -> str:
-        drafts = [t["id"] for t in self.world.psa.records("time_entries") if not t.get("is_closed")]
-        expenses = [e["id"] for e in self.world.psa.records("expenses") if not e.get("is_closed")]
+        held = self._billing_in_flight()  # type: ignore[attr-defined]
+        drafts = [t["id"] for t in self.world.psa.records("time_entries")
+                  if not t.get("is_closed") and t["project"]["name"] not in held]
+        expenses = [e["id"] for e in self.world.psa.records("expenses")
+                    if not e.get("is_closed") and e["project"]["name"] not in held]
         if not drafts and not expenses:
             return self._psa_log_time()
         if drafts:

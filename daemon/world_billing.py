@@ -28,14 +28,38 @@ class FinanceWork:
     rng: random.Random
 
     def _erp_billing_run(self) -> str:
+        """Bill a project once all its approved billable work has reached the ERP (the cut-off: an
+        invoice must hold exactly what the PSA will mark billed)."""
         projects = [p for p in self.world.erp.records("Customer") if p.get("Job") and p.get("Active", True)]
         billable = {_ref(w, "CustomerRef") for w in self.world.erp.records("TimeActivity")
                     if w.get("BillableStatus") == "Billable"}
-        ready = [p for p in projects if p["Id"] in billable]
+        ready = [p for p in projects if p["Id"] in billable and self._all_work_in_erp(p)]
         if not ready:
             return self._psa_approve()  # type: ignore[attr-defined, no-any-return]
         invoice = self.world.erp.billing_run(self.rng.choice(ready)["Id"])
         return "erp: billing run" if invoice else "erp: billing run (nothing to bill)"
+
+    def _all_work_in_erp(self, erp_project: dict[str, Any]) -> bool:
+        psa_project = next((p["id"] for p in self.world.psa.records("projects")
+                            if p["name"] == erp_project["DisplayName"]), None)
+        if psa_project is None:
+            return False
+        approved = sum(1 for r in ("time_entries", "expenses") for w in self.world.psa.records(r)
+                       if w["project"]["id"] == psa_project and w.get("is_closed") and w.get("billable")
+                       and not w.get("is_billed"))
+        in_erp = sum(1 for w in self.world.erp.records("TimeActivity")
+                     if _ref(w, "CustomerRef") == erp_project["Id"] and w.get("BillableStatus") == "Billable")
+        in_erp += sum(1 for p in self.world.erp.records("Purchase") for line in p.get("Line") or []
+                      if _ref(line.get("AccountBasedExpenseLineDetail") or {}, "CustomerRef") == erp_project["Id"]
+                      and (line.get("AccountBasedExpenseLineDetail") or {}).get("BillableStatus") == "Billable")
+        return approved == in_erp
+
+    def _billing_in_flight(self) -> set[str]:
+        """Names of projects with an ERP invoice not yet in the PSA: managers hold approvals for them."""
+        in_psa = {str(i["number"]) for i in self.world.psa.records("invoices")}
+        names = {c["Id"]: c["DisplayName"] for c in self.world.erp.records("Customer") if c.get("Job")}
+        return {names.get(_ref(i, "ProjectRef") or "", "") for i in self.world.erp.records("Invoice")
+                if str(i.get("DocNumber")) not in in_psa}
 
     def _erp_payment(self) -> str:
         open_invoices = [i for i in self.world.erp.records("Invoice") if Decimal(str(i.get("Balance") or 0)) > 0]

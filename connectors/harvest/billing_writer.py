@@ -3,7 +3,9 @@
 * Invoice create: **look-up-before-create** among the client's invoices: first the ``accord:<gid>``
   line in ``notes``, then the invoice ``number`` (unique per Harvest account; an invoice with that number
   and no gid line is linked and stamped, one carrying another gid is refused). Then ``POST`` with
-  ``line_items_import`` (the project's time and expenses of the period get billed) and a ``send``
+  ``line_items_import`` (the project's time and expenses of the period get billed; when the op's lines
+  name their time entries and expenses, the import is first checked to bill exactly those:
+  ``billed_check``) and a ``send``
   message so the invoice is open, unless the op's status is "draft". A retry after a lost answer finds
   the first invoice and only finishes the status step.
 * Invoice update: ``PATCH`` number, dates and currency (client, project and period are fixed at
@@ -25,6 +27,7 @@ from typing import Any
 
 from accord.connectors.base import WriteOp, WriteResult
 from accord.connectors.errors import Gone, Permanent
+from accord.connectors.harvest.billed_check import billed_by_lines, check_exact, import_candidates
 from accord.connectors.harvest.billing import (
     INVOICE,
     INVOICE_UPDATABLE,
@@ -97,6 +100,9 @@ class BillingWriter:
             body = create_body(op.gid, op.fields)  # validates before any request
             found = await self._find_invoice(op, body)
             if found is None:
+                billed = billed_by_lines(op.fields.get("lines"))
+                if billed is not None:
+                    check_exact(body.get("number"), billed, await import_candidates(self._session, body), body)
                 current = await self._send("POST", "/v2/invoices", {**body, **op.wire}, headers)
                 created = True
             else:

@@ -1,5 +1,6 @@
 """The QuickBooks Online connector (ERP): accounts and projects (Customer), resources (Employee), tasks
-(Item), time (TimeActivity), expenses (Purchase), invoices and payments (see ``mapping``).
+(Item), time (TimeActivity), expenses (Purchase), invoices, payments and won deals (opportunity ↔
+Estimate; see ``mapping``).
 
 Reads: a full load pages the query language, then change data capture (``/cdc``) takes over from the
 server time of the load's first page, minus an overlap, de-duplicated by ``(id, SyncToken)``. A CDC

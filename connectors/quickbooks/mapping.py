@@ -15,6 +15,7 @@ time_entry  TimeActivity (NameOf "Employee")      ``mapping_work``
 expense     Purchase (PaymentType "Cash")         ``mapping_work``
 invoice     Invoice                               ``mapping_billing``
 payment     Payment                               ``mapping_billing``
+opportunity Estimate                              ``mapping_estimate``
 =========== ===================================== =========================================================
 
 References between records (``project.account``, ``time_entry.project`` ...) are native QBO ids.
@@ -41,6 +42,7 @@ from accord.connectors.base import SourceRecord
 from accord.connectors.errors import Permanent
 from accord.connectors.quickbooks.mapping_base import (
     DELETED_VERSION,
+    NOT_HELD,
     SYSTEM,
     EntitySpec,
     Found,
@@ -55,10 +57,11 @@ from accord.connectors.quickbooks.mapping_base import (
 from accord.connectors.quickbooks.mapping_base import ref_value as _ref_value
 from accord.connectors.quickbooks.mapping_base import text as _text
 from accord.connectors.quickbooks.mapping_billing import BILLING_SPECS
+from accord.connectors.quickbooks.mapping_estimate import ESTIMATE_SPECS
 from accord.connectors.quickbooks.mapping_work import WORK_SPECS
 
-__all__ = ["DELETED_VERSION", "ENTITIES", "SYSTEM", "EntitySpec", "MappingError", "parse_gid", "project",
-           "spec_for", "to_canonical", "to_wire", "with_gid"]
+__all__ = ["DELETED_VERSION", "ENTITIES", "NOT_HELD", "SYSTEM", "EntitySpec", "MappingError", "parse_gid",
+           "project", "spec_for", "to_canonical", "to_wire", "with_gid"]
 
 # QBO term id → canonical payment terms (the ids a new company is created with)
 TERMS: dict[str, str] = {"1": "due_on_receipt", "2": "net_15", "3": "net_30", "4": "net_60"}
@@ -222,7 +225,8 @@ ACCOUNT = EntitySpec(canonical="account", qbo="Customer", path="customer", cdc="
                      needs_current=frozenset({"billing_address", "country"}), where="Job = false",
                      accepts=lambda wire: not is_project(wire), active_field="status")
 
-ENTITIES: dict[str, EntitySpec] = {spec.canonical: spec for spec in (ACCOUNT, *WORK_SPECS, *BILLING_SPECS)}
+ENTITIES: dict[str, EntitySpec] = {
+    spec.canonical: spec for spec in (ACCOUNT, *WORK_SPECS, *BILLING_SPECS, *ESTIMATE_SPECS)}
 
 
 def spec_for(entity: str) -> EntitySpec:
@@ -239,7 +243,8 @@ def spec_for(entity: str) -> EntitySpec:
 
 def to_canonical(entity: str, wire: Mapping[str, Any],
                  on_error: Callable[[MappingError], None] | None = None) -> SourceRecord:
-    """A QBO object (or a CDC ``"status":"Deleted"`` stub) as a ``SourceRecord``.
+    """A QBO object (or a CDC ``"status":"Deleted"`` stub) as a ``SourceRecord``. A field whose reader
+    answers ``NOT_HELD`` is left out of ``fields``.
 
     An unmappable field raises ``MappingError``; with ``on_error`` it is reported there instead, left out
     of ``fields`` (so it neither propagates nor clears the value elsewhere) and named in ``error``.
@@ -253,7 +258,9 @@ def to_canonical(entity: str, wire: Mapping[str, Any],
     problems: list[str] = []
     for name, read in spec.readers.items():
         try:
-            fields[name] = read(wire)
+            value = read(wire)
+            if value is not NOT_HELD:
+                fields[name] = value
         except MappingError as exc:
             if on_error is None:
                 raise

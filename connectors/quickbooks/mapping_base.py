@@ -33,7 +33,17 @@ class MappingError(Permanent):
         self.value = value
 
 
-Reader = Callable[[Mapping[str, Any]], Any]
+class _NotHeld:
+    def __repr__(self) -> str:
+        return "NOT_HELD"
+
+
+# What a reader returns when this record holds no value for its field: ``to_canonical`` leaves the field
+# out of ``fields``, so the other systems' value stands (``None`` would clear it there). An open estimate
+# says nothing about the opportunity's stage, for example.
+NOT_HELD: Any = _NotHeld()
+
+Reader = Callable[[Mapping[str, Any]], Any]  # a canonical value, None (cleared) or NOT_HELD
 Writer = Callable[[Any, dict[str, Any], Mapping[str, Any]], None]  # (value, out, current wire)
 Accepts = Callable[[Mapping[str, Any]], bool]
 Lookup = tuple[str, str]  # (QBO entity name, Id) of a record a write reads first: ("Customer", "7")

@@ -17,6 +17,7 @@
 * Payment: each line links one invoice of the same customer and may not exceed its open balance;
   lines may not exceed TotalAmt; UnappliedAmt is the rest. Creating, changing or deleting a payment
   recomputes the Balance and LinkedTxn of every invoice it touches (which bumps their SyncToken).
+* Estimate, and the customer, project and line rules it shares with Invoice: see ``sales``.
 
 The functions run inside ``store.Realm`` writes (the caller holds ``state.lock``).
 """
@@ -29,12 +30,10 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from accord.connectors.quickbooks import billed
-from accord.connectors.quickbooks.faults import QboFault
+from accord.connectors.quickbooks import billed, sales
 from accord.connectors.quickbooks.rulebase import (
     BILLABLE,
     BILLED,
-    CENT,
     EXPENSE_LINE,
     SALES_LINE,
     amount,
@@ -163,50 +162,23 @@ def payments_of(realm: Realm, invoice_id: str, *, skip: str | None = None) -> li
 
 
 def _sales_line(realm: Realm, line: dict[str, Any], number: int, invoice_id: str) -> Decimal:
-    detail = line.setdefault(SALES_LINE, {})
-    if ref_id(detail, "ItemRef") is None:
-        services = next((r.wire["Id"] for r in realm.tables["Item"].values() if r.wire.get("Name") == "Services"), None)
-        if services is None:
-            raise required("Line.SalesItemLineDetail.ItemRef", "Invoice")
-        detail["ItemRef"] = {"value": services, "name": "Services"}
-    elif live(realm, "Item", ref_id(detail, "ItemRef")) is None:
-        raise bad_ref("Line.SalesItemLineDetail.ItemRef", ref_id(detail, "ItemRef"), "Item")
-    if line.get("Amount") is None:
-        raise required("Line.Amount", "Invoice")
-    line_amount = amount(line["Amount"], "Line.Amount")
-    if detail.get("Qty") is not None and detail.get("UnitPrice") is not None:
-        expected = (Decimal(str(detail["Qty"])) * Decimal(str(detail["UnitPrice"]))).quantize(CENT)
-        if expected != line_amount:
-            raise QboFault(400, "6070", "Amount is not equal to UnitPrice * Qty",
-                           f"Amount is not equal to UnitPrice * Qty. Supplied value:{line_amount} on line {number}",
-                           element="Line.Amount")
+    line_amount = sales.sales_line(realm, line, number, "Invoice")
     billed.check_line(realm, line, invoice_id)
-    line.update(Id=str(number), LineNum=number, Amount=as_number(line_amount))
     return line_amount
 
 
 def _invoice(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, now: float) -> None:
-    customer = live(realm, "Customer", ref_id(wire, "CustomerRef"))
-    if customer is None:
-        raise required("CustomerRef", "Invoice", "an invoice bills a customer")
-    project = ref_id(wire, "ProjectRef")
-    if project is not None:
-        found = live(realm, "Customer", project)
-        if found is None or not found.get("Job") or ref_id(found, "ParentRef") != customer["Id"]:
-            raise bad_ref("ProjectRef", project, f"project of customer {customer['Id']}")
-    sales = [x for x in wire.get("Line") or [] if x.get("DetailType") == SALES_LINE]
-    if not sales:
-        raise required("Line", "Invoice", "an invoice has at least one SalesItemLineDetail line")
-    total = sum((_sales_line(realm, line, n, wire["Id"]) for n, line in enumerate(sales, 1)), Decimal(0))
-    wire["Line"] = [*sales, {"Amount": as_number(total), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}]
+    customer = sales.customer_of(realm, wire, "Invoice", "an invoice bills a customer")
+    lines = sales.sales_lines(wire, "Invoice", "an invoice has at least one SalesItemLineDetail line")
+    total = sum((_sales_line(realm, line, n, wire["Id"]) for n, line in enumerate(lines, 1)), Decimal(0))
+    wire["Line"] = sales.with_subtotal(lines, total)
     total += amount((wire.get("TxnTaxDetail") or {}).get("TotalTax") or 0)
     applied = payments_of(realm, wire["Id"])
     paid = sum((a for _, a in applied), Decimal(0))
     if paid > total:
         raise business(f"invoice total {total} is less than the {paid} already paid on it")
-    wire.update(TotalAmt=as_number(total), Balance=as_number(total - paid), CurrencyRef=copy.deepcopy(
-        customer.get("CurrencyRef") or HOME_CURRENCY),
-        LinkedTxn=[{"TxnId": pid, "TxnType": "Payment"} for pid, _ in applied])
+    wire.update(TotalAmt=as_number(total), Balance=as_number(total - paid), CurrencyRef=sales.currency_of(customer),
+                LinkedTxn=[{"TxnId": pid, "TxnType": "Payment"} for pid, _ in applied])
     wire.setdefault("TxnDate", today(now))
     if not wire.get("DocNumber"):
         if old is not None and old.get("DocNumber"):
@@ -253,7 +225,8 @@ def _payment(realm: Realm, wire: dict[str, Any], old: Mapping[str, Any] | None, 
 
 Rule = Callable[["Realm", dict[str, Any], Mapping[str, Any] | None, float], None]
 _PREPARE: dict[str, Rule] = {"Customer": _customer, "Item": _item, "TimeActivity": _time_activity,
-                             "Purchase": _purchase, "Invoice": _invoice, "Payment": _payment}
+                             "Purchase": _purchase, "Invoice": _invoice, "Payment": _payment,
+                             "Estimate": sales.estimate}
 
 
 def prepare(realm: Realm, etype: EntityType, wire: dict[str, Any], old: Mapping[str, Any] | None,

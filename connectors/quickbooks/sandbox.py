@@ -10,7 +10,7 @@ bump SyncToken and LastUpdatedTime like API writes, and side effects (a payment 
 Balance, an invoice marking time HasBeenBilled) bump the affected records too.
 ``build_app(state)`` returns the starlette app. Fault endpoint names: token, query, cdc, batch,
 companyinfo and each entity path (customer, term, account, employee, item, timeactivity, purchase,
-invoice, payment).
+invoice, payment, estimate).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class QuickBooksState(SandboxState):
         self.user_update(entity, record_id, {"Active": False}, realm=realm)
 
     def user_delete(self, entity: str, record_id: str, *, realm: str | None = None) -> None:
-        """Delete a transaction (TimeActivity, Purchase, Invoice, Payment) as a user would."""
+        """Delete a transaction (TimeActivity, Purchase, Invoice, Payment, Estimate) as a user would."""
         self._user_op(entity, record_id, "delete", realm)
 
     def user_void_invoice(self, invoice_id: str, *, realm: str | None = None) -> None:

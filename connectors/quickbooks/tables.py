@@ -1,7 +1,7 @@
 """The sandbox's entity types: which fields each QBO object accepts, its defaults, computed (read-only)
 fields, unique name and top-level references (``refs``: a reference to a missing record is refused
 with 2500 Invalid Reference Id). Business rules beyond these (nested line references, totals, payment
-application, billing) live in ``rules``.
+application, billing, estimate status) live in ``rules`` and ``sales``.
 """
 
 from __future__ import annotations
@@ -103,6 +103,14 @@ ENTITY_TYPES: dict[str, EntityType] = {
                          "DepositToAccountRef", "ProcessPayment"},
         defaults={"DepositToAccountRef": {"value": "4"}}, computed={"UnappliedAmt": 0},
         refs={"CustomerRef": "Customer", "ProjectRef": "Customer", "DepositToAccountRef": "Account"}),
+    "Estimate": EntityType(
+        name="Estimate", path="estimate", name_list=False,
+        writable=_TXN | {"CustomerRef", "ProjectRef", "Line", "ExpirationDate", "TxnStatus", "AcceptedBy",
+                         "AcceptedDate", "CustomerMemo", "SalesTermRef", "BillEmail", "BillAddr", "ShipAddr",
+                         "EmailStatus", "PrintStatus"},
+        defaults={"TxnStatus": "Pending", "PrintStatus": "NotSet", "EmailStatus": "NotSet"},
+        computed={"TotalAmt": 0},
+        refs={"CustomerRef": "Customer", "ProjectRef": "Customer", "SalesTermRef": "Term"}),
 }
 BY_PATH = {t.path: t for t in ENTITY_TYPES.values()}
 

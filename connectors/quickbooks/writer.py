@@ -4,7 +4,7 @@ One ``POST /batch?requestid=...`` per at most 30 ops. The requestid is derived f
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
 name-list record (Customer, Employee, Item) is a sparse ``Active:false``; a delete of a transaction
-(TimeActivity, Purchase, Invoice, Payment) is ``operation=delete``. A create starts from the entity's
+(TimeActivity, Purchase, Invoice, Payment, Estimate) is ``operation=delete``. A create starts from the entity's
 ``on_create`` wire (e.g. the configured income account of a new service Item). A write that depends on
 other records (``EntitySpec.lookups``: a task's Item Name starts with its project's DisplayName) reads
 each of them with one GET per ``write`` call before its batch is built. One entity per batch:

@@ -236,3 +236,20 @@ async def test_429_storm_during_invoice_create_ends_with_exactly_one_invoice(sta
     assert sum(1 for e in state.requests.entries("invoices") if e.method == "POST") == 1
     entry = state.get("time_entries", ids["approved"])
     assert entry is not None and entry["invoice"]["id"] == invoices[0]["id"]
+
+
+async def test_an_import_that_would_not_bill_exactly_the_erp_invoice_is_refused(
+        state: HarvestState, make: Callable[..., HarvestConnector], ids: dict[str, int]) -> None:
+    connector = make()
+    partial = [{"time_entry": str(ids["approved"]), "amount": "300"}]  # the ERP did not bill the expense
+    refused = await one(connector, "invoice", invoice_op(ids, lines=partial))
+    assert not refused.ok and isinstance(refused.error, Permanent)
+    assert f"would also bill expense {ids['expense']}" in str(refused.error)
+    assert posts(state, "invoices") == 0, "nothing is imported when the period does not match"
+
+    exact = [*partial, {"expense": str(ids["expense"]), "amount": "120"}]
+    done = await one(connector, "invoice", invoice_op(ids, lines=exact))
+    assert done.ok and done.created
+    billed = {t["id"] for t in state.records("time_entries") if t["is_billed"]}
+    assert billed == {ids["approved"]}
+    assert [e["is_billed"] for e in state.records("expenses") if e["id"] == ids["expense"]] == [True]
