@@ -25,7 +25,14 @@ from accord.connectors.quickbooks.sandbox import build_app as build_qbo
 from accord.connectors.salesforce import mapping as sf_mapping
 from accord.connectors.salesforce.sandbox import SalesforceState
 from accord.connectors.salesforce.sandbox import build_app as build_sf
-from accord.connectors.salesforce.seed import account_fields, contact_fields, seed_accounts, seed_contacts
+from accord.connectors.salesforce.seed import (
+    account_fields,
+    contact_fields,
+    next_stage,
+    seed_accounts,
+    seed_contacts,
+    seed_opportunities,
+)
 from accord.connectors.sandbox import SandboxServer
 from accord.streams.keys import Keys
 from accord.world_billing import FinanceWork, compare_billing
@@ -83,6 +90,7 @@ class World:
         ids = seed_accounts(self.crm, accounts, rng)
         if consultants:
             seed_contacts(self.crm, ids, rng)
+            seed_opportunities(self.crm, ids, rng)
         return ids
 
 
@@ -172,8 +180,10 @@ class Activity(_PsaWork, FinanceWork):
         psa = bool(self.world.psa_seed)
         if roll < 0.10:
             action = self._crm_create()
-        elif psa and roll < 0.14:
+        elif psa and roll < 0.12:
             action = self._crm_new_contact()
+        elif psa and roll < 0.16:
+            action = self._crm_deal_moves()
         elif roll < (0.35 if psa else 0.55):
             action = self._crm_edit()
         elif roll < (0.38 if psa else 0.60):
@@ -231,6 +241,16 @@ class Activity(_PsaWork, FinanceWork):
             return self._crm_create()
         self.world.crm.user_create("Contact", contact_fields(self.rng, self.rng.choice(accounts)))
         return "crm: new contact"
+
+    def _crm_deal_moves(self) -> str:
+        """A sales rep moves an open deal on (sometimes to Closed Won: it becomes an ERP estimate)."""
+        deals = [o for o in self.world.crm.records("Opportunity") if not str(o["StageName"]).startswith("Closed")]
+        if not deals:
+            return self._crm_new_contact()
+        deal = self.rng.choice(deals)
+        stage = next_stage(str(deal["StageName"]), self.rng)
+        self.world.crm.user_update("Opportunity", deal["Id"], {"StageName": stage})
+        return "crm: deal won" if stage == "Closed Won" else "crm: deal moved"
 
     def _crm_delete(self) -> str:
         accounts = self._live_accounts()

@@ -90,6 +90,7 @@ async def compare_billing(world: World, redis: Redis, keys: Keys, report: Report
     """ERP invoices and payments are in the PSA and the CRM with the same numbers; what the ERP billed is
     billed in the PSA; the CRM's roll-ups add up; PSA tasks are ERP items."""
     await _compare_tasks(world, redis, keys, report)
+    await _compare_opportunities(world, redis, keys, report)
     psa_invoices, crm_invoices = await _twins(world, redis, keys)
     checked = 0
     for wire in world.erp.records("Invoice"):
@@ -203,3 +204,33 @@ async def _compare_tasks(world: World, redis: Redis, keys: Keys, report: Report)
             report.psa_problems.append(f"task {record.id}: PSA {record.fields.get('name')!r} != "
                                        f"ERP item {twin.fields.get('name')!r}")
     report.psa_checked["task"] = checked
+
+
+async def _compare_opportunities(world: World, redis: Redis, keys: Keys, report: Report) -> None:
+    """Every won deal of a live CRM account is an accepted ERP estimate for the same amount; open and
+    lost deals are not in the ERP."""
+    estimates: dict[str, Any] = {}
+    for wire in world.erp.records("Estimate"):
+        record = qbo_mapping.to_canonical("opportunity", wire)
+        gid = await _gid(redis, keys, "opportunity", "erp", record.id) or record.gid
+        if gid:
+            estimates[gid] = record
+    live = {a["Id"] for a in world.crm.records("Account")}
+    checked = 0
+    for wire in world.crm.records("Opportunity"):
+        if wire.get("AccountId") not in live:
+            continue
+        gid = await _gid(redis, keys, "opportunity", "crm", wire["Id"])
+        twin = estimates.get(gid) if gid else None
+        checked += 1
+        if wire["StageName"] != "Closed Won":
+            if twin is not None and twin.fields.get("is_won"):
+                report.psa_problems.append(f"opportunity {wire['Id']}: {wire['StageName']} in the CRM, "
+                                           "an accepted estimate in the ERP")
+        elif twin is None:
+            report.psa_problems.append(f"opportunity {wire['Id']}: won in the CRM, no ERP estimate")
+        elif _money(twin.fields.get("amount")) != _money(wire.get("Amount")) or not twin.fields.get("is_won"):
+            report.psa_problems.append(f"opportunity {wire['Id']}: estimate {twin.id} amount "
+                                       f"{twin.fields.get('amount')} won={twin.fields.get('is_won')} vs CRM "
+                                       f"{wire.get('Amount')}")
+    report.psa_checked["opportunity"] = checked

@@ -23,8 +23,8 @@ def test_demo_runs_and_ends_in_agreement(tmp_path: Path) -> None:
     text = " ".join(out.stdout.split())
     assert "AGREE:" in text and "DISAGREE" not in text
     assert "0 field mismatches, 0 missing in the ERP, 0 extra in the ERP, 0 not deactivated" in text
-    for entity in ("accounts", "contact", "resource", "project", "task", "time entries", "expense", "invoice",
-                   "payment", "billed time"):
+    for entity in ("accounts", "contact", "opportunity", "resource", "project", "task", "time entries", "expense",
+                   "invoice", "payment", "billed time"):
         assert f" {entity}," in text or f" {entity} checked" in text, f"the final report misses {entity}"
     assert "reconcile billable_hours: time_entry psa -> erp" in text and "reconcile invoices_in_crm" in text
     assert "exception desk" in text and "verdict: AGREE" in text
