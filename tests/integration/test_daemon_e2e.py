@@ -226,6 +226,16 @@ async def test_three_systems_converge_under_concurrent_edits_without_duplicates_
             assert len(made) == len(set(made)), f"duplicate {entity} in the ERP"
         markers = [c["address"] for c in run.world.psa.records("clients") if "accord:" in str(c.get("address"))]
         assert len(markers) == len(set(markers))
+        for table, entity in (("Item", "task"), ("Estimate", "opportunity"), ("Purchase", "expense")):
+            made = [g for w in run.world.erp.records(table) if (g := qbo_mapping.to_canonical(entity, w).gid)]
+            assert len(made) == len(set(made)), f"duplicate {entity} in the ERP"
+        for table, key in (("invoices", "number"), ("projects", "name"), ("task_assignments", "id")):
+            values = [r[key] for r in run.world.psa.records(table)]
+            assert len(values) == len(set(values)), f"duplicate {table} in the PSA"
+        for sobject in ("Invoice__c", "Payment__c", "Contact"):
+            ids = [r["Accord_Id__c"] for r in run.world.crm.records(sobject) if r.get("Accord_Id__c")]
+            assert len(ids) == len(set(ids)), f"duplicate {sobject} in the CRM"
+        assert report.psa_checked["opportunity"] > 0 and report.psa_checked["task"] > 0
         counts = await Stats(run.keys).read(run.redis, Stats.RECORDS)
         assert counts.get(("violations", "psa", "account"), 0) >= 1
         assert counts.get(("violations", "erp", "account"), 0) >= 1
