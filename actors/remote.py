@@ -13,6 +13,7 @@ from typing import Any
 import ray
 
 from accord.actors.poller import Poller
+from accord.actors.provision import Provisioner
 from accord.actors.scheduler import Scheduler
 from accord.actors.writer import Writer
 
@@ -29,3 +30,7 @@ def writer_actor(num_cpus: float) -> Any:
 
 def scheduler_actor(num_cpus: float) -> Any:
     return ray.remote(num_cpus=num_cpus, **_COMMON)(Scheduler)
+
+
+def provisioner_actor(num_cpus: float) -> Any:
+    return ray.remote(num_cpus=num_cpus, **_COMMON)(Provisioner)

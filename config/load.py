@@ -128,7 +128,33 @@ def check(settings: Settings) -> list[str]:
         if ent.replicas > settings.streams.partitions:
             errors.append(f"{base}.replicas: {ent.replicas} replicas exceed streams.partitions "
                           f"({settings.streams.partitions}); each replica needs a partition")
-    return errors + _check_mappings(settings) + _check_reconcile(settings)
+    return errors + _check_mappings(settings) + _check_reconcile(settings) + _check_provisioning(settings)
+
+
+def _check_provisioning(settings: Settings) -> list[str]:
+    prov = settings.provisioning
+    if prov is None:
+        return []
+    base = "$.provisioning"
+    errors = [f"{base}.{role}: `{system}` is not a configured system; configured systems: "
+              f"{', '.join(sorted(settings.systems))}"
+              for role, system in (("crm", prov.crm), ("psa", prov.psa), ("erp", prov.erp))
+              if system not in settings.systems]
+    needs = {"opportunity": prov.crm, "account": prov.erp, "project": prov.psa, "task": prov.psa}
+    for entity, system in needs.items():
+        ent = settings.entities.get(entity)
+        if ent is None or system not in ent.systems:
+            errors.append(f"{base}: provisioning needs entities.{entity} synced with `{system}` "
+                          f"(add it to entities.{entity}.systems)")
+    known = entity_fields("account")
+    errors += [f"{base}.required[{i}]: `{f}` is not a field of account; expected one of {', '.join(known)}"
+               for i, f in enumerate(prov.required) if f not in known]
+    if not prov.templates:
+        errors.append(f"{base}.templates: give at least one work breakdown (e.g. [provisioning.templates.default])")
+    for name, template in prov.templates.items():
+        if not template.phases or any(not phase.tasks for phase in template.phases):
+            errors.append(f"{base}.templates.{name}.phases: every template needs phases, each with tasks")
+    return errors
 
 
 def _check_reconcile(settings: Settings) -> list[str]:

@@ -108,6 +108,49 @@ class ReconcileJob(_Section):
     open_exceptions: bool = False  # file each finding as an exception (reason "reconcile") for review
 
 
+class WbsTask(_Section):
+    name: str
+    billable: bool = True
+    budget_hours: float | None = None
+
+
+class WbsPhase(_Section):
+    """One phase of a project template; Harvest has no task tree, so its tasks are named "<phase> / <task>"."""
+
+    name: str
+    tasks: list[WbsTask]
+
+
+class ProjectTemplate(_Section):
+    """The work breakdown a won deal of one service line gets in the PSA."""
+
+    phases: list[WbsPhase]
+    billing_model: str | None = None  # default: the deal's
+    budget_hours: float | None = None
+
+
+class ProvisioningSettings(_Section):
+    """Closed-won provisioning: a won deal in ``crm`` gets its customer validated and linked in ``erp``, a
+    project with the service line's work breakdown in ``psa``, and the project and customer ids written back.
+
+    ``required``: account fields the ERP needs before a deal is provisioned; ``currencies``: currencies the
+    firm bills in (empty: any); ``legal_entities``: delivery region -> the legal entity that delivers and
+    bills (a region without one stops the deal at the customer step); ``templates``: service line ->
+    work breakdown (``default`` is used for other lines); ``wait_timeout``: how long a step may wait for
+    the sync (e.g. the customer to reach the ERP) before it becomes an exception.
+    """
+
+    crm: str
+    psa: str
+    erp: str
+    templates: dict[str, ProjectTemplate]
+    required: list[str] = msgspec.field(default_factory=lambda: ["name", "country", "currency"])
+    currencies: list[str] = []
+    legal_entities: dict[str, str] = {}
+    wait_timeout: Duration = Duration(600.0)
+    retry_backoff_cap: Duration = Duration(60.0)
+
+
 class SupervisorSettings(_Section):
     check_interval: Duration = Duration(1.0)
     health_ttl: Duration = Duration(15.0)
@@ -128,6 +171,7 @@ class Settings(_Section):
     mappings: dict[str, dict[str, EntityMap]] = {}  # system -> entity -> configured field map
     lookups: dict[str, dict[str, str]] = {}  # named wire value -> canonical value tables
     reconcile: dict[Name, ReconcileJob] = {}
+    provisioning: ProvisioningSettings | None = None
 
     def targets_of(self, entity: str) -> list[str]:
         """Every system an entity's changes are written to (each gets a consumer group)."""

@@ -1,5 +1,6 @@
-"""The supervisor: spawns one PollerActor per system and ``replicas`` WriterActors per entity, hands
-out partitions, watches health, restarts what stopped, rescales on request, drains on shutdown.
+"""The supervisor: spawns one PollerActor per system, ``replicas`` WriterActors per entity, and the
+scheduler and provisioner when configured; hands out partitions, watches health, restarts what stopped,
+rescales on request, drains on shutdown.
 
 It runs in the daemon's event loop (the Ray driver). What survives a crash of the daemon: all sync
 state is in Redis; on start the supervisor creates the actors afresh and they resume from Redis. The
@@ -19,7 +20,8 @@ from typing import Any
 from loguru import logger
 from redis.asyncio import Redis
 
-from accord.actors.remote import poller_actor, scheduler_actor, writer_actor
+from accord.actors.provision import GROUP as PROVISION_GROUP
+from accord.actors.remote import poller_actor, provisioner_actor, scheduler_actor, writer_actor
 from accord.config.settings import Settings
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
@@ -35,6 +37,9 @@ def budget_shares(settings: Settings, replicas: dict[str, int]) -> dict[str, flo
     callers: Counter[str] = Counter({system: 1 for system in settings.systems})
     for system in {s for job in settings.reconcile.values() for s in (job.source, job.target)}:
         callers[system] += 1  # the scheduler reads both sides of its reconciliation jobs
+    if settings.provisioning is not None:
+        for system in {settings.provisioning.crm, settings.provisioning.psa}:
+            callers[system] += 1  # the provisioner writes projects, tasks and write-backs
     for entity, ent in settings.entities.items():
         for system in ent.systems:
             callers[system] += replicas.get(entity, ent.replicas)
@@ -63,6 +68,7 @@ class Supervisor:
         self.pollers: dict[str, Managed] = {}
         self.writers: dict[str, list[Managed]] = {}
         self.scheduler: Managed | None = None
+        self.provisioner: Managed | None = None
         self.replicas = {e: ent.replicas for e, ent in settings.entities.items()}
         self.epoch: dict[str, int] = dict.fromkeys(settings.entities, 0)
         self.started_at = time.time()
@@ -70,7 +76,8 @@ class Supervisor:
     # -- start -------------------------------------------------------------------------------
     async def start(self) -> None:
         for entity in self.settings.entities:
-            await ensure_groups(self.redis, self.keys, entity, self.settings.targets_of(entity),
+            extra = [PROVISION_GROUP] if entity == "opportunity" and self.settings.provisioning else []
+            await ensure_groups(self.redis, self.keys, entity, [*self.settings.targets_of(entity), *extra],
                                 self.settings.streams.partitions)
         await self._load_control()
         shares = budget_shares(self.settings, self.replicas)
@@ -88,6 +95,10 @@ class Supervisor:
             handle = scheduler_actor(cpus).options(name=f"scheduler:{self.settings.namespace}").remote(
                 self.settings, self.redis_url, shares=shares)
             self.scheduler = Managed(name="scheduler", handle=handle, start_args=())
+        if self.settings.provisioning is not None:
+            handle = provisioner_actor(cpus).options(name=f"provisioner:{self.settings.namespace}").remote(
+                self.settings, self.redis_url, shares=shares)
+            self.provisioner = Managed(name="provisioner", handle=handle, start_args=())
         await asyncio.gather(*(self._start(m) for m in self._all()))
 
     def _spawn_writers(self, entity: str, shares: dict[str, float]) -> list[Managed]:
@@ -103,8 +114,11 @@ class Supervisor:
         return managed
 
     def _all(self) -> list[Managed]:
-        scheduler = [self.scheduler] if self.scheduler is not None else []
-        return [*self.pollers.values(), *(m for ms in self.writers.values() for m in ms), *scheduler]
+        return [*self.pollers.values(), *(m for ms in self.writers.values() for m in ms), *self._jobs()]
+
+    def _jobs(self) -> list[Managed]:
+        """The scheduler and the provisioner, when configured."""
+        return [m for m in (self.scheduler, self.provisioner) if m is not None]
 
     async def _start(self, managed: Managed) -> None:
         await managed.handle.start.remote(*managed.start_args)
@@ -192,9 +206,9 @@ class Supervisor:
 
     # -- drain -------------------------------------------------------------------------------
     async def drain(self) -> None:
-        """Stop pollers and the scheduler first (no new records), then writers (finish and ack the batch
+        """Stop pollers, the scheduler and the provisioner first (no new records), then writers (finish and ack the batch
         in hand)."""
-        await self._stop_all([*self.pollers.values(), *([self.scheduler] if self.scheduler else [])])
+        await self._stop_all([*self.pollers.values(), *self._jobs()])
         await self._stop_all([m for ms in self.writers.values() for m in ms])
         await self.redis.delete(self.keys.health(self.node))
 

@@ -130,6 +130,16 @@ class Batch:
             parts += [k, v]
         self._add(*parts)
 
+    def zadd(self, key: str, member: str, score: int | float) -> None:
+        self._add("ZADD", key, score, member)
+
+    def zrem(self, key: str, *members: str) -> None:
+        if members:
+            self._add("ZREM", key, *members)
+
+    def hsetnx(self, key: str, field: str, value: Value) -> None:
+        self._add("HSETNX", key, field, value)
+
     def xack(self, stream: str, group: str, *ids: str) -> None:
         if ids:
             self._add("XACK", stream, group, *ids)

@@ -29,6 +29,7 @@ from accord.streams.batch import Batch, smembers_many
 from accord.streams.entities import validate_fields
 from accord.streams.exceptions import ExceptionRecord, decode_exception, record_key
 from accord.streams.keys import Keys
+from accord.streams.process import Provisions
 from accord.streams.records import (
     ChangeRecord,
     MalformedEntry,
@@ -142,6 +143,8 @@ class ExceptionDesk:
         failed to reach; returns the new change id."""
         entry = await self.get(exception_id)
         self._require_open(entry, "retried")
+        if entry.record.reason == "provisioning":
+            return await self._resume_provisioning(entry, by, edit)
         change = self._retry_change(entry, edit)
         pipe = Batch()
         partition = partition_of(change.gid, self.settings.streams.partitions)
@@ -152,6 +155,25 @@ class ExceptionDesk:
                                              retried_as=change.change_id), "retry")
         await pipe.apply(self.redis)
         return change.change_id
+
+    async def _resume_provisioning(self, entry: Entry, by: str, edit: Mapping[str, Any] | None) -> str:
+        """A parked closed-won process runs again from the step it stopped at."""
+        record = entry.record
+        if edit:
+            raise DeskError(f"exception `{record.exception_id}`: a provisioning step has no payload to edit; fix "
+                            "the deal or the account in the CRM (or the config), then retry without --set")
+        provisions = Provisions(self.redis, self.keys)
+        process = await provisions.get(record.gid)
+        if process is None:
+            raise DeskError(f"exception `{record.exception_id}`: no provisioning process for {record.gid}")
+        process.parked, process.attempts, process.waiting_since_ms = False, 0, 0
+        pipe = Batch()
+        provisions.save(pipe, process, 0)
+        self._close(pipe, entry, DeskStatus(state="retried", by=by, at_ms=now_ms(),
+                                             note=f"resumes at step {process.step}",
+                                             retried_as=f"provision:{record.gid}"), "retry")
+        await pipe.apply(self.redis)
+        return f"provision:{record.gid}:{process.step}"
 
     async def resolve(self, exception_id: str, by: str, note: str = "") -> None:
         await self._settle(exception_id, "resolved", by, note)

@@ -65,6 +65,8 @@ class Opportunity(Canonical, tag="opportunity/1"):
     billing_model: str | None = None
     delivery_region: str | None = None
     project: str | None = None
+    project_ref: str | None = None  # the project's id in the delivery system (PSA), written back on closed-won
+    customer_ref: str | None = None  # the account's id in the billing system (ERP), written back on closed-won
 
 
 class Project(Canonical, tag="project/1"):

@@ -99,6 +99,14 @@ class Keys:
     def token(self, system: str) -> str:
         return f"{self.prefix}token:{system}"
 
+    def provisions(self) -> str:
+        """Hash: opportunity gid -> its closed-won provisioning process (``streams.process``)."""
+        return f"{self.prefix}provision"
+
+    def provisions_due(self) -> str:
+        """Sorted set: opportunity gid scored by when its provisioning process runs next (epoch ms)."""
+        return f"{self.prefix}provision:due"
+
     def reconcile(self, job: str) -> str:
         """Hash: the last report of one reconciliation job (and its counts, for metrics)."""
         return f"{self.prefix}reconcile:{job}"

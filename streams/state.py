@@ -218,12 +218,18 @@ class Cursors:
                                          "fetched_ms": fetched_ms if fetched_ms is not None else now_ms}
         if caught_up:
             mapping["loaded"] = 1  # the first full read of this system's records is complete
+            pipe.hsetnx(self.keys.cursor(system, entity), "loaded_ms", now_ms)  # when it first was
         pipe.hset(self.keys.cursor(system, entity), mapping=mapping)
 
     async def fetched_ms(self, system: str, entity: str) -> int:
         """When the last committed fetch of ``system``'s ``entity`` records was sent (0: never)."""
         raw = await self.redis.hget(self.keys.cursor(system, entity), "fetched_ms")
         return int(raw) if raw else 0
+
+    async def loaded_ms(self, system: str, entity: str) -> int | None:
+        """When the system's first full read of ``entity`` completed (``None``: not yet)."""
+        raw = await self.redis.hget(self.keys.cursor(system, entity), "loaded_ms")
+        return int(raw) if raw else None
 
     async def loaded(self, system: str, entity: str) -> bool:
         """Whether the system's records of ``entity`` have been read in full once (creates wait for it,

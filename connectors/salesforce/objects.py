@@ -46,6 +46,8 @@ billing_model      Billing_Model__c                "Time & Materials" ↔ "time_
                                                    "fixed_fee", "Retainer" ↔ "retainer"; unknown: error
 delivery_region    Delivery_Region__c              picklist value, verbatim ("NA", "EMEA", "APAC")
 project            Accord_Project_Id__c            the project's global id, verbatim (not a native id)
+project_ref        PSA_Project_Id__c               the project's id in the PSA (closed-won write-back)
+customer_ref       ERP_Customer_Id__c              the account's id in the ERP (closed-won write-back)
 =================  ==============================  =========================================================
 
 "Won" is ``IsWon``, never a match on the stage name (orgs rename stages).
@@ -188,6 +190,8 @@ OPPORTUNITY = EntityMap(
         picklist("opportunity", "billing_model", "Billing_Model__c", BILLING_MODEL_LABELS),
         plain("delivery_region", "Delivery_Region__c"),
         plain("project", "Accord_Project_Id__c"),
+        plain("project_ref", "PSA_Project_Id__c"),
+        plain("customer_ref", "ERP_Customer_Id__c"),
     ),
 )
 

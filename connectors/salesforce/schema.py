@@ -5,7 +5,8 @@ Opportunity stage table that derives ``IsClosed`` / ``IsWon`` / ``Probability``.
 
 Custom fields the Accord sync uses: ``Accord_Id__c`` (unique External ID, every object),
 ``Tax_Id__c``, ``Payment_Terms__c``, ``Legal_Entity__c`` (Account), ``Service_Line__c``,
-``Billing_Model__c``, ``Delivery_Region__c``, ``Accord_Project_Id__c`` (Opportunity).
+``Billing_Model__c``, ``Delivery_Region__c``, ``Accord_Project_Id__c``, ``PSA_Project_Id__c``,
+``ERP_Customer_Id__c`` (Opportunity).
 
 Billing, as a firm models it (the ERP owns the data; sales read it on the account):
 
@@ -128,7 +129,7 @@ STANDARD_TYPES = (
         Name="string", StageName="picklist", CloseDate="date", AccountId="reference", Amount="currency",
         Probability="percent", Type="picklist", LeadSource="picklist", Description="textarea",
         Service_Line__c="picklist", Billing_Model__c="picklist", Delivery_Region__c="picklist",
-        Accord_Project_Id__c="string"),
+        Accord_Project_Id__c="string", PSA_Project_Id__c="string", ERP_Customer_Id__c="string"),
         required=("Name", "StageName", "CloseDate"), external_ids={"Accord_Id__c": True},
         read_only={"IsClosed": "boolean", "IsWon": "boolean"}, has_currency=True,
         lookups={"AccountId": "Account"}, cascades=("AccountId",),

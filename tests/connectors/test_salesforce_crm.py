@@ -55,7 +55,7 @@ OPP_WIRE = {"Id": "0065g00000XyZabAAB", "Name": "Acme ERP rollout", "AccountId":
 OPP_CANONICAL = {"account": ACCOUNT_ID, "name": "Acme ERP rollout", "stage": "Closed Won", "is_won": True,
                  "amount": "125000.00", "currency": "USD", "close_date": "2026-03-31",
                  "service_line": "Implementation", "billing_model": "fixed_fee", "delivery_region": "EMEA",
-                 "project": "prj-7f3a"}
+                 "project": "prj-7f3a", "project_ref": None, "customer_ref": None}
 
 
 # -- field tables -------------------------------------------------------------------------------------
@@ -87,7 +87,8 @@ def test_opportunity_maps_both_ways() -> None:
     assert wire == {"AccountId": ACCOUNT_ID, "Name": "Acme ERP rollout", "StageName": "Closed Won",
                     "Amount": 125000.0, "CurrencyIsoCode": "USD", "CloseDate": "2026-03-31",
                     "Service_Line__c": "Implementation", "Billing_Model__c": "Fixed Fee",
-                    "Delivery_Region__c": "EMEA", "Accord_Project_Id__c": "prj-7f3a"}
+                    "Delivery_Region__c": "EMEA", "Accord_Project_Id__c": "prj-7f3a",
+                    "PSA_Project_Id__c": None, "ERP_Customer_Id__c": None}
     assert to_wire("opportunity", {"amount": "1234.5", "billing_model": "retainer"}) == {
         "Amount": 1234.5, "Billing_Model__c": "Retainer"}
     assert written_projection("opportunity", {"amount": 1234.5, "is_won": True, "stage": "Prospecting"}) == {
