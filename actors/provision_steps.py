@@ -61,7 +61,8 @@ class ProvisionSteps:
         if crm_account is None:
             return Wait(f"account {account} is not linked to {self.conf.crm} yet")
         [fields], _ = await self.ctx.projections.load(self.conf.crm, "account", [crm_account])
-        fields = fields or {}
+        if fields is None:  # the deal was read before its account: the account's read is on its way
+            return Wait(f"account {crm_account} has not been read from {self.conf.crm} yet")
         missing = [f for f in self.conf.required if fields.get(f) in (None, "")]
         if missing:
             raise Permanent(self.conf.erp, f"account {crm_account or account} lacks {', '.join(missing)}, which the "

@@ -16,6 +16,7 @@ from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
 from accord.streams.keys import Keys
+from accord.streams.process import Provisions
 
 if TYPE_CHECKING:
     from accord.world import Report, World
@@ -91,6 +92,7 @@ async def compare_billing(world: World, redis: Redis, keys: Keys, report: Report
     billed in the PSA; the CRM's roll-ups add up; PSA tasks are ERP items."""
     await _compare_tasks(world, redis, keys, report)
     await _compare_opportunities(world, redis, keys, report)
+    await _compare_provisioning(world, redis, keys, report)
     psa_invoices, crm_invoices = await _twins(world, redis, keys)
     checked = 0
     for wire in world.erp.records("Invoice"):
@@ -234,3 +236,26 @@ async def _compare_opportunities(world: World, redis: Redis, keys: Keys, report:
                                        f"{twin.fields.get('amount')} won={twin.fields.get('is_won')} vs CRM "
                                        f"{wire.get('Amount')}")
     report.psa_checked["opportunity"] = checked
+
+
+async def _compare_provisioning(world: World, redis: Redis, keys: Keys, report: Report) -> None:
+    """Every deal won while Accord ran was provisioned: its PSA project exists with its work breakdown,
+    and the deal carries the project's and the ERP customer's ids."""
+    processes = await Provisions(redis, keys).all()
+    for process in processes:
+        if process.step != "done":
+            report.psa_problems.append(f"deal {process.crm_id}: provisioning {'parked' if process.parked else 'at'} "
+                                       f"step {process.step} {process.error}".rstrip())
+            continue
+        deal = world.crm.get("Opportunity", process.crm_id) or {}
+        project = next((p for p in world.psa.records("projects") if str(p["id"]) == process.project_id), None)
+        tasks = [t for t in world.psa.records("task_assignments") if str(t["project"]["id"]) == process.project_id]
+        if project is None or len(tasks) != len(process.tasks):
+            report.psa_problems.append(f"deal {process.crm_id}: PSA project {process.project_id} missing or "
+                                       f"without its {len(process.tasks)} tasks")
+        if (deal.get("PSA_Project_Id__c"), deal.get("ERP_Customer_Id__c")) != (process.project_id,
+                                                                               process.customer_id):
+            report.psa_problems.append(f"deal {process.crm_id}: ids on the deal {deal.get('PSA_Project_Id__c')}/"
+                                       f"{deal.get('ERP_Customer_Id__c')} != {process.project_id}/"
+                                       f"{process.customer_id}")
+    report.psa_checked["provisioned deal"] = len(processes)

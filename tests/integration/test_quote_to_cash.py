@@ -1,6 +1,7 @@
-"""Approved time and expenses reach the ERP, the ERP bills them, and invoice and payment status reach the
-PSA and the CRM: through the real daemon (Ray actors, real Redis, the three sandboxes over HTTP), with a
-fault storm on the PSA's invoice endpoints and the invoice writer killed mid-flow."""
+"""Quote-to-cash through the real daemon (Ray actors, real Redis, the three sandboxes over HTTP): a won
+deal provisioned exactly once despite faults at every step and a killed provisioner; approved time and
+expenses billed in the ERP with invoice and payment status reaching the PSA and the CRM, with a fault storm
+on the PSA's invoice endpoints and the invoice writer killed mid-flow."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import ray
 
 from accord.connectors.harvest.seed import new_project
 from accord.redis_server import EmbeddedRedis
+from accord.streams.audit import AuditTrail
 from accord.streams.desk import ExceptionDesk, Filters
+from accord.streams.process import Provisions
 from tests.helpers import wait_for
 from tests.integration.test_daemon_e2e import Running, running_daemon
 
@@ -111,3 +114,57 @@ async def test_approved_time_is_billed_and_paid_and_every_system_shows_it(
         assert supervisor.writers["invoice"][0].restarts >= 1
         desk = await ExceptionDesk(run.redis, run.settings).list(Filters())
         assert [e.record.message for e in desk] == []
+
+
+async def test_a_won_deal_is_provisioned_exactly_once_despite_faults_and_a_killed_provisioner(
+        ray_session: None, redis_servers: dict[str, EmbeddedRedis], tmp_path: Any) -> None:
+    async with running_daemon(redis_servers["6.2"], tmp_path, three_systems=True) as run:
+        world = run.world
+        world.seed(3, random.Random(21), consultants=2)
+        await run.agreement(timeout=90)
+        account = next(a for a in world.crm.records("Account") if a.get("CurrencyIsoCode"))
+        deal = world.crm.user_create("Opportunity", {
+            "AccountId": account["Id"], "Name": "Pilot assessment", "StageName": "Proposal/Price Quote",
+            "CloseDate": "2026-11-20", "Amount": 48000.0, "Service_Line__c": "Advisory",
+            "Billing_Model__c": "Fixed Fee", "Delivery_Region__c": "NA", "CurrencyIsoCode": account["CurrencyIsoCode"]})
+        await wait_for(lambda: run.redis.exists(run.keys.xid("opportunity", "crm", deal)), timeout=30,
+                       message="the deal read by Accord")
+        # faults at each step: the PSA's projects and tasks refuse and drop calls, the CRM write-back is throttled
+        world.psa.faults.add("projects", "503", 2)
+        world.psa.faults.add("projects", "drop", 1)
+        world.psa.faults.add("task_assignments", "503", 6)
+        world.crm.faults.add("composite", "429", 1)
+        world.crm.user_update("Opportunity", deal, {"StageName": "Closed Won"})
+
+        provisions = Provisions(run.redis, run.keys)
+
+        async def at_tasks() -> bool:
+            return any(p.step == "tasks" and p.crm_id == deal for p in await provisions.all())
+
+        await wait_for(at_tasks, timeout=60, message="provisioning at the tasks step")
+        supervisor = run.daemon.supervisor
+        assert supervisor is not None and supervisor.provisioner is not None
+        ray.kill(supervisor.provisioner.handle, no_restart=False)
+
+        def written_back() -> dict[str, Any] | None:
+            row = world.crm.get("Opportunity", deal) or {}
+            return row if row.get("PSA_Project_Id__c") and row.get("ERP_Customer_Id__c") else None
+
+        row = await wait_for(written_back, timeout=90, message="the project and customer ids on the deal")
+        projects = [p for p in world.psa.records("projects") if p["name"].startswith("Pilot assessment #")]
+        assert [str(p["id"]) for p in projects] == [row["PSA_Project_Id__c"]]
+        tasks = sorted(t["task"]["name"] for t in world.psa.records("task_assignments")
+                       if t["project"]["id"] == projects[0]["id"])
+        assert tasks == ["Assessment / Interviews", "Assessment / Report"]
+        customer = world.erp.get("Customer", row["ERP_Customer_Id__c"])
+        assert customer is not None and customer["DisplayName"] == account["Name"]
+        report = await run.agreement(timeout=90)
+        assert report.psa_checked["provisioned deal"] >= 1  # the seeded deals won after Accord started, too
+        assert len([c for c in world.erp.records("Customer") if c["DisplayName"] == projects[0]["name"]]) == 1
+        assert supervisor.provisioner.restarts >= 1
+        [process] = [p for p in await provisions.all() if p.crm_id == deal]
+        assert process.step == "done" and process.legal_entity == "Northwind Consulting Inc."
+        trail = [e.kind for e in await AuditTrail(run.keys, 60).read(run.redis, process.correlation_id)]
+        assert trail.index("provisioning started") < trail.index("provisioned customer") < trail.index(
+            "provisioned project") < trail.index("provisioned tasks") < trail.index("provisioned writeback")
+        assert await ExceptionDesk(run.redis, run.settings).list(Filters()) == []
