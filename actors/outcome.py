@@ -50,6 +50,8 @@ class RecordWork:
     new_link: bool = False  # created, found or matched in the target: record the xref after the write
     native: dict[str, Any] | None = None  # ``fields`` with references as the target's ids
     version: int | None = None  # the target's own version of the record, when known (SyncToken)
+    original_gid: str | None = None  # set on an adjustment record: the locked record it adjusts
+    adjusts: tuple[str, str] | None = None  # (the original's target id, its adjustments' new total)
 
     @property
     def first_ms(self) -> int:

@@ -20,6 +20,7 @@ from loguru import logger
 
 from accord.actors.context import Context
 from accord.actors.governance import Ownership
+from accord.actors.locked import LockedRecords
 from accord.actors.matching import match_keys
 from accord.actors.outcome import Delivery, Outcome, RecordWork
 from accord.actors.references import References
@@ -41,6 +42,7 @@ class WritePlanner:
         self._ctx = ctx
         self._connector = connector
         self._loaded: set[str] = set()
+        self.locked = LockedRecords(entity, self.ent.locked, self.ownership, ctx)
 
     @property
     def ctx(self) -> Context:
@@ -146,12 +148,30 @@ class WritePlanner:
         for source, group in by_source.items():
             seen, _ = await self.ctx.projections.load(source, self.entity, [w.source.source_id for w in group
                                                                              if w.source is not None])
+            withdrawn: list[RecordWork] = []
             for work, projection in zip(group, seen, strict=True):
                 assert work.source is not None
                 state = {**(projection or {}), **work.source.fields}
                 if work.source.op != "delete" and not meets(state, conditions):
+                    if work.target_id is not None and self.locked.applies(target):
+                        withdrawn.append(work)  # it was there: an approval withdrawn, say
+                        continue
                     outcome.skip(work, "filtered")
                     work.source = None
+            await self._withdraw(target, withdrawn, outcome)
+
+    async def _withdraw(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
+        """Records that no longer qualify for the target leave it, unless it has locked them."""
+        if not works:
+            return
+        held, _ = await self.ctx.projections.load(target, self.entity, [w.target_id or "" for w in works])
+        for work, why in zip(works, await self.locked.locked(works, held), strict=True):
+            assert work.source is not None
+            if why is not None:
+                self.locked.withdrawn(work, why, outcome)
+                work.source = None
+            else:
+                work.source = msgspec.structs.replace(work.source, op="delete", fields={})
 
     # -- creates -----------------------------------------------------------------------------
     async def _plan_creates(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
@@ -281,8 +301,12 @@ class WritePlanner:
     async def _plan_updates(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
         seen, _ = await self.ctx.projections.load(target, self.entity, [w.target_id for w in works  # type: ignore[misc]
                                                                         ])
-        for work, projection in zip(works, seen, strict=True):
+        locked = await self.locked.locked(works, seen) if self.locked.applies(target) else [None] * len(works)
+        for work, projection, why in zip(works, seen, locked, strict=True):
             assert work.source is not None
+            if why is not None:
+                await self.locked.change(target, work, why, projection, outcome)
+                continue
             work.fields = self.ownership.writable_to(target, work.source.fields)
             if work.source.op == "upsert" and not work.fields:
                 outcome.skip(work, "nothing_to_write")

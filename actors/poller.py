@@ -225,6 +225,8 @@ class Poller(LoopActor):
         seen_all = [seen_of.get(i) for i in ids]
         inflight_all = [inflight_of.get(i, {}) for i in ids]
         ownership = self.ownership[entity]
+        if entity == "invoice":
+            self._index_billed(records, seen_all, plan)
         for record, seen, inflight in zip(records, seen_all, inflight_all, strict=True):
             plan.counts[Stats.label("polled", self.system, entity)] += 1
             self._plan_record(entity, ownership, record, gids[record.id], record.id in new, seen, inflight,
@@ -235,6 +237,20 @@ class Poller(LoopActor):
         if self._drift[entity]:
             plan.counts[Stats.label("drift", self.system, entity)] += self._drift.pop(entity)
         return plan
+
+    def _index_billed(self, records: list[SourceRecord], seen_all: list[dict[str, Any] | None],
+                      plan: _PagePlan) -> None:
+        """Keep ``billed:{entity}`` (the time entries and expenses on a live invoice) current, for the
+        locked-record policies. Only the invoices' owner knows: other systems' copies are not read."""
+        if self.system != self.ownership["invoice"].owner:
+            return
+        for record, seen in zip(records, seen_all, strict=True):
+            live = not record.deleted and not record.error and record.fields.get("status") != "void"
+            lines = (record.fields if live else seen or {}).get("lines") or []
+            for line in lines if isinstance(lines, list) else []:
+                for entity in ("time_entry", "expense"):
+                    if isinstance(line, dict) and line.get(entity):
+                        (plan.billed if live else plan.unbilled).append((self.ctx.keys.billed(entity), line[entity]))
 
     async def canonical(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
         """``records`` as the pipeline sees them: configured maps applied, canonical spelling, global ids
@@ -515,6 +531,10 @@ class Poller(LoopActor):
             pipe.srem(key, system_id)
         for key, system_id in plan.index:
             pipe.sadd(key, system_id)
+        for key, gid in plan.unbilled:
+            pipe.srem(key, gid)
+        for key, gid in plan.billed:
+            pipe.sadd(key, gid)
         book = SuspectBook(ctx, self.system)
         if plan.judged:
             book.forget(pipe, entity, plan.judged)
@@ -538,5 +558,7 @@ class _PagePlan:
         self.suspects: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
         self.parked: list[tuple[str, Suspect]] = []  # suspects of this page, to judge after the owner's next read
         self.judged: list[str] = []  # parked suspects judged on this page
+        self.billed: list[tuple[str, str]] = []  # (billed set, gid) on a live invoice of this page
+        self.unbilled: list[tuple[str, str]] = []  # ... on an invoice voided or deleted
         self.index: list[tuple[str, str]] = []
         self.unindex: list[tuple[str, str]] = []

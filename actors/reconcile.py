@@ -126,6 +126,7 @@ class Reconciler:
         where = job.where if job.where is not None else self.settings.entities[job.entity].when.get(job.target, {})
         report = Report(job=name, entity=job.entity, source=job.source, target=job.target, period=period,
                         ran_ms=int(time.time() * 1000))
+        target = _fold_adjustments(target, sorted({*job.fields, *job.sum}))
         expected = {g: r for g, r in source.items() if meets(r.fields, where)
                     and _in_period(r, job.period, period)}
         present = {g: r for g, r in target.items() if _in_period(r, job.period, period)}
@@ -186,6 +187,34 @@ def _exception(eid: str, report: Report, finding: Finding) -> ExceptionRecord:
         message=f"reconcile {report.job}: {report.entity} {where[finding.kind]}"
                 + (f" (period {finding.period})" if finding.period else "")
                 + "; fix the record, or replay it: accord replay --entity " + report.entity)
+
+
+def _fold_adjustments(records: dict[str, SourceRecord], fields: list[str]) -> dict[str, SourceRecord]:
+    """Adjustment records (``<gid>~adj<version>``, written for changes to locked records) count towards
+    their original: its numeric fields become the sums. An adjustment whose original is gone stays (extra)."""
+    out = {g: r for g, r in records.items() if "~adj" not in g}
+    for gid, adjustment in records.items():
+        if "~adj" not in gid:
+            continue
+        original_gid = gid.split("~adj", 1)[0]
+        original = out.get(original_gid)
+        if original is None:
+            out[gid] = adjustment
+            continue
+        summed = dict(original.fields)
+        for field in fields:
+            if adjustment.fields.get(field) is not None and _numeric(summed.get(field)):
+                summed[field] = _text(_decimal(summed.get(field)) + _decimal(adjustment.fields.get(field)))
+        out[original_gid] = msgspec.structs.replace(original, fields=summed)
+    return out
+
+
+def _numeric(value: Any) -> bool:
+    try:
+        Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return False
+    return value is not None and not isinstance(value, bool)
 
 
 def _period_of(record: SourceRecord, field: str | None) -> str:

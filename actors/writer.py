@@ -26,6 +26,7 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from accord.actors.governance import Ownership
+from accord.actors.locked import ADJUSTED_FIELD
 from accord.actors.loop import LoopActor
 from accord.actors.outcome import Delivery, Outcome, RecordWork
 from accord.actors.plan import WritePlanner
@@ -243,8 +244,10 @@ class Writer(LoopActor):
                 ctx.identity.link(pipe, self.entity, work.gid, target, target_id)
             if work.linked_from is not None:
                 pipe.hdel(ctx.keys.xref(self.entity, work.linked_from), target)
-            for source, version in work.versions.items():
-                ctx.versions.record(pipe, target, self.entity, work.gid, source, version)
+            for source, version in work.versions.items():  # an adjustment applied its original's change
+                ctx.versions.record(pipe, target, self.entity, work.original_gid or work.gid, source, version)
+            if work.adjusts is not None:
+                ctx.projections.remember(pipe, target, self.entity, work.adjusts[0], {ADJUSTED_FIELD: work.adjusts[1]})
             # remember references in their global form: that is how the target's poller compares them
             written = {**self._canonical(result.fields or work.fields),
                        **{k: v for k, v in work.fields.items() if k in self.planner.reference_fields(target)}}

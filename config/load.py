@@ -242,12 +242,32 @@ def _check_fields(base: str, name: str, ent: EntitySettings) -> list[str]:
             errors.append(f"{base}.exclude.{system}: `{system}` is not one of this entity's systems {ent.systems}")
         errors += [f"{base}.exclude.{system}: `{field}` is not a field of {name}; expected one of "
                    f"{', '.join(known)}" for field in fields if field not in known]
+    errors += _check_locked(base, name, ent)
     for i, rule in enumerate(ent.match):
         if not rule:
             errors.append(f"{base}.match[{i}]: an empty rule would match everything; list one or more fields")
         errors += [f"{base}.match[{i}][{j}]: `{field}` is not a field of {name}; expected one of {', '.join(known)}"
                    for j, field in enumerate(rule) if field not in known]
     return errors
+
+def _check_locked(base: str, name: str, ent: EntitySettings) -> list[str]:
+    lock = ent.locked
+    if lock is None:
+        return []
+    known = entity_fields(name)
+    errors = [f"{base}.locked.{key}: `{field}` is not a field of {name}; expected one of {', '.join(known)}"
+              for key, field in (("measure", lock.measure), ("date_field", lock.date_field))
+              if field is not None and field not in known]
+    if lock.target not in ent.systems:
+        errors.append(f"{base}.locked.target: `{lock.target}` is not one of this entity's systems {ent.systems}")
+    if lock.policy == "adjust" and lock.measure is None:
+        errors.append(f"{base}.locked.measure: the adjust policy needs the numeric field adjustments carry "
+                      "(e.g. \"hours\")")
+    if lock.closed_through is not None and lock.date_field is None:
+        errors.append(f"{base}.locked.date_field: closed_through needs the date field that places a record "
+                      "in a period (e.g. \"work_date\")")
+    return errors
+
 
 def ray_address(settings: Settings, env: Mapping[str, str] | None = None) -> str | None:
     """The Ray cluster to join: ``ray.address`` in config, else ``RAY_ADDRESS``, else None (local)."""

@@ -60,6 +60,25 @@ class StreamSettings(_Section):
 Condition = str | bool | int | float | list[str | bool | int | float] | None
 
 
+class LockedPolicy(_Section):
+    """What happens to a change of a record the target has already billed (its global id is on an invoice
+    that is not void) or dated in a closed period (``date_field`` on or before ``closed_through``), and to
+    a record that stops meeting the target's ``when`` (an approval withdrawn) once it reached the target.
+
+    ``block``: nothing is written; the change becomes a ``locked`` exception. ``review``: nothing is
+    written; it becomes a ``finance_review`` exception. ``adjust``: an increase of ``measure`` (hours,
+    amount) is written as a new adjustment record carrying the difference (the original stays, and the
+    next billing run bills the adjustment); anything else (a decrease, a withdrawal) needs a credit note
+    and goes to finance review. A withdrawal from a record that is not locked removes it from the target.
+    """
+
+    target: str
+    policy: Literal["block", "adjust", "review"] = "review"
+    measure: str | None = None
+    date_field: str | None = None
+    closed_through: str | None = None  # ISO date: the last day of the last closed period
+
+
 class EntitySettings(_Section):
     """One entity's governance: which systems hold it, the owner system and per-field owners.
 
@@ -84,6 +103,7 @@ class EntitySettings(_Section):
     park_timeout: Duration = Duration(600.0)
     when: dict[str, dict[str, Condition]] = {}
     exclude: dict[str, list[str]] = {}
+    locked: LockedPolicy | None = None
 
 
 class ReconcileJob(_Section):

@@ -18,7 +18,7 @@ from accord.streams.keys import Keys
 from accord.streams.records import pack
 
 Reason = Literal["permanent", "max_deliveries", "malformed", "mapping", "governance", "parked", "ambiguous_match",
-                 "reconcile", "locked", "provisioning"]
+                 "reconcile", "locked", "finance_review", "provisioning"]
 State = Literal["open", "resolved", "skipped", "retried"]
 
 

@@ -85,6 +85,10 @@ class Keys:
         """Hash: record id -> a non-owner edit waiting for the owner's next read (``actors.suspects``)."""
         return f"{self.prefix}suspects:{system}:{entity}"
 
+    def billed(self, entity: str) -> str:
+        """Set of the global ids of ``entity`` records on an invoice that is not void (time, expenses)."""
+        return f"{self.prefix}billed:{entity}"
+
     def known_ids(self, entity: str, system: str) -> str:
         """Set of a system's record ids Accord has seen (for delete detection by full id scan)."""
         return f"{self.prefix}ids:{entity}:{system}"

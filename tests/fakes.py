@@ -14,6 +14,7 @@ from typing import Any
 
 from accord.connectors.base import CallStats, Page, SourceRecord, WriteOp, WriteResult
 from accord.connectors.errors import ConnectorError, Permanent
+from accord.streams.entities import entity_fields
 
 
 class Table:
@@ -87,9 +88,9 @@ class MemorySystem:
         if self.fail_batches:
             raise self.fail_batches.pop(0)
         self.writes.extend(ops)
-        return [self._apply(self.tables[entity], op) for op in ops]
+        return [self._apply(entity, self.tables[entity], op) for op in ops]
 
-    def _apply(self, table: Table, op: WriteOp) -> WriteResult:
+    def _apply(self, entity: str, table: Table, op: WriteOp) -> WriteResult:
         if op.gid in self.fail_records:
             return WriteResult(gid=op.gid, ok=False, error=self.fail_records[op.gid])
         rid = op.target_id
@@ -102,8 +103,10 @@ class MemorySystem:
             rid = f"{self.system}-{next(self.ids)}"
             table.records[rid], table.gids[rid], created = {}, op.gid, True
             self.creates += 1
-        if op.kind == "delete":
-            table.records[rid]["status"] = "inactive"
+        if op.kind == "delete" and "status" in entity_fields(entity):
+            table.records[rid]["status"] = "inactive"  # a name list: deactivated, as QuickBooks does
+        elif op.kind == "delete":
+            table.deleted.add(rid)  # a transaction (time, expenses): really deleted
         else:
             table.records[rid].update(op.fields)
             table.records[rid].update(op.wire)  # configured field maps write wire names (CamelCase here)
