@@ -253,8 +253,12 @@ class Activity(_PsaWork, FinanceWork):
         return "crm: deal won" if stage == "Closed Won" else "crm: deal moved"
 
     def _crm_delete(self) -> str:
-        accounts = self._live_accounts()
-        if len(accounts) < 5:
+        """Sales delete a prospect; a client with projects or invoices has history and is kept (a firm's
+        validation rule: deleting it would cascade-delete its invoices in the CRM)."""
+        with_work = {p["client"]["name"] for p in self.world.psa.records("projects")}
+        billed = {i["Account__c"] for i in self.world.crm.records("Invoice__c")}
+        accounts = [a for a in self._live_accounts() if a["Name"] not in with_work and a["Id"] not in billed]
+        if len(self._live_accounts()) < 5 or not accounts:
             return self._crm_create()
         self.world.crm.user_delete("Account", self.rng.choice(accounts)["Id"])
         return "crm: client deleted"

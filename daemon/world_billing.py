@@ -31,7 +31,9 @@ class FinanceWork:
     def _erp_billing_run(self) -> str:
         """Bill a project once all its approved billable work has reached the ERP (the cut-off: an
         invoice must hold exactly what the PSA will mark billed)."""
-        projects = [p for p in self.world.erp.records("Customer") if p.get("Job") and p.get("Active", True)]
+        active = {c["Id"] for c in self.world.erp.records("Customer") if not c.get("Job") and c.get("Active", True)}
+        projects = [p for p in self.world.erp.records("Customer") if p.get("Job") and p.get("Active", True)
+                    and _ref(p, "ParentRef") in active]
         billable = {_ref(w, "CustomerRef") for w in self.world.erp.records("TimeActivity")
                     if w.get("BillableStatus") == "Billable"}
         ready = [p for p in projects if p["Id"] in billable and self._all_work_in_erp(p)]
