@@ -116,7 +116,10 @@ def _billing_model(w: Mapping[str, Any]) -> str:
 
 
 def _billing_model_write(value: Any, out: dict[str, Any]) -> None:
-    models = {"fixed_fee": (True, True), "time_and_materials": (True, False), "non_billable": (False, False)}
+    # Harvest projects are fixed fee, time and materials or non-billable; a retainer is a way of invoicing
+    # (retainer funds on invoices), so its project bills time and materials (and reads back as such)
+    models = {"fixed_fee": (True, True), "time_and_materials": (True, False), "non_billable": (False, False),
+              "retainer": (True, False)}
     if value not in models:
         raise MappingError("project", "billing_model", value, f"expected one of {sorted(models)}")
     out["is_billable"], out["is_fixed_fee"] = models[value]

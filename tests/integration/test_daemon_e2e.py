@@ -64,7 +64,8 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_daemon(server: EmbeddedRedis, tmp: Any, *, three_systems: bool = False,
-                         prepare: Callable[[World], None] | None = None, **tweaks: Any) -> AsyncIterator[Running]:
+                         prepare: Callable[[World], None] | None = None, adjust: Callable[[Any], Any] | None = None,
+                         **tweaks: Any) -> AsyncIterator[Running]:
     world = World().start()
     if prepare is not None:
         prepare(world)  # the systems as they were before Accord was installed
@@ -82,6 +83,8 @@ async def running_daemon(server: EmbeddedRedis, tmp: Any, *, three_systems: bool
         if three_systems else
         {"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.3,
                                             systems=["crm", "erp"], exclude={})})
+    if adjust is not None:
+        settings = adjust(settings)
     daemon = Daemon(settings)
     ready = asyncio.Event()
 
