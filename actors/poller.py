@@ -232,6 +232,7 @@ class Poller(LoopActor):
             self._plan_record(entity, ownership, record, gids[record.id], record.id in new, seen, inflight,
                               plan)
         await self._check_suspects(entity, plan)
+        plan.closing = await self._mapped_again(entity, [r.id for r in records if not r.error])
         await self._check_adopted(entity, plan)
         await self._plan_reverts(entity, plan)
         if self._drift[entity]:
@@ -251,6 +252,12 @@ class Poller(LoopActor):
                 for entity in ("time_entry", "expense"):
                     if isinstance(line, dict) and line.get(entity):
                         (plan.billed if live else plan.unbilled).append((self.ctx.keys.billed(entity), line[entity]))
+
+    async def _mapped_again(self, entity: str, ids: list[str]) -> dict[str, set[str]]:
+        """Open mapping exceptions of records that now read cleanly: they close with this page."""
+        found = await self.ctx.desk.open_for(entity, self.system, ids)
+        return {rid: {e for e in eids if e.startswith("map:")} for rid, eids in found.items()
+                if any(e.startswith("map:") for e in eids)}
 
     async def canonical(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
         """``records`` as the pipeline sees them: configured maps applied, canonical spelling, global ids
@@ -531,16 +538,24 @@ class Poller(LoopActor):
             pipe.srem(key, system_id)
         for key, system_id in plan.index:
             pipe.sadd(key, system_id)
+        self._queue_bookkeeping(pipe, entity, plan)
+        ctx.stats.add(pipe, Stats.RECORDS, plan.counts)
+
+    def _queue_bookkeeping(self, pipe: Batch, entity: str, plan: _PagePlan) -> None:
+        """Billed-record index, parked suspects and closed mapping exceptions of this page."""
+        ctx = self.ctx
         for key, gid in plan.unbilled:
             pipe.srem(key, gid)
         for key, gid in plan.billed:
             pipe.sadd(key, gid)
+        for record_id, eids in plan.closing.items():
+            ctx.desk.queue_closed(pipe, entity, self.system, record_id, eids,
+                                  f"{self.system} {record_id} reads cleanly now")
         book = SuspectBook(ctx, self.system)
         if plan.judged:
             book.forget(pipe, entity, plan.judged)
         for record_id, suspect in plan.parked:  # after forget: a record judged and seen again stays parked
             book.park(pipe, entity, record_id, suspect)
-        ctx.stats.add(pipe, Stats.RECORDS, plan.counts)
 
 
 class _PagePlan:
@@ -560,5 +575,6 @@ class _PagePlan:
         self.judged: list[str] = []  # parked suspects judged on this page
         self.billed: list[tuple[str, str]] = []  # (billed set, gid) on a live invoice of this page
         self.unbilled: list[tuple[str, str]] = []  # ... on an invoice voided or deleted
+        self.closing: dict[str, set[str]] = {}  # record id -> its mapping exceptions, closed by this page
         self.index: list[tuple[str, str]] = []
         self.unindex: list[tuple[str, str]] = []

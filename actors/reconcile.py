@@ -129,7 +129,8 @@ class Reconciler:
         target = _fold_adjustments(target, sorted({*job.fields, *job.sum}))
         expected = {g: r for g, r in source.items() if meets(r.fields, where)
                     and _in_period(r, job.period, period)}
-        present = {g: r for g, r in target.items() if _in_period(r, job.period, period)}
+        present = {g: r for g, r in target.items() if _in_period(r, job.period, period)
+                   and meets(r.fields, job.target_where)}
         for gid, record in expected.items():
             other = target.get(gid)
             if other is None:

@@ -169,7 +169,8 @@ def _check_reconcile(settings: Settings) -> list[str]:
                    for side, system in (("source", job.source), ("target", job.target)) if system not in ent.systems]
         known = entity_fields(job.entity)
         named = [("fields", f) for f in job.fields] + [("sum", f) for f in job.sum] + [
-            ("where", f) for f in (job.where or {})] + ([("period", job.period)] if job.period else [])
+            ("where", f) for f in (job.where or {})] + [("target_where", f) for f in job.target_where] + (
+            [("period", job.period)] if job.period else [])
         errors += [f"{base}.{where}: `{field}` is not a field of {job.entity}; expected one of {', '.join(known)}"
                    for where, field in named if field not in known]
         if job.interval is not None and job.cron is not None:

@@ -112,7 +112,8 @@ class ReconcileJob(_Section):
     Records are paired through the xref. ``missing``: in the source (and meeting ``where``) but not in the
     target; ``extra``: in the target without such a source record; ``mismatched``: paired records whose
     ``fields`` differ. ``sum`` fields are totalled per ``period`` (a date field, by month) on both sides.
-    ``where`` defaults to the entity's ``when`` for the target. Runs every ``interval`` or on ``cron``
+    ``where`` defaults to the entity's ``when`` for the target; ``target_where`` keeps only the target records
+    that count (deactivated customers do not). Runs every ``interval`` or on ``cron``
     (5 fields, UTC), or only on demand (``accord reconcile``) when neither is set.
     """
 
@@ -123,6 +124,7 @@ class ReconcileJob(_Section):
     sum: list[str] = []
     period: str | None = None
     where: dict[str, Condition] | None = None
+    target_where: dict[str, Condition] = {}  # target records that count (e.g. { status = "active" })
     interval: Duration | None = None
     cron: str | None = None
     open_exceptions: bool = False  # file each finding as an exception (reason "reconcile") for review

@@ -260,7 +260,7 @@ class ExceptionDesk:
             pipe.hset(self.keys.exception_state(), eid, status)
             pipe.xadd(self.keys.desk_audit(), {"at_ms": at, "by": "accord", "action": "close",
                                               "exception_id": eid, "note": why})
-        pipe.delete(self.keys.exceptions_open(entity, system, record))
+        pipe.srem(self.keys.exceptions_open(entity, system, record), *sorted(exception_ids))
         self.audit.queue(pipe, TraceEvent(correlation_id=correlation_id, kind="exception closed", entity=entity,
                                           system=system, record=record,
                                           detail=f"{', '.join(sorted(exception_ids))}: {why}"))

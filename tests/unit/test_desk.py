@@ -129,3 +129,17 @@ async def test_http_actions_from_another_host_need_a_token(rig: Rig) -> None:
 def _client(settings: Settings, rig: Rig) -> httpx.AsyncClient:
     app = Starlette(routes=desk_routes(settings, rig.redis))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://accord")
+
+
+async def test_a_mapping_exception_closes_when_the_record_reads_cleanly(rig: Rig) -> None:
+    desk = ExceptionDesk(rig.redis, rig.settings)
+    rid = rig.crm.user_create({"name": "Acme", "country": "US", "status": "maybe"})
+    await rig.settle()
+    [entry] = await desk.list(Filters(reason="mapping"))
+    assert entry.record.source == "crm" and entry.record.source_id == rid and "status" in entry.record.message
+    assert rig.erp.records == {}
+    rig.crm.user_update(rid, {"status": "active"})
+    await rig.settle()
+    status = (await desk.get(entry.record.exception_id)).status
+    assert status.state == "closed" and "reads cleanly" in status.note
+    assert [f["name"] for f in rig.erp.records.values()] == ["Acme"]
