@@ -45,7 +45,8 @@ class LockedRecords:
             day = self._date(work, projection)
             if on_invoice:
                 out.append(f"it is on an invoice in {self.policy.target}")
-            elif day is not None and self.policy.closed_through is not None and day <= self.policy.closed_through:
+            elif day is not None and self.policy.closed_through is not None and (
+                    day <= self.policy.closed_through.isoformat()):
                 out.append(f"its {self.policy.date_field} {day} is in a closed period (through "
                            f"{self.policy.closed_through})")
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
 import msgspec
@@ -76,7 +77,7 @@ class LockedPolicy(_Section):
     policy: Literal["block", "adjust", "review"] = "review"
     measure: str | None = None
     date_field: str | None = None
-    closed_through: str | None = None  # ISO date: the last day of the last closed period
+    closed_through: dt.date | None = None  # the last day of the last closed period
 
 
 class EntitySettings(_Section):

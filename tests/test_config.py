@@ -100,7 +100,8 @@ def test_shipped_examples_are_valid() -> None:
     examples = Path(__file__).resolve().parents[1] / "config" / "examples"
     env = {"SF_CLIENT_ID": "a", "SF_CLIENT_SECRET": "b", "QBO_CLIENT_ID": "c", "QBO_CLIENT_SECRET": "d",
            "QBO_REFRESH_TOKEN": "e", "QBO_REALM_ID": "f", "REDIS_URL": "redis://localhost:6379/0",
-           "SF_BASE_URL": "https://acme.my.salesforce.com", "QBO_WEBHOOK_VERIFIER": "v"}
+           "SF_BASE_URL": "https://acme.my.salesforce.com", "QBO_WEBHOOK_VERIFIER": "v",
+           "HARVEST_ACCOUNT_ID": "123456", "HARVEST_TOKEN": "t", "ACCORD_ADMIN_TOKEN": "s"}
     for path in sorted(examples.glob("*.toml")):
         settings = load(path, env=env)
         assert settings.entities, path

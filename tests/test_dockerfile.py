@@ -221,7 +221,7 @@ def final(dockerfile: list[Stage]) -> Stage:
 def production() -> Settings:
     """production.toml as the image loads it, with placeholder values for its ${...} references."""
     env = {name: "https://example.invalid" for name in config_env_names()}
-    env["REDIS_URL"] = "redis://redis:6379/0"
+    env.update(REDIS_URL="redis://redis:6379/0", HARVEST_ACCOUNT_ID="1234567", CLOSED_THROUGH="2026-10-31")
     return load(PRODUCTION_TOML, env=env)
 
 

@@ -5,6 +5,7 @@ locked-record policies on time in a closed period."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from typing import Any
 
@@ -102,7 +103,7 @@ async def _resync_done(run: Running) -> bool:
 async def test_locked_record_policies_on_time_in_a_closed_period(
         ray_session: None, redis_servers: dict[str, EmbeddedRedis], tmp_path: Any, policy: str) -> None:
     closed = LockedPolicy(target="erp", policy=policy, measure="hours", date_field="work_date",  # type: ignore[arg-type]
-                          closed_through="2026-10-31")
+                          closed_through=dt.date(2026, 10, 31))
 
     def lock(settings: Any) -> Any:
         entity = msgspec.structs.replace(settings.entities["time_entry"], locked=closed)
