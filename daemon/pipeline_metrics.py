@@ -22,6 +22,7 @@ from accord.config.settings import Settings
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
+from accord.streams.process import Provisions
 from accord.streams.state import Stats
 
 
@@ -133,6 +134,8 @@ async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, 
     families.append(exc_len)
     families.extend(await _reconcile_families(redis, settings, keys))
     families.append(await _open_exceptions_family(redis, keys))
+    if settings.provisioning is not None:
+        families.append(await _provisioning_family(redis, keys))
     if supervisor_status is not None:
         families.extend(_actor_families(supervisor_status))
     registry = CollectorRegistry(auto_describe=False)
@@ -153,6 +156,18 @@ async def _reconcile_families(redis: Redis, settings: Settings, keys: Keys) -> l
         for kind, value in zip(("missing", "extra", "mismatched", "totals_off"), values[1:], strict=True):
             findings.add_metric([job, kind], float(value or 0))
     return [findings, last]
+
+
+async def _provisioning_family(redis: Redis, keys: Keys) -> Any:
+    family = GaugeMetricFamily("accord_provisioning_processes", "Closed-won provisioning processes by step "
+                               "(state: running, parked or done)", labels=["step", "state"])
+    counts: Counter[tuple[str, str]] = Counter()
+    for process in await Provisions(redis, keys).all():
+        state = "done" if process.step == "done" else "parked" if process.parked else "running"
+        counts[(process.step, state)] += 1
+    for (step, state), n in sorted(counts.items()):
+        family.add_metric([step, state], float(n))
+    return family
 
 
 async def _open_exceptions_family(redis: Redis, keys: Keys) -> Any:
