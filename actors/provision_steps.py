@@ -97,9 +97,10 @@ class ProvisionSteps:
             return Next(f"project {known} already in {self.conf.psa}")
         deal = await self.deal(process)
         template = self.template(deal)
+        budget = template.budget_hours or sum(t.budget_hours or 0 for p in template.phases for t in p.tasks) or None
         fields = {"account": process.client_id, "name": f"{deal.get('name') or 'Project'} #{process.crm_id[-5:]}",
                   "start_date": deal.get("close_date"), "billing_model": template.billing_model
-                  or deal.get("billing_model"), "contract_value": deal.get("amount")}
+                  or deal.get("billing_model"), "contract_value": deal.get("amount"), "budget_hours": budget}
         result = await self._write(self.conf.psa, "project", process, process.project_gid,
                                    {k: v for k, v in fields.items() if v is not None})
         process.project_id = str(result.target_id)

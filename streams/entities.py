@@ -82,6 +82,7 @@ class Project(Canonical, tag="project/1"):
     currency: str | None = None
     legal_entity: str | None = None
     manager: str | None = None
+    budget_hours: Decimal | None = None
 
 
 class Task(Canonical, tag="task/1"):

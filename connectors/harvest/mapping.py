@@ -176,13 +176,14 @@ PROJECT = EntitySpec(
              "start_date": lambda w: date("project", "start_date", w.get("starts_on")),
              "end_date": lambda w: date("project", "end_date", w.get("ends_on")),
              "billing_model": _billing_model, "contract_value": lambda w: dec(w.get("fee")),
-             "currency": _currency},
+             "currency": _currency, "budget_hours": lambda w: dec(w.get("budget"))},
     writers={"account": ref_writer("project", "account", "client_id"), "name": setter("name"),
              "code": setter("code"), "status": _PROJECT_STATUS[1],
              "start_date": setter("starts_on", lambda v: date("project", "start_date", v)),
              "end_date": setter("ends_on", lambda v: date("project", "end_date", v)),
              "billing_model": _billing_model_write,
-             "contract_value": setter("fee", lambda v: number("project", "contract_value", v))},
+             "contract_value": setter("fee", lambda v: number("project", "contract_value", v)),
+             "budget_hours": setter("budget", lambda v: number("project", "budget_hours", v))},
     gid_field="notes", archive=True, required=("client_id", "name"),
     create_defaults={"is_billable": True, "bill_by": "Project", "budget_by": "project"})
 

@@ -113,6 +113,7 @@ async def test_a_won_deal_is_provisioned_once_with_ids_written_back(world: World
 
     [(project_id, project)] = world.table("psa", "project").items()
     assert project["name"].startswith("Acme rollout #") and project["contract_value"] == "90000"
+    assert float(project["budget_hours"]) == 16, "the budget is the work breakdown's hours"
     tasks = sorted(t["name"] for t in world.table("psa", "task").values())
     assert tasks == ["Delivery / Build", "Delivery / Travel", "Discovery / Workshops"]
     customer_id = next(iter(world.table("erp", "account")))
