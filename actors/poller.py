@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
+from accord.actors.edits import EditJudge
 from accord.actors.governance import Ownership, observe
 from accord.actors.loop import LoopActor
 from accord.actors.matching import match_keys
+from accord.actors.page import DELETED_FIELD, PagePlan
 from accord.actors.references import References
-from accord.actors.suspects import Suspect, SuspectBook
+from accord.actors.suspects import SuspectBook
 from accord.config.mapping import MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
@@ -40,9 +41,6 @@ from accord.streams.records import (
     partition_of,
 )
 from accord.streams.state import RedisTokenCache, Stats
-
-DELETED_FIELD = "_deleted"
-MAX_REVERTS = 3
 
 
 class Poller(LoopActor):
@@ -71,6 +69,10 @@ class Poller(LoopActor):
         if self._references is None:
             self._references = References(self.settings, self.ctx.identity)
         return self._references
+
+    @property
+    def judge(self) -> EditJudge:
+        return EditJudge(self.settings, self.system, self.ownership, self.ctx, self._change)
 
     @property
     def connector(self) -> Connector:
@@ -208,9 +210,9 @@ class Poller(LoopActor):
         return page.more
 
     async def _plan(self, entity: str, records: list[SourceRecord], *, resync: bool = False,
-                    fetched_ms: int | None = None) -> _PagePlan:
+                    fetched_ms: int | None = None) -> PagePlan:
         ctx = self.ctx
-        plan = _PagePlan(resync=resync, fetched_ms=fetched_ms if fetched_ms is not None else now_ms())
+        plan = PagePlan(resync=resync, fetched_ms=fetched_ms if fetched_ms is not None else now_ms())
         latest: dict[str, SourceRecord] = {}
         for record in records:  # a page may hold several versions of one record: keep the newest
             if record.id not in latest or record.version >= latest[record.id].version:
@@ -231,16 +233,17 @@ class Poller(LoopActor):
             plan.counts[Stats.label("polled", self.system, entity)] += 1
             self._plan_record(entity, ownership, record, gids[record.id], record.id in new, seen, inflight,
                               plan)
-        await self._check_suspects(entity, plan)
+        judge = self.judge
+        await judge.check_suspects(entity, plan)
         plan.closing = await self._mapped_again(entity, [r.id for r in records if not r.error])
-        await self._check_adopted(entity, plan)
-        await self._plan_reverts(entity, plan)
+        await judge.check_adopted(entity, plan)
+        await judge.plan_reverts(entity, plan)
         if self._drift[entity]:
             plan.counts[Stats.label("drift", self.system, entity)] += self._drift.pop(entity)
         return plan
 
     def _index_billed(self, records: list[SourceRecord], seen_all: list[dict[str, Any] | None],
-                      plan: _PagePlan) -> None:
+                      plan: PagePlan) -> None:
         """Keep ``billed:{entity}`` (the time entries and expenses on a live invoice) current, for the
         locked-record policies. Only the invoices' owner knows: other systems' copies are not read."""
         if self.system != self.ownership["invoice"].owner:
@@ -284,50 +287,6 @@ class Poller(LoopActor):
         await self.references.to_global(self.system, entity, fields)
         return [msgspec.structs.replace(r, fields=f) for r, f in zip(out, fields, strict=True)]
 
-    def _violation(self, entity: str, record: SourceRecord, gid: str, violations: dict[str, tuple[Any, Any]],
-                   plan: _PagePlan) -> None:
-        """Count and log a non-owner edit; revert it or send it to review, as the entity says."""
-        plan.counts[Stats.label("violations", self.system, entity)] += len(violations)
-        policy = self.settings.entities[entity].on_violation
-        logger.bind(system=self.system, entity=entity, record=record.id, gid=gid).warning(
-            "governance violation ({}): {} changed field(s) it does not own: {}", policy, self.system,
-            ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in violations.items()))
-        if policy == "revert":
-            plan.reverts.append((record, gid, violations))
-        elif policy == "review":
-            plan.exceptions.append(self._governance_exception(entity, record, gid, violations))
-
-    async def _check_suspects(self, entity: str, plan: _PagePlan) -> None:
-        """Park this page's non-owner edits; judge the parked ones the owner has been read since: a
-        violation unless the system now holds the owner's own value (``actors.suspects``)."""
-        for record, gid, changed in plan.suspects:
-            plan.parked.append((record.id, Suspect(gid=gid, version=record.version, changed=changed,
-                                                   seen_ms=plan.fetched_ms)))
-        book = SuspectBook(self.ctx, self.system)
-        due = await book.due(entity, self.ownership[entity].owner_of)
-        if not due:
-            return
-        ids = sorted(due)
-        plan.judged.extend(ids)
-        now_held, _ = await self.ctx.projections.load(self.system, entity, ids)
-        looked_up = await self._owner_values(entity, [(due[i].gid, due[i].changed) for i in ids])
-        for rid, held, (owners, owner_deleted) in zip(ids, now_held, looked_up, strict=True):
-            suspect = due[rid]
-            held = held or {}
-            violations = {f: (old, new) for f, (old, new) in suspect.changed.items()
-                          if held.get(f) == new and (f not in owners or owners[f] != new)}
-            if violations and not owner_deleted:
-                record = SourceRecord(id=rid, version=suspect.version, fields=held)
-                self._violation(entity, record, suspect.gid, violations, plan)
-
-    async def _check_adopted(self, entity: str, plan: _PagePlan) -> None:
-        """A non-owned field first seen with a value that differs from its owner's is a violation too."""
-        looked_up = await self._owner_values(entity, [(gid, adopted) for _, gid, adopted in plan.adopted])
-        for (record, gid, adopted), (owners, owner_deleted) in zip(plan.adopted, looked_up, strict=True):
-            violations = {f: (owners[f], v) for f, v in adopted.items() if f in owners and owners[f] != v}
-            if violations and not owner_deleted:
-                self._violation(entity, record, gid, violations, plan)
-
     def _configured(self, entity: str, record: SourceRecord) -> dict[str, Any]:
         """The record's fields with the configured field map applied; drift is counted (and refused in
         strict mode)."""
@@ -344,86 +303,8 @@ class Poller(LoopActor):
                                f"{self.system}.{entity}.expect or the map")
         return fields
 
-    async def _plan_reverts(self, entity: str, plan: _PagePlan) -> None:
-        """Write the owner's value back over each non-owner edit (``on_violation = "revert"``); when the
-        owner's value is unknown the edit goes to review instead."""
-        if not plan.reverts:
-            return
-        ownership = self.ownership[entity]
-        looked_up = await self._owner_values(entity, [(gid, violations) for _, gid, violations in plan.reverts])
-        for (record, gid, violations), (restore, owner_deleted) in zip(plan.reverts, looked_up, strict=True):
-            if owner_deleted:
-                continue  # the owner deleted the record: nothing to restore, nothing to review
-            if restore and await self._revert_allowed(entity, record.id):
-                revert = self._change(entity, gid, "revert", record, restore,
-                                      source=ownership.owner_of(next(iter(restore))))
-                plan.changes.append(msgspec.structs.replace(revert, only_to=self.system))
-            elif restore:
-                restore = {}  # reverted too often: a human looks at it instead of a loop
-            missing = {f: v for f, v in violations.items() if f not in restore}
-            if missing:
-                plan.exceptions.append(self._governance_exception(entity, record, gid, missing))
-
-    async def _revert_allowed(self, entity: str, system_id: str) -> bool:
-        """At most ``MAX_REVERTS`` reverts per record and hour: a value this system cannot hold (a lossy
-        mapping) would otherwise be reverted forever. Beyond that the edit goes to review."""
-        key = self.ctx.keys.reverts(self.system, entity, system_id)
-        async with self.ctx.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 3600)
-            count, _ = await pipe.execute()
-        return int(count) <= MAX_REVERTS
-
-    async def _owner_values(self, entity: str, items: list[tuple[str, Iterable[str]]]
-                            ) -> list[tuple[dict[str, Any], bool]]:
-        """For each (gid, fields): the owners' last-seen values of those fields (the known ones), and
-        whether an owner deleted the record. Three Redis calls for the whole page, whatever its size."""
-        if not items:
-            return []
-        ctx = self.ctx
-        ownership = self.ownership[entity]
-        xrefs = await ctx.identity.xrefs(entity, [gid for gid, _ in items])
-        wanted: dict[str, set[str]] = {}
-        for (_, fields), xref in zip(items, xrefs, strict=True):
-            for field in fields:
-                owner = ownership.owner_of(field)
-                if owner in xref:
-                    wanted.setdefault(owner, set()).add(xref[owner])
-        seen: dict[tuple[str, str], dict[str, Any] | None] = {}
-        for owner, ids in wanted.items():
-            loaded, _ = await ctx.projections.load(owner, entity, sorted(ids))
-            seen.update({(owner, i): p for i, p in zip(sorted(ids), loaded, strict=True)})
-        out: list[tuple[dict[str, Any], bool]] = []
-        for (_, fields), xref in zip(items, xrefs, strict=True):
-            values: dict[str, Any] = {}
-            deleted = False
-            for field in fields:
-                owner = ownership.owner_of(field)
-                projection = seen.get((owner, xref.get(owner, "")))
-                if projection is None:
-                    continue
-                if projection.get(DELETED_FIELD):
-                    deleted = True
-                    break
-                # a field missing from the owner's projection was never set there (Accord created the
-                # record, or its poller has not read it since): its value is empty until it says otherwise
-                values[field] = projection.get(field)
-            out.append(({} if deleted else values, deleted))
-        return out
-
-    def _governance_exception(self, entity: str, record: SourceRecord, gid: str,
-                              violations: dict[str, tuple[Any, Any]]) -> ExceptionRecord:
-        ownership = self.ownership[entity]
-        detail = "; ".join(f"{f}: {old!r} -> {new!r} (owner: {ownership.owner_of(f)})"
-                           for f, (old, new) in violations.items())
-        return ExceptionRecord(
-            exception_id=f"gov:{self.system}:{entity}:{record.id}:{record.version}", reason="governance",
-            message=f"{self.system} edited field(s) it does not own: {detail}; change them in the owner system "
-                    "or resolve this exception", entity=entity, gid=gid, source=self.system,
-            source_id=record.id, payload=msgspec.msgpack.encode(record.fields), created_ms=now_ms())
-
     def _plan_record(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str, new: bool,
-                     seen: dict[str, Any] | None, inflight: dict[str, Any], plan: _PagePlan) -> None:
+                     seen: dict[str, Any] | None, inflight: dict[str, Any], plan: PagePlan) -> None:
         log = logger.bind(system=self.system, entity=entity, record=record.id, gid=gid)
         if record.error:
             plan.exceptions.append(self._mapping_exception(entity, record, gid, record.error))
@@ -465,7 +346,7 @@ class Poller(LoopActor):
         plan.changes.append(msgspec.structs.replace(change, replay=True) if plan.resync else change)
 
     def _plan_delete(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str,
-                     seen: dict[str, Any] | None, plan: _PagePlan) -> None:
+                     seen: dict[str, Any] | None, plan: PagePlan) -> None:
         if seen is not None and seen.get(DELETED_FIELD):
             return  # already published
         plan.remember.append((record.id, {DELETED_FIELD: True}, record.version))
@@ -477,7 +358,7 @@ class Poller(LoopActor):
         plan.changes.append(self._change(entity, gid, "delete", record, {}))
 
     def _index(self, entity: str, system_id: str, seen: dict[str, Any] | None, fields: dict[str, Any],
-               plan: _PagePlan) -> None:
+               plan: PagePlan) -> None:
         """Keep the match-rule index of this system's records current."""
         rules = self.settings.entities[entity].match
         if not rules:
@@ -506,7 +387,7 @@ class Poller(LoopActor):
             message=message, entity=entity, gid=gid, source=self.system, source_id=record.id,
             payload=msgspec.msgpack.encode(record.fields), created_ms=now_ms())
 
-    def _queue(self, pipe: Batch, entity: str, plan: _PagePlan) -> None:
+    def _queue(self, pipe: Batch, entity: str, plan: PagePlan) -> None:
         ctx = self.ctx
         partitions = self.settings.streams.partitions
         produced: Counter[int] = Counter()
@@ -541,7 +422,7 @@ class Poller(LoopActor):
         self._queue_bookkeeping(pipe, entity, plan)
         ctx.stats.add(pipe, Stats.RECORDS, plan.counts)
 
-    def _queue_bookkeeping(self, pipe: Batch, entity: str, plan: _PagePlan) -> None:
+    def _queue_bookkeeping(self, pipe: Batch, entity: str, plan: PagePlan) -> None:
         """Billed-record index, parked suspects and closed mapping exceptions of this page."""
         ctx = self.ctx
         for key, gid in plan.unbilled:
@@ -556,25 +437,3 @@ class Poller(LoopActor):
             book.forget(pipe, entity, plan.judged)
         for record_id, suspect in plan.parked:  # after forget: a record judged and seen again stays parked
             book.park(pipe, entity, record_id, suspect)
-
-
-class _PagePlan:
-    """Everything one page commits in its MULTI. In a resync, every record read is republished in full."""
-
-    def __init__(self, *, resync: bool = False, fetched_ms: int = 0) -> None:
-        self.resync = resync
-        self.fetched_ms = fetched_ms  # when the page was asked for: what it shows happened before
-        self.changes: list[ChangeRecord] = []
-        self.remember: list[tuple[str, dict[str, Any], int]] = []
-        self.exceptions: list[ExceptionRecord] = []
-        self.counts: Counter[str] = Counter()
-        self.reverts: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
-        self.adopted: list[tuple[SourceRecord, str, dict[str, Any]]] = []
-        self.suspects: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
-        self.parked: list[tuple[str, Suspect]] = []  # suspects of this page, to judge after the owner's next read
-        self.judged: list[str] = []  # parked suspects judged on this page
-        self.billed: list[tuple[str, str]] = []  # (billed set, gid) on a live invoice of this page
-        self.unbilled: list[tuple[str, str]] = []  # ... on an invoice voided or deleted
-        self.closing: dict[str, set[str]] = {}  # record id -> its mapping exceptions, closed by this page
-        self.index: list[tuple[str, str]] = []
-        self.unindex: list[tuple[str, str]] = []

@@ -29,8 +29,8 @@ from accord.actors.governance import Ownership
 from accord.actors.locked import ADJUSTED_FIELD
 from accord.actors.loop import LoopActor
 from accord.actors.outcome import Delivery, Outcome, RecordWork
+from accord.actors.page import DELETED_FIELD
 from accord.actors.plan import WritePlanner
-from accord.actors.poller import DELETED_FIELD
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, WriteResult, backoff_delay
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion

@@ -1,0 +1,35 @@
+"""What one poller page commits in its atomic batch (built by ``poller``, judged by ``edits``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from accord.actors.suspects import Suspect
+from accord.connectors.base import SourceRecord
+from accord.streams.exceptions import ExceptionRecord
+from accord.streams.records import ChangeRecord
+
+DELETED_FIELD = "_deleted"  # in a projection: the record was deleted (by its owner, or seen deleted)
+
+
+class PagePlan:
+    """Everything one page commits in its MULTI. In a resync, every record read is republished in full."""
+
+    def __init__(self, *, resync: bool = False, fetched_ms: int = 0) -> None:
+        self.resync = resync
+        self.fetched_ms = fetched_ms  # when the page was asked for: what it shows happened before
+        self.changes: list[ChangeRecord] = []
+        self.remember: list[tuple[str, dict[str, Any], int]] = []
+        self.exceptions: list[ExceptionRecord] = []
+        self.counts: Counter[str] = Counter()
+        self.reverts: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
+        self.adopted: list[tuple[SourceRecord, str, dict[str, Any]]] = []
+        self.suspects: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
+        self.parked: list[tuple[str, Suspect]] = []  # suspects of this page, to judge after the owner's next read
+        self.judged: list[str] = []  # parked suspects judged on this page
+        self.billed: list[tuple[str, str]] = []  # (billed set, gid) on a live invoice of this page
+        self.unbilled: list[tuple[str, str]] = []  # ... on an invoice voided or deleted
+        self.closing: dict[str, set[str]] = {}  # record id -> its mapping exceptions, closed by this page
+        self.index: list[tuple[str, str]] = []
+        self.unindex: list[tuple[str, str]] = []
