@@ -93,9 +93,9 @@ class LockedRecords:
         measure = self.policy.measure if self.policy else None
         if measure is None or work.source is None or work.source.op != "upsert" or measure not in work.source.fields:
             return None
-        held = projection or {}
+        target_holds = projection or {}
         others = {k for k, v in self.ownership.writable_to(self.policy.target, work.source.fields).items()  # type: ignore[union-attr]
-                  if k != measure and k in held and held[k] != v}
+                  if k != measure and k in target_holds and target_holds[k] != v}
         if others:
             return None  # only a change of the measure alone can be carried by an adjustment
         try:
