@@ -46,6 +46,7 @@ class RecordWork:
     versions: dict[str, int] = field(default_factory=dict)
     linked_from: str | None = None  # the gid the matched target record carried before the link
     link_back: ChangeRecord | None = None
+    seeded: dict[str, Any] | None = None  # fields the target owns that this create seeds: published back
     ready: bool = False  # planned and to be written this sweep
     new_link: bool = False  # created, found or matched in the target: record the xref after the write
     native: dict[str, Any] | None = None  # ``fields`` with references as the target's ids

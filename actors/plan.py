@@ -198,6 +198,7 @@ class WritePlanner:
             work.fields = {k: v for k, v in (projection or {}).items() if not k.startswith("_") and v is not None}
             work.fields.update(work.source.fields)
             work.fields = self.ownership.synced_with(target, work.fields)
+        await self._seed_third_parties(target, ready)
         await self._match(target, ready, outcome)
         retried = [w for w in ready if w.source and w.target_id is None and any(d.from_backlog for d in w.deliveries)]
         try:
@@ -207,12 +208,42 @@ class WritePlanner:
             retried_set, found = {id(w) for w in retried}, {}
         else:
             retried_set = set()
-        for work in ready:
-            if work.source is None or id(work) in retried_set:
-                continue
+        self._ready_creates(target, [w for w in ready if w.source is not None and id(w) not in retried_set], found)
+
+    def _ready_creates(self, target: str, works: list[RecordWork], found: dict[str, str]) -> None:
+        for work in works:
             if work.target_id is None and work.gid in found:
                 work.target_id = found[work.gid]
+            if work.target_id is None and work.link_back is None:
+                # the values it seeds in fields the target owns become the owner's: the others learn them
+                work.seeded = {k: v for k, v in work.fields.items() if self.ownership.owner_of(k) == target} or None
             work.ready = work.new_link = True
+
+    async def _seed_third_parties(self, target: str, works: list[RecordWork]) -> None:
+        """Fields owned by neither the creating owner nor the target take their own owner's value (a
+        stray value the creating system holds for them is a non-owner's edit, not something to spread)."""
+        owner = self.ownership.owner
+        third = {f for f, o in self.ownership.field_owners.items() if o not in (owner, target)}
+        if not third or not works:
+            return
+        xrefs = await self.ctx.identity.xrefs(self.entity, [w.gid for w in works])
+        wanted: dict[str, list[str]] = {}
+        for xref in xrefs:
+            for system in {self.ownership.owner_of(f) for f in third}:
+                if system in xref:
+                    wanted.setdefault(system, []).append(xref[system])
+        held: dict[tuple[str, str], dict[str, Any]] = {}
+        for system, ids in wanted.items():
+            loaded, _ = await self.ctx.projections.load(system, self.entity, ids)
+            held.update({(system, i): p or {} for i, p in zip(ids, loaded, strict=True)})
+        for work, xref in zip(works, xrefs, strict=True):
+            for field in third & set(work.fields):
+                system = self.ownership.owner_of(field)
+                value = held.get((system, xref.get(system, "")), {}).get(field)
+                if value is None:
+                    del work.fields[field]
+                else:
+                    work.fields[field] = value
 
     async def _target_loaded(self, target: str) -> bool:
         if target not in self._loaded and await self.ctx.cursors.loaded(target, self.entity):

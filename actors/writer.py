@@ -41,7 +41,7 @@ from accord.streams.exceptions import file_exception
 from accord.streams.keys import Keys
 from accord.streams.leases import Leases
 from accord.streams.log import Entry, Slot, delivery_counts, read_slots, trim
-from accord.streams.records import encode, now_ms, partition_of
+from accord.streams.records import ChangeRecord, change_id, encode, now_ms, partition_of
 from accord.streams.state import RedisTokenCache, Stats
 
 
@@ -255,9 +255,10 @@ class Writer(LoopActor):
                 written[DELETED_FIELD] = True  # deleted by its owner: later edits here are not changes
             ctx.projections.remember(pipe, target, self.entity, target_id, written, result.version)
             ctx.projections.clear_inflight(pipe, target, self.entity, target_id)
-            if work.link_back is not None:
+            back = work.link_back or self._seeded_back(target, work, result, target_id)
+            if back is not None:
                 p = partition_of(work.gid, self.settings.streams.partitions)
-                pipe.xadd(ctx.keys.changes(self.entity, p), {"d": encode(work.link_back)})
+                pipe.xadd(ctx.keys.changes(self.entity, p), {"d": encode(back)})
                 produced[p] += 1
         for p, n in produced.items():
             pipe.hincrby(ctx.keys.produced(self.entity), str(p), n)
@@ -265,6 +266,17 @@ class Writer(LoopActor):
             file_exception(pipe, ctx.keys, record)
         for event in outcome.events:
             ctx.audit.queue(pipe, event)
+
+    def _seeded_back(self, target: str, work: RecordWork, result: WriteResult, target_id: str) -> ChangeRecord | None:
+        """A create that seeded fields the target owns publishes them as the target's (they are its now)."""
+        if not work.seeded or not result.created or work.source is None:
+            return None
+        version = int(result.version or 0)
+        return ChangeRecord(
+            change_id=change_id(target, self.entity, target_id, version) + ":seed", entity=self.entity,
+            gid=work.gid, op="upsert", source=target, source_id=target_id, version=version,
+            fields=self._canonical(work.seeded), correlation_id=work.source.correlation_id,
+            causation_id=work.source.change_id, observed_ms=now_ms())
 
     def _queue_closed(self, pipe: Batch, target: str, outcome: Outcome, closing: dict[str, set[str]]) -> None:
         """Open exceptions of records that now reached the target are closed by this success."""

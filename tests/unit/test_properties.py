@@ -222,3 +222,17 @@ def test_an_owner_delete_is_not_undone_by_another_systems_change_in_the_same_swe
             await redis.aclose()
 
     asyncio.run(run())
+
+
+def test_a_stray_value_for_a_third_systems_field_is_not_seeded_into_a_late_create() -> None:
+    """Found by hypothesis: the PSA's create came after the CRM held a stray ERP-owned tax id."""
+    asyncio.run(scenario([Op(kind="create", value="Acme"), Op(kind="poll", system="crm"),
+                          Op(kind="fail", system="psa"),
+                          Op(kind="edit", system="crm", index=0, field="tax_id", value="0"), Op(kind="sweep")]))
+
+
+def test_a_value_a_create_seeds_into_its_owner_reaches_the_other_systems() -> None:
+    """Found by hypothesis: the CRM typed an ERP-owned tax id before Accord read it; the ERP's create took
+    it as its own, so the PSA must get it from the ERP."""
+    asyncio.run(scenario([Op(kind="create", value="Acme"),
+                          Op(kind="edit", system="crm", index=0, field="tax_id", value="0")]))
