@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from accord.actors.loop import LoopActor
 from accord.actors.reconcile import Reconciler
 from accord.config.settings import ReconcileJob, Settings
+from accord.connectors.base import Connector
 
 TICK_S = 1.0
 
@@ -40,9 +41,10 @@ def next_due(job: ReconcileJob, last_ms: int | None, now: float) -> float | None
 
 class Scheduler(LoopActor):
     def __init__(self, settings: Settings, redis_url: str, *, shares: dict[str, float] | None = None,
-                 redis: Redis | None = None) -> None:
+                 redis: Redis | None = None, connectors: dict[str, Connector] | None = None) -> None:
         super().__init__(settings, redis_url, redis)
         self.shares = shares or {}
+        self.connectors = connectors  # None: built from the settings (tests pass in-memory systems)
         self.token = uuid.uuid4().hex
         self.runs = 0
         self.failures = 0
@@ -58,26 +60,35 @@ class Scheduler(LoopActor):
         return {"kind": "scheduler", "running": self.running, "runs": self.runs, "failures": self.failures}
 
     async def run(self) -> None:
-        reconciler = Reconciler(self.settings, self.ctx.redis, shares=self.shares)
+        reconciler = self.reconciler()
         try:
             while not self._stopping:
-                for name, job in self.settings.reconcile.items():
-                    if self._stopping:
-                        break
-                    await self._maybe_run(reconciler, name, job)
+                await self.tick(reconciler)
                 await asyncio.sleep(TICK_S)
         finally:
             await reconciler.aclose()
 
-    async def _maybe_run(self, reconciler: Reconciler, name: str, job: ReconcileJob) -> None:
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.settings, self.ctx.redis, self.connectors, shares=self.shares)
+
+    async def tick(self, reconciler: Reconciler) -> int:
+        """Run every job that is due now; returns how many ran."""
+        ran = 0
+        for name, job in self.settings.reconcile.items():
+            if self._stopping:
+                break
+            ran += await self._maybe_run(reconciler, name, job)
+        return ran
+
+    async def _maybe_run(self, reconciler: Reconciler, name: str, job: ReconcileJob) -> int:
         redis = self.ctx.redis
         last = await redis.hget(self.ctx.keys.reconcile(name), "ran_ms")
         due = next_due(job, int(last) if last else None, time.time())
         if due is None or due > time.time():
-            return
+            return 0
         lease = self.ctx.keys.lease("reconcile", name, 0)
         if not await redis.set(lease, self.token, nx=True, px=15 * 60 * 1000):
-            return
+            return 0  # another daemon runs it now
         try:
             await reconciler.run(name, job)
             self.runs += 1
@@ -89,3 +100,4 @@ class Scheduler(LoopActor):
         finally:
             if (await redis.get(lease) or b"").decode() == self.token:
                 await redis.delete(lease)
+        return 1

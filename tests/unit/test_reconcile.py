@@ -53,3 +53,19 @@ async def test_a_deliberate_mismatch_is_found_with_the_offending_records(rig: Ri
     assert any("Acme (typo)" in e.record.message for e in desk)
     stored = await rig.redis.hget(rig.keys.reconcile("accounts"), "mismatched")
     assert stored == b"1"
+
+
+async def test_the_scheduler_runs_a_due_job_once_and_not_again_before_its_interval(any_redis: Redis) -> None:
+    from accord.actors.scheduler import Scheduler
+
+    rig = await Rig(any_redis, CONFIG + JOB + 'interval = "1h"\n').setup()
+    rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    scheduler = Scheduler(rig.settings, "", redis=any_redis, connectors={"crm": rig.crm, "erp": rig.erp})
+    reconciler = scheduler.reconciler()
+    assert await scheduler.tick(reconciler) == 1  # never ran: due at once
+    assert await scheduler.tick(reconciler) == 0  # next due in an hour
+    assert await any_redis.hget(rig.keys.reconcile("accounts"), "compared") == b"1"
+    await any_redis.set(rig.keys.lease("reconcile", "accounts", 0), "another daemon")
+    await any_redis.hdel(rig.keys.reconcile("accounts"), "ran_ms")
+    assert await scheduler.tick(reconciler) == 0, "a job another daemon holds the lease of is not run twice"
