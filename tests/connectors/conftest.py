@@ -1,15 +1,19 @@
-"""Fixtures shared by the Salesforce connector tests (other connectors' tests define their own)."""
+"""Fixtures shared by the Salesforce and QuickBooks connector tests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
 
+from accord.connectors.quickbooks.client import QuickBooksConnector
+from accord.connectors.quickbooks.sandbox import QuickBooksState
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.sandbox import SalesforceState, build_app
 from accord.connectors.sandbox import Clock
+from tests.connectors import qbo_rig
 from tests.connectors.sf_rig import START, Recorder, settings
 
 
@@ -38,3 +42,27 @@ async def sf_api(sf_recorder: Recorder) -> AsyncIterator[httpx.AsyncClient]:
                                   auth=("accord-sandbox", "sandbox-secret"))
         client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         yield client
+
+
+@pytest.fixture
+def qbo_state() -> QuickBooksState:
+    return qbo_rig.new_state()
+
+
+@pytest.fixture
+async def make_qbo(qbo_state: QuickBooksState) -> AsyncIterator[Callable[..., QuickBooksConnector]]:
+    """Connectors on the test's realm (``cache``, ``hook`` and settings overrides as keywords)."""
+    made: list[QuickBooksConnector] = []
+
+    def factory(**options: Any) -> QuickBooksConnector:
+        made.append(qbo_rig.connector(qbo_state, **options))
+        return made[-1]
+
+    yield factory
+    for connector in made:
+        await connector.aclose()
+
+
+@pytest.fixture
+def qbo(make_qbo: Callable[..., QuickBooksConnector]) -> QuickBooksConnector:
+    return make_qbo()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -13,7 +11,7 @@ import httpx
 import msgspec
 import pytest
 
-from accord.config.types import Duration, RateLimit, dec_hook
+from accord.config.types import dec_hook
 from accord.connectors.base import MemoryTokenCache, Page, WriteOp
 from accord.connectors.errors import AuthExpired, Permanent, RateLimited, Retryable, StaleVersion
 from accord.connectors.quickbooks.client import QuickBooksConnector
@@ -30,50 +28,7 @@ from accord.connectors.quickbooks.sandbox import QuickBooksState, build_app
 from accord.connectors.quickbooks.seed import seed_customers
 from accord.connectors.quickbooks.settings import QuickBooksSettings
 from accord.connectors.quickbooks.webhooks import sign
-from accord.connectors.sandbox import Clock
-
-START = 1_780_000_000.0
-_REALMS = itertools.count(9130350000000001)  # one realm per test: account limiters are per process and loop-bound
-
-
-class HookTransport(httpx.AsyncBaseTransport):
-    """The sandbox app, with a hook that sees (and may act on) every request before it is answered."""
-
-    def __init__(self, app: Any, hook: Callable[[httpx.Request], None]) -> None:
-        self._inner = httpx.ASGITransport(app=app)
-        self._hook = hook
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._hook(request)
-        return await self._inner.handle_async_request(request)
-
-
-@pytest.fixture
-def state() -> QuickBooksState:
-    return QuickBooksState(clock=Clock(start=START), realm_id=str(next(_REALMS)))
-
-
-@pytest.fixture
-async def make(state: QuickBooksState) -> AsyncIterator[Callable[..., QuickBooksConnector]]:
-    made: list[QuickBooksConnector] = []
-
-    def factory(*, cache: MemoryTokenCache | None = None, hook: Callable[[httpx.Request], None] | None = None,
-                **overrides: Any) -> QuickBooksConnector:
-        settings = QuickBooksSettings(**{
-            "base_url": "http://qbo.test", "token_url": "http://qbo.test/oauth2/v1/tokens/bearer",
-            "realm_id": state.realm_id, "client_id": state.client_id, "client_secret": state.client_secret,
-            "refresh_token": "AB11-sandbox-initial",
-            "rate_limit": RateLimit(requests=100_000, period=Duration(60.0)), **overrides})
-        app = build_app(state)
-        transport = HookTransport(app, hook) if hook else httpx.ASGITransport(app=app)
-        connector = QuickBooksConnector(settings, token_cache=cache or MemoryTokenCache(), transport=transport,
-                                        now=state.clock.now)
-        made.append(connector)
-        return connector
-
-    yield factory
-    for connector in made:
-        await connector.aclose()
+from tests.connectors.qbo_rig import START
 
 
 async def drain(connector: QuickBooksConnector, cursor: str | None = None) -> tuple[list[Page], str]:
@@ -87,29 +42,29 @@ def customer(name: str, **extra: Any) -> dict[str, Any]:
     return {"DisplayName": name, "CompanyName": f"{name} Inc.", **extra}
 
 
-def statuses(state: QuickBooksState, endpoint: str) -> list[int]:
-    return [e.status for e in state.requests.entries(endpoint)]
+def statuses(qbo_state: QuickBooksState, endpoint: str) -> list[int]:
+    return [e.status for e in qbo_state.requests.entries(endpoint)]
 
 
 # ------------------------------------------------------------------------------------------------
 # reads
 # ------------------------------------------------------------------------------------------------
 
-async def test_full_load_pages_every_record_once_even_while_users_edit(state, make) -> None:
-    seed_customers(state, 25, random.Random(7))
-    state.user_deactivate("Customer", "5")  # inactive customers are part of the load too
-    connector = make(page_size=10)
+async def test_full_load_pages_every_record_once_even_while_users_edit(qbo_state, make_qbo) -> None:
+    seed_customers(qbo_state, 25, random.Random(7))
+    qbo_state.user_deactivate("Customer", "5")  # inactive customers are part of the load too
+    connector = make_qbo(page_size=10)
 
     first = await connector.fetch("account", None)
-    state.clock.advance(5)
-    state.user_update("Customer", "1", {"CompanyName": "Moved To The End Ltd"})  # already read
+    qbo_state.clock.advance(5)
+    qbo_state.user_update("Customer", "1", {"CompanyName": "Moved To The End Ltd"})  # already read
     pages, cursor = await drain(connector, first.cursor)
     pages.insert(0, first)
 
     ids = [r.id for p in pages for r in p.records]
     assert sorted(ids, key=int) == [str(i) for i in range(1, 26)]  # each exactly once, none skipped
     assert [p.more for p in pages] == [True, True, False]
-    assert state.requests.count("query") == 3
+    assert qbo_state.requests.count("query") == 3
     assert isinstance(decode(cursor), CdcCursor)
     inactive = next(r for p in pages for r in p.records if r.id == "5")
     assert inactive.fields["status"] == "inactive"
@@ -119,14 +74,14 @@ async def test_full_load_pages_every_record_once_even_while_users_edit(state, ma
     assert later.records[0].fields["legal_name"] == "Moved To The End Ltd"
 
 
-async def test_cdc_returns_only_later_changes_and_deactivations(state, make) -> None:
-    seed_customers(state, 6, random.Random(1))
-    connector = make()
+async def test_cdc_returns_only_later_changes_and_deactivations(qbo_state, make_qbo) -> None:
+    seed_customers(qbo_state, 6, random.Random(1))
+    connector = make_qbo()
     _, cursor = await drain(connector)
-    state.clock.advance(60)
-    state.user_update("Customer", "3", {"CompanyName": "Renamed Holdings"})
-    state.user_deactivate("Customer", "4")
-    new_id = state.user_create("Customer", customer("Fresh Client"))
+    qbo_state.clock.advance(60)
+    qbo_state.user_update("Customer", "3", {"CompanyName": "Renamed Holdings"})
+    qbo_state.user_deactivate("Customer", "4")
+    new_id = qbo_state.user_create("Customer", customer("Fresh Client"))
 
     page = await connector.fetch("account", cursor)
 
@@ -135,23 +90,23 @@ async def test_cdc_returns_only_later_changes_and_deactivations(state, make) -> 
     assert by_id["4"].fields["status"] == "inactive" and not by_id["4"].deleted
     assert by_id["3"].version == 1 and by_id["4"].version == 1 and by_id[new_id].version == 0
     assert page.more is False
-    sent = parse_qs(state.requests.entries("cdc")[-1].query)
+    sent = parse_qs(qbo_state.requests.entries("cdc")[-1].query)
     assert sent["entities"] == ["Customer"] and sent["minorversion"] == ["75"]
     loaded = decode(cursor)
     assert isinstance(loaded, CdcCursor)
     assert sent["changedSince"] == [shift(loaded.since, -2.0)]  # the load's server time minus the overlap
 
 
-async def test_overlap_window_is_deduplicated(state, make) -> None:
-    seed_customers(state, 3, random.Random(2))
-    connector = make()
+async def test_overlap_window_is_deduplicated(qbo_state, make_qbo) -> None:
+    seed_customers(qbo_state, 3, random.Random(2))
+    connector = make_qbo()
     _, cursor = await drain(connector)
-    state.clock.advance(30)
-    state.user_update("Customer", "2", {"CompanyName": "Within Overlap"})
+    qbo_state.clock.advance(30)
+    qbo_state.user_update("Customer", "2", {"CompanyName": "Within Overlap"})
     first = await connector.fetch("account", cursor)
     assert [r.id for r in first.records] == ["2"]
 
-    state.clock.advance(0.5)  # still inside the 2 s overlap: the server sends "2" again
+    qbo_state.clock.advance(0.5)  # still inside the 2 s overlap: the server sends "2" again
     again = await connector.fetch("account", first.cursor)
     assert again.records == []
     remembered = decode(again.cursor)
@@ -159,20 +114,20 @@ async def test_overlap_window_is_deduplicated(state, make) -> None:
     forgetful = await connector.fetch("account", encode(CdcCursor(since=remembered.since)))
     assert [r.id for r in forgetful.records] == ["2"]  # proof the server did send it again
 
-    state.clock.advance(10)
-    state.user_update("Customer", "2", {"CompanyName": "Second Edit"})
+    qbo_state.clock.advance(10)
+    qbo_state.user_update("Customer", "2", {"CompanyName": "Second Edit"})
     third = await connector.fetch("account", again.cursor)
     assert [(r.id, r.version) for r in third.records] == [("2", 2)]
 
 
-async def test_cdc_at_the_cap_falls_back_to_a_query_window(state, make) -> None:
-    seed_customers(state, 1005, random.Random(3))
+async def test_cdc_at_the_cap_falls_back_to_a_query_window(qbo_state, make_qbo) -> None:
+    seed_customers(qbo_state, 1005, random.Random(3))
     statements: list[str] = []
-    connector = make(hook=lambda r: statements.append(r.content.decode()) if r.url.path.endswith("/query") else None)
+    connector = make_qbo(hook=lambda r: statements.append(r.content.decode()) if r.url.path.endswith("/query") else None)
     _, cursor = await drain(connector)
-    state.clock.advance(60)
+    qbo_state.clock.advance(60)
     for record_id in range(1, 1006):
-        state.user_update("Customer", str(record_id), {"Notes": "reviewed"})
+        qbo_state.user_update("Customer", str(record_id), {"Notes": "reviewed"})
 
     capped = await connector.fetch("account", cursor)
     assert capped.records == [] and capped.more is True
@@ -188,20 +143,20 @@ async def test_cdc_at_the_cap_falls_back_to_a_query_window(state, make) -> None:
         f"ORDERBY Id STARTPOSITION {start} MAXRESULTS 1000" for start in (1, 1001)]
 
 
-async def test_watermark_older_than_cdc_window_requeries(state, make) -> None:
-    seed_customers(state, 4, random.Random(4))
-    connector = make()
+async def test_watermark_older_than_cdc_window_requeries(qbo_state, make_qbo) -> None:
+    seed_customers(qbo_state, 4, random.Random(4))
+    connector = make_qbo()
     old = encode(CdcCursor(since=qbo_time(START - 31 * 86400, millis=True)))
     pages, cursor = await drain(connector, old)
     assert len([r for p in pages for r in p.records]) == 4
-    assert state.requests.count("cdc") == 0 and state.requests.count("query") == 1
+    assert qbo_state.requests.count("cdc") == 0 and qbo_state.requests.count("query") == 1
     assert isinstance(decode(cursor), CdcCursor)
 
 
-async def test_unmappable_term_is_left_out_not_fatal(state, make) -> None:
-    term = state.user_create("Term", {"Name": "Net 45", "DueDays": 45})
-    state.user_create("Customer", customer("Odd Terms", SalesTermRef={"value": term}))
-    connector = make()
+async def test_unmappable_term_is_left_out_not_fatal(qbo_state, make_qbo) -> None:
+    term = qbo_state.user_create("Term", {"Name": "Net 45", "DueDays": 45})
+    qbo_state.user_create("Customer", customer("Odd Terms", SalesTermRef={"value": term}))
+    connector = make_qbo()
     (record,) = (await connector.fetch("account", None)).records
     assert "payment_terms" not in record.fields
     assert record.fields["name"] == "Odd Terms"
@@ -213,89 +168,89 @@ async def test_unmappable_term_is_left_out_not_fatal(state, make) -> None:
 # auth
 # ------------------------------------------------------------------------------------------------
 
-async def test_refresh_token_rotates_and_cache_keeps_the_newest(state, make) -> None:
+async def test_refresh_token_rotates_and_cache_keeps_the_newest(qbo_state, make_qbo) -> None:
     cache = MemoryTokenCache()
-    connector = make(cache=cache)
+    connector = make_qbo(cache=cache)
     await connector.fetch("account", None)
     assert cache.token is not None
     first_refresh = cache.token["refresh_token"]
-    assert first_refresh == state.refresh_token != "AB11-sandbox-initial"
+    assert first_refresh == qbo_state.refresh_token != "AB11-sandbox-initial"
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(state)),
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(qbo_state)),
                                  base_url="http://qbo.test") as raw:
-        old = await raw.post("/oauth2/v1/tokens/bearer", auth=(state.client_id, state.client_secret),
+        old = await raw.post("/oauth2/v1/tokens/bearer", auth=(qbo_state.client_id, qbo_state.client_secret),
                              data={"grant_type": "refresh_token", "refresh_token": "AB11-sandbox-initial"})
     assert old.status_code == 400 and old.json() == {"error": "invalid_grant"}
 
-    state.clock.advance(3601)  # the access token expired: refreshed before the call, no 401
+    qbo_state.clock.advance(3601)  # the access token expired: refreshed before the call, no 401
     await connector.fetch("account", None)
-    assert statuses(state, "token") == [200, 400, 200]  # ours, the probe with the old token, ours
-    assert 401 not in statuses(state, "query")
-    assert cache.token["refresh_token"] == state.refresh_token != first_refresh
+    assert statuses(qbo_state, "token") == [200, 400, 200]  # ours, the probe with the old token, ours
+    assert 401 not in statuses(qbo_state, "query")
+    assert cache.token["refresh_token"] == qbo_state.refresh_token != first_refresh
 
 
-async def test_cached_refresh_token_is_preferred_over_settings(state, make) -> None:
-    cache = MemoryTokenCache({"refresh_token": state.refresh_token, "access_token": "gone", "expires_at": 0})
-    connector = make(cache=cache, refresh_token="AB11-long-rotated-away")
+async def test_cached_refresh_token_is_preferred_over_settings(qbo_state, make_qbo) -> None:
+    cache = MemoryTokenCache({"refresh_token": qbo_state.refresh_token, "access_token": "gone", "expires_at": 0})
+    connector = make_qbo(cache=cache, refresh_token="AB11-long-rotated-away")
     await connector.fetch("account", None)
-    assert statuses(state, "token") == [200]
+    assert statuses(qbo_state, "token") == [200]
 
 
-async def test_401_refreshes_and_retries_once(state, make) -> None:
-    connector = make()
+async def test_401_refreshes_and_retries_once(qbo_state, make_qbo) -> None:
+    connector = make_qbo()
     await connector.fetch("account", None)
-    state.expire_tokens()
+    qbo_state.expire_tokens()
     page = await connector.fetch("account", None)
     assert page.cursor
-    assert statuses(state, "query") == [200, 401, 200]
-    assert statuses(state, "token") == [200, 200]
+    assert statuses(qbo_state, "query") == [200, 401, 200]
+    assert statuses(qbo_state, "token") == [200, 200]
 
 
-async def test_second_401_raises_auth_expired(state, make) -> None:
-    state.token_ttl = 0  # every token the sandbox issues is already expired
+async def test_second_401_raises_auth_expired(qbo_state, make_qbo) -> None:
+    qbo_state.token_ttl = 0  # every token the sandbox issues is already expired
     with pytest.raises(AuthExpired):
-        await make().fetch("account", None)
-    assert statuses(state, "query") == [401, 401]
+        await make_qbo().fetch("account", None)
+    assert statuses(qbo_state, "query") == [401, 401]
 
 
-async def test_refused_refresh_token_raises_auth_expired_naming_the_fix(state, make) -> None:
+async def test_refused_refresh_token_raises_auth_expired_naming_the_fix(qbo_state, make_qbo) -> None:
     with pytest.raises(AuthExpired, match="re-authorize"):
-        await make(refresh_token="AB11-revoked").fetch("account", None)
+        await make_qbo(refresh_token="AB11-revoked").fetch("account", None)
 
 
 # ------------------------------------------------------------------------------------------------
 # errors
 # ------------------------------------------------------------------------------------------------
 
-async def test_429_raises_rate_limited_with_retry_after(state, make) -> None:
-    connector = make()
-    state.faults.add("query", "429", retry_after=7)
+async def test_429_raises_rate_limited_with_retry_after(qbo_state, make_qbo) -> None:
+    connector = make_qbo()
+    qbo_state.faults.add("query", "429", retry_after=7)
     with pytest.raises(RateLimited) as info:
         await connector.fetch("account", None)
     assert info.value.retry_after == 7
     assert connector.stats.rate_limited == 1
 
-    state.rate_limit = len(state.realm().hits)  # the realm's per-minute budget is spent
+    qbo_state.rate_limit = len(qbo_state.realm().hits)  # the realm's per-minute budget is spent
     with pytest.raises(RateLimited) as info:
         await connector.fetch("account", None)
     assert info.value.retry_after == 60
-    assert state.requests.entries("query")[-1].fault == "limit"
+    assert qbo_state.requests.entries("query")[-1].fault == "limit"
 
 
 @pytest.mark.parametrize("kind", ["500", "503", "timeout"])
-async def test_5xx_and_timeouts_are_retryable(state, make, kind) -> None:
-    connector = make()
+async def test_5xx_and_timeouts_are_retryable(qbo_state, make_qbo, kind) -> None:
+    connector = make_qbo()
     _, cursor = await drain(connector)
-    state.faults.add("cdc", kind)
+    qbo_state.faults.add("cdc", kind)
     with pytest.raises(Retryable) as info:
         await connector.fetch("account", cursor)
     assert not isinstance(info.value, RateLimited)
     assert (await connector.fetch("account", cursor)).more is False  # the fault was used up
 
 
-async def test_minorversion_below_75_is_refused_naming_the_parameter(make) -> None:
+async def test_minorversion_below_75_is_refused_naming_the_parameter(make_qbo) -> None:
     with pytest.raises(Permanent, match="minorversion"):
-        await make(minor_version=74).fetch("account", None)
+        await make_qbo(minor_version=74).fetch("account", None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -312,9 +267,9 @@ def batch_bodies(seen: list[httpx.Request]) -> list[dict[str, Any]]:
     return [json.loads(r.content) for r in seen if r.url.path.endswith("/batch")]
 
 
-async def test_create_carries_the_gid_marker_and_fetch_returns_it(state, make) -> None:
+async def test_create_carries_the_gid_marker_and_fetch_returns_it(qbo_state, make_qbo) -> None:
     seen: list[httpx.Request] = []
-    connector = make(hook=seen.append)
+    connector = make_qbo(hook=seen.append)
     fields = {"name": "Globex", "legal_name": "Globex Corporation", "country": "GB", "currency": "GBP",
               "billing_address": {"street": "1 King Street", "city": "London", "postal_code": "EC2V 8AU"},
               "payment_terms": "net_30", "tax_id": "GB123456789", "website": "https://globex.example",
@@ -323,7 +278,7 @@ async def test_create_carries_the_gid_marker_and_fetch_returns_it(state, make) -
 
     assert result.ok and result.created and result.version == 0
     assert result.fields == fields
-    stored = state.get("Customer", str(result.target_id))
+    stored = qbo_state.get("Customer", str(result.target_id))
     assert stored is not None and stored["Notes"] == "accord:g-1"
     assert stored["SalesTermRef"] == {"value": "3"} and stored["BillAddr"]["Country"] == "GB"
     (record,) = (await connector.fetch("account", None)).records
@@ -333,12 +288,12 @@ async def test_create_carries_the_gid_marker_and_fetch_returns_it(state, make) -
     assert len(batch.url.params["requestid"]) == 36
 
 
-async def test_sparse_update_writes_only_the_given_fields(state, make) -> None:
-    record_id = state.user_create("Customer", customer("Initech", PrimaryTaxIdentifier="12-3456789",
+async def test_sparse_update_writes_only_the_given_fields(qbo_state, make_qbo) -> None:
+    record_id = qbo_state.user_create("Customer", customer("Initech", PrimaryTaxIdentifier="12-3456789",
                                                        PrimaryEmailAddr={"Address": "ap@initech.example"},
                                                        WebAddr={"URI": "https://initech.example"}))
     seen: list[httpx.Request] = []
-    connector = make(hook=seen.append)
+    connector = make_qbo(hook=seen.append)
     (result,) = await connector.write("account", [op("g-2", {"website": "https://initech.test"},
                                                      target=record_id, version=0)])
     assert result.ok and not result.created and result.version == 1
@@ -346,117 +301,117 @@ async def test_sparse_update_writes_only_the_given_fields(state, make) -> None:
     (body,) = batch_bodies(seen)
     assert body["BatchItemRequest"][0]["Customer"] == {"WebAddr": {"URI": "https://initech.test"},
                                                        "Id": record_id, "SyncToken": "0", "sparse": True}
-    stored = state.get("Customer", record_id)
+    stored = qbo_state.get("Customer", record_id)
     assert stored is not None
     assert stored["PrimaryTaxIdentifier"] == "12-3456789" and stored["CompanyName"] == "Initech Inc."
     assert stored["PrimaryEmailAddr"] == {"Address": "ap@initech.example"}
-    assert state.requests.count("query") == 0  # the version was known: nothing read first
+    assert qbo_state.requests.count("query") == 0  # the version was known: nothing read first
 
 
-async def test_address_write_keeps_the_country_it_does_not_carry(state, make) -> None:
-    record_id = state.user_create("Customer", customer("Umbrella", BillAddr={
+async def test_address_write_keeps_the_country_it_does_not_carry(qbo_state, make_qbo) -> None:
+    record_id = qbo_state.user_create("Customer", customer("Umbrella", BillAddr={
         "Line1": "1 Old Rd", "Line2": "Suite 5", "City": "Raccoon", "Country": "US"}))
-    (result,) = await make().write("account", [op("g-3", {"billing_address": {"street": "9 New Rd", "city": "Austin"}},
+    (result,) = await make_qbo().write("account", [op("g-3", {"billing_address": {"street": "9 New Rd", "city": "Austin"}},
                                                   target=record_id, version=0)])
     assert result.ok
-    stored = state.get("Customer", record_id)
+    stored = qbo_state.get("Customer", record_id)
     assert stored is not None
     assert stored["BillAddr"] == {"Line1": "9 New Rd", "Line2": "Suite 5", "City": "Austin", "Country": "US"}
 
 
-async def test_update_without_a_known_version_reads_it_first(state, make) -> None:
-    record_id = state.user_create("Customer", customer("Hooli"))
-    state.user_update("Customer", record_id, {"CompanyName": "Hooli XYZ"})
-    (result,) = await make().write("account", [op("g-4", {"tax_id": "98-7654321"}, target=record_id)])
+async def test_update_without_a_known_version_reads_it_first(qbo_state, make_qbo) -> None:
+    record_id = qbo_state.user_create("Customer", customer("Hooli"))
+    qbo_state.user_update("Customer", record_id, {"CompanyName": "Hooli XYZ"})
+    (result,) = await make_qbo().write("account", [op("g-4", {"tax_id": "98-7654321"}, target=record_id)])
     assert result.ok and result.version == 2
-    assert [e.endpoint for e in state.requests.entries() if e.endpoint != "token"] == ["query", "batch"]
+    assert [e.endpoint for e in qbo_state.requests.entries() if e.endpoint != "token"] == ["query", "batch"]
 
 
-async def test_delete_deactivates_the_customer(state, make) -> None:
+async def test_delete_deactivates_the_customer(qbo_state, make_qbo) -> None:
     seen: list[httpx.Request] = []
-    record_id = state.user_create("Customer", customer("Soylent"))
-    (result,) = await make(hook=seen.append).write("account", [op("g-5", {}, target=record_id, version=0,
+    record_id = qbo_state.user_create("Customer", customer("Soylent"))
+    (result,) = await make_qbo(hook=seen.append).write("account", [op("g-5", {}, target=record_id, version=0,
                                                                       kind="delete")])
     assert result.ok and result.fields == {"status": "inactive"} and result.version == 1
-    stored = state.get("Customer", record_id)
+    stored = qbo_state.get("Customer", record_id)
     assert stored is not None and stored["Active"] is False
     item = batch_bodies(seen)[0]["BatchItemRequest"][0]
     assert item["operation"] == "update" and item["Customer"]["Active"] is False
 
 
-async def test_stale_synctoken_is_reread_and_retried(state, make) -> None:
-    record_id = state.user_create("Customer", customer("Vandelay"))
-    connector = make()
+async def test_stale_synctoken_is_reread_and_retried(qbo_state, make_qbo) -> None:
+    record_id = qbo_state.user_create("Customer", customer("Vandelay"))
+    connector = make_qbo()
     (read,) = (await connector.fetch("account", None)).records
-    state.user_update("Customer", record_id, {"CompanyName": "Vandelay Industries"})  # between read and write
+    qbo_state.user_update("Customer", record_id, {"CompanyName": "Vandelay Industries"})  # between read and write
 
     (result,) = await connector.write("account", [op("g-6", {"name": "Vandelay Imports"}, target=record_id,
                                                          version=read.version)])
     assert result.ok and result.version == 2
-    stored = state.get("Customer", record_id)
+    stored = qbo_state.get("Customer", record_id)
     assert stored is not None
     assert stored["DisplayName"] == "Vandelay Imports" and stored["CompanyName"] == "Vandelay Industries"
-    batches = state.requests.entries("batch")
+    batches = qbo_state.requests.entries("batch")
     assert [e.status for e in batches] == [200, 200]
-    assert [e.endpoint for e in state.requests.entries() if e.endpoint != "token"] == ["query", "batch", "query",
+    assert [e.endpoint for e in qbo_state.requests.entries() if e.endpoint != "token"] == ["query", "batch", "query",
                                                                                        "batch"]
     assert parse_qs(batches[0].query)["requestid"] != parse_qs(batches[1].query)["requestid"]
 
 
-async def test_stale_twice_gives_stale_version(state, make) -> None:
-    record_id = state.user_create("Customer", customer("Kramerica"))
+async def test_stale_twice_gives_stale_version(qbo_state, make_qbo) -> None:
+    record_id = qbo_state.user_create("Customer", customer("Kramerica"))
 
     def user_edits_before_each_batch(request: httpx.Request) -> None:
         if request.url.path.endswith("/batch"):
-            state.user_update("Customer", record_id, {"Notes": f"edit at {request.url.params['requestid']}"})
+            qbo_state.user_update("Customer", record_id, {"Notes": f"edit at {request.url.params['requestid']}"})
 
-    connector = make(hook=user_edits_before_each_batch)
+    connector = make_qbo(hook=user_edits_before_each_batch)
     (result,) = await connector.write("account", [op("g-7", {"name": "Kramerica Inc"}, target=record_id,
                                                          version=0)])
     assert not result.ok and isinstance(result.error, StaleVersion)
-    assert state.requests.count("batch") == 2
+    assert qbo_state.requests.count("batch") == 2
 
 
-async def test_lost_batch_response_is_replayed_not_run_twice(state, make) -> None:
-    connector = make()
-    state.faults.add("batch", "drop")  # the server creates the customer, then the answer is lost
+async def test_lost_batch_response_is_replayed_not_run_twice(qbo_state, make_qbo) -> None:
+    connector = make_qbo()
+    qbo_state.faults.add("batch", "drop")  # the server creates the customer, then the answer is lost
     ops = [op("g-8", {"name": "Pied Piper"})]
     with pytest.raises(Retryable):
         await connector.write("account", ops)
-    assert len(state.records("Customer")) == 1
+    assert len(qbo_state.records("Customer")) == 1
 
     (result,) = await connector.write("account", ops)  # the same batch again: the same requestid
     assert result.ok and result.created
-    assert [r["Id"] for r in state.records("Customer")] == [result.target_id]
-    assert statuses(state, "batch") == [503, 200]
-    first, second = state.requests.entries("batch")
+    assert [r["Id"] for r in qbo_state.records("Customer")] == [result.target_id]
+    assert statuses(qbo_state, "batch") == [503, 200]
+    first, second = qbo_state.requests.entries("batch")
     assert parse_qs(first.query)["requestid"] == parse_qs(second.query)["requestid"]
 
 
-async def test_batch_partial_failure(state, make) -> None:
-    state.user_create("Customer", customer("Acme"))
-    results = await make().write("account", [op("a", {"name": "Alpha"}), op("b", {"name": "acme"}),
+async def test_batch_partial_failure(qbo_state, make_qbo) -> None:
+    qbo_state.user_create("Customer", customer("Acme"))
+    results = await make_qbo().write("account", [op("a", {"name": "Alpha"}), op("b", {"name": "acme"}),
                                               op("c", {"name": "Beta"}), op("d", {"name": "Gamma",
                                                                                   "payment_terms": "net_45"})])
     assert [r.ok for r in results] == [True, False, True, False]
     assert isinstance(results[1].error, Permanent) and results[1].error.code == "6240"
     assert isinstance(results[3].error, Permanent) and "payment_terms" in str(results[3].error)
-    assert sorted(r["DisplayName"] for r in state.records("Customer")) == ["Acme", "Alpha", "Beta"]
+    assert sorted(r["DisplayName"] for r in qbo_state.records("Customer")) == ["Acme", "Alpha", "Beta"]
 
 
-async def test_find_created_matches_gid_markers(state, make) -> None:
-    connector = make()
-    state.clock.advance(10)
-    since_ms = int(state.clock.now() * 1000)
+async def test_find_created_matches_gid_markers(qbo_state, make_qbo) -> None:
+    connector = make_qbo()
+    qbo_state.clock.advance(10)
+    since_ms = int(qbo_state.clock.now() * 1000)
     results = await connector.write("account", [op("g1", {"name": "One"}), op("g2", {"name": "Two"})])
-    state.user_create("Customer", customer("Someone Else", Notes="accord:g3 is mentioned but not a marker"))
+    qbo_state.user_create("Customer", customer("Someone Else", Notes="accord:g3 is mentioned but not a marker"))
 
     found = await connector.find_created("account", ["g1", "g3"], since_ms)
     assert set(found) == {"g1"}
     assert found["g1"].id == results[0].target_id and found["g1"].version == 0
 
-    state.clock.advance(120)
-    later = int(state.clock.now() * 1000)
+    qbo_state.clock.advance(120)
+    later = int(qbo_state.clock.now() * 1000)
     assert await connector.find_created("account", ["g1", "g2"], later) == {}
 
 
@@ -464,17 +419,17 @@ async def test_find_created_matches_gid_markers(state, make) -> None:
 # webhooks
 # ------------------------------------------------------------------------------------------------
 
-async def test_webhook_signature_and_both_payload_formats(state, make) -> None:
-    connector = make()
+async def test_webhook_signature_and_both_payload_formats(qbo_state, make_qbo) -> None:
+    connector = make_qbo()
     legacy = json.dumps({"eventNotifications": [
-        {"realmId": state.realm_id, "dataChangeEvent": {"entities": [
+        {"realmId": qbo_state.realm_id, "dataChangeEvent": {"entities": [
             {"name": "Customer", "id": "58", "operation": "Update", "lastUpdated": "2026-04-02T17:15:30.000Z"}]}},
         {"realmId": "someone-else", "dataChangeEvent": {"entities": [{"name": "Customer", "id": "9",
                                                                        "operation": "Create"}]}}]}).encode()
     cloud = json.dumps([{"specversion": "1.0", "id": "6b1c", "type": "qbo.customer.deleted.v1",
-                         "intuitentityid": "77", "intuitaccountid": state.realm_id, "data": {}},
+                         "intuitentityid": "77", "intuitaccountid": qbo_state.realm_id, "data": {}},
                         {"specversion": "1.0", "id": "6b1d", "type": "qbo.timeactivity.created.v1",
-                         "intuitentityid": "5", "intuitaccountid": state.realm_id, "data": {}}]).encode()
+                         "intuitentityid": "5", "intuitaccountid": qbo_state.realm_id, "data": {}}]).encode()
     good = sign(legacy, "verifier-token")
     assert connector.verify_webhook(legacy, good, "verifier-token")
     assert not connector.verify_webhook(legacy + b" ", good, "verifier-token")

@@ -4,52 +4,18 @@ time and billable expenses. Real HTTP to the sandbox, in-process."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
-from accord.config.types import Duration, RateLimit
-from accord.connectors.base import MemoryTokenCache, Page, SourceRecord, WriteOp, WriteResult
+from accord.connectors.base import Page, SourceRecord
 from accord.connectors.errors import Permanent
 from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.mapping import MappingError, to_canonical, to_wire
-from accord.connectors.quickbooks.sandbox import QuickBooksState, build_app
-from accord.connectors.quickbooks.settings import QuickBooksSettings
-from accord.connectors.sandbox import Clock
+from accord.connectors.quickbooks.sandbox import QuickBooksState
+from tests.connectors.qbo_rig import op, write1
 
-START = 1_780_000_000.0
-_REALMS = itertools.count(9130352000000001)  # one realm per test: account limiters are per process and loop
-_KEYS = itertools.count(1)
 EXPENSE = "AccountBasedExpenseLineDetail"
-
-
-@pytest.fixture
-def state() -> QuickBooksState:
-    return QuickBooksState(clock=Clock(start=START), realm_id=str(next(_REALMS)))
-
-
-@pytest.fixture
-async def qbo(state: QuickBooksState) -> AsyncIterator[QuickBooksConnector]:
-    settings = QuickBooksSettings(
-        base_url="http://qbo.test", token_url="http://qbo.test/oauth2/v1/tokens/bearer", realm_id=state.realm_id,
-        client_id=state.client_id, client_secret=state.client_secret, refresh_token="AB11-sandbox-initial",
-        rate_limit=RateLimit(requests=100_000, period=Duration(60.0)))
-    connector = QuickBooksConnector(settings, token_cache=MemoryTokenCache(),
-                                    transport=httpx.ASGITransport(app=build_app(state)), now=state.clock.now)
-    yield connector
-    await connector.aclose()
-
-
-def op(gid: str, fields: dict[str, Any], target: str | None = None, version: int | None = None) -> WriteOp:
-    return WriteOp(gid=gid, kind="upsert", fields=fields, key=f"k{next(_KEYS)}", target_id=target, version=version)
-
-
-async def write1(connector: QuickBooksConnector, entity: str, one: WriteOp) -> WriteResult:
-    [result] = await connector.write(entity, [one])
-    return result
 
 
 async def load(connector: QuickBooksConnector, entity: str) -> dict[str, SourceRecord]:
@@ -60,17 +26,17 @@ async def load(connector: QuickBooksConnector, entity: str) -> dict[str, SourceR
 
 
 @pytest.fixture
-def firm(state: QuickBooksState) -> dict[str, str]:
+def firm(qbo_state: QuickBooksState) -> dict[str, str]:
     """An account with two projects, an employee without a bill rate and a priced service item."""
-    account = state.user_create("Customer", {"DisplayName": "Northwind"})
-    return {"account": account, "project": state.user_create_project(account, "Northwind ERP rollout"),
-            "other": state.user_create_project(account, "Northwind CRM"),
-            "employee": state.user_create("Employee", {"GivenName": "Kim", "FamilyName": "Allen"}),
-            "item": state.user_create("Item", {"Name": "Northwind ERP rollout - Design", "Type": "Service",
+    account = qbo_state.user_create("Customer", {"DisplayName": "Northwind"})
+    return {"account": account, "project": qbo_state.user_create_project(account, "Northwind ERP rollout"),
+            "other": qbo_state.user_create_project(account, "Northwind CRM"),
+            "employee": qbo_state.user_create("Employee", {"GivenName": "Kim", "FamilyName": "Allen"}),
+            "item": qbo_state.user_create("Item", {"Name": "Northwind ERP rollout - Design", "Type": "Service",
                                                "UnitPrice": 140, "IncomeAccountRef": {"value": "1"}})}
 
 
-def spend(state: QuickBooksState, lines: list[tuple[float, str | None, str]], *, day: str,
+def spend(qbo_state: QuickBooksState, lines: list[tuple[float, str | None, str]], *, day: str,
           note: str | None = None) -> str:
     """A cash Purchase with one expense line per ``(amount, project or None, BillableStatus)``."""
     body: dict[str, Any] = {"PaymentType": "Cash", "AccountRef": {"value": "2"}, "TxnDate": day, "Line": [
@@ -79,21 +45,21 @@ def spend(state: QuickBooksState, lines: list[tuple[float, str | None, str]], *,
             **({"CustomerRef": {"value": project}} if project else {})}} for amount, project, status in lines]}
     if note is not None:
         body["PrivateNote"] = note
-    return state.user_create("Purchase", body)
+    return qbo_state.user_create("Purchase", body)
 
 
-def statuses(state: QuickBooksState, purchase: str) -> list[str]:
-    return [line[EXPENSE]["BillableStatus"] for line in state.get("Purchase", purchase)["Line"]]
+def statuses(qbo_state: QuickBooksState, purchase: str) -> list[str]:
+    return [line[EXPENSE]["BillableStatus"] for line in qbo_state.get("Purchase", purchase)["Line"]]
 
 
 # ------------------------------------------------------------------------------------------------
 # invoice lines: links, service dates, the derived period
 # ------------------------------------------------------------------------------------------------
 
-async def test_invoice_line_links_are_written_and_read(state, qbo, firm) -> None:
-    time = state.user_log_time(firm["employee"], firm["project"], 2.0, rate=150.0, work_date="2026-05-04")
-    older = state.user_log_time(firm["employee"], firm["project"], 1.0, rate=150.0, work_date="2026-05-02")
-    taxi = spend(state, [(42.5, firm["project"], "Billable")], day="2026-05-06", note="Taxi")
+async def test_invoice_line_links_are_written_and_read(qbo_state, qbo, firm) -> None:
+    time = qbo_state.user_log_time(firm["employee"], firm["project"], 2.0, rate=150.0, work_date="2026-05-04")
+    older = qbo_state.user_log_time(firm["employee"], firm["project"], 1.0, rate=150.0, work_date="2026-05-02")
+    taxi = spend(qbo_state, [(42.5, firm["project"], "Billable")], day="2026-05-06", note="Taxi")
     lines = [{"description": "Build", "quantity": "2", "unit_price": "150", "time_entry": time,
               "service_date": "2026-05-04"},
              {"description": "Taxi", "amount": "42.50", "expense": taxi, "service_date": "2026-05-06"},
@@ -106,15 +72,15 @@ async def test_invoice_line_links_are_written_and_read(state, qbo, firm) -> None
     assert result.ok, result.error
     assert set(result.fields) == {"account", "project", "lines"}
 
-    wire = state.get("Invoice", result.target_id)
+    wire = qbo_state.get("Invoice", result.target_id)
     assert [line.get("LinkedTxn") for line in wire["Line"][:4]] == [
         [{"TxnId": time, "TxnType": "TimeActivity"}], [{"TxnId": taxi, "TxnType": "Purchase"}],
         [{"TxnId": older, "TxnType": "TimeActivity"}], None]
     assert [line["SalesItemLineDetail"].get("ServiceDate") for line in wire["Line"][:4]] == [
         "2026-05-04", "2026-05-06", "2026-05-02", None]
     # the invoice bills what it links: both activities and the expense line
-    assert {state.get("TimeActivity", i)["BillableStatus"] for i in (time, older)} == {"HasBeenBilled"}
-    assert statuses(state, taxi) == ["HasBeenBilled"]
+    assert {qbo_state.get("TimeActivity", i)["BillableStatus"] for i in (time, older)} == {"HasBeenBilled"}
+    assert statuses(qbo_state, taxi) == ["HasBeenBilled"]
 
     invoice = (await load(qbo, "invoice"))[result.target_id]
     assert [{k: line.get(k) for k in ("time_entry", "expense", "service_date")} for line in invoice.fields["lines"]] == [
@@ -144,19 +110,19 @@ def test_line_mapping_without_dates_and_conflicting_alias() -> None:
 # the billing run bills time and billable expenses
 # ------------------------------------------------------------------------------------------------
 
-async def test_billing_run_bills_time_and_billable_expenses_once(state, qbo, firm) -> None:
-    late = state.user_log_time(firm["employee"], firm["project"], 2.0, item_id=firm["item"], work_date="2026-05-07")
-    early = state.user_log_time(firm["employee"], firm["project"], 1.5, rate=160.0, work_date="2026-05-04")
-    unbillable_time = state.user_log_time(firm["employee"], firm["project"], 3.0, billable=False)
-    hotel = spend(state, [(310.0, firm["project"], "Billable"), (25.0, firm["project"], "NotBillable")],
+async def test_billing_run_bills_time_and_billable_expenses_once(qbo_state, qbo, firm) -> None:
+    late = qbo_state.user_log_time(firm["employee"], firm["project"], 2.0, item_id=firm["item"], work_date="2026-05-07")
+    early = qbo_state.user_log_time(firm["employee"], firm["project"], 1.5, rate=160.0, work_date="2026-05-04")
+    unbillable_time = qbo_state.user_log_time(firm["employee"], firm["project"], 3.0, billable=False)
+    hotel = spend(qbo_state, [(310.0, firm["project"], "Billable"), (25.0, firm["project"], "NotBillable")],
                   day="2026-05-05", note="Hotel Berlin\naccord:gid-exp-1")
-    meals = spend(state, [(48.2, firm["project"], "Billable")], day="2026-05-03")
-    elsewhere = spend(state, [(99.0, firm["other"], "Billable")], day="2026-05-03")
+    meals = spend(qbo_state, [(48.2, firm["project"], "Billable")], day="2026-05-03")
+    elsewhere = spend(qbo_state, [(99.0, firm["other"], "Billable")], day="2026-05-03")
     before = {r.id: r.version for r in (await load(qbo, "expense")).values()}
 
-    invoice_id = state.billing_run(firm["project"])
-    assert invoice_id is not None and state.billing_run(firm["project"]) is None  # nothing left to bill
-    invoice = state.get("Invoice", invoice_id)
+    invoice_id = qbo_state.billing_run(firm["project"])
+    assert invoice_id is not None and qbo_state.billing_run(firm["project"]) is None  # nothing left to bill
+    invoice = qbo_state.get("Invoice", invoice_id)
     sales = [line for line in invoice["Line"] if line["DetailType"] == "SalesItemLineDetail"]
     assert [(line["LinkedTxn"], line["SalesItemLineDetail"]["ServiceDate"]) for line in sales] == [
         ([{"TxnId": early, "TxnType": "TimeActivity"}], "2026-05-04"),
@@ -172,10 +138,10 @@ async def test_billing_run_bills_time_and_billable_expenses_once(state, qbo, fir
     assert sales[1]["SalesItemLineDetail"]["ItemRef"] == {"value": firm["item"], "name": "Northwind ERP rollout - Design"}
     assert invoice["TotalAmt"] == 240.0 + 280.0 + 48.2 + 310.0
 
-    assert {i: state.get("TimeActivity", i)["BillableStatus"] for i in (early, late, unbillable_time)} == {
+    assert {i: qbo_state.get("TimeActivity", i)["BillableStatus"] for i in (early, late, unbillable_time)} == {
         early: "HasBeenBilled", late: "HasBeenBilled", unbillable_time: "NotBillable"}
-    assert statuses(state, hotel) == ["HasBeenBilled", "NotBillable"]  # only the billable line
-    assert statuses(state, meals) == ["HasBeenBilled"] and statuses(state, elsewhere) == ["Billable"]
+    assert statuses(qbo_state, hotel) == ["HasBeenBilled", "NotBillable"]  # only the billable line
+    assert statuses(qbo_state, meals) == ["HasBeenBilled"] and statuses(qbo_state, elsewhere) == ["Billable"]
 
     expenses = await load(qbo, "expense")
     assert {i: (expenses[i].fields["locked"], expenses[i].version - before[i]) for i in (hotel, meals, elsewhere)} == {
@@ -185,17 +151,17 @@ async def test_billing_run_bills_time_and_billable_expenses_once(state, qbo, fir
         (early, None), (late, None), (None, meals), (None, hotel)]
     assert (billed.fields["period_start"], billed.fields["period_end"]) == ("2026-05-03", "2026-05-07")
 
-    state.clock.advance(5)
-    state.user_void_invoice(invoice_id)  # voiding gives the time and the expenses back
-    assert statuses(state, hotel) == ["Billable", "NotBillable"] and statuses(state, meals) == ["Billable"]
-    assert state.get("TimeActivity", early)["BillableStatus"] == "Billable"
-    rebilled = state.billing_run(firm["project"])
-    assert rebilled is not None and len(state.get("Invoice", rebilled)["Line"]) == 5  # four lines + subtotal
+    qbo_state.clock.advance(5)
+    qbo_state.user_void_invoice(invoice_id)  # voiding gives the time and the expenses back
+    assert statuses(qbo_state, hotel) == ["Billable", "NotBillable"] and statuses(qbo_state, meals) == ["Billable"]
+    assert qbo_state.get("TimeActivity", early)["BillableStatus"] == "Billable"
+    rebilled = qbo_state.billing_run(firm["project"])
+    assert rebilled is not None and len(qbo_state.get("Invoice", rebilled)["Line"]) == 5  # four lines + subtotal
 
 
-async def test_an_expense_cannot_be_billed_twice(state, qbo, firm) -> None:
-    taxi = spend(state, [(42.5, firm["project"], "Billable")], day="2026-05-06")
-    assert state.billing_run(firm["project"]) is not None
+async def test_an_expense_cannot_be_billed_twice(qbo_state, qbo, firm) -> None:
+    taxi = spend(qbo_state, [(42.5, firm["project"], "Billable")], day="2026-05-06")
+    assert qbo_state.billing_run(firm["project"]) is not None
     again = await write1(qbo, "invoice", op("inv-2", {"account": firm["account"], "lines": [
         {"description": "Taxi", "amount": "42.50", "expense": taxi}]}))
     assert isinstance(again.error, Permanent) and again.error.code == "6000"

@@ -3,55 +3,18 @@ invoice, payment) against the sandbox, in-process; plus the sandbox's business r
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
-from accord.config.types import Duration, RateLimit
-from accord.connectors.base import MemoryTokenCache, Page, SourceRecord, WriteOp, WriteResult
+from accord.connectors.base import Page, SourceRecord
 from accord.connectors.errors import Permanent
 from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.mapping import DELETED_VERSION, MappingError, to_canonical, to_wire
 from accord.connectors.quickbooks.sandbox import QuickBooksState, build_app
 from accord.connectors.quickbooks.seed import seed_customers, seed_practice
-from accord.connectors.quickbooks.settings import QuickBooksSettings
-from accord.connectors.sandbox import Clock
-
-START = 1_780_000_000.0
-_REALMS = itertools.count(9130351000000001)  # one realm per test: account limiters are per process and loop
-_KEYS = itertools.count(1)
-
-
-@pytest.fixture
-def state() -> QuickBooksState:
-    return QuickBooksState(clock=Clock(start=START), realm_id=str(next(_REALMS)))
-
-
-@pytest.fixture
-async def qbo(state: QuickBooksState) -> AsyncIterator[QuickBooksConnector]:
-    settings = QuickBooksSettings(
-        base_url="http://qbo.test", token_url="http://qbo.test/oauth2/v1/tokens/bearer", realm_id=state.realm_id,
-        client_id=state.client_id, client_secret=state.client_secret, refresh_token="AB11-sandbox-initial",
-        rate_limit=RateLimit(requests=100_000, period=Duration(60.0)))
-    connector = QuickBooksConnector(settings, token_cache=MemoryTokenCache(),
-                                    transport=httpx.ASGITransport(app=build_app(state)), now=state.clock.now)
-    yield connector
-    await connector.aclose()
-
-
-def op(gid: str, fields: dict[str, Any], target: str | None = None, kind: str = "upsert",
-       version: int | None = None) -> WriteOp:
-    return WriteOp(gid=gid, kind=kind, fields=fields, key=f"k{next(_KEYS)}", target_id=target,  # type: ignore[arg-type]
-                   version=version, correlation_id="corr-1")
-
-
-async def write1(connector: QuickBooksConnector, entity: str, one: WriteOp) -> WriteResult:
-    [result] = await connector.write(entity, [one])
-    return result
+from tests.connectors.qbo_rig import op, write1
 
 
 async def load(connector: QuickBooksConnector, entity: str, cursor: str | None = None) -> tuple[list[SourceRecord], str]:
@@ -62,12 +25,12 @@ async def load(connector: QuickBooksConnector, entity: str, cursor: str | None =
 
 
 @pytest.fixture
-def firm(state: QuickBooksState) -> dict[str, str]:
+def firm(qbo_state: QuickBooksState) -> dict[str, str]:
     """An account with a project, an employee and a service item, made by users in QuickBooks."""
-    account = state.user_create("Customer", {"DisplayName": "Northwind", "CompanyName": "Northwind Inc."})
-    project = state.user_create_project(account, "Northwind ERP rollout")
-    employee = state.user_create("Employee", {"GivenName": "Kim", "FamilyName": "Allen", "BillRate": 150})
-    item = state.user_create("Item", {"Name": "Consulting", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+    account = qbo_state.user_create("Customer", {"DisplayName": "Northwind", "CompanyName": "Northwind Inc."})
+    project = qbo_state.user_create_project(account, "Northwind ERP rollout")
+    employee = qbo_state.user_create("Employee", {"GivenName": "Kim", "FamilyName": "Allen", "BillRate": 150})
+    item = qbo_state.user_create("Item", {"Name": "Consulting", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
     return {"account": account, "project": project, "employee": employee, "item": item}
 
 
@@ -75,7 +38,7 @@ def firm(state: QuickBooksState) -> dict[str, str]:
 # each mapping both ways: written by Accord, read back the same
 # ------------------------------------------------------------------------------------------------
 
-async def test_every_new_entity_round_trips(state, qbo, firm) -> None:
+async def test_every_new_entity_round_trips(qbo_state, qbo, firm) -> None:
     written = {
         "project": {"account": firm["account"], "name": "Northwind Data Platform", "status": "active"},
         "resource": {"name": "Ana Maria Lopez", "email": "ana@firm.example", "bill_rate": "175.00",
@@ -103,19 +66,19 @@ async def test_every_new_entity_round_trips(state, qbo, firm) -> None:
         assert mine.gid == f"gid-{entity}" and mine.error is None
         assert {k: mine.fields[k] for k in fields} == fields, entity
 
-    employee = state.get("Employee", ids["resource"])
+    employee = qbo_state.get("Employee", ids["resource"])
     assert (employee["GivenName"], employee["FamilyName"], employee["EmployeeNumber"]) == (
         "Ana Maria", "Lopez", "accord:gid-resource")
-    activity = state.records("TimeActivity")[0]
+    activity = qbo_state.records("TimeActivity")[0]
     assert (activity["NameOf"], activity["Hours"], activity["Minutes"]) == ("Employee", 7, 30)
     assert activity["Description"] == "Workshop\nwith the CFO\naccord:gid-time_entry"
-    invoice = state.records("Invoice")[0]
+    invoice = qbo_state.records("Invoice")[0]
     assert invoice["TotalAmt"] == 1912.3 and invoice["Balance"] == 1912.3
     assert [line["DetailType"] for line in invoice["Line"]] == ["SalesItemLineDetail"] * 2 + ["SubTotalLineDetail"]
     [fetched] = (await load(qbo, "invoice"))[0]
     assert {k: fetched.fields[k] for k in ("subtotal", "total", "balance", "status", "currency")} == {
         "subtotal": "1912.30", "total": "1912.30", "balance": "1912.30", "status": "open", "currency": "USD"}
-    task = state.records("Item")[-1]
+    task = qbo_state.records("Item")[-1]
     assert (task["Type"], task["IncomeAccountRef"], task["Name"], task["PurchaseDesc"]) == (
         "Service", {"value": "1"}, "Northwind ERP rollout - Solution design",
         f"project:{firm['project']} Northwind ERP rollout\naccord:gid-task")
@@ -154,8 +117,8 @@ def test_references_must_be_native_ids() -> None:
 # accounts and projects share the Customer table
 # ------------------------------------------------------------------------------------------------
 
-async def test_accounts_and_projects_are_kept_apart(state, qbo, firm) -> None:
-    seed_customers(state, 4, random.Random(2))
+async def test_accounts_and_projects_are_kept_apart(qbo_state, qbo, firm) -> None:
+    seed_customers(qbo_state, 4, random.Random(2))
     accounts, account_cursor = await load(qbo, "account")
     projects, project_cursor = await load(qbo, "project")
     assert firm["project"] not in {r.id for r in accounts} and len(accounts) == 5
@@ -163,24 +126,24 @@ async def test_accounts_and_projects_are_kept_apart(state, qbo, firm) -> None:
         (firm["project"], firm["account"], "Northwind ERP rollout")]
     assert "account" not in accounts[0].fields and "legal_name" not in projects[0].fields
 
-    state.clock.advance(10)
-    state.user_update("Customer", firm["project"], {"DisplayName": "Northwind ERP phase 2"})
-    state.user_update("Customer", firm["account"], {"CompanyName": "Northwind Holdings Inc."})
+    qbo_state.clock.advance(10)
+    qbo_state.user_update("Customer", firm["project"], {"DisplayName": "Northwind ERP phase 2"})
+    qbo_state.user_update("Customer", firm["account"], {"CompanyName": "Northwind Holdings Inc."})
     [changed_account], _ = await load(qbo, "account", account_cursor)
     [changed_project], _ = await load(qbo, "project", project_cursor)
     assert changed_account.id == firm["account"] and changed_account.fields["legal_name"] == "Northwind Holdings Inc."
     assert changed_project.id == firm["project"] and changed_project.fields["name"] == "Northwind ERP phase 2"
-    assert state.get("Customer", firm["project"])["FullyQualifiedName"] == "Northwind:Northwind ERP phase 2"
+    assert qbo_state.get("Customer", firm["project"])["FullyQualifiedName"] == "Northwind:Northwind ERP phase 2"
 
 
-async def test_project_create_makes_a_sub_customer_and_delete_deactivates(state, qbo, firm) -> None:
+async def test_project_create_makes_a_sub_customer_and_delete_deactivates(qbo_state, qbo, firm) -> None:
     created = await write1(qbo, "project", op("p-1", {"account": firm["account"], "name": "Cloud move"}))
-    wire = state.get("Customer", created.target_id)
+    wire = qbo_state.get("Customer", created.target_id)
     assert (wire["Job"], wire["ParentRef"]["value"], wire["Level"]) == (True, firm["account"], 1)
     gone = await write1(qbo, "project", op("p-1", {}, target=created.target_id, kind="delete",
                                            version=created.version))
     assert gone.ok and gone.fields == {"status": "inactive"}
-    assert state.get("Customer", created.target_id)["Active"] is False
+    assert qbo_state.get("Customer", created.target_id)["Active"] is False
 
     orphan = await write1(qbo, "project", op("p-2", {"account": "999", "name": "Nowhere"}))
     assert isinstance(orphan.error, Permanent) and orphan.error.code == "2500"
@@ -190,7 +153,7 @@ async def test_project_create_makes_a_sub_customer_and_delete_deactivates(state,
 # time activities are transactions
 # ------------------------------------------------------------------------------------------------
 
-async def test_time_activity_create_update_delete(state, qbo, firm) -> None:
+async def test_time_activity_create_update_delete(qbo_state, qbo, firm) -> None:
     _, cursor = await load(qbo, "time_entry")
     fields = {"project": firm["project"], "resource": firm["employee"], "task": firm["item"],
               "work_date": "2026-05-04", "hours": "2", "billable": True, "notes": "Kick-off"}
@@ -200,33 +163,33 @@ async def test_time_activity_create_update_delete(state, qbo, firm) -> None:
     updated = await write1(qbo, "time_entry", op("t-1", {"hours": "3.25"}, target=created.target_id,
                                                  version=created.version))
     assert updated.ok and updated.version == 1 and updated.fields == {"hours": "3.25"}
-    wire = state.get("TimeActivity", created.target_id)
+    wire = qbo_state.get("TimeActivity", created.target_id)
     assert (wire["Hours"], wire["Minutes"], wire["Description"]) == (3, 15, "Kick-off\naccord:t-1")
 
     renoted = await write1(qbo, "time_entry", op("t-1", {"notes": "Kick-off workshop"}, target=created.target_id,
                                                  version=updated.version))
-    assert renoted.ok and state.get("TimeActivity", created.target_id)["Description"] == "Kick-off workshop\naccord:t-1"
+    assert renoted.ok and qbo_state.get("TimeActivity", created.target_id)["Description"] == "Kick-off workshop\naccord:t-1"
 
-    state.clock.advance(5)
+    qbo_state.clock.advance(5)
     deleted = await write1(qbo, "time_entry", op("t-1", {}, target=created.target_id, kind="delete",
                                                  version=renoted.version))
-    assert deleted.ok and state.get("TimeActivity", created.target_id) is None
-    assert state.requests.count("batch") == 4  # one request per write, none for reads of a known version
+    assert deleted.ok and qbo_state.get("TimeActivity", created.target_id) is None
+    assert qbo_state.requests.count("batch") == 4  # one request per write, none for reads of a known version
     records, _ = await load(qbo, "time_entry", cursor)
     assert [(r.id, r.deleted, r.version) for r in records] == [(created.target_id, True, DELETED_VERSION)]
 
 
-async def test_time_on_a_missing_project_is_refused_with_2500(state, qbo, firm) -> None:
+async def test_time_on_a_missing_project_is_refused_with_2500(qbo_state, qbo, firm) -> None:
     result = await write1(qbo, "time_entry", op("t-9", {"project": "4040", "resource": firm["employee"],
                                                         "hours": "1", "billable": True}))
     assert isinstance(result.error, Permanent) and result.error.code == "2500" and "4040" in result.error.message
-    assert state.records("TimeActivity") == []
+    assert qbo_state.records("TimeActivity") == []
 
 
-async def test_unparseable_date_marks_only_that_record(state, qbo, firm) -> None:
-    good = state.user_log_time(firm["employee"], firm["project"], 1.0, work_date="2026-05-04")
-    bad = state.user_log_time(firm["employee"], firm["project"], 2.0, work_date="2026-05-05")
-    state.realm().tables["TimeActivity"][bad].wire["TxnDate"] = "05/05/2026"  # as an old import left it
+async def test_unparseable_date_marks_only_that_record(qbo_state, qbo, firm) -> None:
+    good = qbo_state.user_log_time(firm["employee"], firm["project"], 1.0, work_date="2026-05-04")
+    bad = qbo_state.user_log_time(firm["employee"], firm["project"], 2.0, work_date="2026-05-05")
+    qbo_state.realm().tables["TimeActivity"][bad].wire["TxnDate"] = "05/05/2026"  # as an old import left it
     records, _ = await load(qbo, "time_entry")
     by_id = {r.id: r for r in records}
     assert by_id[good].error is None and by_id[good].fields["hours"] == "1"
@@ -238,10 +201,10 @@ async def test_unparseable_date_marks_only_that_record(state, qbo, firm) -> None
 # invoices, payments, billing
 # ------------------------------------------------------------------------------------------------
 
-async def test_payment_reduces_the_invoice_balance(state, qbo, firm) -> None:
+async def test_payment_reduces_the_invoice_balance(qbo_state, qbo, firm) -> None:
     invoice = await write1(qbo, "invoice", op("i-1", {"account": firm["account"], "lines": [
         {"description": "Advisory", "quantity": "20", "unit_price": "150"}]}))
-    assert invoice.ok and state.get("Invoice", invoice.target_id)["Balance"] == 3000.0
+    assert invoice.ok and qbo_state.get("Invoice", invoice.target_id)["Balance"] == 3000.0
     _, cursor = await load(qbo, "invoice")
 
     part = await write1(qbo, "payment", op("pay-1", {"account": firm["account"], "invoice": invoice.target_id,
@@ -249,7 +212,7 @@ async def test_payment_reduces_the_invoice_balance(state, qbo, firm) -> None:
                                                      "reference": "ACH-1"}))
     assert part.ok and part.fields == {"account": firm["account"], "invoice": invoice.target_id,
                                        "amount": "1000.00", "paid_date": "2026-06-01", "reference": "ACH-1"}
-    wire = state.get("Invoice", invoice.target_id)
+    wire = qbo_state.get("Invoice", invoice.target_id)
     assert wire["Balance"] == 2000.0 and wire["LinkedTxn"] == [{"TxnId": part.target_id, "TxnType": "Payment"}]
     assert wire["SyncToken"] == "1"  # the application changed the invoice
 
@@ -261,40 +224,40 @@ async def test_payment_reduces_the_invoice_balance(state, qbo, firm) -> None:
     rest = await write1(qbo, "payment", op("pay-3", {"account": firm["account"], "invoice": invoice.target_id,
                                                      "amount": "2000"}))
     assert rest.ok
-    state.clock.advance(5)
+    qbo_state.clock.advance(5)
     [changed], cursor = await load(qbo, "invoice", cursor)
     assert (changed.fields["balance"], changed.fields["status"]) == ("0.00", "paid")
 
     undone = await write1(qbo, "payment", op("pay-3", {}, target=rest.target_id, kind="delete", version=rest.version))
-    assert undone.ok and state.get("Invoice", invoice.target_id)["Balance"] == 2000.0
+    assert undone.ok and qbo_state.get("Invoice", invoice.target_id)["Balance"] == 2000.0
     [reopened], _ = await load(qbo, "invoice", cursor)
     assert (reopened.fields["balance"], reopened.fields["status"]) == ("2000.00", "open")
 
 
-def test_payment_of_another_customers_invoice_is_refused(state, firm) -> None:
-    other = state.user_create("Customer", {"DisplayName": "Contoso"})
-    invoice = state.user_create_invoice(firm["account"], [("Advisory", 2, 100.0)])
+def test_payment_of_another_customers_invoice_is_refused(qbo_state, firm) -> None:
+    other = qbo_state.user_create("Customer", {"DisplayName": "Contoso"})
+    invoice = qbo_state.user_create_invoice(firm["account"], [("Advisory", 2, 100.0)])
     with pytest.raises(Exception, match="belongs to customer"):
-        state.user_create("Payment", {"CustomerRef": {"value": other}, "TotalAmt": 200,
+        qbo_state.user_create("Payment", {"CustomerRef": {"value": other}, "TotalAmt": 200,
                                       "Line": [{"Amount": 200, "LinkedTxn": [{"TxnId": invoice,
                                                                               "TxnType": "Invoice"}]}]})
-    paid = state.user_record_payment(invoice, reference="CHK-1")
-    assert state.get("Payment", paid)["UnappliedAmt"] == 0 and state.get("Invoice", invoice)["Balance"] == 0
+    paid = qbo_state.user_record_payment(invoice, reference="CHK-1")
+    assert qbo_state.get("Payment", paid)["UnappliedAmt"] == 0 and qbo_state.get("Invoice", invoice)["Balance"] == 0
     with pytest.raises(Exception, match="payments applied"):
-        state.user_delete("Invoice", invoice)
+        qbo_state.user_delete("Invoice", invoice)
 
 
-async def test_billing_run_invoices_billable_time_once(state, qbo, firm) -> None:
-    first = state.user_log_time(firm["employee"], firm["project"], 7.5, item_id=firm["item"], rate=160.0,
+async def test_billing_run_invoices_billable_time_once(qbo_state, qbo, firm) -> None:
+    first = qbo_state.user_log_time(firm["employee"], firm["project"], 7.5, item_id=firm["item"], rate=160.0,
                                 work_date="2026-05-04", notes="Workshop")
-    second = state.user_log_time(firm["employee"], firm["project"], 2.0, work_date="2026-05-05")  # employee rate
-    unbilled = state.user_log_time(firm["employee"], firm["project"], 1.0, billable=False, work_date="2026-05-05")
+    second = qbo_state.user_log_time(firm["employee"], firm["project"], 2.0, work_date="2026-05-05")  # employee rate
+    unbilled = qbo_state.user_log_time(firm["employee"], firm["project"], 1.0, billable=False, work_date="2026-05-05")
     _, cursor = await load(qbo, "time_entry")
-    state.clock.advance(5)
+    qbo_state.clock.advance(5)
 
-    invoice_id = state.billing_run(firm["project"])
-    assert invoice_id is not None and state.billing_run(firm["project"]) is None
-    invoice = state.get("Invoice", invoice_id)
+    invoice_id = qbo_state.billing_run(firm["project"])
+    assert invoice_id is not None and qbo_state.billing_run(firm["project"]) is None
+    invoice = qbo_state.get("Invoice", invoice_id)
     assert invoice["CustomerRef"]["value"] == firm["account"] and invoice["ProjectRef"]["value"] == firm["project"]
     assert invoice["TotalAmt"] == 7.5 * 160 + 2 * 150 and invoice["DocNumber"] == "1001"
     [line1, line2, _] = invoice["Line"]
@@ -302,7 +265,7 @@ async def test_billing_run_invoices_billable_time_once(state, qbo, firm) -> None
         7.5, 160.0, 1200.0)
     assert line1["Description"] == "Kim Allen, 2026-05-04, Workshop"
     assert line2["LinkedTxn"] == [{"TxnId": second, "TxnType": "TimeActivity"}]
-    statuses = {i: state.get("TimeActivity", i)["BillableStatus"] for i in (first, second, unbilled)}
+    statuses = {i: qbo_state.get("TimeActivity", i)["BillableStatus"] for i in (first, second, unbilled)}
     assert statuses == {first: "HasBeenBilled", second: "HasBeenBilled", unbilled: "NotBillable"}
 
     changed, cursor = await load(qbo, "time_entry", cursor)
@@ -313,16 +276,16 @@ async def test_billing_run_invoices_billable_time_once(state, qbo, firm) -> None
     assert (billed.fields["period_start"], billed.fields["period_end"]) == ("2026-05-04", "2026-05-05")
     assert billed.fields["project"] == firm["project"] and billed.fields["total"] == "1500.00"
 
-    state.clock.advance(5)
-    state.user_void_invoice(invoice_id)
+    qbo_state.clock.advance(5)
+    qbo_state.user_void_invoice(invoice_id)
     [voided], _ = await load(qbo, "invoice")
     assert (voided.fields["status"], voided.fields["total"]) == ("void", "0.00")
-    assert state.get("TimeActivity", first)["BillableStatus"] == "Billable"  # billable again
+    assert qbo_state.get("TimeActivity", first)["BillableStatus"] == "Billable"  # billable again
 
 
-async def test_billing_run_of_an_account_is_refused(state, firm) -> None:
+async def test_billing_run_of_an_account_is_refused(qbo_state, firm) -> None:
     with pytest.raises(Exception, match="2500|not a project"):
-        state.billing_run(firm["account"])
+        qbo_state.billing_run(firm["account"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -332,27 +295,27 @@ async def test_billing_run_of_an_account_is_refused(state, firm) -> None:
 ENTITIES = ("account", "project", "resource", "task", "time_entry", "expense", "invoice", "payment")
 
 
-async def test_cdc_brings_each_entity_its_own_changes(state, qbo, firm) -> None:
-    activity = state.user_log_time(firm["employee"], firm["project"], 3.0)
-    invoice = state.user_create_invoice(firm["account"], [("Advisory", 1, 500.0)], project_id=firm["project"])
+async def test_cdc_brings_each_entity_its_own_changes(qbo_state, qbo, firm) -> None:
+    activity = qbo_state.user_log_time(firm["employee"], firm["project"], 3.0)
+    invoice = qbo_state.user_create_invoice(firm["account"], [("Advisory", 1, 500.0)], project_id=firm["project"])
     cursors = {entity: (await load(qbo, entity))[1] for entity in ENTITIES}
-    state.clock.advance(60)
+    qbo_state.clock.advance(60)
 
-    state.user_update("Employee", firm["employee"], {"BillRate": 165})
-    state.user_update("Item", firm["item"], {"Sku": "CONS"})
-    state.user_delete("TimeActivity", activity)
-    expense = state.user_create("Purchase", {
+    qbo_state.user_update("Employee", firm["employee"], {"BillRate": 165})
+    qbo_state.user_update("Item", firm["item"], {"Sku": "CONS"})
+    qbo_state.user_delete("TimeActivity", activity)
+    expense = qbo_state.user_create("Purchase", {
         "PaymentType": "Cash", "AccountRef": {"value": "2"}, "EntityRef": {"value": firm["employee"], "type": "Employee"},
         "Line": [{"DetailType": "AccountBasedExpenseLineDetail", "Amount": 88.5, "AccountBasedExpenseLineDetail": {
             "AccountRef": {"value": "3"}, "CustomerRef": {"value": firm["project"]}, "BillableStatus": "Billable"}}]})
-    payment = state.user_record_payment(invoice)
-    calls = state.requests.count("cdc")
+    payment = qbo_state.user_record_payment(invoice)
+    calls = qbo_state.requests.count("cdc")
 
     seen: dict[str, list[tuple[str, bool]]] = {}
     for entity in ENTITIES:
         records, _ = await load(qbo, entity, cursors[entity])
         seen[entity] = [(r.id, r.deleted) for r in records]
-    assert state.requests.count("cdc") == calls + len(ENTITIES)
+    assert qbo_state.requests.count("cdc") == calls + len(ENTITIES)
     assert seen == {"account": [], "project": [], "resource": [(firm["employee"], False)],
                     "task": [(firm["item"], False)], "time_entry": [(activity, True)],
                     "expense": [(expense, False)], "invoice": [(invoice, False)], "payment": [(payment, False)]}
@@ -361,26 +324,26 @@ async def test_cdc_brings_each_entity_its_own_changes(state, qbo, firm) -> None:
         "spent_date"], "amount": "88.50", "currency": "USD", "category": None, "billable": True, "locked": False}
 
 
-async def test_resource_and_task_updates_and_deactivation(state, qbo, firm) -> None:
+async def test_resource_and_task_updates_and_deactivation(qbo_state, qbo, firm) -> None:
     rate = await write1(qbo, "resource", op("r-1", {"bill_rate": "180", "email": "kim@firm.example"},
                                             target=firm["employee"]))  # version unknown: read first
     assert rate.ok and rate.fields == {"bill_rate": "180.00", "email": "kim@firm.example"}
-    wire = state.get("Employee", firm["employee"])
+    wire = qbo_state.get("Employee", firm["employee"])
     assert (wire["BillRate"], wire["GivenName"], wire["SyncToken"]) == (180, "Kim", "1")
     gone = await write1(qbo, "resource", op("r-1", {}, target=firm["employee"], kind="delete", version=rate.version))
-    assert gone.ok and gone.fields == {"active": False} and state.get("Employee", firm["employee"])["Active"] is False
+    assert gone.ok and gone.fields == {"active": False} and qbo_state.get("Employee", firm["employee"])["Active"] is False
     resources, _ = await load(qbo, "resource")
     assert [(r.id, r.fields["active"]) for r in resources] == [(firm["employee"], False)]
 
-    state.user_create("Item", {"Name": "Northwind ERP rollout - Consulting", "Type": "Service",
+    qbo_state.user_create("Item", {"Name": "Northwind ERP rollout - Consulting", "Type": "Service",
                                "IncomeAccountRef": {"value": "1"}})
     duplicate = await write1(qbo, "task", op("tk-1", {"name": "Consulting", "project": firm["project"]}))
     assert isinstance(duplicate.error, Permanent) and duplicate.error.code == "6240"
     retired = await write1(qbo, "task", op("tk-2", {}, target=firm["item"], kind="delete"))
-    assert retired.ok and retired.fields == {} and state.get("Item", firm["item"])["Active"] is False
+    assert retired.ok and retired.fields == {} and qbo_state.get("Item", firm["item"])["Active"] is False
 
 
-async def test_expense_update_keeps_its_line_and_marker(state, qbo, firm) -> None:
+async def test_expense_update_keeps_its_line_and_marker(qbo_state, qbo, firm) -> None:
     created = await write1(qbo, "expense", op("e-1", {"project": firm["project"], "amount": "120",
                                                       "category": "Meals", "billable": True,
                                                       "spent_date": "2026-05-06"}))
@@ -388,7 +351,7 @@ async def test_expense_update_keeps_its_line_and_marker(state, qbo, firm) -> Non
     moved = await write1(qbo, "expense", op("e-1", {"amount": "135.40"}, target=created.target_id,
                                             version=created.version))
     assert moved.ok and moved.fields == {"amount": "135.40"}
-    wire = state.get("Purchase", created.target_id)
+    wire = qbo_state.get("Purchase", created.target_id)
     [line] = wire["Line"]
     assert line["AccountBasedExpenseLineDetail"]["CustomerRef"] == {"value": firm["project"]}
     assert (wire["TotalAmt"], wire["PrivateNote"], wire["AccountRef"]) == (135.4, "Meals\naccord:e-1", {"value": "2"})
@@ -398,11 +361,11 @@ async def test_expense_update_keeps_its_line_and_marker(state, qbo, firm) -> Non
 # sandbox: one batch may mix entities (the connector sends one entity per batch)
 # ------------------------------------------------------------------------------------------------
 
-async def test_sandbox_batch_mixes_entities(state, firm) -> None:
-    token = state.issue_token()["access_token"]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(state)),
+async def test_sandbox_batch_mixes_entities(qbo_state, firm) -> None:
+    token = qbo_state.issue_token()["access_token"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(qbo_state)),
                                  base_url="http://qbo.test") as client:
-        response = await client.post(f"/v3/company/{state.realm_id}/batch", params={"minorversion": "75"},
+        response = await client.post(f"/v3/company/{qbo_state.realm_id}/batch", params={"minorversion": "75"},
                                      headers={"Authorization": f"Bearer {token}"}, json={"BatchItemRequest": [
                                          {"bId": "1", "operation": "create", "Employee": {"DisplayName": "Lee Wu"}},
                                          {"bId": "2", "operation": "create", "TimeActivity": {
@@ -415,13 +378,13 @@ async def test_sandbox_batch_mixes_entities(state, firm) -> None:
     assert [i["Name"] for i in answers["3"]["QueryResponse"]["Item"]] == ["Services", "Consulting"]
 
 
-def test_seed_practice_makes_people_services_and_projects(state) -> None:
-    customers = seed_customers(state, 6, random.Random(4))
-    made = seed_practice(state, random.Random(4), customers, employees=3, projects=2)
+def test_seed_practice_makes_people_services_and_projects(qbo_state) -> None:
+    customers = seed_customers(qbo_state, 6, random.Random(4))
+    made = seed_practice(qbo_state, random.Random(4), customers, employees=3, projects=2)
     assert len(made["Employee"]) == 3 and len(made["Item"]) == 5 and len(made["Customer"]) == 2
     for project in made["Customer"]:
-        wire = state.get("Customer", project)
+        wire = qbo_state.get("Customer", project)
         assert wire["IsProject"] and wire["ParentRef"]["value"] in customers
-    activity = state.user_log_time(made["Employee"][0], made["Customer"][0], 4.0, item_id=made["Item"][2])
-    invoice = state.billing_run(made["Customer"][0])
-    assert invoice is not None and state.get("TimeActivity", activity)["BillableStatus"] == "HasBeenBilled"
+    activity = qbo_state.user_log_time(made["Employee"][0], made["Customer"][0], 4.0, item_id=made["Item"][2])
+    invoice = qbo_state.billing_run(made["Customer"][0])
+    assert invoice is not None and qbo_state.get("TimeActivity", activity)["BillableStatus"] == "HasBeenBilled"
