@@ -2,53 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
-from accord.config.types import Duration, RateLimit
 from accord.connectors.base import SourceRecord, WriteOp, WriteResult
 from accord.connectors.errors import Permanent, RateLimited, Retryable
 from accord.connectors.harvest.client import HarvestConnector
-from accord.connectors.harvest.sandbox import HarvestState, build_app
-from accord.connectors.harvest.settings import HarvestSettings
-from accord.connectors.sandbox import Clock
+from accord.connectors.harvest.sandbox import HarvestState
+from tests.connectors.harvest_rig import START
 from tests.connectors.test_harvest_billing_sandbox import book
 
-START = 1_780_000_000.0  # 2026-05-28
-_ACCOUNTS = itertools.count(7_100_001)  # one account per test: limiters are per process and loop-bound
 NOT_EDITABLE = "Harvest payments cannot be edited: delete and re-record it in Harvest, then retry"
 
 
 @pytest.fixture
-def state() -> HarvestState:
-    return HarvestState(clock=Clock(start=START), account_id=str(next(_ACCOUNTS)), rate_limit=100_000)
-
-
-@pytest.fixture
-async def make(state: HarvestState) -> AsyncIterator[Callable[..., HarvestConnector]]:
-    made: list[HarvestConnector] = []
-
-    def factory(**overrides: Any) -> HarvestConnector:
-        settings = HarvestSettings(**{"base_url": "http://harvest.test", "account_id": state.account_id,
-                                      "access_token": "sandbox-pat",
-                                      "rate_limit": RateLimit(requests=100_000, period=Duration(15.0)), **overrides})
-        connector = HarvestConnector(settings, transport=httpx.ASGITransport(app=build_app(state)),
-                                     now=state.clock.now)
-        made.append(connector)
-        return connector
-
-    yield factory
-    for connector in made:
-        await connector.aclose()
-
-
-@pytest.fixture
-def ids(state: HarvestState) -> dict[str, int]:
-    return book(state)
+def ids(harvest_state: HarvestState) -> dict[str, int]:
+    return book(harvest_state)
 
 
 def invoice_op(ids: dict[str, int], gid: str = "inv-1", target: str | None = None, **fields: Any) -> WriteOp:
@@ -77,16 +48,16 @@ async def fetch_all(connector: HarvestConnector, entity: str, cursor: str | None
     return records, page.cursor
 
 
-def posts(state: HarvestState, endpoint: str) -> int:
-    return sum(1 for e in state.requests.entries(endpoint) if e.method == "POST" and e.status < 300)
+def posts(harvest_state: HarvestState, endpoint: str) -> int:
+    return sum(1 for e in harvest_state.requests.entries(endpoint) if e.method == "POST" and e.status < 300)
 
 
-async def test_entities_include_invoices_and_payments(make) -> None:
-    assert {"invoice", "payment"} <= set(make().entities())
+async def test_entities_include_invoices_and_payments(make_harvest) -> None:
+    assert {"invoice", "payment"} <= set(make_harvest().entities())
 
 
-async def test_invoice_create_imports_the_period_sends_it_and_reads_back(state, make, ids) -> None:
-    connector = make()
+async def test_invoice_create_imports_the_period_sends_it_and_reads_back(harvest_state, make_harvest, ids) -> None:
+    connector = make_harvest()
     op = invoice_op(ids, status="open", total="999", balance="999", subtotal="1", lines=[{"description": "x"}])
     result = await one(connector, "invoice", op)
     assert result.ok and result.created, result.error
@@ -94,10 +65,10 @@ async def test_invoice_create_imports_the_period_sends_it_and_reads_back(state, 
                 "issue_date": "2026-06-01", "due_date": "2026-07-01", "period_start": "2026-05-01",
                 "period_end": "2026-05-31", "currency": "USD", "status": "open", "total": "420", "balance": "420"}
     assert result.fields == expected  # Harvest's own sums; lines and subtotal are not held
-    wire = state.get("invoices", int(result.target_id or 0))
+    wire = harvest_state.get("invoices", int(result.target_id or 0))
     assert wire is not None and (wire["state"], wire["notes"], wire["subject"]) == ("open", "accord:inv-1",
                                                                                      "Invoice INV-100")
-    assert result.version == int(state.clock.now()) * 1000
+    assert result.version == int(harvest_state.clock.now()) * 1000
     records, _ = await fetch_all(connector, "invoice")
     record = next(r for r in records if r.id == result.target_id)
     assert record.gid == "inv-1" and record.fields == {**expected, "tax": None}  # no tax rate: no tax
@@ -108,73 +79,73 @@ async def test_invoice_create_imports_the_period_sends_it_and_reads_back(state, 
     assert draft.ok and (draft.fields["status"], draft.fields["total"]) == ("draft", "0")  # all billed already
 
 
-async def test_retried_create_after_lost_answers_finds_the_first_invoice(state, make, ids) -> None:
-    connector = make()
-    state.faults.add("invoices", "drop", after=1)  # the look-up passes; the POST runs, its answer is lost
+async def test_retried_create_after_lost_answers_finds_the_first_invoice(harvest_state, make_harvest, ids) -> None:
+    connector = make_harvest()
+    harvest_state.faults.add("invoices", "drop", after=1)  # the look-up passes; the POST runs, its answer is lost
     first = await one(connector, "invoice", invoice_op(ids))
     assert not first.ok and isinstance(first.error, Retryable)
-    assert [i["state"] for i in state.records("invoices")] == ["draft"]  # created, never sent
+    assert [i["state"] for i in harvest_state.records("invoices")] == ["draft"]  # created, never sent
     found = await connector.find_created("invoice", ["inv-1", "inv-x"], int(START * 1000))
     assert set(found) == {"inv-1"}
-    state.faults.add("invoice_messages", "drop")  # the retry's send runs, its answer is lost too
+    harvest_state.faults.add("invoice_messages", "drop")  # the retry's send runs, its answer is lost too
     second = await one(connector, "invoice", invoice_op(ids))
     assert not second.ok and isinstance(second.error, Retryable)
     third = await one(connector, "invoice", invoice_op(ids))
     assert third.ok and not third.created and third.target_id == found["inv-1"].id
-    assert [(i["id"], i["state"]) for i in state.records("invoices")] == [(int(found["inv-1"].id), "open")]
-    assert posts(state, "invoices") == 0 and posts(state, "invoice_messages") == 0  # both answers were dropped
-    assert sum(1 for e in state.requests.entries("invoices") if e.method == "POST") == 1
+    assert [(i["id"], i["state"]) for i in harvest_state.records("invoices")] == [(int(found["inv-1"].id), "open")]
+    assert posts(harvest_state, "invoices") == 0 and posts(harvest_state, "invoice_messages") == 0  # both answers were dropped
+    assert sum(1 for e in harvest_state.requests.entries("invoices") if e.method == "POST") == 1
 
 
-async def test_create_links_an_invoice_with_the_same_number(state, make, ids) -> None:
-    connector = make()
-    manual = state.invoice(ids["client"], [ids["project"]], number="INV-100")  # finance made it in Harvest
+async def test_create_links_an_invoice_with_the_same_number(harvest_state, make_harvest, ids) -> None:
+    connector = make_harvest()
+    manual = harvest_state.invoice(ids["client"], [ids["project"]], number="INV-100")  # finance made it in Harvest
     linked = await one(connector, "invoice", invoice_op(ids))
     assert linked.ok and not linked.created and linked.target_id == str(manual)
-    assert state.get("invoices", manual)["notes"] == "accord:inv-1"  # type: ignore[index]
+    assert harvest_state.get("invoices", manual)["notes"] == "accord:inv-1"  # type: ignore[index]
     taken = await one(connector, "invoice", invoice_op(ids, "inv-other"))
     assert isinstance(taken.error, Permanent) and "INV-100" in taken.error.message
-    assert "inv-1" in taken.error.message and len(state.records("invoices")) == 1
+    assert "inv-1" in taken.error.message and len(harvest_state.records("invoices")) == 1
 
 
-async def test_update_patches_fields_and_moves_states_through_messages(state, make, ids) -> None:
-    connector = make()
+async def test_update_patches_fields_and_moves_states_through_messages(harvest_state, make_harvest, ids) -> None:
+    connector = make_harvest()
     target = (await one(connector, "invoice", invoice_op(ids))).target_id
-    state.clock.advance(5)
+    harvest_state.clock.advance(5)
     void = await one(connector, "invoice", invoice_op(ids, target=target, number="INV-100A", due_date="2026-07-15",
                                                       status="void", total="1"))
     assert void.ok and void.fields["status"] == "void" and void.fields["total"] == "420"
-    row = state.get("invoices", int(target or 0))
+    row = harvest_state.get("invoices", int(target or 0))
     assert row is not None and (row["number"], row["due_date"], row["state"]) == ("INV-100A", "2026-07-15", "closed")
     for status, harvest in (("open", "open"), ("draft", "draft"), ("open", "open")):
         result = await one(connector, "invoice", invoice_op(ids, target=target, number="INV-100A", status=status))
-        assert result.ok and state.get("invoices", int(target or 0))["state"] == harvest  # type: ignore[index]
-    messages = [e.method for e in state.requests.entries("invoice_messages")]
+        assert result.ok and harvest_state.get("invoices", int(target or 0))["state"] == harvest  # type: ignore[index]
+    messages = [e.method for e in harvest_state.requests.entries("invoice_messages")]
     assert len(messages) == 5  # send, close, re-open, draft, send: one event per change
     closed = await connector.write("invoice", [WriteOp(gid="inv-1", kind="delete", fields={}, key="d",
                                                        target_id=target)])
-    assert closed[0].ok and state.get("invoices", int(target or 0))["state"] == "closed"  # type: ignore[index]
+    assert closed[0].ok and harvest_state.get("invoices", int(target or 0))["state"] == "closed"  # type: ignore[index]
     draft = (await one(connector, "invoice", invoice_op(ids, "inv-2", number="D-1", status="draft"))).target_id
     await one(connector, "invoice", invoice_op(ids, "inv-3", number="D-2", status="draft",
                                                period_start=None, period_end=None))
     gone = await connector.write("invoice", [WriteOp(gid="inv-2", kind="delete", fields={}, key="d",
                                                      target_id=draft)])
-    assert gone[0].ok and state.get("invoices", int(draft or 0)) is None
+    assert gone[0].ok and harvest_state.get("invoices", int(draft or 0)) is None
     assert str(draft) not in await connector.scan_ids("invoice")
 
 
-async def test_payment_create_read_and_idempotent_retry(state, make, ids) -> None:
-    connector = make()
+async def test_payment_create_read_and_idempotent_retry(harvest_state, make_harvest, ids) -> None:
+    connector = make_harvest()
     invoice = (await one(connector, "invoice", invoice_op(ids))).target_id or ""
     op = payment_op(invoice, reference="CHK-1", method="check", account="ignored", currency="EUR")
-    state.faults.add("invoice_payments", "drop", after=1)  # the look-up passes; the POST runs, its answer is lost
+    harvest_state.faults.add("invoice_payments", "drop", after=1)  # the look-up passes; the POST runs, its answer is lost
     lost = await one(connector, "payment", op)
     assert not lost.ok and isinstance(lost.error, Retryable)
     result = await one(connector, "payment", op)
     assert result.ok and not result.created
     again = await one(connector, "payment", op)
     assert again.ok and again.target_id == result.target_id
-    payments = state.payments(int(invoice))
+    payments = harvest_state.payments(int(invoice))
     assert len(payments) == 1 and result.target_id == f"{invoice}:{payments[0]['id']}"
     assert payments[0]["notes"] == "Wire 88\naccord:pay-1"
     expected = {"invoice": invoice, "account": str(ids["client"]), "amount": "120.5", "paid_date": "2026-06-10",
@@ -183,8 +154,8 @@ async def test_payment_create_read_and_idempotent_retry(state, make, ids) -> Non
     records, cursor = await fetch_all(connector, "payment")
     assert [(r.id, r.gid, r.fields) for r in records] == [(result.target_id, "pay-1", expected)]
     assert (await connector.fetch("payment", cursor)).records == []  # unchanged invoice: nothing new
-    state.clock.advance(60)
-    other = state.record_payment(int(invoice), 100.0, "2026-06-11", "cheque")
+    harvest_state.clock.advance(60)
+    other = harvest_state.record_payment(int(invoice), 100.0, "2026-06-11", "cheque")
     newer, _ = await fetch_all(connector, "payment", cursor)
     assert f"{invoice}:{other}" in {r.id for r in newer} and all(r.fields["notes"] != "accord:pay-1" for r in newer)
     found = await connector.find_created("payment", ["pay-1"], int(START * 1000))
@@ -193,11 +164,11 @@ async def test_payment_create_read_and_idempotent_retry(state, make, ids) -> Non
     deleted = await connector.write("payment", [WriteOp(gid="pay-1", kind="delete", fields={}, key="d",
                                                         target_id=result.target_id)])
     assert deleted[0].ok and await connector.scan_ids("payment") == {f"{invoice}:{other}"}
-    assert state.get("invoices", int(invoice))["due_amount"] == 320.0  # type: ignore[index]
+    assert harvest_state.get("invoices", int(invoice))["due_amount"] == 320.0  # type: ignore[index]
 
 
-async def test_paying_in_full_reads_as_paid_and_payment_edits_are_permanent(state, make, ids) -> None:
-    connector = make()
+async def test_paying_in_full_reads_as_paid_and_payment_edits_are_permanent(harvest_state, make_harvest, ids) -> None:
+    connector = make_harvest()
     invoice = (await one(connector, "invoice", invoice_op(ids))).target_id or ""
     paid = await one(connector, "payment", payment_op(invoice, amount="420.00"))
     assert paid.ok
@@ -211,16 +182,16 @@ async def test_paying_in_full_reads_as_paid_and_payment_edits_are_permanent(stat
     assert isinstance(edit.error, Permanent) and not edit.ok
     assert "amount '420' → '400'" in edit.error.message and "paid_date" in edit.error.message
     assert edit.error.message.endswith(NOT_EDITABLE) and "notes" not in edit.error.message.split(";")[0]
-    assert len(state.payments(int(invoice))) == 1  # never deleted and re-recorded
+    assert len(harvest_state.payments(int(invoice))) == 1  # never deleted and re-recorded
     void = await one(connector, "invoice", invoice_op(ids, target=invoice, status="void"))
     assert isinstance(void.error, Permanent) and "paid" in void.error.message
 
 
-async def test_429_storm_during_invoice_create_ends_with_exactly_one_invoice(state, make, ids) -> None:
-    connector = make()
-    state.rate_limit = 3  # the account's real limit, tightened: the fourth request in 15 s gets a 429
-    state.faults.add("invoices", "429", retry_after=3)
-    state.faults.add("invoice_messages", "429", count=2, retry_after=3)
+async def test_429_storm_during_invoice_create_ends_with_exactly_one_invoice(harvest_state, make_harvest, ids) -> None:
+    connector = make_harvest()
+    harvest_state.rate_limit = 3  # the account's real limit, tightened: the fourth request in 15 s gets a 429
+    harvest_state.faults.add("invoices", "429", retry_after=3)
+    harvest_state.faults.add("invoice_messages", "429", count=2, retry_after=3)
     outcomes: list[type[Exception] | None] = []
     for _ in range(12):
         result = await one(connector, "invoice", invoice_op(ids))
@@ -228,28 +199,28 @@ async def test_429_storm_during_invoice_create_ends_with_exactly_one_invoice(sta
         if result.ok:
             break
         assert isinstance(result.error, RateLimited)
-        state.clock.advance(result.error.retry_after)  # what the writer's backoff would wait
+        harvest_state.clock.advance(result.error.retry_after)  # what the writer's backoff would wait
     assert outcomes[-1] is None and outcomes.count(RateLimited) >= 3
-    invoices = state.records("invoices")
+    invoices = harvest_state.records("invoices")
     assert len(invoices) == 1 and invoices[0]["state"] == "open" and invoices[0]["notes"] == "accord:inv-1"
-    assert state.requests.count("invoices", status=429) >= 2  # injected and the real limit's
-    assert sum(1 for e in state.requests.entries("invoices") if e.method == "POST") == 1
-    entry = state.get("time_entries", ids["approved"])
+    assert harvest_state.requests.count("invoices", status=429) >= 2  # injected and the real limit's
+    assert sum(1 for e in harvest_state.requests.entries("invoices") if e.method == "POST") == 1
+    entry = harvest_state.get("time_entries", ids["approved"])
     assert entry is not None and entry["invoice"]["id"] == invoices[0]["id"]
 
 
 async def test_an_import_that_would_not_bill_exactly_the_erp_invoice_is_refused(
-        state: HarvestState, make: Callable[..., HarvestConnector], ids: dict[str, int]) -> None:
-    connector = make()
+        harvest_state: HarvestState, make_harvest: Callable[..., HarvestConnector], ids: dict[str, int]) -> None:
+    connector = make_harvest()
     partial = [{"time_entry": str(ids["approved"]), "amount": "300"}]  # the ERP did not bill the expense
     refused = await one(connector, "invoice", invoice_op(ids, lines=partial))
     assert not refused.ok and isinstance(refused.error, Permanent)
     assert f"would also bill expense {ids['expense']}" in str(refused.error)
-    assert posts(state, "invoices") == 0, "nothing is imported when the period does not match"
+    assert posts(harvest_state, "invoices") == 0, "nothing is imported when the period does not match"
 
     exact = [*partial, {"expense": str(ids["expense"]), "amount": "120"}]
     done = await one(connector, "invoice", invoice_op(ids, lines=exact))
     assert done.ok and done.created
-    billed = {t["id"] for t in state.records("time_entries") if t["is_billed"]}
+    billed = {t["id"] for t in harvest_state.records("time_entries") if t["is_billed"]}
     assert billed == {ids["approved"]}
-    assert [e["is_billed"] for e in state.records("expenses") if e["id"] == ids["expense"]] == [True]
+    assert [e["is_billed"] for e in harvest_state.records("expenses") if e["id"] == ids["expense"]] == [True]

@@ -2,73 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
-from accord.connectors.harvest.sandbox import HarvestError, HarvestState, build_app
+from accord.connectors.harvest.sandbox import HarvestError, HarvestState
 from accord.connectors.harvest.store import LOCKED_APPROVED, LOCKED_INVOICED
-from accord.connectors.sandbox import Clock
 
-START = 1_780_000_000.0  # 2026-05-28
-HEADERS = {"Authorization": "Bearer sandbox-pat", "Harvest-Account-Id": "1234567", "User-Agent": "Test (t@x.io)"}
 MAY = {"summary_type": "detailed", "from": "2026-05-01", "to": "2026-05-31"}
 
 
-@pytest.fixture
-def state() -> HarvestState:
-    return HarvestState(clock=Clock(start=START))
-
-
-@pytest.fixture
-async def api(state: HarvestState) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(state)), base_url="http://harvest.test",
-                                 headers=HEADERS) as client:
-        yield client
-
-
-def book(state: HarvestState, name: str = "Acme Corp") -> dict[str, int]:
+def book(harvest_sandbox: HarvestState, name: str = "Acme Corp") -> dict[str, int]:
     """A client with one billable project: approved, unapproved, non-billable and out-of-range time in
     May 2026, an approved expense, and the same kinds of work on another client's project."""
-    ids = {"client": state.user_create("clients", {"name": name, "currency": "USD"})}
-    ids["project"] = state.user_create("projects", {
+    ids = {"client": harvest_sandbox.user_create("clients", {"name": name, "currency": "USD"})}
+    ids["project"] = harvest_sandbox.user_create("projects", {
         "client_id": ids["client"], "name": f"{name} Rollout", "code": f"{name[:3].upper()}-1", "is_billable": True,
         "bill_by": "Tasks", "budget_by": "project"})
-    ids["task"] = _task(state, "Consulting", True)
-    ids["meeting"] = _task(state, "Internal Meeting", False)
-    state.user_create("task_assignments", {"project_id": ids["project"], "task_id": ids["task"], "billable": True,
+    ids["task"] = _task(harvest_sandbox, "Consulting", True)
+    ids["meeting"] = _task(harvest_sandbox, "Internal Meeting", False)
+    harvest_sandbox.user_create("task_assignments", {"project_id": ids["project"], "task_id": ids["task"], "billable": True,
                                            "hourly_rate": 150.0})
-    state.user_create("task_assignments", {"project_id": ids["project"], "task_id": ids["meeting"], "billable": False})
-    ids["user"] = _user(state)
-    ids["category"] = _category(state)
+    harvest_sandbox.user_create("task_assignments", {"project_id": ids["project"], "task_id": ids["meeting"], "billable": False})
+    ids["user"] = _user(harvest_sandbox)
+    ids["category"] = _category(harvest_sandbox)
     log = {"approved": (ids["task"], "2026-05-04", 2.0), "unapproved": (ids["task"], "2026-05-05", 3.0),
            "non_billable": (ids["meeting"], "2026-05-06", 1.0), "outside": (ids["task"], "2026-04-30", 4.0)}
     for key, (task, day, hours) in log.items():
-        ids[key] = state.log_time(ids["user"], ids["project"], task, day, hours, f"{key} work")
-    state.approve_time([ids["approved"], ids["non_billable"], ids["outside"]])
-    ids["expense"] = state.user_create("expenses", {
+        ids[key] = harvest_sandbox.log_time(ids["user"], ids["project"], task, day, hours, f"{key} work")
+    harvest_sandbox.approve_time([ids["approved"], ids["non_billable"], ids["outside"]])
+    ids["expense"] = harvest_sandbox.user_create("expenses", {
         "project_id": ids["project"], "user_id": ids["user"], "expense_category_id": ids["category"],
         "spent_date": "2026-05-12", "total_cost": 120.0, "notes": "Train"})
-    state.approve_time([ids["expense"]], "expenses")
+    harvest_sandbox.approve_time([ids["expense"]], "expenses")
     return ids
 
 
-def _task(state: HarvestState, name: str, billable: bool) -> int:
-    found = [t["id"] for t in state.records("tasks") if t["name"] == name]
-    return found[0] if found else state.user_create("tasks", {"name": name, "billable_by_default": billable})
+def _task(harvest_sandbox: HarvestState, name: str, billable: bool) -> int:
+    found = [t["id"] for t in harvest_sandbox.records("tasks") if t["name"] == name]
+    return found[0] if found else harvest_sandbox.user_create("tasks", {"name": name, "billable_by_default": billable})
 
 
-def _user(state: HarvestState) -> int:
-    found = [u["id"] for u in state.records("users")]
-    return found[0] if found else state.user_create("users", {"first_name": "Kim", "last_name": "Allen",
+def _user(harvest_sandbox: HarvestState) -> int:
+    found = [u["id"] for u in harvest_sandbox.records("users")]
+    return found[0] if found else harvest_sandbox.user_create("users", {"first_name": "Kim", "last_name": "Allen",
                                                               "email": "kim@firm.example"})
 
 
-def _category(state: HarvestState) -> int:
-    found = [c["id"] for c in state.records("expense_categories")]
-    return found[0] if found else state.user_create("expense_categories", {"name": "Travel"})
+def _category(harvest_sandbox: HarvestState) -> int:
+    found = [c["id"] for c in harvest_sandbox.records("expense_categories")]
+    return found[0] if found else harvest_sandbox.user_create("expense_categories", {"name": "Travel"})
 
 
 def import_body(ids: dict[str, int], **extra: Any) -> dict[str, Any]:
@@ -82,10 +65,10 @@ def free_form(ids: dict[str, int], **extra: Any) -> dict[str, Any]:
         {"kind": "Product", "description": "Licence", "unit_price": 50.0}], **extra}
 
 
-async def test_import_bills_only_approved_billable_unbilled_entries_in_range(state, api) -> None:
-    ids = book(state)
-    other = book(state, "Zenith Ltd")
-    made = await api.post("/v2/invoices", json=import_body(ids, number="INV-1"))
+async def test_import_bills_only_approved_billable_unbilled_entries_in_range(harvest_sandbox, harvest_api) -> None:
+    ids = book(harvest_sandbox)
+    other = book(harvest_sandbox, "Zenith Ltd")
+    made = await harvest_api.post("/v2/invoices", json=import_body(ids, number="INV-1"))
     assert made.status_code == 201
     invoice = made.json()
     assert (invoice["state"], invoice["number"], invoice["client"]) == ("draft", "INV-1",
@@ -97,137 +80,137 @@ async def test_import_bills_only_approved_billable_unbilled_entries_in_range(sta
     assert invoice["line_items"][0]["project"] == {"id": ids["project"], "name": "Acme Corp Rollout", "code": "ACM-1"}
     assert (invoice["amount"], invoice["due_amount"], invoice["tax_amount"]) == (420.0, 420.0, 0.0)
     assert invoice["currency"] == "USD" and invoice["issue_date"] == invoice["due_date"] == "2026-05-28"
-    billed = state.get("time_entries", ids["approved"])
+    billed = harvest_sandbox.get("time_entries", ids["approved"])
     assert billed is not None and billed["is_billed"] and billed["locked_reason"] == LOCKED_INVOICED
     assert billed["invoice"] == {"id": invoice["id"], "number": "INV-1"}
-    expense = state.get("expenses", ids["expense"])
+    expense = harvest_sandbox.get("expenses", ids["expense"])
     assert expense is not None and expense["invoice"] == {"id": invoice["id"], "number": "INV-1"}
     for key in ("unapproved", "non_billable", "outside"):
-        assert state.get("time_entries", ids[key])["is_billed"] is False  # type: ignore[index]
-    assert all(not e["is_billed"] for e in state.records("time_entries") if e["client"]["id"] == other["client"])
-    listed = (await api.get("/v2/time_entries", params={"is_billed": "true"})).json()["time_entries"]
+        assert harvest_sandbox.get("time_entries", ids[key])["is_billed"] is False  # type: ignore[index]
+    assert all(not e["is_billed"] for e in harvest_sandbox.records("time_entries") if e["client"]["id"] == other["client"])
+    listed = (await harvest_api.get("/v2/time_entries", params={"is_billed": "true"})).json()["time_entries"]
     assert [e["id"] for e in listed] == [ids["approved"]]
-    again = (await api.post("/v2/invoices", json=import_body(ids))).json()
+    again = (await harvest_api.post("/v2/invoices", json=import_body(ids))).json()
     assert again["line_items"] == [] and again["amount"] == 0.0  # nothing left to bill
-    state.approval_feature = False  # the company turns approvals off: unapproved time is billable now
-    third = (await api.post("/v2/invoices", json=import_body(ids))).json()
+    harvest_sandbox.approval_feature = False  # the company turns approvals off: unapproved time is billable now
+    third = (await harvest_api.post("/v2/invoices", json=import_body(ids))).json()
     assert [li["quantity"] for li in third["line_items"]] == [3.0]
-    foreign = await api.post("/v2/invoices", json={**import_body(ids), "line_items_import": {
+    foreign = await harvest_api.post("/v2/invoices", json={**import_body(ids), "line_items_import": {
         "project_ids": [other["project"]], "time": MAY}})
     assert foreign.status_code == 422
 
 
-async def test_numbers_are_unique_and_auto_assigned(state, api) -> None:
-    ids = book(state)
-    first = await api.post("/v2/invoices", json=free_form(ids, number="INV-9"))
-    duplicate = await api.post("/v2/invoices", json=free_form(ids, number="INV-9"))
+async def test_numbers_are_unique_and_auto_assigned(harvest_sandbox, harvest_api) -> None:
+    ids = book(harvest_sandbox)
+    first = await harvest_api.post("/v2/invoices", json=free_form(ids, number="INV-9"))
+    duplicate = await harvest_api.post("/v2/invoices", json=free_form(ids, number="INV-9"))
     assert first.status_code == 201
     assert duplicate.status_code == 422 and duplicate.json() == {"message": "Number has already been taken"}
-    auto = (await api.post("/v2/invoices", json=free_form(ids))).json()
+    auto = (await harvest_api.post("/v2/invoices", json=free_form(ids))).json()
     assert auto["number"].isdigit()
-    renumber = await api.patch(f"/v2/invoices/{auto['id']}", json={"number": "INV-9"})
+    renumber = await harvest_api.patch(f"/v2/invoices/{auto['id']}", json={"number": "INV-9"})
     assert renumber.status_code == 422
-    no_client = await api.post("/v2/invoices", json={"number": "X"})
+    no_client = await harvest_api.post("/v2/invoices", json={"number": "X"})
     assert no_client.status_code == 422 and "Client" in no_client.json()["message"]
-    assert len(state.records("invoices")) == 2
+    assert len(harvest_sandbox.records("invoices")) == 2
 
 
-async def test_payments_make_an_invoice_paid_and_deleting_one_reverts(state, api) -> None:
-    ids = book(state)
-    invoice = (await api.post("/v2/invoices", json=free_form(ids, number="INV-2"))).json()
+async def test_payments_make_an_invoice_paid_and_deleting_one_reverts(harvest_sandbox, harvest_api) -> None:
+    ids = book(harvest_sandbox)
+    invoice = (await harvest_api.post("/v2/invoices", json=free_form(ids, number="INV-2"))).json()
     assert (invoice["amount"], invoice["tax_amount"], invoice["due_amount"]) == (1150.0, 100.0, 1150.0)
     pay = f"/v2/invoices/{invoice['id']}/payments"
-    on_draft = await api.post(pay, json={"amount": 100})
+    on_draft = await harvest_api.post(pay, json={"amount": 100})
     assert on_draft.status_code == 422
-    assert (await api.post(f"/v2/invoices/{invoice['id']}/messages", json={"event_type": "send"})).status_code == 201
-    state.clock.advance(60)
-    first = await api.post(pay, json={"amount": 650, "paid_date": "2026-06-01", "notes": "part"})
+    assert (await harvest_api.post(f"/v2/invoices/{invoice['id']}/messages", json={"event_type": "send"})).status_code == 201
+    harvest_sandbox.clock.advance(60)
+    first = await harvest_api.post(pay, json={"amount": 650, "paid_date": "2026-06-01", "notes": "part"})
     assert first.status_code == 201
     assert set(first.json()) == {"id", "amount", "paid_at", "paid_date", "recorded_by", "recorded_by_email", "notes",
                                  "transaction_id", "payment_gateway", "created_at", "updated_at"}
-    after_first = (await api.get(f"/v2/invoices/{invoice['id']}")).json()
+    after_first = (await harvest_api.get(f"/v2/invoices/{invoice['id']}")).json()
     assert (after_first["state"], after_first["due_amount"]) == ("open", 500.0)
     assert after_first["updated_at"] > invoice["updated_at"]  # a payment bumps its invoice
-    assert (await api.post(pay, json={"amount": 600})).status_code == 422  # more than is due
-    assert (await api.post(pay, json={"paid_date": "2026-06-02"})).status_code == 422  # no amount
-    second = (await api.post(pay, json={"amount": 500, "paid_date": "2026-06-02"})).json()
-    paid = (await api.get(f"/v2/invoices/{invoice['id']}")).json()
+    assert (await harvest_api.post(pay, json={"amount": 600})).status_code == 422  # more than is due
+    assert (await harvest_api.post(pay, json={"paid_date": "2026-06-02"})).status_code == 422  # no amount
+    second = (await harvest_api.post(pay, json={"amount": 500, "paid_date": "2026-06-02"})).json()
+    paid = (await harvest_api.get(f"/v2/invoices/{invoice['id']}")).json()
     assert (paid["state"], paid["due_amount"], paid["paid_date"]) == ("paid", 0.0, "2026-06-02")
-    listed = (await api.get(pay)).json()
+    listed = (await harvest_api.get(pay)).json()
     assert [p["id"] for p in listed["invoice_payments"]] == [second["id"], first.json()["id"]]
     assert listed["total_entries"] == 2
     one = f"{pay}/{second['id']}"
-    assert (await api.patch(one, json={"amount": 1})).status_code in (404, 405)  # payments cannot be edited
-    assert (await api.get(one)).status_code in (404, 405)
-    state.clock.advance(60)
-    assert (await api.delete(one)).status_code == 200
-    reverted = (await api.get(f"/v2/invoices/{invoice['id']}")).json()
+    assert (await harvest_api.patch(one, json={"amount": 1})).status_code in (404, 405)  # payments cannot be edited
+    assert (await harvest_api.get(one)).status_code in (404, 405)
+    harvest_sandbox.clock.advance(60)
+    assert (await harvest_api.delete(one)).status_code == 200
+    reverted = (await harvest_api.get(f"/v2/invoices/{invoice['id']}")).json()
     assert (reverted["state"], reverted["due_amount"], reverted["paid_at"], reverted["paid_date"]) == (
         "open", 500.0, None, None)
     assert reverted["updated_at"] > paid["updated_at"]
-    assert (await api.delete(one)).status_code == 404
+    assert (await harvest_api.delete(one)).status_code == 404
 
 
-async def test_message_events_drive_the_states_and_only_drafts_delete(state, api) -> None:
-    ids = book(state)
-    invoice = (await api.post("/v2/invoices", json=import_body(ids, number="INV-3"))).json()
+async def test_message_events_drive_the_states_and_only_drafts_delete(harvest_sandbox, harvest_api) -> None:
+    ids = book(harvest_sandbox)
+    invoice = (await harvest_api.post("/v2/invoices", json=import_body(ids, number="INV-3"))).json()
     path, messages = f"/v2/invoices/{invoice['id']}", f"/v2/invoices/{invoice['id']}/messages"
 
     async def event(kind: str) -> int:
-        return (await api.post(messages, json={"event_type": kind})).status_code
+        return (await harvest_api.post(messages, json={"event_type": kind})).status_code
 
     assert await event("close") == 422  # a draft cannot be closed
     assert await event("bogus") == 422
-    assert await event("send") == 201 and (await api.get(path)).json()["sent_at"] is not None
-    assert (await api.delete(path)).status_code == 422  # only drafts can be deleted
-    assert await event("close") == 201 and (await api.get(path)).json()["state"] == "closed"
-    assert (await api.post(f"{path}/payments", json={"amount": 1})).status_code == 422
-    assert await event("re-open") == 201 and (await api.get(path)).json()["state"] == "open"
-    assert await event("draft") == 201 and (await api.get(path)).json()["state"] == "draft"
-    log = (await api.get(messages)).json()["invoice_messages"]
+    assert await event("send") == 201 and (await harvest_api.get(path)).json()["sent_at"] is not None
+    assert (await harvest_api.delete(path)).status_code == 422  # only drafts can be deleted
+    assert await event("close") == 201 and (await harvest_api.get(path)).json()["state"] == "closed"
+    assert (await harvest_api.post(f"{path}/payments", json={"amount": 1})).status_code == 422
+    assert await event("re-open") == 201 and (await harvest_api.get(path)).json()["state"] == "open"
+    assert await event("draft") == 201 and (await harvest_api.get(path)).json()["state"] == "draft"
+    log = (await harvest_api.get(messages)).json()["invoice_messages"]
     assert [m["event_type"] for m in log] == ["draft", "re-open", "close", "send"]
-    assert (await api.delete(path)).status_code == 200
-    assert (await api.get(path)).status_code == 404
-    unbilled = state.get("time_entries", ids["approved"])
+    assert (await harvest_api.delete(path)).status_code == 200
+    assert (await harvest_api.get(path)).status_code == 404
+    unbilled = harvest_sandbox.get("time_entries", ids["approved"])
     assert unbilled is not None and (unbilled["is_billed"], unbilled["invoice"]) == (False, None)
     assert (unbilled["is_locked"], unbilled["locked_reason"]) == (True, LOCKED_APPROVED)  # still approved
     with pytest.raises(HarvestError):
-        state.invoice_event(invoice["id"], "send")
+        harvest_sandbox.invoice_event(invoice["id"], "send")
 
 
-async def test_invoice_list_filters_and_cursor_paging(state, api) -> None:
-    ids = book(state)
-    other = book(state, "Zenith Ltd")
-    first = state.invoice(ids["client"], [ids["project"]], "2026-05-01", "2026-05-31", number="A-1")
-    state.clock.advance(3600)
-    second = state.invoice(other["client"], [other["project"]], number="B-1", send=False)
-    third = (await api.post("/v2/invoices", json=free_form(ids, number="A-2", issue_date="2026-04-15"))).json()["id"]
+async def test_invoice_list_filters_and_cursor_paging(harvest_sandbox, harvest_api) -> None:
+    ids = book(harvest_sandbox)
+    other = book(harvest_sandbox, "Zenith Ltd")
+    first = harvest_sandbox.invoice(ids["client"], [ids["project"]], "2026-05-01", "2026-05-31", number="A-1")
+    harvest_sandbox.clock.advance(3600)
+    second = harvest_sandbox.invoice(other["client"], [other["project"]], number="B-1", send=False)
+    third = (await harvest_api.post("/v2/invoices", json=free_form(ids, number="A-2", issue_date="2026-04-15"))).json()["id"]
     by = {}
     for key, params in {"client": {"client_id": ids["client"]}, "project": {"project_id": ids["project"]},
                         "draft": {"state": "draft"}, "may": {"from": "2026-05-01", "to": "2026-05-31"}}.items():
-        by[key] = {i["id"] for i in (await api.get("/v2/invoices", params=params)).json()["invoices"]}
+        by[key] = {i["id"] for i in (await harvest_api.get("/v2/invoices", params=params)).json()["invoices"]}
     assert by == {"client": {first, third}, "project": {first}, "draft": {second, third}, "may": {first, second}}
-    since = state.get("invoices", second)["updated_at"]  # type: ignore[index]
-    recent = (await api.get("/v2/invoices", params={"updated_since": since})).json()["invoices"]
+    since = harvest_sandbox.get("invoices", second)["updated_at"]  # type: ignore[index]
+    recent = (await harvest_api.get("/v2/invoices", params={"updated_since": since})).json()["invoices"]
     assert {i["id"] for i in recent} == {second, third}
-    seen, body = [], (await api.get("/v2/invoices", params={"per_page": 1})).json()
+    seen, body = [], (await harvest_api.get("/v2/invoices", params={"per_page": 1})).json()
     while True:
         seen += [(i["issue_date"], i["id"]) for i in body["invoices"]]
         if not body["links"]["next"]:
             break
-        body = (await api.get(body["links"]["next"])).json()
+        body = (await harvest_api.get(body["links"]["next"])).json()
     assert len(seen) == 3 and seen == sorted(seen, reverse=True)  # newest issue date first
 
 
-async def test_bill_helper_makes_a_real_open_invoice(state, api) -> None:
-    ids = book(state)
-    invoice_id = state.bill([ids["unapproved"]])
-    invoice = state.get("invoices", invoice_id)
+async def test_bill_helper_makes_a_real_open_invoice(harvest_sandbox, harvest_api) -> None:
+    ids = book(harvest_sandbox)
+    invoice_id = harvest_sandbox.bill([ids["unapproved"]])
+    invoice = harvest_sandbox.get("invoices", invoice_id)
     assert invoice is not None and invoice["state"] == "open" and invoice["amount"] == 450.0
-    entry = state.get("time_entries", ids["unapproved"])
+    entry = harvest_sandbox.get("time_entries", ids["unapproved"])
     assert entry is not None and entry["invoice"] == {"id": invoice_id, "number": invoice["number"]}
-    payment = state.record_payment(invoice_id, 450.0, "2026-06-03")
-    assert state.get("invoices", invoice_id)["state"] == "paid"  # type: ignore[index]
-    state.delete_payment(payment)
-    assert state.get("invoices", invoice_id)["state"] == "open"  # type: ignore[index]
-    assert state.payments(invoice_id) == []
+    payment = harvest_sandbox.record_payment(invoice_id, 450.0, "2026-06-03")
+    assert harvest_sandbox.get("invoices", invoice_id)["state"] == "paid"  # type: ignore[index]
+    harvest_sandbox.delete_payment(payment)
+    assert harvest_sandbox.get("invoices", invoice_id)["state"] == "open"  # type: ignore[index]
+    assert harvest_sandbox.payments(invoice_id) == []
