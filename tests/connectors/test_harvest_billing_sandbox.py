@@ -6,52 +6,11 @@ from typing import Any
 
 import pytest
 
-from accord.connectors.harvest.sandbox import HarvestError, HarvestState
+from accord.connectors.harvest.sandbox import HarvestError
 from accord.connectors.harvest.store import LOCKED_APPROVED, LOCKED_INVOICED
+from tests.connectors.harvest_rig import book
 
 MAY = {"summary_type": "detailed", "from": "2026-05-01", "to": "2026-05-31"}
-
-
-def book(harvest_sandbox: HarvestState, name: str = "Acme Corp") -> dict[str, int]:
-    """A client with one billable project: approved, unapproved, non-billable and out-of-range time in
-    May 2026, an approved expense, and the same kinds of work on another client's project."""
-    ids = {"client": harvest_sandbox.user_create("clients", {"name": name, "currency": "USD"})}
-    ids["project"] = harvest_sandbox.user_create("projects", {
-        "client_id": ids["client"], "name": f"{name} Rollout", "code": f"{name[:3].upper()}-1", "is_billable": True,
-        "bill_by": "Tasks", "budget_by": "project"})
-    ids["task"] = _task(harvest_sandbox, "Consulting", True)
-    ids["meeting"] = _task(harvest_sandbox, "Internal Meeting", False)
-    harvest_sandbox.user_create("task_assignments", {"project_id": ids["project"], "task_id": ids["task"], "billable": True,
-                                           "hourly_rate": 150.0})
-    harvest_sandbox.user_create("task_assignments", {"project_id": ids["project"], "task_id": ids["meeting"], "billable": False})
-    ids["user"] = _user(harvest_sandbox)
-    ids["category"] = _category(harvest_sandbox)
-    log = {"approved": (ids["task"], "2026-05-04", 2.0), "unapproved": (ids["task"], "2026-05-05", 3.0),
-           "non_billable": (ids["meeting"], "2026-05-06", 1.0), "outside": (ids["task"], "2026-04-30", 4.0)}
-    for key, (task, day, hours) in log.items():
-        ids[key] = harvest_sandbox.log_time(ids["user"], ids["project"], task, day, hours, f"{key} work")
-    harvest_sandbox.approve_time([ids["approved"], ids["non_billable"], ids["outside"]])
-    ids["expense"] = harvest_sandbox.user_create("expenses", {
-        "project_id": ids["project"], "user_id": ids["user"], "expense_category_id": ids["category"],
-        "spent_date": "2026-05-12", "total_cost": 120.0, "notes": "Train"})
-    harvest_sandbox.approve_time([ids["expense"]], "expenses")
-    return ids
-
-
-def _task(harvest_sandbox: HarvestState, name: str, billable: bool) -> int:
-    found = [t["id"] for t in harvest_sandbox.records("tasks") if t["name"] == name]
-    return found[0] if found else harvest_sandbox.user_create("tasks", {"name": name, "billable_by_default": billable})
-
-
-def _user(harvest_sandbox: HarvestState) -> int:
-    found = [u["id"] for u in harvest_sandbox.records("users")]
-    return found[0] if found else harvest_sandbox.user_create("users", {"first_name": "Kim", "last_name": "Allen",
-                                                              "email": "kim@firm.example"})
-
-
-def _category(harvest_sandbox: HarvestState) -> int:
-    found = [c["id"] for c in harvest_sandbox.records("expense_categories")]
-    return found[0] if found else harvest_sandbox.user_create("expense_categories", {"name": "Travel"})
 
 
 def import_body(ids: dict[str, int], **extra: Any) -> dict[str, Any]:
