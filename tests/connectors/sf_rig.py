@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 
 from accord.config.types import Duration, RateLimit
+from accord.connectors.base import SourceRecord, WriteOp
+from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.settings import SalesforceSettings
 
 START = 1_775_124_930.0  # 2026-04-02T10:15:30Z
@@ -36,3 +38,19 @@ def settings(**overrides: Any) -> SalesforceSettings:
                               "client_secret": "sandbox-secret",
                               "rate_limit": RateLimit(requests=100_000, period=Duration(1.0)), **overrides}
     return SalesforceSettings(**values)
+
+
+async def drain(conn: SalesforceConnector, entity: str, cursor: str | None) -> tuple[list[SourceRecord], str]:
+    """Every page from ``cursor`` on: the records and the last cursor."""
+    records: list[SourceRecord] = []
+    while True:
+        page = await conn.fetch(entity, cursor)
+        records.extend(page.records)
+        cursor = page.cursor
+        if not page.more:
+            return records, cursor
+
+
+def op(gid: str, fields: dict[str, Any], *, target_id: str | None = None, kind: str = "upsert") -> WriteOp:
+    return WriteOp(gid=gid, kind=kind, fields=fields, key=f"k-{gid}", target_id=target_id,  # type: ignore[arg-type]
+                   correlation_id=f"c-{gid}")

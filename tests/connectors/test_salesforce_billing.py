@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from accord.connectors.base import SourceRecord, WriteOp
 from accord.connectors.errors import Permanent, RateLimited, Retryable
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import MappingError, select_fields, to_canonical, to_wire
@@ -17,27 +16,12 @@ from accord.connectors.salesforce.sandbox import SalesforceState
 from accord.connectors.salesforce.seed import seed_accounts
 from accord.connectors.salesforce.store import id18
 from accord.streams.entities import entity_fields, normalise_fields
-from tests.connectors.sf_rig import Recorder
+from tests.connectors.sf_rig import Recorder, drain, op
 
 STAMP = "2026-04-02T10:15:30.000+0000"
 INVOICE_HELD = {"account", "project", "number", "issue_date", "due_date", "total", "balance", "tax", "status",
                 "currency"}
 PAYMENT_HELD = {"invoice", "amount", "paid_date", "reference"}
-
-
-async def drain(conn: SalesforceConnector, entity: str, cursor: str | None) -> tuple[list[SourceRecord], str]:
-    records: list[SourceRecord] = []
-    while True:
-        page = await conn.fetch(entity, cursor)
-        records.extend(page.records)
-        cursor = page.cursor
-        if not page.more:
-            return records, cursor
-
-
-def op(gid: str, fields: dict[str, Any], *, target_id: str | None = None, kind: str = "upsert") -> WriteOp:
-    return WriteOp(gid=gid, kind=kind, fields=fields, key=f"k-{gid}", target_id=target_id,  # type: ignore[arg-type]
-                   correlation_id=f"c-{gid}")
 
 
 def invoice_fields(account: str | None, **extra: Any) -> dict[str, Any]:

@@ -9,34 +9,18 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from accord.connectors.base import SourceRecord, WriteOp
 from accord.connectors.errors import Permanent
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import MappingError, to_canonical, to_wire, written_projection
 from accord.connectors.salesforce.sandbox import SalesforceState
 from accord.connectors.salesforce.seed import seed_accounts, seed_contacts, seed_opportunities
 from accord.streams.entities import entity_fields, validate_fields
-from tests.connectors.sf_rig import Recorder, settings
+from tests.connectors.sf_rig import Recorder, drain, op, settings
 
 STAMP = "2026-04-02T10:15:30.000+0000"
 ACCOUNT_ID = "0015g00000AbCdEAA1"
 CONTACT_FIELDS = {"account", "first_name", "last_name", "email", "phone", "title"}
 OPPORTUNITY_FIELDS = set(entity_fields("opportunity"))
-
-
-async def drain(conn: SalesforceConnector, entity: str, cursor: str | None) -> tuple[list[SourceRecord], str]:
-    records: list[SourceRecord] = []
-    while True:
-        page = await conn.fetch(entity, cursor)
-        records.extend(page.records)
-        cursor = page.cursor
-        if not page.more:
-            return records, cursor
-
-
-def op(gid: str, fields: dict[str, Any], *, target_id: str | None = None, kind: str = "upsert") -> WriteOp:
-    return WriteOp(gid=gid, kind=kind, fields=fields, key=f"k-{gid}", target_id=target_id,  # type: ignore[arg-type]
-                   correlation_id=f"c-{gid}")
 
 
 def sent_bodies(sf_recorder: Recorder, method: str = "PATCH") -> list[dict[str, Any]]:
