@@ -78,15 +78,8 @@ class BillingWriter:
             return await self._delete_payment(op, headers)
         return await self._upsert_payment(op, headers)
 
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None,
-                    headers: dict[str, str]) -> dict[str, Any]:
-        answer = await self._session.request(method, path, json=body, headers=headers)
-        if not isinstance(answer, dict):
-            raise Permanent(SYSTEM, f"{method} {path} answered without the record")
-        return answer
-
     async def _get(self, path: str) -> dict[str, Any]:
-        return await self._send("GET", path, None, {})
+        return await self._session.record("GET", path, None, {})
 
     # -- invoices ------------------------------------------------------------------------------------
 
@@ -103,7 +96,7 @@ class BillingWriter:
                 billed = billed_by_lines(op.fields.get("lines"))
                 if billed is not None:
                     check_exact(body.get("number"), billed, await import_candidates(self._session, body), body)
-                current = await self._send("POST", "/v2/invoices", {**body, **op.wire}, headers)
+                current = await self._session.record("POST", "/v2/invoices", {**body, **op.wire}, headers)
                 created = True
             else:
                 current = found
@@ -111,10 +104,10 @@ class BillingWriter:
         if not created:
             patch = self._invoice_patch(op, current)
             if patch:
-                current = await self._send("PATCH", path, patch, headers)
+                current = await self._session.record("PATCH", path, patch, headers)
         events = events_for(op.gid, current.get("state"), wanted)
         for event in events:
-            await self._send("POST", f"{path}/messages", {"event_type": event}, headers)
+            await self._session.record("POST", f"{path}/messages", {"event_type": event}, headers)
         if events:
             current = await self._get(path)
         return _ok(INVOICE, op, current, created)
@@ -156,7 +149,7 @@ class BillingWriter:
                                         "deleted nor closed; delete its payments first, then retry",
                                 code="validation")
             elif state != "closed":
-                await self._send("POST", f"{path}/messages", {"event_type": "close"}, headers)
+                await self._session.record("POST", f"{path}/messages", {"event_type": "close"}, headers)
         except Gone:
             pass  # already gone: done
         return WriteResult(gid=op.gid, ok=True, target_id=op.target_id)
@@ -189,7 +182,7 @@ class BillingWriter:
             raise Permanent(SYSTEM, f"cannot record a Harvest payment for {op.gid}: amount missing",
                             code="validation")
         body["notes"] = with_marker(body.get("notes"), op.gid)
-        answer = await self._send("POST", f"/v2/invoices/{invoice_id}/payments", body, headers)
+        answer = await self._session.record("POST", f"/v2/invoices/{invoice_id}/payments", body, headers)
         return _ok(PAYMENT, op, with_invoice(answer, invoice), True)
 
     def _refuse_edit(self, op: WriteOp, wire: Mapping[str, Any]) -> None:

@@ -123,6 +123,14 @@ class HarvestSession:
             raise Retryable(self.system, f"GET {path} answered without a `{key}` list; repeating the call")
         return body
 
+    async def record(self, method: str, path: str, body: dict[str, Any] | None,
+                     headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The record a write (or GET) answers with; an answer without one is ``Permanent``."""
+        answer = await self.request(method, path, json=body, headers=headers)
+        if not isinstance(answer, dict):
+            raise Permanent(self.system, f"{method} {path} answered without the record")
+        return answer
+
     async def pages(self, path: str, key: str, params: Mapping[str, Any] | None = None,
                     ) -> AsyncIterator[dict[str, Any]]:
         """Every list answer from ``path``, following ``links.next`` to the end."""

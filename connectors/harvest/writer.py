@@ -82,13 +82,6 @@ class HarvestWriter:
     def _path(self, spec: EntitySpec, target_id: str) -> str:
         return f"/v2/{spec.path}/{target_id}"
 
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None,
-                    headers: dict[str, str]) -> dict[str, Any]:
-        answer = await self._session.request(method, path, json=body, headers=headers)
-        if not isinstance(answer, dict):
-            raise Permanent(SYSTEM, f"{method} {path} answered without the record")
-        return answer
-
     # -- update / create -----------------------------------------------------------------------------
 
     async def _update(self, spec: EntitySpec, op: WriteOp, target_id: str, wire: dict[str, Any],
@@ -98,7 +91,7 @@ class HarvestWriter:
         if spec.gid_field in wire and spec.gid_field != "external_reference":
             wire[str(spec.gid_field)] = with_marker(wire[str(spec.gid_field)], op.gid)
         path = self._path(spec, target_id)
-        answer = await self._send("PATCH", path, wire, headers) if wire else await self._send(
+        answer = await self._session.record("PATCH", path, wire, headers) if wire else await self._session.record(
             "GET", path, None, {})
         return self._ok(spec, op, answer, created)
 
@@ -114,7 +107,7 @@ class HarvestWriter:
         if missing:
             raise Permanent(SYSTEM, f"cannot create a Harvest {spec.path[:-1]} for {op.gid}: {', '.join(missing)} "
                                     f"missing; map the canonical field that fills it", code="validation")
-        return self._ok(spec, op, await self._send("POST", f"/v2/{spec.path}", body, headers), True)
+        return self._ok(spec, op, await self._session.record("POST", f"/v2/{spec.path}", body, headers), True)
 
     async def _lookup(self, spec: EntitySpec, op: WriteOp, wire: dict[str, Any]) -> str | None:
         """The id of a record an earlier attempt of this create left behind (or the natural-key match)."""
@@ -174,7 +167,7 @@ class HarvestWriter:
                                     "Harvest task names are account-wide; rename the task in Harvest",
                             code="validation")
         if wire:
-            current = await self._send("PATCH", f"/v2/projects/{project_id}/task_assignments/{current['id']}",
+            current = await self._session.record("PATCH", f"/v2/projects/{project_id}/task_assignments/{current['id']}",
                                        wire, headers)
         return self._ok(TASK, op, current, created)
 
@@ -189,12 +182,12 @@ class HarvestWriter:
                 if str(item.get("name", "")).casefold() == name.casefold():
                     task_id = str(item["id"])
         if task_id is None:
-            task_id = str((await self._send("POST", "/v2/tasks", {"name": name}, headers))["id"])
+            task_id = str((await self._session.record("POST", "/v2/tasks", {"name": name}, headers))["id"])
         wire = to_wire(TASK, op.fields)
         if await self._assignment(project_id, task_id) is not None:
             return await self._update_task(op, f"{project_id}:{task_id}", {**wire, "is_active": True}, headers,
                                            created=False)
-        answer = await self._send("POST", f"/v2/projects/{project_id}/task_assignments",
+        answer = await self._session.record("POST", f"/v2/projects/{project_id}/task_assignments",
                                   {"task_id": int(task_id), **wire}, headers)
         return self._ok(TASK, op, answer, True)
 
@@ -210,7 +203,7 @@ class HarvestWriter:
             if spec.entity in _DELETED_BY_DELETE:
                 await self._session.request("DELETE", self._path(spec, op.target_id), headers=headers)
                 return WriteResult(gid=op.gid, ok=True, target_id=op.target_id)
-            answer = await self._send("PATCH", self._path(spec, op.target_id), {"is_active": False}, headers)
+            answer = await self._session.record("PATCH", self._path(spec, op.target_id), {"is_active": False}, headers)
             return WriteResult(gid=op.gid, ok=True, target_id=op.target_id,
                                version=parse_time_ms(answer.get("updated_at")))
         except Gone:
