@@ -382,6 +382,8 @@ async def _compare_psa(world: World, redis: Redis, keys: Keys, report: Report) -
     await _compare_psa_to_erp(world, redis, keys, report, "resource", "users", "Employee", ("name", "email"))
     await _compare_psa_to_erp(world, redis, keys, report, "project", "projects", "Customer", ("name",),
                               keep=lambda w: bool(w.get("Job")))
+    await _compare_psa_to_erp(world, redis, keys, report, "task", "task_assignments", "Item", ("name",),
+                              keep=lambda w: w.get("Type") == "Service", psa_keep=lambda w: w.get("is_active", True))
     await _compare_time(world, redis, keys, report)
     await _compare_expenses(world, redis, keys, report)
     await compare_billing(world, redis, keys, report)
@@ -412,7 +414,7 @@ async def _compare_contacts(world: World, redis: Redis, keys: Keys, report: Repo
 
 
 async def _compare_psa_to_erp(world: World, redis: Redis, keys: Keys, report: Report, entity: str, psa_table: str,
-                              erp_table: str, fields: tuple[str, ...], keep: Any = None) -> None:
+                              erp_table: str, fields: tuple[str, ...], keep: Any = None, psa_keep: Any = None) -> None:
     erp: dict[str, Any] = {}
     for wire in world.erp.records(erp_table):
         if keep is None or keep(wire):
@@ -422,6 +424,8 @@ async def _compare_psa_to_erp(world: World, redis: Redis, keys: Keys, report: Re
                 erp[gid] = twin
     checked = 0
     for wire in world.psa.records(psa_table):
+        if psa_keep is not None and not psa_keep(wire):
+            continue
         record = harvest_mapping.to_canonical(harvest_mapping.spec_for(entity), wire)
         if record.fields.get("status") == "inactive" or record.fields.get("active") is False:
             continue

@@ -91,8 +91,7 @@ def _money(value: Any) -> Decimal | None:
 
 async def compare_billing(world: World, redis: Redis, keys: Keys, report: Report) -> None:
     """ERP invoices and payments are in the PSA and the CRM with the same numbers; what the ERP billed is
-    billed in the PSA; the CRM's roll-ups add up; PSA tasks are ERP items."""
-    await _compare_tasks(world, redis, keys, report)
+    billed in the PSA; the CRM's roll-ups add up; won deals are estimates and provisioned."""
     await _compare_opportunities(world, redis, keys, report)
     await _compare_provisioning(world, redis, keys, report)
     psa_invoices, crm_invoices = await _twins(world, redis, keys)
@@ -182,32 +181,6 @@ def _compare_rollups(world: World, report: Report) -> None:
         if _money(account.get("Open_Balance__c")) != _money(balance):
             report.psa_problems.append(f"account {account_id}: open balance {account.get('Open_Balance__c')} "
                                        f"!= {balance} in its invoices")
-
-
-async def _compare_tasks(world: World, redis: Redis, keys: Keys, report: Report) -> None:
-    """Every active PSA task assignment is an ERP service item with the task's name."""
-    items: dict[str, Any] = {}
-    for wire in world.erp.records("Item"):
-        if wire.get("Type") != "Service":
-            continue
-        record = qbo_mapping.to_canonical("task", wire)
-        gid = await _gid(redis, keys, "task", "erp", record.id) or record.gid
-        if gid:
-            items[gid] = record
-    checked = 0
-    for wire in world.psa.records("task_assignments"):
-        if not wire.get("is_active", True):
-            continue
-        record = harvest_mapping.to_canonical(harvest_mapping.spec_for("task"), wire)
-        gid = await _gid(redis, keys, "task", "psa", record.id)
-        twin = items.get(gid) if gid else None
-        checked += 1
-        if twin is None:
-            report.psa_problems.append(f"task {record.id}: not an ERP item")
-        elif twin.fields.get("name") != record.fields.get("name"):
-            report.psa_problems.append(f"task {record.id}: PSA {record.fields.get('name')!r} != "
-                                       f"ERP item {twin.fields.get('name')!r}")
-    report.psa_checked["task"] = checked
 
 
 async def _compare_opportunities(world: World, redis: Redis, keys: Keys, report: Report) -> None:
