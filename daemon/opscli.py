@@ -14,6 +14,7 @@ import msgspec
 
 from accord.actors.context import connect
 from accord.config.load import load
+from accord.config.settings import Settings
 from accord.config.types import Duration
 from accord.deskcli import redis_url
 from accord.streams.replay import Selection, replay
@@ -66,15 +67,19 @@ class UsageError(ValueError):
     pass
 
 
+def check_holds(settings: Settings, entity: str, flag: str, system: str | None) -> None:
+    """``entity`` is configured and ``system`` (when given) holds it; else a ``UsageError`` naming the flag."""
+    if entity not in settings.entities:
+        raise UsageError(f"--entity: `{entity}` is not configured; expected one of {', '.join(settings.entities)}")
+    systems = settings.entities[entity].systems
+    if system is not None and system not in systems:
+        raise UsageError(f"{flag}: `{system}` does not hold {entity}; expected one of {', '.join(systems)}")
+
+
 def run_replay(args: argparse.Namespace) -> int:
     settings = load(args.config)
     try:
-        if args.entity not in settings.entities:
-            raise UsageError(f"--entity: `{args.entity}` is not configured; expected one of "
-                             f"{', '.join(settings.entities)}")
-        if args.target is not None and args.target not in settings.entities[args.entity].systems:
-            raise UsageError(f"--target: `{args.target}` does not hold {args.entity}; expected one of "
-                             f"{', '.join(settings.entities[args.entity].systems)}")
+        check_holds(settings, args.entity, "--target", args.target)
         selection = Selection(entity=args.entity, target=args.target, since_ms=point_in_time("--since", args.since),
                               until_ms=point_in_time("--until", args.until), correlation_id=args.correlation_id)
     except UsageError as exc:
@@ -158,12 +163,7 @@ def run_resync(args: argparse.Namespace) -> int:
 
     settings = load(args.config)
     try:
-        if args.entity not in settings.entities:
-            raise UsageError(f"--entity: `{args.entity}` is not configured; expected one of "
-                             f"{', '.join(settings.entities)}")
-        if args.system not in settings.entities[args.entity].systems:
-            raise UsageError(f"--system: `{args.system}` does not hold {args.entity}; expected one of "
-                             f"{', '.join(settings.entities[args.entity].systems)}")
+        check_holds(settings, args.entity, "--system", args.system)
         since_ms = point_in_time("--since", args.since)
     except UsageError as exc:
         print(exc, file=sys.stderr)
