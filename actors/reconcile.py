@@ -10,7 +10,6 @@ record and kind, filed once however often the job runs).
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -257,7 +256,3 @@ def _decimal(value: Any) -> Decimal:
 
 def _text(value: Decimal) -> str:
     return format(value.normalize(), "f") if value else "0"
-
-
-def today_period() -> str:
-    return dt.date.today().strftime("%Y-%m")

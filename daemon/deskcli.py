@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 
 from accord.actors.context import connect
@@ -221,14 +222,9 @@ async def _trace(redis: Redis, settings: Settings, args: argparse.Namespace) -> 
         return EXIT_FAILED
     for event in events:
         if args.json:
-            print(json.dumps({"correlation_id": args.correlation_id, **{
-                k: v for k, v in vars_of(event).items() if v not in ("", 0)}}))
+            print(json.dumps(msgspec.to_builtins(event)))
         else:
             when = time.strftime("%H:%M:%S", time.gmtime(event.at_ms / 1000)) + f".{event.at_ms % 1000:03d}"
             where = f"{event.system}:{event.record}" if event.record else event.system
             print(f"{when}  {event.kind:<18} {event.entity:<11} {where:<28} {event.detail}")
     return EXIT_OK
-
-
-def vars_of(event: Any) -> dict[str, Any]:
-    return {f: getattr(event, f) for f in event.__struct_fields__}

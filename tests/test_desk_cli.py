@@ -58,6 +58,9 @@ def test_list_show_skip_and_trace(failed: tuple[Path, str, str], capsys: pytest.
     assert main(["trace", "--config", str(config), cid]) == 0
     out = capsys.readouterr().out
     assert out.index("published upsert") < out.index("exception") < out.index("desk skipped")
+    assert main(["trace", "--config", str(config), cid, "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {e["correlation_id"] for e in events} == {cid} and events[0]["kind"] == "published upsert"
 
 
 def test_usage_errors_exit_2(failed: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
