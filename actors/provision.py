@@ -29,7 +29,7 @@ from accord.streams.batch import Batch
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.log import Slot, read_slots
 from accord.streams.process import STEPS, Provision, Provisions
-from accord.streams.records import MalformedEntry, decode, now_ms
+from accord.streams.records import ChangeRecord, MalformedEntry, decode, now_ms
 from accord.streams.state import RedisTokenCache
 
 GROUP = "provision"
@@ -101,37 +101,49 @@ class Provisioner(LoopActor):
         slots = self._slots()
         batches = await read_slots(self.ctx.redis, slots, self.settings.streams.read_count)
         pipe = Batch()
-        seen = 0
+        won: list[ChangeRecord] = []
         for slot, entries in zip(slots, batches, strict=True):
             for entry_id, fields in entries:
-                seen += 1
-                await self._consider(pipe, fields)
+                won += self._newly_won(fields)
                 pipe.xack(slot.stream, slot.group, entry_id)
-        if seen:
+        await self._start_processes(pipe, won)
+        if len(pipe):
             await pipe.apply(self.ctx.redis)
-        return seen
+        return sum(len(entries) for entries in batches)
 
-    async def _consider(self, pipe: Batch, fields: dict[bytes, bytes]) -> None:
+    def _newly_won(self, fields: dict[bytes, bytes]) -> list[ChangeRecord]:
+        """The entry as a change that makes its deal won in the CRM (else nothing)."""
         try:
             change = decode(fields)
         except MalformedEntry:
-            return  # the writers file malformed entries; the provisioner only ignores them
+            return []  # the writers file malformed entries; the provisioner only ignores them
         if change.source != self.conf.crm or change.op == "delete" or change.fields.get("is_won") is not True:
+            return []
+        return [change]
+
+    async def _start_processes(self, pipe: Batch, won: list[ChangeRecord]) -> None:
+        """One process per deal still won now, not started before, and won after the CRM's first read."""
+        loaded_ms = await self.ctx.cursors.loaded_ms(self.conf.crm, "opportunity") if won else None
+        first: dict[str, ChangeRecord] = {}
+        for change in won:  # else history; a deal won twice in one read starts once
+            if loaded_ms is not None and change.observed_ms > loaded_ms:
+                first.setdefault(change.gid, change)
+        won = list(first.values())
+        if not won:
             return
-        loaded_ms = await self.ctx.cursors.loaded_ms(self.conf.crm, "opportunity")
-        if loaded_ms is None or change.observed_ms <= loaded_ms:
-            return  # read by the first full load: won before Accord ran, not a deal to provision now
-        [deal], _ = await self.ctx.projections.load(self.conf.crm, "opportunity", [change.source_id])
-        if not deal or deal.get("is_won") is not True or await self.store.get(change.gid) is not None:
-            return
-        process = Provision(opportunity=change.gid, crm_id=change.source_id, correlation_id=change.correlation_id,
-                            started_ms=now_ms())
-        pipe.hsetnx(self.ctx.keys.provisions(), change.gid, msgspec.msgpack.encode(process))
-        pipe.zadd(self.ctx.keys.provisions_due(), change.gid, 0)
-        self.ctx.audit.queue(pipe, TraceEvent(correlation_id=change.correlation_id, kind="provisioning started",
-                                              entity="opportunity", gid=change.gid, system=self.conf.crm,
-                                              record=change.source_id, detail="deal won"))
-        self.started += 1
+        deals, _ = await self.ctx.projections.load(self.conf.crm, "opportunity", [c.source_id for c in won])
+        started = await self.ctx.redis.hmget(self.ctx.keys.provisions(), [c.gid for c in won])
+        for change, deal, known in zip(won, deals, started, strict=True):
+            if not deal or deal.get("is_won") is not True or known is not None:
+                continue
+            process = Provision(opportunity=change.gid, crm_id=change.source_id,
+                                correlation_id=change.correlation_id, started_ms=now_ms())
+            pipe.hsetnx(self.ctx.keys.provisions(), change.gid, msgspec.msgpack.encode(process))
+            pipe.zadd(self.ctx.keys.provisions_due(), change.gid, 0)
+            self.ctx.audit.queue(pipe, TraceEvent(correlation_id=change.correlation_id, kind="provisioning started",
+                                                  entity="opportunity", gid=change.gid, system=self.conf.crm,
+                                                  record=change.source_id, detail="deal won"))
+            self.started += 1
 
     # -- running processes ----------------------------------------------------------------------
     async def run_due(self) -> int:

@@ -107,20 +107,21 @@ class ProvisionSteps:
         return Next(f"project {process.project_id} {'created' if result.created else 'found'} in {self.conf.psa}")
 
     async def tasks(self, process: Provision) -> Outcome:
-        template = self.template(await self.deal(process))
-        wanted = [(phase.name, task) for phase in template.phases for task in phase.tasks]
-        made: list[str] = []
-        for index, (phase, task) in enumerate(wanted):
-            gid = f"{process.project_gid}.{index}"
-            known = (await self._xref("task", gid)).get(self.conf.psa)
-            if known is None:
-                fields = {"project": process.project_id, "name": f"{phase} / {task.name}", "billable": task.billable,
-                          "budget_hours": task.budget_hours}
-                known = str((await self._write(self.conf.psa, "task", process, gid,
-                                               {k: v for k, v in fields.items() if v is not None})).target_id)
-            made.append(known)
-        process.tasks = made
-        return Next(f"{len(made)} task(s) of the {self._template_name(await self.deal(process))} work breakdown")
+        deal = await self.deal(process)
+        name = self._template_name(deal)
+        wanted = [(phase.name, task) for phase in self.conf.templates[name].phases for task in phase.tasks]
+        gids = [f"{process.project_gid}.{index}" for index in range(len(wanted))]
+        made = {gid: xref.get(self.conf.psa) for gid, xref in
+                zip(gids, await self.ctx.identity.xrefs("task", gids), strict=True)}
+        todo = [(gid, {k: v for k, v in {"project": process.project_id, "name": f"{phase} / {task.name}",
+                                         "billable": task.billable, "budget_hours": task.budget_hours}.items()
+                       if v is not None})
+                for gid, (phase, task) in zip(gids, wanted, strict=True) if made[gid] is None]
+        for gid, result in zip([g for g, _ in todo], await self._write_many(self.conf.psa, "task", process, todo),
+                               strict=True):
+            made[gid] = str(result.target_id)
+        process.tasks = [str(made[gid]) for gid in gids]
+        return Next(f"{len(gids)} task(s) of the {name} work breakdown ({len(todo)} created now)")
 
     async def writeback(self, process: Provision) -> Outcome:
         fields = {"project": process.project_gid, "project_ref": process.project_id,
@@ -147,14 +148,25 @@ class ProvisionSteps:
 
     async def _write(self, system: str, entity: str, process: Provision, gid: str, fields: dict[str, Any],
                      target_id: str | None = None) -> WriteResult:
-        """One idempotent write; the new record is linked to ``gid`` at once (the next step relies on it)."""
-        op = WriteOp(gid=gid, kind="upsert", fields=fields, key=f"provision:{gid}:{system}", target_id=target_id,
-                     correlation_id=process.correlation_id)
-        [result] = await self.connector(system).write(entity, [op])
-        if not result.ok:
-            raise result.error or Permanent(system, f"{entity} {gid}: write refused")
-        if target_id is None and result.target_id:
-            pipe = self.ctx.redis.pipeline(transaction=True)
-            self.ctx.identity.link(pipe, entity, gid, system, str(result.target_id))  # type: ignore[arg-type]
-            await pipe.execute()
+        [result] = await self._write_many(system, entity, process, [(gid, fields)], target_id)
         return result
+
+    async def _write_many(self, system: str, entity: str, process: Provision, records: list[tuple[str, dict[str, Any]]],
+                          target_id: str | None = None) -> list[WriteResult]:
+        """Idempotent writes in the connector's batches; new records are linked to their global ids at
+        once (the next step relies on them). The first refused record raises."""
+        connector = self.connector(system)
+        ops = [WriteOp(gid=gid, kind="upsert", fields=fields, key=f"provision:{gid}:{system}", target_id=target_id,
+                       correlation_id=process.correlation_id) for gid, fields in records]
+        results: list[WriteResult] = []
+        for start in range(0, len(ops), max(1, connector.batch_size)):
+            results += await connector.write(entity, ops[start:start + connector.batch_size])
+        pipe = self.ctx.redis.pipeline(transaction=True)
+        for result in results:
+            if result.ok and target_id is None and result.target_id:
+                self.ctx.identity.link(pipe, entity, result.gid, system, str(result.target_id))  # type: ignore[arg-type]
+        await pipe.execute()
+        for result in results:
+            if not result.ok:
+                raise result.error or Permanent(system, f"{entity} {result.gid}: write refused")
+        return results
