@@ -195,3 +195,14 @@ async def test_deals_won_before_accord_first_read_the_crm_are_history(world: Wor
     await world.settle()
     assert world.table("psa", "project") == {} and await Provisions(world.redis, world.keys).all() == []
     assert len(world.table("erp", "opportunity")) == 1, "it still syncs (as a won deal) to the ERP"
+
+
+async def test_processes_are_metrics_by_step_and_state(world: World) -> None:
+    from accord.pipeline_metrics import render
+
+    _, deal = _won_deal(world, country=None)
+    await world.settle()
+    world.systems["crm"].user_update(deal, {"stage": "Closed Won", "is_won": True}, "opportunity")
+    await world.settle()
+    body = (await render(world.redis, world.settings)).decode()
+    assert 'accord_provisioning_processes{state="parked",step="customer"} 1.0' in body

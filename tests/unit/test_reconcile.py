@@ -69,3 +69,18 @@ async def test_the_scheduler_runs_a_due_job_once_and_not_again_before_its_interv
     await any_redis.set(rig.keys.lease("reconcile", "accounts", 0), "another daemon")
     await any_redis.hdel(rig.keys.reconcile("accounts"), "ran_ms")
     assert await scheduler.tick(reconciler) == 0, "a job another daemon holds the lease of is not run twice"
+
+
+async def test_findings_and_open_exceptions_are_metrics(rig: Rig) -> None:
+    from accord.pipeline_metrics import render
+
+    rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    rig.erp.user_create({"name": "Created in the ERP", "country": "US"})
+    await Reconciler(rig.settings, rig.redis, {"crm": rig.crm, "erp": rig.erp}).run(
+        "accounts", rig.settings.reconcile["accounts"])
+    body = (await render(rig.redis, rig.settings)).decode()
+    assert 'accord_reconcile_findings{job="accounts",kind="extra"} 1.0' in body
+    assert 'accord_reconcile_findings{job="accounts",kind="mismatched"} 0.0' in body
+    assert 'accord_exceptions_open{entity="account",reason="reconcile"} 1.0' in body
+    assert "accord_reconcile_last_run_timestamp_seconds" in body
