@@ -206,3 +206,15 @@ async def test_processes_are_metrics_by_step_and_state(world: World) -> None:
     await world.settle()
     body = (await render(world.redis, world.settings)).decode()
     assert 'accord_provisioning_processes{state="parked",step="customer"} 1.0' in body
+
+
+async def test_a_malformed_entry_is_acked_and_the_deals_after_it_start(world: World) -> None:
+    _, deal = _won_deal(world)
+    await world.settle()
+    await world.redis.xadd(world.keys.changes("opportunity", 0), {"d": b"\xc1 not msgpack"})
+    world.systems["crm"].user_update(deal, {"stage": "Closed Won", "is_won": True}, "opportunity")
+    await world.settle()
+    assert len(world.table("psa", "project")) == 1
+    for partition in range(2):
+        pending = await world.redis.xpending(world.keys.changes("opportunity", partition), GROUP)
+        assert pending["pending"] == 0
