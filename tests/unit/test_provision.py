@@ -216,5 +216,5 @@ async def test_a_malformed_entry_is_acked_and_the_deals_after_it_start(world: Wo
     await world.settle()
     assert len(world.table("psa", "project")) == 1
     for partition in range(2):
-        pending = await world.redis.xpending(world.keys.changes("opportunity", partition), GROUP)
+        pending = await world.redis.xpending(world.keys.changes("opportunity", partition), Keys.group(GROUP))
         assert pending["pending"] == 0
