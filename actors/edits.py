@@ -68,19 +68,37 @@ class EditJudge:
         for rid, held, (owners, owner_deleted) in zip(ids, now_held, looked_up, strict=True):
             suspect = due[rid]
             held = held or {}
+            if suspect.adopted:
+                self._repark_unknown(entity, rid, suspect, owners, owner_deleted, plan)
             violations = {f: (old, new) for f, (old, new) in suspect.changed.items()
-                          if held.get(f) == new and (f not in owners or owners[f] != new)}
+                          if held.get(f) == new and (f not in owners or owners[f] != new)
+                          and not (suspect.adopted and f not in owners)}
             if violations and not owner_deleted:
                 record = SourceRecord(id=rid, version=suspect.version, fields=held)
                 self.violation(entity, record, suspect.gid, violations, plan)
 
     async def check_adopted(self, entity: str, plan: PagePlan) -> None:
-        """A non-owned field first seen with a value that differs from its owner's is a violation too."""
+        """A non-owned field first seen with a value that differs from its owner's is a violation too;
+        when the owner does not hold the record yet, it is judged once the owner does (parked)."""
         looked_up = await self.owner_values(entity, [(gid, adopted) for _, gid, adopted in plan.adopted])
         for (record, gid, adopted), (owners, owner_deleted) in zip(plan.adopted, looked_up, strict=True):
+            if owner_deleted:
+                continue
             violations = {f: (owners[f], v) for f, v in adopted.items() if f in owners and owners[f] != v}
-            if violations and not owner_deleted:
+            if violations:
                 self.violation(entity, record, gid, violations, plan)
+            unknown = {f: (None, v) for f, v in adopted.items() if f not in owners}
+            if unknown:
+                plan.parked.append((record.id, Suspect(gid=gid, version=record.version, changed=unknown,
+                                                       seen_ms=plan.fetched_ms, adopted=True)))
+
+    def _repark_unknown(self, entity: str, record_id: str, suspect: Suspect, owners: dict[str, Any],
+                        owner_deleted: bool, plan: PagePlan) -> None:
+        """An adopted value whose owner still lacks the record waits on, up to the entity's park timeout."""
+        waiting = {f: change for f, change in suspect.changed.items() if f not in owners}
+        timeout_ms = int(self.settings.entities[entity].park_timeout * 1000)
+        if waiting and not owner_deleted and now_ms() - suspect.seen_ms < timeout_ms:
+            plan.parked.append((record_id, msgspec.structs.replace(suspect, changed=waiting)))
 
     async def plan_reverts(self, entity: str, plan: PagePlan) -> None:
         """Write the owner's value back over each non-owner edit (``on_violation = "revert"``); when the

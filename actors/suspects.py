@@ -26,6 +26,7 @@ class Suspect(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     changed: dict[str, tuple[object, object]]  # field -> (last seen, now)
     seen_ms: int  # when the fetch that showed it was sent
+    adopted: bool = False  # a first-seen value whose owner did not hold the record yet
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -44,8 +44,10 @@ async def test_desk_replay_resync_and_reconciliation(ray_session: None, redis_se
         world.erp.user_create("Customer", {"DisplayName": "Globex", "BillAddr": {"Country": "DE"}})
         crm_id = world.crm.user_create("Account", {"Name": "Globex", "BillingCountryCode": "US",
                                                    "CurrencyIsoCode": "USD"})
-        [entry] = await wait_for(lambda: _open(run, reason="permanent", system="erp"), timeout=60,
-                                 message="the refused create on the desk")
+        async def refused() -> list[Any]:
+            return [e for e in await _open(run, reason="permanent", system="erp") if e.record.source_id == crm_id]
+
+        [entry] = await wait_for(refused, timeout=60, message="the refused create on the desk")
         assert "6240" in entry.record.message or "Duplicate" in entry.record.message
         desk = ExceptionDesk(run.redis, run.settings)
         await desk.retry(entry.record.exception_id, "finance", {"name": "Globex (US)"})
@@ -121,7 +123,7 @@ async def test_locked_record_policies_on_time_in_a_closed_period(
         october = world.psa.log_time(user, pid, task, "2026-10-30", 2.0, "Before the close")
         november = world.psa.log_time(user, pid, task, "2026-11-03", 2.0, "After the close")
         world.psa.approve_time([october, november])
-        await wait_for(lambda: len(_erp_time(run, "Closed Period P001")) == 2, timeout=90, message="time in the ERP")
+        await wait_for(lambda: len(_erp_time(run, "Closed Period P001")) == 2, timeout=150, message="time in the ERP")
 
         # a manager withdraws both approvals: the open period's entry leaves the ERP, the closed one is locked
         world.psa.unapprove_time([october, november])

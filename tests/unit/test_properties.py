@@ -236,3 +236,11 @@ def test_a_value_a_create_seeds_into_its_owner_reaches_the_other_systems() -> No
     it as its own, so the PSA must get it from the ERP."""
     asyncio.run(scenario([Op(kind="create", value="Acme"),
                           Op(kind="edit", system="crm", index=0, field="tax_id", value="0")]))
+
+
+def test_a_stray_value_typed_while_the_owner_had_no_record_yet_is_judged_once_it_has() -> None:
+    """Found by hypothesis: the writer crashed after creating the ERP customer, before recording it; the
+    CRM then typed an ERP-owned tax id, first seen while the ERP's copy was unknown to Accord."""
+    asyncio.run(scenario([Op(kind="create", value="Acme"), Op(kind="poll", system="crm"),
+                          Op(kind="crash_after_write"),
+                          Op(kind="edit", system="crm", index=0, field="tax_id", value="0")]))
