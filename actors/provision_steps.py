@@ -117,9 +117,8 @@ class ProvisionSteps:
                                          "billable": task.billable, "budget_hours": task.budget_hours}.items()
                        if v is not None})
                 for gid, (phase, task) in zip(gids, wanted, strict=True) if made[gid] is None]
-        for gid, result in zip([g for g, _ in todo], await self._write_many(self.conf.psa, "task", process, todo),
-                               strict=True):
-            made[gid] = str(result.target_id)
+        for gid, fields in todo:  # one at a time: Harvest makes each task's global task and its assignment
+            made[gid] = str((await self._write(self.conf.psa, "task", process, gid, fields)).target_id)
         process.tasks = [str(made[gid]) for gid in gids]
         return Next(f"{len(gids)} task(s) of the {name} work breakdown ({len(todo)} created now)")
 
