@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -36,6 +37,11 @@ class LoopActor:
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    def _health(self, kind: str, **detail: Any) -> dict[str, Any]:
+        """What ``health()`` reports: the kind, whether the loop runs, the process id (fault tests kill
+        actors by pid) and the subclass's own counters."""
+        return {"kind": kind, "running": self.running, "pid": os.getpid(), **detail}
 
     def _launch(self, loop: Coroutine[Any, Any, None], name: str) -> bool:
         if self.running:

@@ -96,8 +96,7 @@ class Poller(LoopActor):
         self._connector = None
 
     async def health(self) -> dict[str, Any]:
-        return {"kind": "poller", "system": self.system, "running": self.running, "pages": self.pages,
-                "published": self.published}
+        return self._health("poller", system=self.system, pages=self.pages, published=self.published)
 
     # -- loop --------------------------------------------------------------------------------
     async def run(self) -> None:

@@ -79,7 +79,7 @@ class Provisioner(LoopActor):
         await self._close_redis()
 
     async def health(self) -> dict[str, Any]:
-        return {"kind": "provisioner", "running": self.running, "started": self.started, "finished": self.finished}
+        return self._health("provisioner", started=self.started, finished=self.finished)
 
     async def run(self) -> None:
         while not self._stopping:

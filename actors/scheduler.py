@@ -57,7 +57,7 @@ class Scheduler(LoopActor):
         await self._close_redis()
 
     async def health(self) -> dict[str, Any]:
-        return {"kind": "scheduler", "running": self.running, "runs": self.runs, "failures": self.failures}
+        return self._health("scheduler", runs=self.runs, failures=self.failures)
 
     async def run(self) -> None:
         reconciler = self.reconciler()

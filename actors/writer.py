@@ -105,8 +105,8 @@ class Writer(LoopActor):
 
     async def health(self) -> dict[str, Any]:
         held = len(self._leases.held) if self._leases else 0
-        return {"kind": "writer", "entity": self.entity, "replica": self.replica, "running": self.running,
-                "leases": held, "sweeps": self.sweeps, "written": self.written}
+        return self._health("writer", entity=self.entity, replica=self.replica, leases=held, sweeps=self.sweeps,
+                            written=self.written)
 
     async def run(self) -> None:
         idle = self.settings.streams.idle_wait
