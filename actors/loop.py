@@ -27,6 +27,7 @@ class LoopActor:
         self._ctx: Context | None = Context(settings, redis) if redis is not None else None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop_requested = asyncio.Event()
 
     @property
     def ctx(self) -> Context:
@@ -48,12 +49,19 @@ class LoopActor:
             loop.close()
             return False
         self._stopping = False
+        self._stop_requested.clear()
         self._task = asyncio.create_task(loop, name=name)
         return True
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when a stop is requested meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
 
     async def _halt(self) -> None:
         """Ask the loop to finish its unit of work and wait for it (cancel after the drain timeout)."""
         self._stopping = True
+        self._stop_requested.set()
         if self._task is None:
             return
         try:

@@ -1,5 +1,5 @@
 """What a writer holds during one sweep for one target: the deliveries, the per-record work, and the
-outcome it commits atomically (acks, state, exceptions, counters, retries)."""
+outcome it commits atomically (acks, state, exceptions, counters) or leaves pending (deferrals)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,26 @@ from typing import Any
 
 from loguru import logger
 
+from accord.actors.pending import Wait
 from accord.connectors.base import WriteOp, WriteResult
-from accord.connectors.errors import ConnectorError, RateLimited
+from accord.connectors.errors import ConnectorError, RateLimited, StaleVersion
 from accord.streams.audit import TraceEvent
 from accord.streams.exceptions import ExceptionRecord, Reason, exception_id
 from accord.streams.log import Slot
 from accord.streams.records import ChangeRecord, now_ms
 from accord.streams.state import Stats
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """Why a delivery stays pending after its sweep: parked until ``waits`` are met (or its re-check),
+    or retried after its backoff (at least ``retry_after`` seconds)."""
+
+    parked: bool
+    why: str
+    waits: frozenset[Wait] = frozenset()
+    retry_after: float = 0.0
+    maybe_written: bool = False  # the failed request may have reached the target (a timeout, a 5xx)
 
 
 @dataclass
@@ -26,8 +39,9 @@ class Delivery:
     entry_id: str
     raw: dict[bytes, bytes]
     record: ChangeRecord | None = None
-    attempts: int = 1
-    from_backlog: bool = False
+    attempts: int = 1  # this is the entry's n-th delivery (write attempts; parking does not count)
+    maybe_written: bool = False  # an earlier attempt may have reached the target (a crash, a lost reply)
+    deferral: Deferral | None = None  # set when the sweep leaves it pending
 
 
 @dataclass(eq=False)
@@ -72,9 +86,8 @@ class Outcome:
     acks: dict[Slot, list[str]] = field(default_factory=lambda: defaultdict(list))
     exceptions: list[ExceptionRecord] = field(default_factory=list)
     done: list[tuple[RecordWork, WriteResult]] = field(default_factory=list)
-    retry: set[Slot] = field(default_factory=set)
-    retry_after: float = 0.0
-    retry_cap: float | None = None  # parked records retry soon, whatever the backoff says
+    deferred: list[Delivery] = field(default_factory=list)
+    retry_after: float = 0.0  # the target asked to be left alone this long (429 Retry-After)
     counts: Counter[str] = field(default_factory=Counter)
     events: list[TraceEvent] = field(default_factory=list)  # the audit trail of this sweep
 
@@ -97,19 +110,22 @@ class Outcome:
         self.trace(work.deliveries, "skipped", f"nothing written to {self.target}: {reason}", work.target_id or "")
 
     def defer(self, works: list[RecordWork], exc: ConnectorError | None = None, *, parked: bool = False,
-              why: str = "") -> None:
-        """Leave these entries pending; their slots back off and re-read them."""
+              why: str = "", waits: frozenset[Wait] = frozenset()) -> None:
+        """Leave these entries pending: parked ones until ``waits`` are met, the others for a retry."""
         kind = "parked" if parked else "retry"
         detail = why or (f"{type(exc).__name__}: {exc.message}" if exc is not None else "will retry")
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else 0.0
+        refused = isinstance(exc, RateLimited | StaleVersion)  # turned away before anything was done
+        deferral = Deferral(parked=parked, why=detail, waits=waits, retry_after=retry_after,
+                            maybe_written=exc is not None and not refused)
         for work in works:
             work.op, work.ready = None, False
             for d in work.deliveries:
-                self.retry.add(d.slot)
+                d.deferral = deferral
+                self.deferred.append(d)
             self.trace(work.deliveries, kind, f"{self.target}: {detail}", work.target_id or "")
-        if isinstance(exc, RateLimited):
-            self.retry_after = max(self.retry_after, exc.retry_after)
+        self.retry_after = max(self.retry_after, retry_after)
         if parked:
-            self.retry_cap = 2.0
             self.counts[Stats.label("parked", self.entity)] += len(works)
         else:
             self.counts[Stats.label("deferred", self.entity)] += len(works)

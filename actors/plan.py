@@ -23,6 +23,7 @@ from accord.actors.governance import Ownership
 from accord.actors.locked import LockedRecords
 from accord.actors.matching import match_keys
 from accord.actors.outcome import Delivery, Outcome, RecordWork
+from accord.actors.pending import Wait
 from accord.actors.references import References
 from accord.config.mapping import ConfiguredMap, MapError, configured_map
 from accord.config.settings import Settings
@@ -86,7 +87,7 @@ class WritePlanner:
                 outcome.ack(d)
                 continue
             try:
-                d.record = decode(d.raw)
+                d.record = d.record or decode(d.raw)
             except MalformedEntry as exc:
                 outcome.fail(d, "malformed", str(exc))
                 continue
@@ -188,7 +189,8 @@ class WritePlanner:
         if not ready:
             return
         if not await self._target_loaded(target):
-            self._park(ready, outcome, f"{target} has not finished its first full read of {self.entity}")
+            self._park(ready, outcome, f"{target} has not finished its first full read of {self.entity}",
+                       frozenset({("loaded", target, self.entity)}))
             return
         seen, _ = await self.ctx.projections.load(owner, self.entity, [w.source.source_id for w in ready
                                                                        if w.source is not None])
@@ -200,7 +202,7 @@ class WritePlanner:
             work.fields = self.ownership.synced_with(target, work.fields)
         await self._seed_third_parties(target, ready)
         await self._match(target, ready, outcome)
-        retried = [w for w in ready if w.source and w.target_id is None and any(d.from_backlog for d in w.deliveries)]
+        retried = [w for w in ready if w.source and w.target_id is None and any(d.maybe_written for d in w.deliveries)]
         try:
             found = await self._find_created(target, retried)
         except ConnectorError as exc:
@@ -351,12 +353,15 @@ class WritePlanner:
         missing = await References(self.settings, self.ctx.identity).to_native(target, self.entity, native)
         for work, fields, gaps in zip(works, native, missing, strict=True):
             if gaps:
-                self._park([work], outcome, f"referenced record(s) {', '.join(sorted(gaps))} not in {target} yet")
+                waits = frozenset(("xref", ref_entity, gid, target) for ref_entity, gid in gaps.values())
+                self._park([work], outcome, f"referenced record(s) {', '.join(sorted(gaps))} not in {target} yet",
+                           waits)
             else:
                 work.native = fields
 
-    def _park(self, works: list[RecordWork], outcome: Outcome, why: str) -> None:
-        """Wait for a dependency; past ``park_timeout`` the record becomes an exception."""
+    def _park(self, works: list[RecordWork], outcome: Outcome, why: str, waits: frozenset[Wait]) -> None:
+        """Wait for ``waits`` (woken when they are met); past ``park_timeout`` the record becomes an
+        exception."""
         deadline_ms = int(self.ent.park_timeout * 1000)
         now = int(time.time() * 1000)
         waiting = []
@@ -368,7 +373,7 @@ class WritePlanner:
             else:
                 waiting.append(work)
         if waiting:
-            outcome.defer(waiting, parked=True, why=why)
+            outcome.defer(waiting, parked=True, why=why, waits=waits)
 
     def _retire_exhausted(self, works: list[RecordWork], outcome: Outcome) -> None:
         limit = self.settings.streams.max_deliveries

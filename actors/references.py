@@ -75,9 +75,11 @@ class References:
         for holder, key, ref_entity, _ in slots:
             holder[key] = gids[ref_entity][str(holder[key])]
 
-    async def to_native(self, target: str, entity: str, records: Sequence[dict[str, Any]]) -> list[set[str]]:
-        """Replace global reference ids by the target's ids, in place. Returns, per record, the fields
-        whose referenced record has no id in the target yet (the record must wait: it is parked)."""
+    async def to_native(self, target: str, entity: str, records: Sequence[dict[str, Any]]
+                        ) -> list[dict[str, tuple[str, str]]]:
+        """Replace global reference ids by the target's ids, in place. Returns, per record, the reference
+        paths whose record has no id in the target yet, each with (referenced entity, its global id):
+        the record must wait for them (it is parked)."""
         per_record = [list(self._slots(target, entity, fields)) for fields in records]
         by_entity: dict[str, set[str]] = defaultdict(set)
         for slots in per_record:
@@ -86,13 +88,13 @@ class References:
         ids: dict[str, dict[str, str]] = {}
         for ref_entity, gids in by_entity.items():
             ids[ref_entity] = await self.identity.targets_for(ref_entity, target, sorted(gids))
-        missing: list[set[str]] = []
+        missing: list[dict[str, tuple[str, str]]] = []
         for slots in per_record:
-            gaps: set[str] = set()
+            gaps: dict[str, tuple[str, str]] = {}
             for holder, key, ref_entity, path in slots:
                 native = ids[ref_entity].get(str(holder[key]))
                 if native is None:
-                    gaps.add(path)
+                    gaps[path] = (ref_entity, str(holder[key]))
                 else:
                     holder[key] = native
             missing.append(gaps)

@@ -56,6 +56,7 @@ class StreamSettings(_Section):
     lease_ttl: Duration = Duration(10.0)
     retry_backoff_cap: Duration = Duration(60.0)
     write_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    stuck_after: Duration = Duration(60.0)  # a pending entry idle this long with nothing scheduled is re-read
 
 
 Condition = str | bool | int | float | list[str | bool | int | float] | None

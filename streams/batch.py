@@ -144,6 +144,12 @@ class Batch:
         if ids:
             self._add("XACK", stream, group, *ids)
 
+    def set_deliveries(self, stream: str, group: str, consumer: str, ids: list[str], deliveries: int) -> None:
+        """Set the delivery counter of pending entries their own consumer holds (XCLAIM ... RETRYCOUNT
+        n JUSTID: the entries stay with ``consumer``; their idle time restarts)."""
+        if ids:
+            self._add("XCLAIM", stream, group, consumer, 0, *ids, "RETRYCOUNT", deliveries, "JUSTID")
+
     def __len__(self) -> int:
         return self.commands
 

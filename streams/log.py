@@ -41,14 +41,12 @@ def _id(raw: bytes | str) -> str:
 
 @dataclass(eq=False)
 class Slot:
-    """One (partition, target) read position of a writer: pending-first, then new entries."""
+    """One (partition, target) read position: a partition stream, a target's group, the partition's consumer."""
 
     entity: str
     partition: int
     target: str
-    backlog: bool = True  # True while the consumer's own PEL has not been drained
-    retry_at: float = 0.0  # monotonic time before which the slot is held back (after a failure)
-    failures: int = 0
+    backlog: bool = True  # for ``read_slots``: True while the consumer's own PEL has not been drained
     stream: str = ""
     group: str = ""
     consumer: str = ""
@@ -75,11 +73,28 @@ async def read_slots(redis: Redis, slots: Sequence[Slot], count: int) -> list[li
 
 
 async def _read(redis: Redis, slots: Sequence[Slot], count: int) -> list[list[Entry]]:
-    if not slots:
+    return await _read_from(redis, [(slot, "0" if slot.backlog else ">") for slot in slots], count)
+
+
+async def read_new(redis: Redis, slots: Sequence[Slot], count: int) -> list[list[Entry]]:
+    """Entries never delivered to each slot's group (``>``), one pipelined non-blocking XREADGROUP per slot;
+    they enter the slot consumer's PEL."""
+    return await _read_from(redis, [(slot, ">") for slot in slots], count)
+
+
+async def read_pending(redis: Redis, slot: Slot, after: str, count: int) -> list[Entry]:
+    """The slot consumer's own pending entries with ids above ``after`` (``"0"``: from the start). Every
+    entry read counts one more delivery; a trimmed entry comes back with no fields."""
+    [entries] = await _read_from(redis, [(slot, after)], count)
+    return entries
+
+
+async def _read_from(redis: Redis, reads: Sequence[tuple[Slot, str]], count: int) -> list[list[Entry]]:
+    if not reads:
         return []
     async with redis.pipeline(transaction=False) as pipe:
-        for slot in slots:
-            pipe.xreadgroup(slot.group, slot.consumer, {slot.stream: "0" if slot.backlog else ">"}, count=count)
+        for slot, position in reads:
+            pipe.xreadgroup(slot.group, slot.consumer, {slot.stream: position}, count=count)
         replies = await pipe.execute()
     out: list[list[Entry]] = []
     for reply in replies:
@@ -90,14 +105,47 @@ async def _read(redis: Redis, slots: Sequence[Slot], count: int) -> list[list[En
     return out
 
 
+async def fetch(redis: Redis, stream: str, entry_ids: Sequence[str]) -> list[Entry]:
+    """The payload of each entry (``{}`` when trimmed), without counting a delivery."""
+    if not entry_ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for entry_id in entry_ids:
+            pipe.xrange(stream, entry_id, entry_id, count=1)
+        replies = await pipe.execute()
+    return [(entry_id, reply[0][1] if reply else {}) for entry_id, reply in zip(entry_ids, replies, strict=True)]
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    entry_id: str
+    idle_ms: int
+    deliveries: int
+
+
+async def idle_pending(redis: Redis, slot: Slot, min_idle_ms: int, count: int) -> list[PendingRow]:
+    """The slot consumer's pending entries idle for at least ``min_idle_ms`` (XPENDING with IDLE, 6.2+)."""
+    rows = await redis.xpending_range(slot.stream, slot.group, min="-", max="+", count=count,
+                                      consumername=slot.consumer, idle=min_idle_ms)
+    return [PendingRow(_id(r["message_id"]), int(r["time_since_delivered"]), int(r["times_delivered"]))
+            for r in rows]
+
+
 async def delivery_counts(redis: Redis, slot: Slot, entry_ids: Sequence[str]) -> dict[str, int]:
     """Times each pending entry has been delivered (XPENDING extended form over the id range)."""
     if not entry_ids:
         return {}
-    rows = await redis.xpending_range(slot.stream, slot.group, min=entry_ids[0], max=entry_ids[-1],
+    ordered = sorted(entry_ids, key=id_order)
+    rows = await redis.xpending_range(slot.stream, slot.group, min=ordered[0], max=ordered[-1],
                                       count=len(entry_ids) + 1000, consumername=slot.consumer)
     wanted = set(entry_ids)
     return {_id(r["message_id"]): int(r["times_delivered"]) for r in rows if _id(r["message_id"]) in wanted}
+
+
+def id_order(entry_id: str) -> tuple[int, int]:
+    """Sort key of a stream id (``ms-seq``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def id_ms(entry_id: str) -> int:

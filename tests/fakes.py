@@ -35,6 +35,7 @@ class MemorySystem:
         self.fail_batches: list[ConnectorError] = []
         self.fail_records: dict[str, ConnectorError] = {}  # gid -> error for every write of it
         self.write_calls = 0
+        self.find_calls = 0
         self.creates = 0
         self.writes: list[WriteOp] = []
         self.stats = CallStats()
@@ -115,6 +116,7 @@ class MemorySystem:
                            fields=dict(op.fields))
 
     async def find_created(self, entity: str, gids: Sequence[str], since_ms: int) -> dict[str, SourceRecord]:
+        self.find_calls += 1
         table = self.tables[entity]
         return {g: SourceRecord(id=r, version=table.versions[r], gid=g) for r, g in table.gids.items() if g in gids}
 

@@ -126,10 +126,11 @@ class World:
         async def die(*_: Any) -> None:
             raise RuntimeError("killed")
 
-        if before_write:
-            writer._write = die  # type: ignore[assignment, method-assign]
-        else:
-            writer._commit = die  # type: ignore[assignment, method-assign]
+        for lane in writer.lanes.values():
+            if before_write:
+                lane._write = die  # type: ignore[assignment, method-assign]
+            else:
+                lane._commit = die  # type: ignore[assignment, method-assign]
         try:
             await writer.sweep()
         except Exception:

@@ -50,11 +50,12 @@ async def test_line_item_references_become_global_ids_and_back(fake_redis: Redis
     await pipe.execute()
     outbound = {**invoice}
     gaps = await references.to_native("psa", "invoice", [outbound])
-    assert gaps == [set()]
+    assert gaps == [{}]
     assert outbound["lines"][0]["time_entry"] == "9001" and outbound["account"] == "77"
 
 
 async def test_a_line_reference_missing_in_the_target_is_reported_by_path(fake_redis: Redis) -> None:
     references, _ = _references(fake_redis)
     invoice = {"lines": [{"time_entry": "te-gid-without-psa-id"}]}
-    assert await references.to_native("psa", "invoice", [invoice]) == [{"lines.time_entry"}]
+    gaps = await references.to_native("psa", "invoice", [invoice])
+    assert gaps == [{"lines.time_entry": ("time_entry", "te-gid-without-psa-id")}]  # what the record waits for
