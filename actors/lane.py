@@ -203,10 +203,16 @@ class Lane:
             for wait in waits:
                 if wait[0] == "loaded":
                     pipe.hget(keys.cursor(wait[1], wait[2]), "loaded")
-                else:  # ("xref", entity, gid, target)
+                else:  # ("xref", entity, gid, target): linked there, or the gid turned out to be an alias
                     pipe.hexists(keys.xref(wait[1], wait[2]), wait[3])
-            replies = await pipe.execute()
-        return {wait for wait, reply in zip(waits, replies, strict=True) if reply}
+                    pipe.exists(keys.alias(wait[1], wait[2]))
+            replies = iter(await pipe.execute())
+        met: set[Wait] = set()
+        for wait in waits:
+            answers = [next(replies)] if wait[0] == "loaded" else [next(replies), next(replies)]
+            if any(answers):
+                met.add(wait)
+        return met
 
     def _take_due(self, parts: list[Partition], now: float) -> list[Delivery]:
         count = self.settings.streams.read_count

@@ -110,6 +110,7 @@ class WritePlanner:
         entity's owner deleted the record, later field changes from other systems do not revive it."""
         fields: dict[str, Any] = {}
         last: ChangeRecord | None = None
+        last_owner: ChangeRecord | None = None
         deleted = False
         for d in work.deliveries:
             record = d.record
@@ -125,6 +126,8 @@ class WritePlanner:
             if deleted and record.source != self.ownership.owner:
                 continue  # a non-owner's field change to a record its owner deleted
             last = record
+            if record.source == self.ownership.owner:
+                last_owner = record
             if record.op == "delete":
                 deleted, fields = True, {}
             else:
@@ -133,6 +136,8 @@ class WritePlanner:
         if last is None:
             outcome.skip(work, "stale_version")
             return
+        if work.target_id is None and last_owner is not None:
+            last = last_owner  # a create is the owner's, even when another system's values arrived with it
         work.source = msgspec.structs.replace(last, op="delete" if deleted else "upsert", fields=fields)
 
     # -- routing -----------------------------------------------------------------------------
@@ -349,8 +354,12 @@ class WritePlanner:
 
     # -- references, retries -----------------------------------------------------------------
     async def _resolve_references(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:
+        references = References(self.settings, self.ctx.identity)
+        if not references.has_native(target, self.entity):
+            return
+        await references.canonicalise(target, self.entity, [w.fields for w in works])
         native = [dict(w.fields) for w in works]
-        missing = await References(self.settings, self.ctx.identity).to_native(target, self.entity, native)
+        missing = await references.to_native(target, self.entity, native)
         for work, fields, gaps in zip(works, native, missing, strict=True):
             if gaps:
                 waits = frozenset(("xref", ref_entity, gid, target) for ref_entity, gid in gaps.values())

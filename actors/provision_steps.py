@@ -22,6 +22,7 @@ from accord.actors.context import Context
 from accord.config.settings import ProjectTemplate, ProvisioningSettings
 from accord.connectors.base import Connector, WriteOp, WriteResult
 from accord.connectors.errors import Permanent
+from accord.streams.batch import Batch
 from accord.streams.process import Provision
 
 
@@ -160,11 +161,11 @@ class ProvisionSteps:
         results: list[WriteResult] = []
         for start in range(0, len(ops), max(1, connector.batch_size)):
             results += await connector.write(entity, ops[start:start + connector.batch_size])
-        pipe = self.ctx.redis.pipeline(transaction=True)
+        batch = Batch()
         for result in results:
             if result.ok and target_id is None and result.target_id:
-                self.ctx.identity.link(pipe, entity, result.gid, system, str(result.target_id))  # type: ignore[arg-type]
-        await pipe.execute()
+                self.ctx.identity.link(batch, entity, result.gid, system, str(result.target_id))
+        await batch.apply(self.ctx.redis)
         for result in results:
             if not result.ok:
                 raise result.error or Permanent(system, f"{entity} {result.gid}: write refused")

@@ -75,6 +75,22 @@ class References:
         for holder, key, ref_entity, _ in slots:
             holder[key] = gids[ref_entity][str(holder[key])]
 
+    async def canonicalise(self, system: str, entity: str, records: Sequence[dict[str, Any]]) -> int:
+        """Replace, in place, global ids that turned out to be aliases (minted for a reference before its
+        record was linked) by the record's own gid. Returns how many were replaced."""
+        slots = [slot for fields in records for slot in self._slots(system, entity, fields)]
+        by_entity: dict[str, set[str]] = defaultdict(set)
+        for holder, key, ref_entity, _ in slots:
+            by_entity[ref_entity].add(str(holder[key]))
+        canonical = {ref_entity: await self.identity.canonical(ref_entity, sorted(gids))
+                     for ref_entity, gids in by_entity.items()}
+        replaced = 0
+        for holder, key, ref_entity, _ in slots:
+            gid = canonical[ref_entity].get(str(holder[key]))
+            if gid is not None:
+                holder[key], replaced = gid, replaced + 1
+        return replaced
+
     async def to_native(self, target: str, entity: str, records: Sequence[dict[str, Any]]
                         ) -> list[dict[str, tuple[str, str]]]:
         """Replace global reference ids by the target's ids, in place. Returns, per record, the reference

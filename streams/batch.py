@@ -30,7 +30,14 @@ while i <= n do
   local argc = tonumber(ARGV[i])
   local cmd = {}
   for j = 1, argc do cmd[j] = ARGV[i + j] end
-  redis.call(unpack(cmd))
+  if cmd[1] == 'ACCORD.LINK' then
+    -- SET an xid; a different global id it held before becomes an alias of the new one
+    local old = redis.call('GET', cmd[2])
+    if old and old ~= cmd[3] then redis.call('SET', cmd[4] .. old, cmd[3]) end
+    redis.call('SET', cmd[2], cmd[3])
+  else
+    redis.call(unpack(cmd))
+  end
   i = i + argc + 1
 end
 return 1
@@ -116,6 +123,11 @@ class Batch:
 
     def set(self, key: str, value: Value) -> None:
         self._add("SET", key, value)
+
+    def link_xid(self, key: str, gid: str, alias_prefix: str) -> None:
+        """SET the xid ``key`` to ``gid``; if it held another global id (minted for a reference before
+        the record was linked), that id becomes an alias of ``gid``: ``alias_prefix + old`` -> ``gid``."""
+        self._add("ACCORD.LINK", key, gid, alias_prefix)
 
     def delete(self, *keys: str) -> None:
         if keys:

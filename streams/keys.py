@@ -63,6 +63,10 @@ class Keys:
     def xid(self, entity: str, system: str, system_id: str) -> str:
         return f"{self.prefix}xid:{entity}:{system}:{system_id}"
 
+    def alias(self, entity: str, gid: str) -> str:
+        """String: a global id minted for a reference before its record was linked -> the record's gid."""
+        return f"{self.prefix}alias:{entity}:{gid}"
+
     # -- sync state ----------------------------------------------------------------------------
     def cursor(self, system: str, entity: str) -> str:
         return f"{self.prefix}cursor:{system}:{entity}"

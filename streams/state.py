@@ -95,8 +95,18 @@ class Identity:
         return [{k: _s(v) or "" for k, v in h.items()} for h in hashes]
 
     def link(self, pipe: Pipeline, entity: str, gid: str, system: str, system_id: str) -> None:
+        """Pair ``gid`` with the system's record both ways. A pollers's reference may have minted another
+        gid for that record before it was linked (it read the reference first); that gid becomes an
+        alias of ``gid`` in the same atomic call."""
         pipe.hset(self.keys.xref(entity, gid), system, system_id)
-        pipe.set(self.keys.xid(entity, system, system_id), gid)
+        pipe.link_xid(self.keys.xid(entity, system, system_id), gid, self.keys.alias(entity, ""))
+
+    async def canonical(self, entity: str, gids: Sequence[str]) -> dict[str, str]:
+        """The record gid each alias among ``gids`` stands for (gids that are no alias are absent)."""
+        if not gids:
+            return {}
+        values = await self.redis.mget([self.keys.alias(entity, g) for g in gids])
+        return {g: v for g, raw in zip(gids, values, strict=True) if (v := _s(raw))}
 
 
 class Projections:

@@ -268,3 +268,71 @@ async def test_nothing_stays_in_hand_after_a_failed_sweep(any_redis: Redis, part
     assert all(not part.book.in_hand() for lane in writer.lanes.values() for part in lane.partitions)
     await rig.sweep_until("account", lambda: rig.erp.creates == 6, within=5)
     assert await rig.pending("account") == 0
+
+
+THREE = CRM_AND_ERP + """
+[systems.psa]
+kind = "harvest"
+base_url = "http://127.0.0.1:3"
+account_id = "1"
+access_token = "t"
+[entities.account]
+owner = "crm"
+systems = ["crm", "erp", "psa"]
+fields = { tax_id = "erp" }
+"""
+
+
+async def test_a_create_held_with_another_systems_values_is_still_the_owners_create(any_redis: Redis) -> None:
+    """The owner's change, parked for a target, and the values another system published back meanwhile
+    (a create's seed) are attempted together: the record is created, not skipped as a non-owner create."""
+    settings = loads('namespace = "c"\n[streams]\npartitions = 1\nretry_backoff_cap = "60s"\n' + THREE, env={})
+    keys = Keys("c")
+    systems = {s: MemorySystem(s, batch_size=5) for s in ("crm", "erp", "psa")}
+    pollers = {s: Poller(settings, s, "", connector=c, redis=any_redis) for s, c in systems.items()}  # type: ignore[arg-type]
+    writer = Writer(settings, "account", "", connectors=dict(systems), redis=any_redis)  # type: ignore[arg-type]
+    writer.assign([0])
+    await ensure_groups(any_redis, keys, "account", ["crm", "erp", "psa"], 1)
+    await pollers["erp"].poll_page("account")  # the PSA has not finished its first read yet
+    systems["crm"].user_create({"name": "Acme", "tax_id": "typed-in-crm"})
+    await pollers["crm"].poll_page("account")
+    await wait_for(lambda: writer.sweep() if systems["erp"].creates == 0 else True, timeout=5, interval=0.02,
+                   message="the ERP create")
+    await writer.sweep()  # the ERP's seeded tax id is published back and joins the PSA's hold
+    assert systems["psa"].creates == 0
+    await pollers["psa"].poll_page("account")  # the PSA's first full read ends: the hold is woken
+
+    async def created_in_psa() -> bool:
+        await writer.sweep()
+        return systems["psa"].creates == 1
+    await wait_for(created_in_psa, timeout=PARK_RECHECK_S - 1, interval=0.02, message="the PSA create")
+    [psa] = systems["psa"].records.values()
+    assert psa["name"] == "Acme" and psa["tax_id"] == "typed-in-crm"
+
+
+async def test_a_reference_read_before_its_record_was_linked_resolves_through_an_alias(any_redis: Redis) -> None:
+    """The ERP's poller reads a contact pointing at an account Accord just created there, before the
+    writer's commit linked that account: it mints a gid for the reference. The link then makes that gid
+    an alias, and the contact reaches the CRM pointing at the account's CRM record."""
+    text = config().replace('[entities.contact]\nowner = "crm"', '[entities.contact]\nowner = "erp"')
+    rig = await Rig(any_redis, text).setup()
+    await rig.publish("contact")  # the CRM's first read of contacts (creates there wait for it)
+    account = rig.crm.user_create({"name": "Acme"})
+    await rig.publish("account")
+    original = rig.erp.write
+
+    async def write_then_someone_adds_a_contact(entity: str, ops: Any) -> Any:
+        results = await original(entity, ops)
+        if entity == "account":  # before the account writer commits its link
+            rig.erp.user_create({"last_name": "Early", "account": results[0].target_id}, entity="contact")
+            await rig.pollers["erp"].poll_page("contact")
+        return results
+
+    rig.erp.write = write_then_someone_adds_a_contact  # type: ignore[method-assign]
+    await rig.sweep_until("account", lambda: rig.erp.creates == 1, within=5)
+    rig.erp.write = original  # type: ignore[method-assign]
+    crm_contacts = rig.crm.tables["contact"].records
+    await rig.sweep_until("contact", lambda: len(crm_contacts) == 1, within=PARK_RECHECK_S - 1)
+    [contact] = crm_contacts.values()
+    assert contact["account"] == account
+    assert await rig.pending("contact", "crm") == 0

@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 
 from accord.actors.references import References
 from accord.config.load import loads
+from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.state import Identity
 from tests.helpers import CRM_AND_ERP, PSA
@@ -44,10 +45,10 @@ async def test_line_item_references_become_global_ids_and_back(fake_redis: Redis
     assert invoice["account"] == accounts["58"]
     assert original_lines[0]["time_entry"] == "301", "the caller's nested dicts are not edited in place"
 
-    pipe = fake_redis.pipeline()
-    identity.link(pipe, "time_entry", gids["301"], "psa", "9001")
-    identity.link(pipe, "account", accounts["58"], "psa", "77")
-    await pipe.execute()
+    batch = Batch()
+    identity.link(batch, "time_entry", gids["301"], "psa", "9001")
+    identity.link(batch, "account", accounts["58"], "psa", "77")
+    await batch.apply(fake_redis)
     outbound = {**invoice}
     gaps = await references.to_native("psa", "invoice", [outbound])
     assert gaps == [{}]
