@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="/metrics port (default: any free port)")
     demo.add_argument("--no-console", action="store_true", help="plain log lines instead of the live console")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--settle-timeout", type=float, default=180.0,
+                      help="after the activity, how long to wait at most for the pipeline to settle (default 180)")
 
     mapping = sub.add_parser("map", help="map one record read from stdin: wire -> canonical (or --to: back)")
     mapping.add_argument("--config", required=True)
@@ -91,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(DemoOptions(duration=args.duration, accounts=args.accounts, rate=args.rate,
                                         data_dir=args.data_dir, port=args.port, console=not args.no_console,
-                                        seed=args.seed))
+                                        seed=args.seed, settle_timeout=args.settle_timeout))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

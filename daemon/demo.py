@@ -2,8 +2,11 @@
 
 Embedded Redis (AOF on), a local Ray, the sandbox CRM, PSA and ERP on localhost ports seeded with a firm,
 people at work in all three (sales, consultants, managers approving time, finance billing and collecting),
-the daemon syncing, a live console, ``/metrics``, and at the end a record-by-record comparison of the three
-systems, the configured reconciliation jobs and the exception desk's summary. Exit status 0 only when the
+the daemon syncing, a live console and ``/metrics``. When activity stops, the demo waits until the pipeline
+has settled on facts (``accord.settle``: no lag, nothing pending, no provisioning running, every poller has
+read its systems since), at most ``--settle-timeout`` seconds; then a record-by-record comparison of the
+three systems, the configured reconciliation jobs and the exception desk's summary. When it does not settle,
+it names the stuck entries and why (``accord.stuck``). Exit status 0 only when the pipeline settled, the
 systems agree and every reconciliation agrees.
 """
 
@@ -35,6 +38,7 @@ from accord.config.settings import Settings
 from accord.logs import setup
 from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
+from accord.settle import Facts, Settling, settle
 from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
@@ -43,6 +47,7 @@ from accord.world import Activity, Report, World, compare
 
 @dataclass
 class Outcome:
+    settling: Settling
     report: Report
     reconciliations: list[ReconcileReport] = field(default_factory=list)
     desk: Counter[tuple[str, str]] = field(default_factory=Counter)  # (state, reason) -> exceptions
@@ -50,7 +55,13 @@ class Outcome:
 
     @property
     def agree(self) -> bool:
-        return self.report.agree and all(r.agrees for r in self.reconciliations)
+        return self.settling.settled and self.report.agree and all(r.agrees for r in self.reconciliations)
+
+    @property
+    def verdict(self) -> str:
+        if self.agree:
+            return "AGREE"
+        return "STUCK" if not self.settling.settled else "DISAGREE"
 
 
 @dataclass
@@ -62,7 +73,7 @@ class DemoOptions:
     port: int = 0
     console: bool = True
     seed: int = 7
-    settle_timeout: float = 60.0
+    settle_timeout: float = 180.0
 
 
 def demo_settings(data_dir: str, port: int) -> Settings:
@@ -117,6 +128,7 @@ async def _main(world: World, settings: Settings, options: DemoOptions, rng: ran
 
 async def _direct(daemon: Daemon, world: World, settings: Settings, options: DemoOptions, rng: random.Random,
                   console: Console, finish: asyncio.Event, result: dict[str, Outcome]) -> None:
+    """Activity for ``--duration`` seconds, then settling, then the final checks."""
     redis = connect(daemon.redis_url)
     activity = Activity(world, rng)
     started = time.monotonic()
@@ -124,21 +136,22 @@ async def _direct(daemon: Daemon, world: World, settings: Settings, options: Dem
         live_view = _LiveView(redis, settings, activity, started)
         with Live(await live_view.render(), console=console, refresh_per_second=2,
                   transient=False) if options.console else contextlib.nullcontext() as live:
+
+            async def refresh(_facts: Facts | None = None) -> None:
+                if live is not None:
+                    live.update(await live_view.render())
+
             while not finish.is_set() and time.monotonic() - started < options.duration:
                 await asyncio.to_thread(activity.step)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(finish.wait(), timeout=rng.expovariate(options.rate))
-                if live is not None:
-                    live.update(await live_view.render())
-            console.print("activity stopped; waiting for the systems to settle…")
-            deadline = time.monotonic() + options.settle_timeout
+                await refresh()
+            stopped_ms = int(time.time() * 1000)  # every change the people made happened before this
+            console.print(f"activity stopped; settling (at most {options.settle_timeout:.0f}s)…")
+            settling = await settle(redis, settings, since_ms=stopped_ms, limit_s=options.settle_timeout,
+                                    stop=finish, on_check=refresh)
             report = await compare(world, redis, settings)
-            while not report.agree and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-                report = await compare(world, redis, settings)
-                if live is not None:
-                    live.update(await live_view.render())
-            result["outcome"] = await _final_checks(redis, settings, report)
+            result["outcome"] = await _final_checks(redis, settings, settling, report)
     except Exception:
         logger.exception("demo director failed")
     finally:
@@ -146,9 +159,9 @@ async def _direct(daemon: Daemon, world: World, settings: Settings, options: Dem
         daemon.stop_event.set()
 
 
-async def _final_checks(redis: Redis, settings: Settings, report: Report) -> Outcome:
+async def _final_checks(redis: Redis, settings: Settings, settling: Settling, report: Report) -> Outcome:
     """Every configured reconciliation job, run now, and what the exception desk holds."""
-    outcome = Outcome(report=report)
+    outcome = Outcome(settling=settling, report=report)
     reconciler = Reconciler(settings, redis)
     try:
         for name, job in settings.reconcile.items():
@@ -194,6 +207,9 @@ class _LiveView:
 
 
 def _print_outcome(console: Console, outcome: Outcome) -> None:
+    console.rule("settling")
+    for line in outcome.settling.lines():
+        console.print(line, markup=False)
     _print_report(console, outcome.report)
     console.rule("reconciliation")
     for recon in outcome.reconciliations:
@@ -205,7 +221,7 @@ def _print_outcome(console: Console, outcome: Outcome) -> None:
         console.print(f"  {n:>4} {state:<9} {reason}")
     for line in outcome.open_exceptions:
         console.print(f"  open: {line}", markup=False)
-    console.print(f"verdict: {'AGREE' if outcome.agree else 'DISAGREE'}")
+    console.print(f"verdict: {outcome.verdict} (settling took {outcome.settling.seconds:.1f}s)")
 
 
 def _print_report(console: Console, report: Report) -> None:

@@ -89,6 +89,38 @@ async def slot_stats(redis: Redis, settings: Settings, keys: Keys, now_ms: int |
     return out
 
 
+@dataclass(frozen=True)
+class Counters:
+    """The produced/acked counters (written atomically with XADD and XACK), summed and as lag."""
+
+    produced: int  # change records ever added, every entity and partition
+    acked: int  # change records ever acked, every target group
+    lag: dict[tuple[str, str, int], int]  # (entity, target, partition) -> produced − acked, where positive
+
+
+async def read_counters(redis: Redis, settings: Settings, keys: Keys) -> Counters:
+    """Every produced and acked counter in one round trip (no stream reads)."""
+    pairs = [(entity, target) for entity in settings.entities for target in settings.targets_of(entity)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for entity in settings.entities:
+            pipe.hgetall(keys.produced(entity))
+        for entity, target in pairs:
+            pipe.hgetall(keys.acked(entity, target))
+        replies = await pipe.execute()
+    n = len(settings.entities)
+    produced = {e: {_s(k): int(v) for k, v in r.items()} for e, r in zip(settings.entities, replies[:n], strict=True)}
+    lag: dict[tuple[str, str, int], int] = {}
+    acked_total = 0
+    for (entity, target), acked_raw in zip(pairs, replies[n:], strict=True):
+        acked = {_s(k): int(v) for k, v in acked_raw.items()}
+        acked_total += sum(acked.values())
+        for p in range(settings.streams.partitions):
+            behind = produced[entity].get(str(p), 0) - acked.get(str(p), 0)
+            if behind > 0:
+                lag[(entity, target, p)] = behind
+    return Counters(produced=sum(sum(c.values()) for c in produced.values()), acked=acked_total, lag=lag)
+
+
 class _Snapshot(Collector):
     def __init__(self, families: Iterable[Any]) -> None:
         self.families = list(families)
