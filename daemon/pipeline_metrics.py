@@ -145,6 +145,7 @@ _RECORD_KINDS = {
     "matched": ("accord_records_matched", ("system", "entity")),
     "drift": ("accord_schema_drift", ("system", "entity")),
     "exceptions": ("accord_exceptions", ("system", "entity", "reason")),
+    "stuck": ("accord_stream_stuck_entries", ("entity", "target")),
 }
 
 _API_KINDS = {

@@ -17,6 +17,7 @@ from accord.actors.poller import Poller
 from accord.actors.writer import Writer
 from accord.config.load import loads
 from accord.connectors.errors import Retryable
+from accord.pipeline_metrics import render
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
@@ -199,6 +200,8 @@ async def test_the_safety_net_rereads_a_pending_entry_nothing_scheduled(any_redi
     assert await rig.pending("account") == 0
     counts = await Stats(rig.keys).read(any_redis, Stats.RECORDS)
     assert counts[("stuck", "account", "erp")] == 1
+    metrics = (await render(any_redis, rig.settings)).decode()
+    assert 'accord_stream_stuck_entries_total{entity="account",target="erp"} 1.0' in metrics
 
 
 async def test_failed_attempts_survive_a_restart_in_the_delivery_counter(any_redis: Redis) -> None:
