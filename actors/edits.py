@@ -44,8 +44,8 @@ class EditJudge:
         plan.counts[Stats.label("violations", self.system, entity)] += len(violations)
         policy = self.settings.entities[entity].on_violation
         logger.bind(system=self.system, entity=entity, record=record.id, gid=gid).warning(
-            "governance violation ({}): {} changed field(s) it does not own: {}", policy, self.system,
-            ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in violations.items()))
+            "governance violation ({}): {} changed field(s) it does not own: {} ({} {})", policy, self.system,
+            ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in violations.items()), entity, record.id)
         if policy == "revert":
             plan.reverts.append((record, gid, violations))
         elif policy == "review":
@@ -53,10 +53,14 @@ class EditJudge:
 
     async def check_suspects(self, entity: str, plan: PagePlan) -> None:
         """Park this page's non-owner edits; judge the parked ones the owner has been read since: a
-        violation unless the system now holds the owner's own value (``actors.suspects``)."""
+        violation unless the system now holds the owner's own value (``actors.suspects``). What the system
+        holds now is its last-seen projection as this page leaves it: a record this page read again is
+        judged by that read, not by the (possibly stale) one that made it a suspect. A would-be violation
+        of a record with a change on its way to this system waits until it has been delivered: the
+        system may only lag behind the owner (``SuspectBook.in_flight``)."""
         for record, gid, changed in plan.suspects:
-            plan.parked.append((record.id, Suspect(gid=gid, version=record.version, changed=changed,
-                                                   seen_ms=plan.fetched_ms)))
+            park(plan, record.id, Suspect(gid=gid, version=record.version, changed=changed,
+                                          seen_ms=plan.fetched_ms))
         book = SuspectBook(self.ctx, self.system)
         due = await book.due(entity, self.ownership[entity].owner_of)
         if not due:
@@ -64,33 +68,55 @@ class EditJudge:
         ids = sorted(due)
         plan.judged.extend(ids)
         now_held, _ = await self.ctx.projections.load(self.system, entity, ids)
+        read_now: dict[str, dict[str, Any]] = {}
+        for record_id, fields, _version in plan.remember:  # applied after this page's judgement
+            read_now.setdefault(record_id, {}).update(fields)
         looked_up = await self.owner_values(entity, [(due[i].gid, due[i].changed) for i in ids])
+        found: list[tuple[str, Suspect, dict[str, Any], dict[str, tuple[Any, Any]]]] = []
         for rid, held, (owners, owner_deleted) in zip(ids, now_held, looked_up, strict=True):
             suspect = due[rid]
-            held = held or {}
+            held = {**(held or {}), **read_now.get(rid, {})}
             if suspect.adopted:
                 self._repark_unknown(entity, rid, suspect, owners, owner_deleted, plan)
             violations = {f: (old, new) for f, (old, new) in suspect.changed.items()
                           if held.get(f) == new and (f not in owners or owners[f] != new)
                           and not (suspect.adopted and f not in owners)}
             if violations and not owner_deleted:
+                found.append((rid, suspect, held, violations))
+        moving = await book.in_flight(entity, {s.gid for _, s, _, _ in found}) if found else set()
+        for rid, suspect, held, violations in found:
+            if suspect.gid in moving:
+                park(plan, rid, msgspec.structs.replace(suspect, changed={f: suspect.changed[f] for f in violations}))
+            else:
                 record = SourceRecord(id=rid, version=suspect.version, fields=held)
                 self.violation(entity, record, suspect.gid, violations, plan)
 
     async def check_adopted(self, entity: str, plan: PagePlan) -> None:
         """A non-owned field first seen with a value that differs from its owner's is a violation too;
-        when the owner does not hold the record yet, it is judged once the owner does (parked)."""
+        when the owner does not hold the record yet, it is judged once the owner does (parked). So is one
+        of a record with a change on its way to this system, judged once it has been delivered: a record
+        Accord has just created here, read before the writer recorded it, shows the values that create
+        carried, and the owner may have changed them since (a rename on its way)."""
         looked_up = await self.owner_values(entity, [(gid, adopted) for _, gid, adopted in plan.adopted])
+        found: list[tuple[SourceRecord, str, dict[str, tuple[Any, Any]]]] = []
         for (record, gid, adopted), (owners, owner_deleted) in zip(plan.adopted, looked_up, strict=True):
             if owner_deleted:
                 continue
             violations = {f: (owners[f], v) for f, v in adopted.items() if f in owners and owners[f] != v}
             if violations:
-                self.violation(entity, record, gid, violations, plan)
+                found.append((record, gid, violations))
             unknown = {f: (None, v) for f, v in adopted.items() if f not in owners}
             if unknown:
-                plan.parked.append((record.id, Suspect(gid=gid, version=record.version, changed=unknown,
-                                                       seen_ms=plan.fetched_ms, adopted=True)))
+                park(plan, record.id, Suspect(gid=gid, version=record.version, changed=unknown,
+                                              seen_ms=plan.fetched_ms, adopted=True))
+        book = SuspectBook(self.ctx, self.system)
+        moving = await book.in_flight(entity, {gid for _, gid, _ in found}) if found else set()
+        for record, gid, violations in found:
+            if gid in moving:
+                park(plan, record.id, Suspect(gid=gid, version=record.version, changed=violations,
+                                              seen_ms=plan.fetched_ms))
+            else:
+                self.violation(entity, record, gid, violations, plan)
 
     def _repark_unknown(self, entity: str, record_id: str, suspect: Suspect, owners: dict[str, Any],
                         owner_deleted: bool, plan: PagePlan) -> None:
@@ -98,7 +124,7 @@ class EditJudge:
         waiting = {f: change for f, change in suspect.changed.items() if f not in owners}
         timeout_ms = int(self.settings.entities[entity].park_timeout * 1000)
         if waiting and not owner_deleted and now_ms() - suspect.seen_ms < timeout_ms:
-            plan.parked.append((record_id, msgspec.structs.replace(suspect, changed=waiting)))
+            park(plan, record_id, msgspec.structs.replace(suspect, changed=waiting))
 
     async def plan_reverts(self, entity: str, plan: PagePlan) -> None:
         """Write the owner's value back over each non-owner edit (``on_violation = "revert"``); when the
@@ -177,3 +203,17 @@ class EditJudge:
             message=f"{self.system} edited field(s) it does not own: {detail}; change them in the owner system "
                     "or resolve this exception", entity=entity, gid=gid, source=self.system,
             source_id=record.id, payload=msgspec.msgpack.encode(record.fields), created_ms=now_ms())
+
+
+def park(plan: PagePlan, record_id: str, suspect: Suspect) -> None:
+    """Park ``suspect`` with this page. One suspect per record: a record's suspects are merged (the later
+    one's view of a field wins; judged when the owner has been read since the later of them)."""
+    for i, (parked_id, parked) in enumerate(plan.parked):
+        if parked_id == record_id:
+            older, newer = (parked, suspect) if suspect.seen_ms >= parked.seen_ms else (suspect, parked)
+            plan.parked[i] = (record_id, Suspect(
+                gid=suspect.gid, version=max(parked.version, suspect.version),
+                changed={**older.changed, **newer.changed}, seen_ms=newer.seen_ms,
+                adopted=parked.adopted or suspect.adopted))
+            return
+    plan.parked.append((record_id, suspect))

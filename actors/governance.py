@@ -4,6 +4,8 @@
 * A writer never writes a field the target owns.
 * A changed field the reading system does not own is a governance violation: counted and logged,
   never propagated.
+* A record read at a version older than the one stored with its last-seen projection is a stale read
+  (the page was fetched before a write Accord has since committed): neither a change nor a violation.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from accord.actors.page import DELETED_FIELD
 from accord.config.settings import EntitySettings
 from accord.streams.entities import entity_fields
+from accord.streams.state import VERSION_FIELD
 
 
 @dataclass(frozen=True)
@@ -91,3 +95,22 @@ def observe(system: str, ownership: Ownership, current: Mapping[str, Any],
         elif value is not None:
             adopted[name] = value
     return Observation(changed=changed, violations=violations, echoed=frozenset(echoed), adopted=adopted)
+
+
+def is_stale_read(version: int, seen: Mapping[str, Any] | None) -> bool:
+    """Whether a record read at ``version`` is older than what the last-seen projection already holds.
+
+    The projection's version (``_v``) is the system's own version of the record (SyncToken, SystemModstamp,
+    updated_at: comparable within that system only) as last read by the poller or returned by a write
+    Accord made. A poller page fetched before such a write, and planned after the writer committed it,
+    shows the record as it was before the write: comparing its values with the newer projection would see
+    every field Accord just wrote "changed back" (a false edit, or a false governance violation on a field
+    the system does not own). The record's next read shows the newer version. A version equal to the
+    stored one is not stale (systems with coarse stamps, e.g. Harvest's ``updated_at`` to the second, may
+    give two versions one stamp); a projection of a deleted record, or one without a version, never makes
+    a read stale.
+    """
+    if seen is None or seen.get(DELETED_FIELD):
+        return False
+    stored = seen.get(VERSION_FIELD)
+    return isinstance(stored, int) and not isinstance(stored, bool) and version < stored

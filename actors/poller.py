@@ -17,7 +17,7 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from accord.actors.edits import EditJudge
-from accord.actors.governance import Ownership, observe
+from accord.actors.governance import Ownership, is_stale_read, observe
 from accord.actors.loop import LoopActor
 from accord.actors.matching import match_keys
 from accord.actors.page import DELETED_FIELD, PagePlan
@@ -311,6 +311,10 @@ class Poller(LoopActor):
             return
         if record.deleted:
             self._plan_delete(entity, ownership, record, gid, seen, plan)
+            return
+        if is_stale_read(record.version, seen):  # fetched before a write Accord has committed since
+            plan.counts[Stats.label("stale_reads", self.system, entity)] += 1
+            log.debug("stale read of version {} (the last-seen projection is newer): skipped", record.version)
             return
         observation = observe(self.system, ownership, record.fields, seen, inflight)
         if seen is not None and seen.get(DELETED_FIELD):

@@ -30,6 +30,13 @@ Canonical ``account`` ↔ ``Customer``::
     country         BillAddr.Country (ISO alpha-2; names and alpha-3 codes are read too)
     tax_id          PrimaryTaxIdentifier            payment_terms  SalesTermRef.value via TERMS
     status          Active (true → "active")        gid            a line ``accord:<gid>`` in Notes
+
+Currency (a multicurrency company, as the sandbox is): a Customer's ``CurrencyRef`` is set when it is
+created and never changes (QBO refuses another one with 6000, so a changed account currency is an
+exception, not a silent difference); sales forms and payments take their customer's; an expense's
+Purchase is written in the expense's currency. A company without multicurrency holds its home currency
+only: there, leave ``currency`` out for the ERP (``entities.<name>.exclude``) rather than have every
+foreign value read back as the home currency (a false governance violation).
 """
 
 from __future__ import annotations

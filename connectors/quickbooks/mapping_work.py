@@ -38,8 +38,10 @@ expense      Purchase, ``PaymentType: "Cash"``,     project ↔ Line[0].AccountB
              one AccountBasedExpenseLineDetail      CustomerRef; resource ↔ EntityRef (type "Employee");
              line on the configured expense         spent_date ↔ TxnDate; amount ← TotalAmt, → Line[0].Amount;
              account, paid from the configured      billable ↔ line BillableStatus; locked ← "HasBeenBilled";
-             bank account                           category ↔ PrivateNote; currency ← CurrencyRef.
-                                                    gid: line in PrivateNote. Not held: approval, invoice.
+             bank account                           category ↔ PrivateNote; currency ↔ CurrencyRef (the
+                                                    Purchase is in the expense's currency; none sent: QBO
+                                                    books it in the home currency). gid: line in
+                                                    PrivateNote. Not held: approval, invoice.
 ===========  =====================================  ============================================================
 """
 
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -264,6 +267,18 @@ def _write_expense_billable(value: Any, out: dict[str, Any], current: Mapping[st
         detail["BillableStatus"] = "Billable" if value else "NotBillable"
 
 
+def _write_expense_currency(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
+    """The Purchase's ``CurrencyRef``: its amounts are in the expense's currency (the PSA client's), not in
+    the home currency QBO books a Purchase in when none is sent. A transaction always has a currency:
+    writing none keeps the one it has (the home currency, on a create)."""
+    code = text(value)
+    if code is None:
+        return
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise MappingError("currency", value, "send an ISO 4217 code such as \"USD\"")
+    out["CurrencyRef"] = {"value": code}
+
+
 def _write_spender(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
     employee = ref("resource", value)
     out["EntityRef"] = {**employee, "type": "Employee"} if employee else None
@@ -288,7 +303,8 @@ EXPENSE = EntitySpec(
     readers=EXPENSE_READERS,
     writers={"project": _write_expense_project, "resource": _write_spender,
              "spent_date": set_date("TxnDate", "spent_date"), "amount": _write_amount,
-             "category": set_note_keeping_gid("PrivateNote"), "billable": _write_expense_billable},
+             "category": set_note_keeping_gid("PrivateNote"), "billable": _write_expense_billable,
+             "currency": _write_expense_currency},
     needs_current=frozenset({"project", "amount", "billable", "category"}),
     on_create=lambda accounts: {
         "PaymentType": "Cash", "AccountRef": {"value": accounts["payment_account"]},

@@ -6,10 +6,11 @@ field and its references; per-entity business rules (totals, payment application
 ids are increasing integer strings per entity; ``SyncToken`` starts at "0" and goes up by one on every
 change; an update must carry the current SyncToken (else 5010); a full update clears the writable fields
 it omits while a ``"sparse": true`` update touches only the fields given (an aggregate such as BillAddr
-is replaced whole); a ``null`` value clears a field; name-list names are unique (6240; Customer and
-Employee share one DisplayName space); name lists are deactivated, never deleted; an Invoice can be
-voided. Records changed as a side effect (an invoice a payment applies to) are collected in
-``touched`` for the change events. Callers hold ``state.lock``.
+is replaced whole); a ``null`` value clears a field; a create-only field (``EntityType.fixed``: a
+Customer's currency) survives every update, and an update naming another value is refused (6000);
+name-list names are unique (6240; Customer and Employee share one DisplayName space); name lists are
+deactivated, never deleted; an Invoice can be voided. Records changed as a side effect (an invoice a
+payment applies to) are collected in ``touched`` for the change events. Callers hold ``state.lock``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from accord.connectors.quickbooks import qql, rules
 from accord.connectors.quickbooks.faults import QboFault, qbo_time
+from accord.connectors.quickbooks.rulebase import business
 from accord.connectors.quickbooks.tables import CURRENCIES, ENTITY_TYPES, EntityType, entity_type
 
 __all__ = ["ENTITY_TYPES", "EntityType", "Realm", "Row", "entity_type"]
@@ -38,6 +40,11 @@ class Row:
 
 
 _KEY_CASE: dict[str, str] = {}  # lower-cased path part → the wire key's spelling, learned on first use
+
+
+def _ref_or_value(value: Any) -> Any:
+    """A reference's ``value`` (``{"value": "GBP", "name": ...}`` → ``"GBP"``); anything else as it is."""
+    return value.get("value") if isinstance(value, Mapping) else value
 
 
 def _lookup(data: Any, path: str) -> Any:
@@ -224,12 +231,14 @@ class Realm:
                            f"Stale Object Error : You and {who} were working on this at the same time. "
                            f"{who} finished before you did, so your work was not saved.")
         values = self._check_body(etype, body)
+        fixed = self._keep_fixed(etype, row.wire, values)
         if body.get("sparse") is True:
             wire = copy.deepcopy(row.wire)
         else:
             wire = {k: v for k, v in copy.deepcopy(row.wire).items() if k not in etype.writable}
             wire.update(copy.deepcopy(dict(etype.defaults)))
         self._apply(wire, values)
+        wire.update(fixed)
         self._check_unique(etype, wire, row.wire["Id"])
         if etype.unique == "DisplayName":
             wire["FullyQualifiedName"] = wire["DisplayName"]
@@ -240,6 +249,22 @@ class Realm:
         self.last_editor[(etype.name, row.wire["Id"])] = editor
         rules.after_write(self, etype, wire, old, now)
         return row
+
+    @staticmethod
+    def _keep_fixed(etype: EntityType, old: Mapping[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """The create-only fields of ``old`` that an update keeps (whether it is sparse or full, names them
+        or not); naming another value is refused. Removes them from ``values``."""
+        kept: dict[str, Any] = {}
+        for key in etype.fixed:
+            sent = values.pop(key, None)
+            held = old.get(key)
+            if sent is not None and held is not None and _ref_or_value(sent) != _ref_or_value(held):
+                raise business(
+                    f"{etype.name} {old['Id']}: {key} is {_ref_or_value(held)!r} and cannot be changed to "
+                    f"{_ref_or_value(sent)!r}: it is set when the {etype.name.lower()} is created")
+            if held is not None:
+                kept[key] = copy.deepcopy(held)
+        return kept
 
     def touch(self, name: str, record_id: str, changes: Mapping[str, Any], now: float) -> None:
         """A side-effect change to another record (bumps its SyncToken and time; noted in ``touched``)."""

@@ -1,6 +1,8 @@
 """The sandbox's entity types: which fields each QBO object accepts, its defaults, computed (read-only)
-fields, unique name and top-level references (``refs``: a reference to a missing record is refused
-with 2500 Invalid Reference Id). Business rules beyond these (nested line references, totals, payment
+fields, unique name, top-level references (``refs``: a reference to a missing record is refused
+with 2500 Invalid Reference Id) and the fields set on create only (``fixed``: a Customer's
+``CurrencyRef`` in a multicurrency company; an update keeps it, and one naming another value is refused
+with 6000). Business rules beyond these (nested line references, totals, payment
 application, billing, estimate status) live in ``rules`` and ``sales``.
 """
 
@@ -30,6 +32,7 @@ class EntityType:
     unique: str | None = None  # a name field that must be unique (6240)
     unique_scope: str | None = None  # entities sharing one name space (Customer/Employee DisplayName)
     refs: Mapping[str, str] = field(default_factory=dict)  # ref field → referenced entity name
+    fixed: frozenset[str] = frozenset()  # set on create only: an update keeps it (a change is refused: 6000)
 
     @property
     def scope(self) -> str:
@@ -51,7 +54,9 @@ ENTITY_TYPES: dict[str, EntityType] = {
         defaults={"Active": True, "Job": False, "BillWithParent": False, "Taxable": False,
                   "IsProject": False, "PreferredDeliveryMethod": "Print", "CurrencyRef": HOME_CURRENCY},
         computed={"Balance": 0, "BalanceWithJobs": 0},
-        refs={"SalesTermRef": "Term", "ParentRef": "Customer"}),
+        refs={"SalesTermRef": "Term", "ParentRef": "Customer"},
+        # "Once set, it cannot be changed ... Read-only after object is created" (Customer.CurrencyRef)
+        fixed=frozenset({"CurrencyRef"})),
     "Term": EntityType(
         name="Term", path="term", name_list=True, unique="Name",
         writable=frozenset({"Name", "Active", "Type", "DueDays", "DiscountPercent", "DiscountDays",

@@ -357,6 +357,26 @@ async def test_expense_update_keeps_its_line_and_marker(qbo_state, qbo, firm) ->
     assert (wire["TotalAmt"], wire["PrivateNote"], wire["AccountRef"]) == (135.4, "Meals\naccord:e-1", {"value": "2"})
 
 
+async def test_expense_currency_reads_back_as_written(qbo_state, qbo, firm) -> None:
+    """An expense on a EUR client's project is booked in EUR, not in the home currency QBO assumes when no
+    CurrencyRef is sent: what Accord writes reads back the same (else the ERP's poller sees the PSA-owned
+    currency "changed" to USD: a false governance violation, reverted in vain)."""
+    fields = {"project": firm["project"], "amount": "120.00", "currency": "EUR", "category": "Travel",
+              "billable": True, "spent_date": "2026-05-06"}
+    created = await write1(qbo, "expense", op("e-eur", fields))
+    assert created.ok and created.fields["currency"] == "EUR"
+    assert qbo_state.get("Purchase", created.target_id)["CurrencyRef"]["value"] == "EUR"
+    [read] = [r for r in (await load(qbo, "expense"))[0] if r.id == created.target_id]
+    assert {k: read.fields[k] for k in fields} == fields
+    kept = await write1(qbo, "expense", op("e-eur", {"amount": "99.50", "currency": None},
+                                           target=created.target_id, version=created.version))
+    assert kept.ok and kept.fields == {"amount": "99.50", "currency": "EUR"}  # a Purchase always has one
+    home = await write1(qbo, "expense", op("e-usd", {**fields, "currency": None}))
+    assert home.ok and home.fields["currency"] == "USD"  # none given: QBO's home currency, read back as such
+    bad = await write1(qbo, "expense", op("e-bad", {**fields, "currency": "euro"}))
+    assert isinstance(bad.error, MappingError) and bad.error.field == "currency"
+
+
 # ------------------------------------------------------------------------------------------------
 # sandbox: one batch may mix entities (the connector sends one entity per batch)
 # ------------------------------------------------------------------------------------------------

@@ -151,6 +151,29 @@ async def test_create_update_sparse_full_and_stale(state, api) -> None:
     assert record["Active"] is True
 
 
+async def test_a_customers_currency_is_set_on_create_and_never_changes(state, api) -> None:
+    """Customer.CurrencyRef: "Once set, it cannot be changed ... Read-only after object is created" (the
+    QBO reference, multicurrency company): a full update that omits it keeps it (it is not reset to the
+    home currency), the same value is accepted, another one is refused."""
+    created = (await api.call("POST", "/customer", json={"DisplayName": "Maple Leaf Corp",
+                                                        "CurrencyRef": {"value": "CAD"}})).json()["Customer"]
+    assert created["CurrencyRef"] == {"value": "CAD", "name": "Canadian Dollar"}
+    full = await api.call("POST", "/customer", json={"Id": created["Id"], "SyncToken": "0",
+                                                    "DisplayName": "Maple Leaf Corporation"})
+    assert full.status_code == 200 and full.json()["Customer"]["CurrencyRef"]["value"] == "CAD"
+    same = await api.call("POST", "/customer", json={"Id": created["Id"], "SyncToken": "1", "sparse": True,
+                                                    "CurrencyRef": {"value": "CAD"}, "Notes": "same currency"})
+    assert same.status_code == 200 and same.json()["Customer"]["CurrencyRef"]["value"] == "CAD"
+    changed = await api.call("POST", "/customer", json={"Id": created["Id"], "SyncToken": "2", "sparse": True,
+                                                       "CurrencyRef": {"value": "USD"}})
+    assert changed.status_code == 400 and error(changed)["code"] == "6000"
+    assert "cannot be changed" in error(changed)["Detail"]
+    state.user_update("Customer", created["Id"], {"CurrencyRef": None, "Notes": "cleared?"})
+    assert state.get("Customer", created["Id"])["CurrencyRef"]["value"] == "CAD"  # a currency is never cleared
+    job = state.user_create_project(created["Id"], "Maple Leaf rollout")
+    assert state.get("Customer", job)["CurrencyRef"]["value"] == "CAD"  # a sub-customer takes its parent's
+
+
 async def test_write_refusals(state, api) -> None:
     state.user_create("Customer", {"DisplayName": "Stark Industries"})
     duplicate = await api.call("POST", "/customer", json={"DisplayName": "stark industries"})

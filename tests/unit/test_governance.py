@@ -8,9 +8,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from accord.actors.edits import park
+from accord.actors.page import PagePlan
 from accord.actors.poller import Poller
+from accord.actors.suspects import Suspect
 from accord.actors.writer import Writer
 from accord.config.load import loads
+from accord.connectors.base import Page, SourceRecord
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
@@ -328,3 +332,116 @@ async def test_governance_counters_are_exported_as_metrics(rig: Rig) -> None:
     body = (await render(rig.redis, rig.settings)).decode()
     assert 'accord_records_matched_total{entity="account",system="erp"} 1.0' in body
     assert 'accord_records_parked_total{entity="account"} 1.0' in body
+
+
+def replay_once(system: MemorySystem, page: Page) -> None:
+    """The system's next fetch answers ``page``: a page fetched earlier, planned only now (a slow poll)."""
+    original = system.fetch
+
+    async def stale(entity: str, cursor: str | None) -> Page:
+        system.fetch = original  # type: ignore[method-assign]
+        return page
+
+    system.fetch = stale  # type: ignore[method-assign]
+
+
+async def test_a_page_fetched_before_accords_write_is_a_stale_read_not_a_violation(rig: Rig) -> None:
+    """The ERP poller fetches the record, the writer then writes the CRM's rename there and stores the
+    newer version with the projection, and only then is the page planned: the old name it shows is an
+    older version of the record, not an ERP edit to revert."""
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    before = await rig.erp.fetch("account", "0")  # what a poll sent now answers: "Acme"
+    rig.crm.user_update(a, {"name": "Acme Group"})
+    await rig.poll("crm")
+    await rig.sweep()
+    assert rig.erp.records[erp_id]["name"] == "Acme Group"
+    replay_once(rig.erp, before)
+    await rig.poll("erp")  # plans the page fetched before the write
+    [seen], _ = await rig.pollers["erp"].ctx.projections.load("erp", "account", [erp_id])
+    assert seen is not None and seen["name"] == "Acme Group"  # the newer projection is kept...
+    assert seen["_v"] == rig.erp.tables["account"].versions[erp_id]
+    assert await rig.redis.hlen(rig.keys.suspects("erp", "account")) == 0  # ...and nothing is suspected
+    await rig.settle()  # the owner is read again, the ERP's newer version too: suspects would be judged
+    counts = await rig.counts()
+    assert ("violations", "erp", "account") not in counts
+    assert counts[("stale_reads", "erp", "account")] == 1
+    assert rig.erp.records[erp_id]["name"] == "Acme Group"
+    assert [op.fields for op in rig.erp.writes if op.target_id] == [{"name": "Acme Group"}]  # no revert
+    assert await rig.exceptions() == []
+
+
+async def test_a_suspect_is_judged_by_the_systems_latest_read(rig: Rig) -> None:
+    """A system whose version stamps are coarse (Harvest's ``updated_at`` is to the second) can show a
+    read from before Accord's write with the write's own version: it is parked as a suspect, and the
+    page that reads the record again judges it by that newer read (the owner's value: no violation)."""
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    erp_id = next(iter(rig.erp.records))
+    rig.crm.user_update(a, {"name": "Acme Group"})
+    await rig.poll("crm")
+    await rig.sweep()
+    table = rig.erp.tables["account"]
+    version = table.versions[erp_id]  # the write's version, shown by a read that predates the write
+    stale = SourceRecord(id=erp_id, version=version, fields={**table.records[erp_id], "name": "Acme"},
+                         gid=table.gids[erp_id])
+    replay_once(rig.erp, Page(records=[stale], cursor=str(version - 1)))
+    await rig.poll("erp")
+    assert await rig.redis.hlen(rig.keys.suspects("erp", "account")) == 1
+    await rig.poll("crm")  # the owner has been read since: the suspect is due on the ERP's next page,
+    await rig.poll("erp")  # which reads the record again ("Acme Group") and judges it by that read
+    await rig.settle()
+    assert ("violations", "erp", "account") not in await rig.counts()
+    assert [op.fields for op in rig.erp.writes if op.target_id] == [{"name": "Acme Group"}]
+
+
+async def test_a_create_read_before_its_commit_is_judged_after_the_owners_newer_change_lands(rig: Rig) -> None:
+    """Accord creates the record in the ERP from the CRM's create ("Acme") while the CRM's rename ("Acme
+    Group") is still on its way there, and the ERP's poller reads the new record before the writer has
+    recorded the create: the old name is Accord's own write, lagging behind the owner, not an ERP edit."""
+    await rig.poll("erp")
+    a = rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.poll("crm")
+    rig.crm.user_update(a, {"name": "Acme Group"})
+    await rig.poll("crm")
+    gid = (await rig.redis.get(rig.keys.xid("account", "crm", a))).decode()
+    made = rig.erp.user_create({"name": "Acme", "country": "US"})  # the create, not recorded yet
+    rig.erp.gids[made] = gid
+    await rig.poll("erp")
+    assert ("violations", "erp", "account") not in await rig.counts()
+    await rig.settle()
+    assert rig.erp.records[made]["name"] == "Acme Group" and len(rig.erp.records) == 1
+    assert ("violations", "erp", "account") not in await rig.counts()
+    assert not [op for op in rig.erp.writes if op.key.endswith(":revert")]
+
+
+async def test_a_value_the_owner_changed_since_is_not_judged_before_the_change_lands(rig: Rig) -> None:
+    """The CRM holds the ERP-owned payment terms the ERP took over from it at the create ("net_30"); finance
+    then changes them in the ERP ("net_15"). Judged before that change reaches the CRM, the CRM's value
+    differs from the owner's: it lags, it was not edited."""
+    await rig.poll("erp")
+    rig.crm.user_create({"name": "Acme", "country": "US", "payment_terms": "net_30"})  # typed in the CRM
+    await rig.poll("crm")  # first seen while the ERP has no record: waits for the owner's
+    await rig.sweep()  # the ERP's create takes the CRM's value as its own
+    erp_id = next(iter(rig.erp.records))
+    assert rig.erp.records[erp_id]["payment_terms"] == "net_30"
+    rig.erp.user_update(erp_id, {"payment_terms": "net_15"})
+    await rig.poll("erp")  # the owner has been read since: the CRM's value is due for judgement...
+    await rig.poll("crm")  # ...while the ERP's change is still on its way to the CRM
+    await rig.settle()
+    assert rig.crm.records[next(iter(rig.crm.records))]["payment_terms"] == "net_15"
+    assert ("violations", "crm", "account") not in await rig.counts()
+    assert not [op for op in rig.crm.writes if op.key.endswith(":revert")]
+
+
+def test_a_records_suspects_are_parked_as_one() -> None:
+    """The suspects book holds one suspect per record: parking another merges them (the later view of a
+    field wins), so neither overwrites the other in the page's batch."""
+    plan = PagePlan(fetched_ms=2)
+    park(plan, "r1", Suspect(gid="g", version=3, changed={"name": ("A", "B"), "website": ("x", "y")}, seen_ms=1))
+    park(plan, "r1", Suspect(gid="g", version=5, changed={"name": ("B", "C")}, seen_ms=2))
+    park(plan, "r2", Suspect(gid="h", version=1, changed={"name": (None, "Z")}, seen_ms=2, adopted=True))
+    assert plan.parked == [
+        ("r1", Suspect(gid="g", version=5, changed={"name": ("B", "C"), "website": ("x", "y")}, seen_ms=2)),
+        ("r2", Suspect(gid="h", version=1, changed={"name": (None, "Z")}, seen_ms=2, adopted=True))]
