@@ -201,10 +201,11 @@ class WritePlanner:
                                                                        if w.source is not None])
         for work, projection in zip(ready, seen, strict=True):
             assert work.source is not None
-            # a create seeds every known value, the target's own fields included (it has none yet)
-            work.fields = {k: v for k, v in (projection or {}).items() if not k.startswith("_") and v is not None}
-            work.fields.update(work.source.fields)
-            work.fields = self.ownership.synced_with(target, work.fields)
+            # a create seeds every known value, the target's own fields included (it has none yet); the
+            # owner's fields come from its last-seen projection, which is never older than the change
+            held = {k: v for k, v in (projection or {}).items() if not k.startswith("_") and v is not None}
+            newest = {k: v for k, v in held.items() if self.ownership.owner_of(k) == owner}
+            work.fields = self.ownership.synced_with(target, {**held, **work.source.fields, **newest})
         await self._seed_third_parties(target, ready)
         await self._match(target, ready, outcome)
         retried = [w for w in ready if w.source and w.target_id is None and any(d.maybe_written for d in w.deliveries)]

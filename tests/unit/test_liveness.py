@@ -339,3 +339,14 @@ async def test_a_reference_read_before_its_record_was_linked_resolves_through_an
     [contact] = crm_contacts.values()
     assert contact["account"] == account
     assert await rig.pending("contact", "crm") == 0
+
+
+async def test_a_create_carries_the_owners_newest_values_not_the_older_changes(any_redis: Redis) -> None:
+    rig = await Rig(any_redis, config(read_count="1")).setup()
+    account = rig.crm.user_create({"name": "Acme"})
+    await rig.publish("account")
+    rig.crm.user_update(account, {"name": "Acme Group"})
+    await rig.publish("account")  # two changes pending; the writer reads one entry per sweep
+    await rig.writers["account"].sweep()
+    [create] = rig.erp.writes
+    assert create.kind == "upsert" and create.target_id is None and create.fields["name"] == "Acme Group"
