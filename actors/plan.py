@@ -202,9 +202,11 @@ class WritePlanner:
         for work, projection in zip(ready, seen, strict=True):
             assert work.source is not None
             # a create seeds every known value, the target's own fields included (it has none yet); the
-            # owner's fields come from its last-seen projection, which is never older than the change
+            # owner's fields come from its last-seen projection, which is never older than the change (an
+            # operator's retry from the exception desk, aimed at this target, is taken as it was edited)
             held = {k: v for k, v in (projection or {}).items() if not k.startswith("_") and v is not None}
-            newest = {k: v for k, v in held.items() if self.ownership.owner_of(k) == owner}
+            newest = {} if work.source.only_to == target else {
+                k: v for k, v in held.items() if self.ownership.owner_of(k) == owner}
             work.fields = self.ownership.synced_with(target, {**held, **work.source.fields, **newest})
         await self._seed_third_parties(target, ready)
         await self._match(target, ready, outcome)
