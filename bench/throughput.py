@@ -1,6 +1,7 @@
 """Throughput benchmark: N account changes through the real pipeline, against a bare Redis loop.
 
     python -m bench.throughput --records 5000
+    python -m bench.throughput --records 10000 --kills   # + a run with kill -9 of the writer and the ERP poller
 
 Both runs happen in the same process, on the same embedded Redis, one after the other, so the ratio
 is meaningful on a noisy shared machine:
@@ -13,8 +14,13 @@ is meaningful on a noisy shared machine:
   to the QuickBooks sandbox through ``/batch`` (30 per call). Rate = N / (last ERP create − first CRM
   create); latency per record = ERP create − CRM create.
 
+With ``--kills`` a third run follows (fresh Redis state and sandboxes): the same N records, and once
+``--kill-at`` of them reached the ERP, ``kill -9`` of the account writer's process and then of the ERP
+poller's (by pid); Ray restarts them and the supervisor restarts their loops. It reports records synced,
+ERP API calls (total and by endpoint) and finish time against the fault-free run (``with_kills``).
+
 The last line printed is one JSON object (``accord_rps``, ``floor_rps``, ``ratio``, ``p50_ms``,
-``p99_ms``, ``api_calls_per_record``, ``peak_rss_mb``, ...).
+``p99_ms``, ``api_calls_per_record``, ``peak_rss_mb``, ``with_kills``, ...).
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ import msgspec
 from redis.asyncio import Redis
 
 from accord.app import Daemon
+from accord.config.settings import Settings
 from accord.demo import demo_settings
 from accord.logs import setup
 from accord.redis_server import EmbeddedRedis
 from accord.streams.records import ChangeRecord, encode
 from accord.world import World
+from bench.kills import ActorKiller
 
 BATCH = 500
 
@@ -163,10 +171,10 @@ def _pct(values: list[float], p: int) -> float:
 
 
 # -- accord ---------------------------------------------------------------------------------------
-async def accord_run(url: str, n: int, data_dir: str) -> dict[str, Any]:
-    world = World(qbo_rate_limit=10**9, qbo_concurrency=64, sf_api_limit=10**9).start()
+def bench_settings(world: World, url: str, data_dir: str) -> Settings:
+    """The demo configuration on these sandboxes: CRM accounts to ERP customers only, quotas raised."""
     settings = world.configure(demo_settings(data_dir, 0))
-    settings = msgspec.structs.replace(
+    return msgspec.structs.replace(
         settings, log_level="WARNING", redis=msgspec.structs.replace(settings.redis, url=url),
         systems={**settings.systems,
                  "crm": msgspec.structs.replace(settings.systems["crm"], rate_limit=msgspec.structs.replace(
@@ -176,47 +184,93 @@ async def accord_run(url: str, n: int, data_dir: str) -> dict[str, Any]:
         # the measured flow: CRM accounts to ERP customers (the PSA takes no part in this benchmark)
         entities={"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.2,
                                                      systems=["crm", "erp"], exclude={})})
-    created_at: dict[str, float] = {}
-    daemon = Daemon(settings)
-    result: dict[str, Any] = {}
 
-    def feed() -> None:
-        for i in range(0, n, BATCH):
-            with world.crm.transaction():
-                for j in range(i, min(n, i + BATCH)):
-                    name = f"Bench Client {j:06d}"
-                    created_at[name] = time.time()
-                    world.crm.user_create("Account", {"Name": name, "BillingCountryCode": "US",
-                                                      "CurrencyIsoCode": "USD",
-                                                      "Website": f"https://client{j}.example"})
+
+def feed(world: World, n: int, created_at: dict[str, float]) -> None:
+    """N new CRM accounts, in bursts of ``BATCH`` per transaction, as fast as the sandbox takes them."""
+    for i in range(0, n, BATCH):
+        with world.crm.transaction():
+            for j in range(i, min(n, i + BATCH)):
+                name = f"Bench Client {j:06d}"
+                created_at[name] = time.time()
+                world.crm.user_create("Account", {"Name": name, "BillingCountryCode": "US",
+                                                  "CurrencyIsoCode": "USD", "Website": f"https://client{j}.example"})
+
+
+def synced(world: World, names: set[str]) -> dict[str, float]:
+    """ERP create time of every live customer whose name is one of ``names`` (cheap: no rendering)."""
+    with world.erp.lock:
+        rows = list(world.erp.realm().tables["Customer"].values())
+    return {r.wire["DisplayName"]: r.created for r in rows if not r.deleted and r.wire.get("DisplayName") in names}
+
+
+async def wait_synced(world: World, names: set[str], deadline_s: float) -> dict[str, float]:
+    """Wait until every one of ``names`` is an ERP customer, or the deadline; the ERP create times."""
+    deadline = time.monotonic() + deadline_s
+    done = synced(world, names)
+    while len(done) < len(names) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        done = synced(world, names)
+    return done
+
+
+async def kill_in_flight(d: Daemon, world: World, n: int, at: float, kills: list[dict[str, Any]]) -> None:
+    """Once ``at`` of the N records are ERP customers (records in flight: the rest are in the CRM or the
+    streams), ``kill -9`` the account writer and then the ERP poller, by pid."""
+    assert d.supervisor is not None
+    killer = ActorKiller(d.supervisor)
+    started = time.monotonic()
+    threshold = max(1, int(n * at))
+    while True:  # polled every 50 ms: the sandbox has no event to wait on
+        if len(world.erp.realm().tables["Customer"]) >= threshold:
+            break
+        await asyncio.sleep(0.05)
+    for actor in ("writer:account:0", "poller:erp"):
+        kill = await killer.kill(actor, within_s=30.0)
+        in_erp = len(world.erp.realm().tables["Customer"])
+        if kill is not None:
+            kills.append({"actor": actor, "pid": kill.pid, "at_s": round(kill.at - started, 2), "erp_customers": in_erp})
+            print(f"  kill -9 {actor} (pid {kill.pid}) with {in_erp}/{n} records in the ERP", flush=True)
+
+
+def calls_by_endpoint(world: World) -> dict[str, int]:
+    by_endpoint: dict[str, int] = {}
+    for system, state in (("crm", world.crm), ("erp", world.erp)):
+        for entry in state.requests.entries():
+            key = f"{system}:{entry.endpoint}"
+            by_endpoint[key] = by_endpoint.get(key, 0) + 1
+    return by_endpoint
+
+
+async def accord_run(url: str, n: int, data_dir: str, *, kill_at: float | None = None) -> dict[str, Any]:
+    """N accounts through the pipeline; with ``kill_at``, the writer and the ERP poller are killed once
+    that share of the records reached the ERP."""
+    redis = Redis.from_url(url)
+    await redis.flushall()  # each run starts from an empty Redis (the floor and an earlier run used it)
+    await redis.aclose()
+    world = World(qbo_rate_limit=10**9, qbo_concurrency=64, sf_api_limit=10**9).start()
+    created_at: dict[str, float] = {}
+    daemon = Daemon(bench_settings(world, url, data_dir))
+    result: dict[str, Any] = {}
+    kills: list[dict[str, Any]] = []
 
     async def on_ready(d: Daemon) -> None:
         asyncio.get_running_loop().create_task(_measure(d))
 
     async def _measure(d: Daemon) -> None:
+        killing = asyncio.create_task(kill_in_flight(d, world, n, kill_at, kills)) if kill_at is not None else None
         try:
-            erp_calls_before = world.erp.requests.count()
-            crm_calls_before = world.crm.requests.count()
-            await asyncio.to_thread(feed)
-            deadline = time.monotonic() + max(120.0, n / 50)
-            while time.monotonic() < deadline:
-                if len(world.erp.realm().tables["Customer"]) >= n:  # cheap: no rendering
-                    break
-                await asyncio.sleep(0.2)
-            rows = world.erp.realm().tables["Customer"].values()
-            done = {r.wire["DisplayName"]: r.created for r in rows}
+            await asyncio.to_thread(feed, world, n, created_at)
+            done = await wait_synced(world, set(created_at), max(120.0, n / 50))
             latencies = [done[k] - t for k, t in created_at.items() if k in done]
             first, last = min(created_at.values()), max(done.values(), default=time.time())
-            by_endpoint: dict[str, int] = {}
-            for system, state in (("crm", world.crm), ("erp", world.erp)):
-                for entry in state.requests.entries():
-                    key = f"{system}:{entry.endpoint}"
-                    by_endpoint[key] = by_endpoint.get(key, 0) + 1
-            result.update(records_synced=len(done), rps=len(done) / max(last - first, 1e-9), calls=by_endpoint,
+            result.update(records_synced=len(done), rps=len(done) / max(last - first, 1e-9),
+                          finish_s=round(last - first, 2), calls=calls_by_endpoint(world),
                           p50_ms=_pct(latencies, 50), p99_ms=_pct(latencies, 99),
-                          erp_calls=world.erp.requests.count() - erp_calls_before,
-                          crm_calls=world.crm.requests.count() - crm_calls_before)
+                          erp_calls=world.erp.requests.count(), crm_calls=world.crm.requests.count(), kills=kills)
         finally:
+            if killing is not None:
+                killing.cancel()
             d.stop_event.set()
 
     try:
@@ -226,14 +280,41 @@ async def accord_run(url: str, n: int, data_dir: str) -> dict[str, Any]:
     return result
 
 
+def kill_figures(clean: dict[str, Any], faulted: dict[str, Any], n: int) -> dict[str, Any]:
+    """The faulted run against the fault-free one (done when: all synced, <= 1.2x the ERP calls, <= 15 s later)."""
+    ratio = faulted.get("erp_calls", 0) / max(1, clean.get("erp_calls", 0))
+    delta = faulted.get("finish_s", 0.0) - clean.get("finish_s", 0.0)
+    synced_all = faulted.get("records_synced", 0) == n and clean.get("records_synced", 0) == n
+    return {
+        "kills": faulted.get("kills", []),
+        "records_synced": faulted.get("records_synced", 0),
+        "records_synced_fault_free": clean.get("records_synced", 0),
+        "erp_calls": faulted.get("erp_calls", 0),
+        "erp_calls_fault_free": clean.get("erp_calls", 0),
+        "erp_calls_ratio": round(ratio, 3),
+        "erp_calls_by_endpoint": {k: v for k, v in faulted.get("calls", {}).items() if k.startswith("erp:")},
+        "erp_calls_by_endpoint_fault_free": {k: v for k, v in clean.get("calls", {}).items() if k.startswith("erp:")},
+        "finish_s": faulted.get("finish_s"),
+        "finish_s_fault_free": clean.get("finish_s"),
+        "finish_delta_s": round(delta, 2),
+        "done": bool(synced_all and len(faulted.get("kills", [])) == 2 and ratio <= 1.2 and delta <= 15.0),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--redis-binary", default=None, help="redis-server to use (default: the embedded 6.2)")
+    parser.add_argument("--kills", action="store_true",
+                        help="also run with kill -9 of writer:account:0 and poller:erp while records are in flight, "
+                             "and compare with the fault-free run")
+    parser.add_argument("--kill-at", type=float, default=0.3,
+                        help="share of the records in the ERP when the kills happen (default 0.3)")
     args = parser.parse_args()
     setup("WARNING", json=False)
     data_dir = tempfile.mkdtemp(prefix="accord-bench-")
     server = EmbeddedRedis(Path(data_dir) / "redis", binary=args.redis_binary).start()
+    faulted: dict[str, Any] = {}
     try:
         version = server.version()
         with PeakRss() as floor_mem:
@@ -242,6 +323,8 @@ def main() -> None:
               f"(bare XADD/XREADGROUP/XACK, Redis {version})")
         with PeakRss() as accord_mem:
             run = asyncio.run(accord_run(server.url, args.records, data_dir))
+        if args.kills:
+            faulted = asyncio.run(accord_run(server.url, args.records, data_dir, kill_at=args.kill_at))
     finally:
         server.stop()
     n = args.records
@@ -255,6 +338,7 @@ def main() -> None:
         "p99_ms": run.get("p99_ms"),
         "floor_p50_ms": bare["p50_ms"],
         "floor_p99_ms": bare["p99_ms"],
+        "finish_s": run.get("finish_s"),
         "api_calls_per_record": round(run.get("erp_calls", 0) / n, 4),
         "crm_api_calls_per_record": round(run.get("crm_calls", 0) / n, 4),
         "api_calls": run.get("calls", {}),
@@ -268,6 +352,12 @@ def main() -> None:
     print(f"accord: {summary['accord_rps']:,.0f} rec/s  p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
           f"({summary['records_synced']}/{n} synced CRM → Ray poller → Redis Streams → Ray writer → ERP)")
     print(f"ratio {summary['ratio']:.1%} of the floor; {summary['api_calls_per_record']} ERP API calls per record")
+    if args.kills:
+        summary["with_kills"] = k = kill_figures(run, faulted, n)
+        print(f"kills : {k['records_synced']}/{n} synced after {len(k['kills'])} kills; ERP calls {k['erp_calls']} vs "
+              f"{k['erp_calls_fault_free']} fault-free ({k['erp_calls_ratio']}x); finished in {k['finish_s']} s vs "
+              f"{k['finish_s_fault_free']} s ({k['finish_delta_s']:+} s); {'DONE' if k['done'] else 'NOT DONE'} "
+              "(all synced, <= 1.2x calls, <= +15 s)")
     print(json.dumps(summary))
 
 

@@ -11,19 +11,23 @@ Admin endpoints (not part of the simulated API):
 
 * ``GET  /__sandbox__/requests`` → the request log (method, path, endpoint, status, time)
 * ``POST /__sandbox__/faults``   → ``{"endpoint": "query", "kind": "429", "count": 3}``
-* ``DELETE /__sandbox__/faults`` → clear all faults
+* ``GET  /__sandbox__/faults``   → ``{"pending": 3, "storms": 1, "injected": {"503": 12, ...}}``
+* ``DELETE /__sandbox__/faults`` → clear all faults (counted ones and storms)
+* ``POST /__sandbox__/storm``    → ``{"rate": 0.3, "kinds": ["500", "503"], "seconds": 60, "seed": 7}``
+  (a probabilistic storm, see ``Storm``); ``DELETE /__sandbox__/storm`` ends every storm
 * ``POST /__sandbox__/clock``    → ``{"advance": 5.0}`` moves the sandbox clock forward
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import uvicorn
@@ -64,11 +68,80 @@ class Fault(msgspec.Struct, kw_only=True):
     retry_after: float = 1.0
 
 
-class FaultPlan:
-    """The faults waiting to fire, consumed first-come."""
+class Storm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Probabilistic faults: each request to a matching endpoint fails with probability ``rate``, as
+    one of ``kinds`` (drawn with ``weights``, uniform by default), until ``seconds`` have passed on the
+    sandbox clock (``None``: until cleared).
 
-    def __init__(self) -> None:
+    ``endpoints`` is ``"*"`` or a list of endpoint names; ``exclude`` names endpoints spared even by
+    ``"*"``. A hit fails ``burst`` consecutive requests to that endpoint (a burst of 429s, a 5xx spell).
+    ``delay`` is how long a ``timeout``/``slow`` fault holds the request; ``retry_after`` is the 429's
+    ``Retry-After``. ``seed`` seeds the storm's own random generator, so a storm replays the same
+    sequence of decisions for the same sequence of requests.
+    """
+
+    rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    kinds: list[FaultKind] = msgspec.field(default_factory=lambda: ["500", "503", "429", "timeout", "drop"])
+    weights: list[Annotated[float, msgspec.Meta(ge=0.0)]] | None = None
+    endpoints: str | list[str] = "*"
+    exclude: list[str] = []
+    seconds: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
+    burst: Annotated[int, msgspec.Meta(ge=1)] = 1
+    delay: Annotated[float, msgspec.Meta(ge=0.0)] = 1.0
+    retry_after: Annotated[float, msgspec.Meta(ge=0.0)] = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kinds:
+            raise ValueError("a storm needs at least one fault kind")
+        if self.weights is not None and (len(self.weights) != len(self.kinds) or not any(self.weights)):
+            raise ValueError("storm weights: one non-negative weight per kind, not all zero")
+
+    def matches(self, endpoint: str) -> bool:
+        if endpoint in self.exclude:
+            return False
+        return self.endpoints == "*" or endpoint == self.endpoints or (
+            isinstance(self.endpoints, list) and endpoint in self.endpoints)
+
+
+class _Raging:
+    """A storm in progress: its random generator, its end, and the bursts still firing per endpoint."""
+
+    def __init__(self, storm: Storm, now: float) -> None:
+        self.storm = storm
+        self.rng = random.Random(storm.seed)
+        self.until = None if storm.seconds is None else now + storm.seconds
+        self.bursts: dict[str, tuple[Fault, int]] = {}
+
+    def over(self, now: float) -> bool:
+        return self.until is not None and now >= self.until
+
+    def strike(self, endpoint: str) -> Fault | None:
+        """This request's fault, if the storm hits it."""
+        held = self.bursts.pop(endpoint, None)
+        if held is not None:
+            fault, left = held
+            if left > 1:
+                self.bursts[endpoint] = (fault, left - 1)
+            return fault
+        if self.rng.random() >= self.storm.rate:
+            return None
+        kind = self.rng.choices(self.storm.kinds, weights=self.storm.weights)[0]
+        fault = Fault(endpoint=endpoint, kind=kind, delay=self.storm.delay, retry_after=self.storm.retry_after)
+        if self.storm.burst > 1:
+            self.bursts[endpoint] = (fault, self.storm.burst - 1)
+        return fault
+
+
+class FaultPlan:
+    """The faults waiting to fire: counted ones (``add``), consumed first-come, then probabilistic
+    storms (``storm``). ``injected()`` counts every fault that fired, by kind."""
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._faults: list[Fault] = []
+        self._storms: list[_Raging] = []
+        self._injected: Counter[str] = Counter()
+        self._now = now
         self._lock = threading.Lock()
 
     def add(self, endpoint: str, kind: FaultKind, count: int = 1, *, delay: float = 0.0, after: int = 0,
@@ -77,28 +150,76 @@ class FaultPlan:
             self._faults.append(Fault(endpoint=endpoint, kind=kind, count=count, delay=delay, after=after,
                                       retry_after=retry_after))
 
+    def storm(self, rate: float, kinds: list[FaultKind] | None = None, *, endpoints: str | list[str] = "*",
+              seconds: float | None = None, **options: Any) -> Storm:
+        """Start a probabilistic storm (see ``Storm`` for ``weights``, ``exclude``, ``burst``, ``delay``,
+        ``retry_after`` and ``seed``); storms add up with each other and with counted faults."""
+        spec: dict[str, Any] = {"rate": rate, "endpoints": endpoints, "seconds": seconds, **options}
+        if kinds is not None:
+            spec["kinds"] = kinds
+        return self.start_storm(msgspec.convert(spec, Storm))
+
+    def start_storm(self, storm: Storm) -> Storm:
+        with self._lock:
+            self._storms.append(_Raging(storm, self._now()))
+        return storm
+
+    def calm(self) -> None:
+        """End every storm (counted faults stay)."""
+        with self._lock:
+            self._storms.clear()
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._storms.clear()
 
     def take(self, endpoint: str) -> Fault | None:
         """The fault that applies to this request, if any (and count it as used)."""
         with self._lock:
-            for fault in self._faults:
-                if fault.endpoint not in ("*", endpoint):
-                    continue
-                if fault.after > 0:
-                    fault.after -= 1
-                    return None
-                fault.count -= 1
-                if fault.count <= 0:
-                    self._faults.remove(fault)
-                return fault
+            fault = self._take_counted(endpoint) or self._take_storm(endpoint)
+            if fault is not None:
+                self._injected[fault.kind] += 1
+            return fault
+
+    def _take_counted(self, endpoint: str) -> Fault | None:
+        for fault in self._faults:
+            if fault.endpoint not in ("*", endpoint):
+                continue
+            if fault.after > 0:
+                fault.after -= 1
+                return None
+            fault.count -= 1
+            if fault.count <= 0:
+                self._faults.remove(fault)
+            return fault
+        return None
+
+    def _take_storm(self, endpoint: str) -> Fault | None:
+        now = self._now()
+        self._storms = [s for s in self._storms if not s.over(now)]
+        for raging in self._storms:
+            if raging.storm.matches(endpoint):
+                fault = raging.strike(endpoint)
+                if fault is not None:
+                    return fault
         return None
 
     def pending(self) -> int:
+        """Counted faults still to fire (storms are not counted)."""
         with self._lock:
             return sum(f.count for f in self._faults)
+
+    def storms(self) -> int:
+        """Storms still raging."""
+        with self._lock:
+            now = self._now()
+            return sum(1 for s in self._storms if not s.over(now))
+
+    def injected(self) -> dict[str, int]:
+        """Faults fired so far, by kind."""
+        with self._lock:
+            return dict(self._injected)
 
 
 class LoggedRequest(msgspec.Struct, kw_only=True, frozen=True):
@@ -139,7 +260,7 @@ class SandboxState:
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
-        self.faults = FaultPlan()
+        self.faults = FaultPlan(now=self.clock.now)  # storms last ``seconds`` of the sandbox clock
         self.requests = RequestLog()
         self.lock = threading.RLock()
         self.started: Counter[str] = Counter()  # requests received per endpoint (logged ones have ended)
@@ -191,11 +312,24 @@ def admin_routes(state: SandboxState) -> list[Route]:
         if request.method == "DELETE":
             state.faults.clear()
             return JSONResponse({"cleared": True})
+        if request.method == "GET":
+            return JSONResponse(_fault_status(state))
         body: dict[str, Any] = await request.json()
         fault = msgspec.convert(body, Fault)
         state.faults.add(fault.endpoint, fault.kind, fault.count, delay=fault.delay, after=fault.after,
                          retry_after=fault.retry_after)
         return JSONResponse({"pending": state.faults.pending()})
+
+    async def storm(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.faults.calm()
+            return JSONResponse(_fault_status(state))
+        try:
+            spec = msgspec.json.decode(await request.body(), type=Storm)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        state.faults.start_storm(spec)
+        return JSONResponse(_fault_status(state))
 
     async def clock(request: Request) -> Response:
         body = await request.json()
@@ -204,9 +338,14 @@ def admin_routes(state: SandboxState) -> list[Route]:
 
     return [
         Route("/__sandbox__/requests", requests, methods=["GET"]),
-        Route("/__sandbox__/faults", faults, methods=["POST", "DELETE"]),
+        Route("/__sandbox__/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/__sandbox__/storm", storm, methods=["POST", "DELETE"]),
         Route("/__sandbox__/clock", clock, methods=["POST"]),
     ]
+
+
+def _fault_status(state: SandboxState) -> dict[str, Any]:
+    return {"pending": state.faults.pending(), "storms": state.faults.storms(), "injected": state.faults.injected()}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
