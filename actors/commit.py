@@ -75,6 +75,9 @@ class Committer:
                 produced[p] += 1
         for p, n in produced.items():
             pipe.hincrby(ctx.keys.produced(self.entity), str(p), n)
+        settled = sorted({w.gid for w, _ in outcome.done} | {r.gid for r in outcome.exceptions if r.gid})
+        if settled:
+            ctx.projections.created(pipe, target, self.entity, settled)
         for record in outcome.exceptions:
             file_exception(pipe, ctx.keys, record)
         for event in outcome.events:

@@ -125,8 +125,9 @@ class Lane:
 
     # -- reading -----------------------------------------------------------------------------
     async def _recover(self, part: Partition) -> None:
-        """Rebuild the book from the partition's own pending list: every entry is due now, and may
-        have reached the target before (it was in hand when the lease changed or the replica died)."""
+        """Rebuild the book from the partition's own pending list: every entry is due now. A record
+        whose create was sent and not recorded (``creating``) may exist in the target already: it is
+        looked up before it is created again; the others are simply written."""
         part.book.clear()
         count, after, now, recovered = self.settings.streams.read_count, "0", time.monotonic(), 0
         while True:
@@ -134,9 +135,11 @@ class Lane:
             if not entries:
                 break
             deliveries = await delivery_counts(self.redis, part.slot, [i for i, _ in entries])
-            for entry_id, raw in entries:
-                held = _held(entry_id, raw, deliveries.get(entry_id, 1), maybe_written=True)
-                part.book.schedule(held, now, RETRY, "recovered after a restart or a lease change")
+            held = [_held(entry_id, raw, deliveries.get(entry_id, 1)) for entry_id, raw in entries]
+            sent = await self.writer.ctx.projections.creating(self.target, self.entity, sorted({h.gid for h in held}))
+            for h in held:
+                h.maybe_written = h.gid in sent
+                part.book.schedule(h, now, RETRY, "recovered after a restart or a lease change")
             recovered += len(entries)
             after = entries[-1][0]
         part.recover = False
@@ -369,6 +372,7 @@ class Lane:
             if held is not None and d.deferral is not None and not d.deferral.parked:
                 held.attempts = d.attempts + 1
                 held.maybe_written = held.maybe_written or d.deferral.maybe_written
+                held.failing_since = held.failing_since or now
         part.book.defer(gid, now + delay, RETRY, retries[0].why)
 
     def _part(self, slot: Slot) -> Partition:
@@ -386,6 +390,7 @@ def _held(entry_id: str, raw: dict[bytes, bytes], attempts: int, *, maybe_writte
 
 
 def _delivery(slot: Slot, held: Held) -> Delivery:
+    failing_for = time.monotonic() - held.failing_since if held.failing_since is not None else 0.0
     return Delivery(slot=slot, entry_id=held.entry_id, raw=held.raw, record=held.record, attempts=held.attempts,
-                    maybe_written=held.maybe_written)
+                    maybe_written=held.maybe_written, failing_for=failing_for)
 

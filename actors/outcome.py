@@ -41,6 +41,7 @@ class Delivery:
     record: ChangeRecord | None = None
     attempts: int = 1  # this is the entry's n-th delivery (write attempts; parking does not count)
     maybe_written: bool = False  # an earlier attempt may have reached the target (a crash, a lost reply)
+    failing_for: float = 0.0  # seconds since its first failed attempt (in this writer process)
     deferral: Deferral | None = None  # set when the sweep leaves it pending
 
 
@@ -75,6 +76,10 @@ class RecordWork:
     @property
     def exhausted_after(self) -> int:
         return max(d.attempts for d in self.deliveries)
+
+    @property
+    def failing_for(self) -> float:
+        return max(d.failing_for for d in self.deliveries)
 
 
 @dataclass

@@ -41,6 +41,7 @@ class Held:
     record: ChangeRecord | None = None  # decoded from ``raw`` (``None``: trimmed or malformed)
     attempts: int = 1  # deliveries so far, this one included (the stream's delivery counter)
     maybe_written: bool = False  # an earlier attempt may have reached the target (crash, lost reply)
+    failing_since: float | None = None  # monotonic time of its first failed attempt in this process
 
 
 @dataclass

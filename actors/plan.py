@@ -388,16 +388,21 @@ class WritePlanner:
             outcome.defer(waiting, parked=True, why=why, waits=waits)
 
     def _retire_exhausted(self, works: list[RecordWork], outcome: Outcome) -> None:
-        limit = self.settings.streams.max_deliveries
+        """A record that failed ``max_deliveries`` times, for at least ``retry_for``, is filed: a target's
+        outage of a few minutes does not send every record of it to the desk, a poison record still goes."""
+        streams = self.settings.streams
         for work in works:
-            if work.exhausted_after > limit:
+            if work.exhausted_after > streams.max_deliveries and work.failing_for >= streams.retry_for:
                 outcome.fail_work(work, "max_deliveries", (
-                    f"delivered {work.exhausted_after} times without success (streams.max_deliveries = "
-                    f"{limit}); fix the cause, then retry the exception"))
+                    f"delivered {work.exhausted_after} times over {work.failing_for:.0f}s without success "
+                    f"(streams.max_deliveries = {streams.max_deliveries}, streams.retry_for = "
+                    f"{streams.retry_for:.0f}s); fix the cause, then retry the exception"))
 
     async def _mark_inflight(self, target: str, works: list[RecordWork]) -> None:
         writes = {w.target_id: w.fields for w in works if w.target_id and w.fields}
-        await self.ctx.projections.mark_inflight(target, self.entity, writes)  # type: ignore[arg-type]
+        creating = [w.gid for w in works if w.target_id is None]
+        await self.ctx.projections.mark_inflight(target, self.entity, writes, creating=creating,  # type: ignore[arg-type]
+                                                 now_ms=now_ms())
 
     def _op(self, work: RecordWork, cmap: ConfiguredMap | None) -> WriteOp:
         source = work.source

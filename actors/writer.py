@@ -24,6 +24,7 @@ from typing import Any
 
 from loguru import logger
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from accord.actors.commit import Committer
 from accord.actors.governance import Ownership
@@ -57,6 +58,7 @@ class Writer(LoopActor):
         self._connectors: dict[str, Connector] = dict(connectors or {})
         self.call_stats: dict[str, CallStats] = defaultdict(CallStats)
         self._leases: Leases | None = None
+        self._redis_run: str | None = None  # the Redis server's run id when the leases were last renewed
         self._renewed_at = 0.0
         self._trimmed_at = time.monotonic()
         self.write_slots = asyncio.Semaphore(settings.streams.write_concurrency)  # batch calls in flight
@@ -139,17 +141,32 @@ class Writer(LoopActor):
             await self._pause(self.settings.streams.lease_ttl / 3)
 
     async def renew_leases(self) -> None:
-        """Take or renew every owned partition's lease; a lease acquired afresh (not renewed) makes its
-        partition re-read its pending entries before anything else."""
+        """Take or renew every owned partition's lease. A lease acquired afresh (not renewed) makes its
+        partition re-read its pending entries before anything else; so does a restart of the Redis server
+        (its run id changed): restarted on its AOF or failed over, it may have lost the last second of
+        acks and deliveries, so what the books remember is no longer what Redis holds."""
         if self._leases is None:
             self._leases = Leases(self.ctx.redis, self.token, int(self.settings.streams.lease_ttl * 1000))
+        restarted = await self._redis_restarted()
         parts = [part for lane in self.lanes.values() for part in lane.partitions]
         held = await self._leases.refresh(part.lease for part in parts)
         for part in parts:
             part.held = part.lease in held
-            if part.lease in self._leases.acquired:
+            if part.lease in self._leases.acquired or restarted:
                 part.recover = True
         self._renewed_at = time.monotonic()
+
+    async def _redis_restarted(self) -> bool:
+        try:
+            run = str((await self.ctx.redis.info("server")).get("run_id") or "")
+        except ResponseError:  # a server without INFO (fakeredis): restarts are not detected
+            return False
+        restarted = self._redis_run is not None and run != self._redis_run
+        if restarted:
+            logger.bind(entity=self.entity, replica=self.replica).warning(
+                "Redis restarted (run id {} -> {}): every partition re-reads its pending entries", self._redis_run, run)
+        self._redis_run = run
+        return restarted
 
     async def _maybe_trim(self) -> None:
         if time.monotonic() - self._trimmed_at < self.settings.streams.trim_interval:

@@ -57,6 +57,7 @@ class StreamSettings(_Section):
     retry_backoff_cap: Duration = Duration(60.0)
     write_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     stuck_after: Duration = Duration(60.0)  # a pending entry idle this long with nothing scheduled is re-read
+    retry_for: Duration = Duration(600.0)  # a failing record is retried at least this long (an outage is not its fault)
 
 
 Condition = str | bool | int | float | list[str | bool | int | float] | None

@@ -78,6 +78,11 @@ class Keys:
         """Fields a writer is about to write to a record: the poller treats them as echoes."""
         return f"{self.prefix}inflight:{system}:{entity}:{system_id}"
 
+    def creating(self, target: str, entity: str) -> str:
+        """Hash: gid -> epoch ms a create of it was sent to the target, until a commit records it (after a
+        crash, only these records may already exist there: they are looked up before being created)."""
+        return f"{self.prefix}creating:{target}:{entity}"
+
     def version(self, target: str, entity: str, gid: str) -> str:
         return f"{self.prefix}ver:{target}:{entity}:{gid}"
 

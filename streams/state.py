@@ -139,15 +139,29 @@ class Projections:
             pipe.hset(self.keys.seen(system, entity, system_id), mapping=mapping)
 
     async def mark_inflight(self, system: str, entity: str, writes: Mapping[str, Mapping[str, Any]],
-                            ttl_s: int = 3600) -> None:
-        """Record fields about to be written, per target record id (the poller treats them as echoes)."""
+                            ttl_s: int = 3600, *, creating: Sequence[str] = (), now_ms: int = 0) -> None:
+        """Record fields about to be written, per target record id (the poller treats them as echoes), and
+        the gids about to be created (``creating``: a crash leaves them to be looked up, not the others)."""
         batch = Batch()
         for system_id, fields in writes.items():
             if fields:
                 key = self.keys.inflight(system, entity, system_id)
                 batch.hset(key, mapping={k: pack(v) for k, v in fields.items()})
                 batch.expire(key, ttl_s)
+        if creating:
+            batch.hset(self.keys.creating(system, entity), mapping=dict.fromkeys(creating, now_ms))
         await batch.apply(self.redis)
+
+    async def creating(self, system: str, entity: str, gids: Sequence[str]) -> set[str]:
+        """Those of ``gids`` whose create was sent to ``system`` and not recorded since."""
+        if not gids:
+            return set()
+        sent = await self.redis.hmget(self.keys.creating(system, entity), list(gids))
+        return {gid for gid, ms in zip(gids, sent, strict=True) if ms is not None}
+
+    def created(self, pipe: Pipeline, system: str, entity: str, gids: Sequence[str]) -> None:
+        """The creates of ``gids`` are recorded (or settled otherwise): no look-up needed after a crash."""
+        pipe.hdel(self.keys.creating(system, entity), *gids)
 
     def clear_inflight(self, pipe: Pipeline, system: str, entity: str, system_id: str) -> None:
         pipe.delete(self.keys.inflight(system, entity, system_id))

@@ -27,6 +27,7 @@ namespace = "g"
 [streams]
 partitions = 4
 max_deliveries = 3
+retry_for = "0s"
 retry_backoff_cap = "1ms"
 """ + CRM_AND_ERP + """[entities.account]
 owner = "crm"

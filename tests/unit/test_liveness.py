@@ -205,7 +205,7 @@ async def test_the_safety_net_rereads_a_pending_entry_nothing_scheduled(any_redi
 
 
 async def test_failed_attempts_survive_a_restart_in_the_delivery_counter(any_redis: Redis) -> None:
-    rig = await Rig(any_redis, config(max_deliveries="3", retry_backoff_cap='"1ms"')).setup()
+    rig = await Rig(any_redis, config(max_deliveries="3", retry_backoff_cap='"1ms"', retry_for='"0s"')).setup()
     rig.crm.user_create({"name": "Flaky"})
     await rig.publish("account")
     rig.erp.fail_batches.extend([Retryable("erp", "503"), Retryable("erp", "503")])
@@ -350,3 +350,13 @@ async def test_a_create_carries_the_owners_newest_values_not_the_older_changes(a
     await rig.writers["account"].sweep()
     [create] = rig.erp.writes
     assert create.kind == "upsert" and create.target_id is None and create.fields["name"] == "Acme Group"
+
+
+async def test_an_outage_shorter_than_retry_for_sends_nothing_to_the_desk(any_redis: Redis) -> None:
+    rig = await Rig(any_redis, config(max_deliveries="2", retry_backoff_cap='"1ms"', retry_for='"1h"')).setup()
+    rig.crm.user_create({"name": "Patient"})
+    await rig.publish("account")
+    rig.erp.fail_batches.extend([Retryable("erp", "503")] * 6)  # three times max_deliveries
+    await rig.sweep_until("account", lambda: rig.erp.creates == 1, within=5)
+    assert await rig.exceptions() == [] and await rig.pending("account") == 0
+    assert rig.erp.write_calls == 7

@@ -25,6 +25,7 @@ namespace = "t"
 [streams]
 partitions = 4
 max_deliveries = 3
+retry_for = "0s"
 retry_backoff_cap = "1ms"
 trim_interval = "1h"
 """ + CRM_AND_ERP + """[entities.account]
