@@ -34,7 +34,7 @@ from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable,
 from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.log import Slot, delivery_counts, fetch, idle_pending, read_new, read_pending
-from accord.streams.records import MalformedEntry, decode
+from accord.streams.records import MalformedEntry, decode, now_ms
 from accord.streams.state import Stats
 
 if TYPE_CHECKING:
@@ -243,27 +243,41 @@ class Lane:
 
     # -- planning and writing ----------------------------------------------------------------
     async def _handle(self, deliveries: list[Delivery]) -> None:
-        writer = self.writer
+        """Plan, write each batch and commit it as soon as it returns (a crash then loses at most the
+        batches in flight), then commit what needed no write (skips, exceptions, parked records)."""
         outcome = Outcome(entity=self.entity, target=self.target)
-        ready = await writer.planner.plan(self.target, deliveries, outcome)
-        await self._write(ready, outcome)
-        if await self._commit(outcome, deliveries):
-            self._schedule(outcome, deliveries)
+        ready = await self.writer.planner.plan(self.target, deliveries, outcome)
+        await self._write(ready)
+        writing = {id(d) for work in ready for d in work.deliveries}
+        rest = [d for d in deliveries if id(d) not in writing]
+        if await self._commit(outcome, rest):
+            self._schedule(outcome, rest)
 
-    async def _write(self, works: list[RecordWork], outcome: Outcome) -> None:
+    async def _write(self, works: list[RecordWork]) -> None:
         if not works:
             return
         size = max(1, self.writer.connector(self.target).batch_size)
-        chunks = [works[i: i + size] for i in range(0, len(works), size)]
-        await asyncio.gather(*(self._write_chunk(chunk, outcome) for chunk in chunks))
+        async with asyncio.TaskGroup() as group:  # a failure cancels the sibling batches
+            for i in range(0, len(works), size):
+                group.create_task(self._write_batch(works[i: i + size]))
+
+    async def _write_batch(self, works: list[RecordWork]) -> None:
+        """One batch call (at most ``write_concurrency`` in flight), then its own commit."""
+        outcome = Outcome(entity=self.entity, target=self.target)
+        async with self.writer.write_slots:
+            creating = [w.gid for w in works if w.target_id is None and w.op is not None]
+            await self.writer.ctx.projections.mark_creating(self.target, self.entity, creating, now_ms())
+            await self._write_chunk(works, outcome)
+        deliveries = [d for work in works for d in work.deliveries]
+        if await self._commit(outcome, deliveries):
+            self._schedule(outcome, deliveries)
 
     async def _write_chunk(self, works: list[RecordWork], outcome: Outcome) -> None:
         ops = [w.op for w in works if w.op is not None]
         source = works[0].source
         log = self.log.bind(correlation_id=source.correlation_id if source else "")
         try:
-            async with self.writer.write_slots:
-                results = await self.writer.connector(self.target).write(self.entity, ops)
+            results = await self.writer.connector(self.target).write(self.entity, ops)
         except Permanent as exc:
             log.error("batch of {} refused permanently: {}", len(ops), exc)
             for work in works:

@@ -400,9 +400,7 @@ class WritePlanner:
 
     async def _mark_inflight(self, target: str, works: list[RecordWork]) -> None:
         writes = {w.target_id: w.fields for w in works if w.target_id and w.fields}
-        creating = [w.gid for w in works if w.target_id is None]
-        await self.ctx.projections.mark_inflight(target, self.entity, writes, creating=creating,  # type: ignore[arg-type]
-                                                 now_ms=now_ms())
+        await self.ctx.projections.mark_inflight(target, self.entity, writes)  # type: ignore[arg-type]
 
     def _op(self, work: RecordWork, cmap: ConfiguredMap | None) -> WriteOp:
         source = work.source

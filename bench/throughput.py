@@ -176,6 +176,7 @@ def bench_settings(world: World, url: str, data_dir: str) -> Settings:
     settings = world.configure(demo_settings(data_dir, 0))
     return msgspec.structs.replace(
         settings, log_level="WARNING", redis=msgspec.structs.replace(settings.redis, url=url),
+        provisioning=None, reconcile={},  # they need entities this benchmark does not sync
         systems={**settings.systems,
                  "crm": msgspec.structs.replace(settings.systems["crm"], rate_limit=msgspec.structs.replace(
                      settings.systems["crm"].rate_limit, requests=10_000)),

@@ -139,18 +139,21 @@ class Projections:
             pipe.hset(self.keys.seen(system, entity, system_id), mapping=mapping)
 
     async def mark_inflight(self, system: str, entity: str, writes: Mapping[str, Mapping[str, Any]],
-                            ttl_s: int = 3600, *, creating: Sequence[str] = (), now_ms: int = 0) -> None:
-        """Record fields about to be written, per target record id (the poller treats them as echoes), and
-        the gids about to be created (``creating``: a crash leaves them to be looked up, not the others)."""
+                            ttl_s: int = 3600) -> None:
+        """Record fields about to be written, per target record id (the poller treats them as echoes)."""
         batch = Batch()
         for system_id, fields in writes.items():
             if fields:
                 key = self.keys.inflight(system, entity, system_id)
                 batch.hset(key, mapping={k: pack(v) for k, v in fields.items()})
                 batch.expire(key, ttl_s)
-        if creating:
-            batch.hset(self.keys.creating(system, entity), mapping=dict.fromkeys(creating, now_ms))
         await batch.apply(self.redis)
+
+    async def mark_creating(self, system: str, entity: str, gids: Sequence[str], now_ms: int) -> None:
+        """The gids about to be created in ``system``: after a crash they, and only they, are looked up
+        there before being created again."""
+        if gids:
+            await self.redis.hset(self.keys.creating(system, entity), mapping=dict.fromkeys(gids, now_ms))
 
     async def creating(self, system: str, entity: str, gids: Sequence[str]) -> set[str]:
         """Those of ``gids`` whose create was sent to ``system`` and not recorded since."""
