@@ -409,7 +409,10 @@ class WritePlanner:
         wire: dict[str, Any] = {}
         if cmap is not None:
             fields, wire = cmap.write(fields)
-        return WriteOp(gid=work.gid, kind=source.op, fields=fields, key=source.change_id,  # type: ignore[arg-type]
+        # only a create that may have been sent before is looked up (records without a gid in the target are
+        # found by their natural key there; the others were looked up with find_created already)
+        lookup = any(d.maybe_written for d in work.deliveries)
+        return WriteOp(gid=work.gid, kind=source.op, fields=fields, key=source.change_id, lookup=lookup,  # type: ignore[arg-type]
                        target_id=work.target_id, version=work.version, correlation_id=source.correlation_id,
                        wire=wire)
 

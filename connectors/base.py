@@ -67,7 +67,10 @@ class WriteOp(msgspec.Struct, kw_only=True, frozen=True):
     (create, or link to a record Accord created earlier). ``fields`` are canonical, already filtered to
     what the target may be written. ``version`` is the target's own version of the record as Accord last
     saw it (e.g. QuickBooks SyncToken), when known. ``key`` is a deterministic idempotency key for this
-    write (the change id), used where the API supports one.
+    write (the change id), used where the API supports one. ``lookup`` asks a connector without an
+    idempotency key to look for a record an earlier attempt of this create left behind before creating
+    (look-up-before-create); the writers ask only for creates that may have been sent before, so a first
+    create costs no look-up.
     """
 
     gid: str
@@ -78,6 +81,7 @@ class WriteOp(msgspec.Struct, kw_only=True, frozen=True):
     version: int | None = None
     correlation_id: str = ""
     wire: dict[str, Any] = {}  # extra wire fields from configured field maps, merged into the payload
+    lookup: bool = True
 
 
 class WriteResult(msgspec.Struct, kw_only=True, frozen=True):

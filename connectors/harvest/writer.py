@@ -1,7 +1,8 @@
 """Writes to Harvest: one request per op (Harvest has no batch endpoint), ops run concurrently and
 are paced by the account limiter in the session.
 
-* Create: **look-up-before-create** (Harvest has no idempotency key). Time entries are looked up with
+* Create: **look-up-before-create** (Harvest has no idempotency key) when ``WriteOp.lookup`` asks for it
+  (the writers ask only for creates that may have been sent before). Time entries are looked up with
   ``external_reference_id=<gid>``; clients, contacts, projects and expenses by their ``accord:<gid>``
   marker among records updated within ``lookup_window``; users by email and task assignments by
   (project, task name), which Harvest keeps unique. A record found is PATCHed, not created again.
@@ -99,7 +100,7 @@ class HarvestWriter:
                       headers: dict[str, str]) -> WriteResult:
         if spec.entity == "task":
             return await self._create_task(op, headers)
-        existing = await self._lookup(spec, op, wire)
+        existing = await self._lookup(spec, op, wire) if op.lookup else None
         if existing is not None:
             return await self._update(spec, op, existing, wire, headers, created=False)
         body = {**spec.create_defaults, **wire, **gid_body(spec, op.gid, wire.get(spec.gid_field or ""))}

@@ -175,6 +175,17 @@ async def test_create_retried_after_lost_response_finds_the_first_record(harvest
     assert set(found) == {"gid-1"} and found["gid-1"].gid == "gid-1"
 
 
+async def test_a_first_create_costs_one_request_without_a_lookup(harvest_state, make_harvest, firm) -> None:
+    """Writers ask for the look-up only when a create may have been sent before: a first one is one POST."""
+    connector = make_harvest()
+    before = len(harvest_state.requests.entries())
+    op = WriteOp(gid="acc-new", kind="upsert", key="k", lookup=False, fields={
+        "name": "First Time BV", "currency": "EUR", "status": "active"})
+    [result] = await connector.write("account", [op])
+    assert result.ok and result.created
+    assert [(e.method, e.endpoint) for e in harvest_state.requests.entries()[before:]] == [("POST", "clients")]
+
+
 async def test_create_for_marker_entities_is_linked_not_duplicated(harvest_state, make_harvest, firm) -> None:
     connector = make_harvest()
     op = WriteOp(gid="acc-1", kind="upsert", key="k", fields={
