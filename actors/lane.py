@@ -257,9 +257,13 @@ class Lane:
         if not works:
             return
         size = max(1, self.writer.connector(self.target).batch_size)
-        async with asyncio.TaskGroup() as group:  # a failure cancels the sibling batches
-            for i in range(0, len(works), size):
-                group.create_task(self._write_batch(works[i: i + size]))
+        # every batch runs to its end (a batch committed is scheduled; one that failed is left in hand, and
+        # the sweep's failure releases it for a retry), then the first failure is raised
+        done = await asyncio.gather(*(self._write_batch(works[i: i + size]) for i in range(0, len(works), size)),
+                                    return_exceptions=True)
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _write_batch(self, works: list[RecordWork]) -> None:
         """One batch call (at most ``write_concurrency`` in flight), then its own commit."""
@@ -335,11 +339,11 @@ class Lane:
             batch.set_deliveries(slot.stream, slot.group, slot.consumer, ids, attempts)
         ctx.stats.add(batch, Stats.RECORDS, outcome.counts)
         if not await batch.apply(ctx.redis):
-            lost = sorted(self._part(slot).slot.partition for slot in touched)
+            refused = {self._part(slot) for slot in touched} | {self._part(d.slot) for d in deliveries}
             self.log.warning("lease lost before commit (partitions {}); they re-read their pending entries "
-                             "once the lease is back", lost)
-            for slot in touched:
-                self._part(slot).recover = True
+                             "once the lease is back", sorted(part.slot.partition for part in refused))
+            for part in refused:
+                part.recover = True
             return False
         self.writer.written += len(outcome.done)
         return True

@@ -19,6 +19,7 @@ from accord.actors.writer import Writer
 from accord.config.load import loads
 from accord.connectors.errors import Retryable
 from accord.pipeline_metrics import render
+from accord.streams.batch import Batch
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
@@ -431,3 +432,31 @@ async def test_a_restarted_writer_looks_up_only_the_creates_it_had_sent(any_redi
     assert finds == [[sent]], "only the create that was sent is looked up"
     assert rig.erp.creates == 2 and await rig.pending("account") == 0
     assert await any_redis.hlen(rig.keys.creating("erp", "account")) == 0
+
+
+async def test_a_refused_commit_recovers_every_partition_it_held_entries_of(any_redis: Redis, monkeypatch: Any) -> None:
+    """A commit refused for a lost lease leaves its entries pending: whatever they were (parked ones too,
+    which touch no lease), their partitions re-read them; nothing is left in hand or counted stuck."""
+    rig = await Rig(any_redis, config(partitions="2")).setup()
+    account = rig.crm.user_create({"name": "Unsynced"})
+    rig.crm.user_create({"last_name": "Waits", "account": account}, entity="contact")
+    await rig.publish("contact")
+    writer = rig.writers["contact"]
+    original = Batch.apply
+    refused: list[Batch] = []
+
+    async def refuse(self: Batch, redis: Redis) -> bool:
+        if self.args:
+            refused.append(self)
+            return False
+        return await original(self, redis)
+
+    monkeypatch.setattr(Batch, "apply", refuse)
+    await writer.sweep()  # every commit of this sweep is refused: the parked one's too
+    monkeypatch.setattr(Batch, "apply", original)
+    assert len(refused) == 2, "one commit per lane"
+    await writer.sweep()
+    counts = await Stats(rig.keys).read(any_redis, Stats.RECORDS)
+    assert not [k for k in counts if k[0] == "stuck"], "nothing was left in hand"
+    assert all(not part.book.in_hand() for lane in writer.lanes.values() for part in lane.partitions)
+    assert await rig.pending("contact") == 1 and await rig.pending("contact", "crm") == 0
