@@ -9,9 +9,10 @@ sandboxes and its own namespace, on one local Ray:
 1. **fault-free**: the workload alone, for the baseline API calls per record;
 2. **faulted**: the same workload while the fault schedule plays (``bench.chaos_faults``): ``--kills``
    ``kill -9`` of actor processes picked at random by pid (pollers, writers, provisioner, scheduler),
-   ``--redis-kills`` ``kill -9`` of Redis followed by a restart on its AOF, and sandbox storms for the
-   whole window (``--storm-rate`` of requests fail with 500/503, a lost response after the server acted,
-   or a timeout; plus bursts of 429 with ``Retry-After``).
+   ``--redis-kills`` ``kill -9`` of Redis followed by a restart on its AOF, and ``--storms`` sandbox storms
+   spread over the window, a third of it in all (``--storm-rate`` of requests fail with 500/503, a lost
+   response after the server acted, or a timeout; plus bursts of 429 with ``Retry-After``). The fault-free
+   pass runs the same window, so both poll for as long.
 
 The workload: sales create N accounts in the CRM (in bursts over 70% of the window) and some contacts;
 sales edit accounts in the CRM and finance sets tax ids and payment terms in the ERP meanwhile. Accounts
@@ -71,6 +72,7 @@ class Options:
     kills: int
     redis_kills: int
     storm_rate: float
+    storms: int
     seed: int
     deadline: float
     window: float
@@ -264,11 +266,14 @@ async def direct(daemon: Daemon, world: World, server: EmbeddedRedis, opts: Opti
     rng = random.Random(opts.seed)
     killer = ActorKiller(daemon.supervisor, random.Random(opts.seed + 1))
     log = chaos_faults.FaultLog()
-    schedule = chaos_faults.Schedule.plan(opts.window, opts.kills, opts.redis_kills, opts.storm_rate, opts.seed)
+    schedule = chaos_faults.Schedule.plan(opts.window, opts.kills, opts.redis_kills, opts.storm_rate, opts.seed,
+                                          opts.storms)
     workload = Workload(world, rng, opts, bursts=int(opts.window * FEED_SHARE))
     jobs = [workload.run(opts.window * FEED_SHARE)]
     if faulted:
         jobs.append(chaos_faults.play(schedule, world, server, killer, log))
+    else:  # the same window without faults: both passes poll for as long before converging
+        jobs.append(asyncio.sleep(opts.window))
     await asyncio.gather(*jobs)
     settled_from = log.last_fault if faulted else time.monotonic()
     settled_wall = log.last_fault_wall if faulted else time.time()
@@ -389,6 +394,7 @@ def summarise(opts: Options, clean: dict[str, Any], faulted: dict[str, Any]) -> 
         "killed": [k["actor"] for k in f["killed"]],
         "missed_kills": f["missed_kills"],
         "storm_rate": opts.storm_rate,
+        "storms": opts.storms,
         "seed": opts.seed,
         "window_s": opts.window,
         "deadline_s": faulted["deadline_s"],
@@ -407,7 +413,9 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--records", type=int, default=300, help="new CRM accounts (default 300)")
     parser.add_argument("--kills", type=int, default=4, help="kill -9 of actor processes (default 4)")
     parser.add_argument("--redis-kills", type=int, default=1, help="kill -9 + AOF restarts of Redis (default 1)")
-    parser.add_argument("--storm-rate", type=float, default=0.3, help="share of sandbox requests failed (default 0.3)")
+    parser.add_argument("--storm-rate", type=float, default=0.3,
+                        help="share of sandbox requests failed during a storm (default 0.3)")
+    parser.add_argument("--storms", type=int, default=3, help="storms, a third of the window in all (default 3)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds at most to converge after the last fault (default max(120, records/10)); "
@@ -421,6 +429,7 @@ def parse(argv: list[str] | None = None) -> Options:
     if args.records < 1 or not 0.0 <= args.storm_rate <= 1.0:
         parser.error("--records must be positive and --storm-rate within [0, 1]")
     return Options(records=args.records, kills=args.kills, redis_kills=args.redis_kills, storm_rate=args.storm_rate,
+                   storms=args.storms,
                    seed=args.seed, deadline=args.deadline or max(120.0, args.records / 10),
                    window=args.window or max(30.0, args.records / 100 + 5 * args.kills),
                    contacts=args.records // 10 if args.contacts is None else args.contacts,

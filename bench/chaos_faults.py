@@ -1,6 +1,6 @@
 """The chaos benchmark's fault schedule: when each ``kill -9`` of an actor and of Redis happens, and the
-sandbox storms (5xx, timeouts, responses lost after the server acted, 429 bursts with ``Retry-After``)
-that rage for the whole fault window.
+sandbox storms (5xx, timeouts, responses lost after the server acted, 429 bursts with ``Retry-After``):
+``storms`` episodes spread over the fault window, a third of it in all, as a real service's bad minutes.
 
 Everything random is drawn from one seeded generator, so ``--seed`` replays the same schedule (which
 records the faults hit still depends on the machine's timing).
@@ -33,6 +33,9 @@ SPARED = ["token"]
 REDIS_DOWN_S = 2.0
 
 
+STORM_SHARE = 1 / 3  # of the fault window, in storms
+
+
 @dataclass
 class Schedule:
     """Seconds after the workload starts at which each fault fires."""
@@ -42,15 +45,19 @@ class Schedule:
     redis_kills: list[float]
     storm_rate: float
     seed: int
+    storms: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds) of each storm
 
     @classmethod
-    def plan(cls, window_s: float, kills: int, redis_kills: int, storm_rate: float, seed: int) -> Schedule:
-        """Kills at random over the middle 80% of the window; Redis crashes evenly spaced within it."""
+    def plan(cls, window_s: float, kills: int, redis_kills: int, storm_rate: float, seed: int,
+             storms: int = 3) -> Schedule:
+        """Kills at random over the middle 80% of the window; Redis crashes and storms evenly spaced."""
         rng = random.Random(seed)
+        length = window_s * STORM_SHARE / max(1, storms)
         return cls(window_s=window_s,
                    kills=sorted(rng.uniform(0.1, 0.9) * window_s for _ in range(kills)),
                    redis_kills=[(i + 1) / (redis_kills + 1) * window_s for i in range(redis_kills)],
-                   storm_rate=storm_rate, seed=seed)
+                   storm_rate=storm_rate, seed=seed,
+                   storms=[((i + 0.5) * window_s / storms - length / 2, length) for i in range(storms)])
 
 
 def sandboxes(world: World) -> dict[str, SandboxState]:
@@ -114,24 +121,29 @@ async def _at(started: float, offset: float) -> None:
 
 
 async def play(schedule: Schedule, world: World, server: EmbeddedRedis, killer: ActorKiller, log: FaultLog) -> None:
-    """Run the schedule from ``log.started``: storms for the whole window, kills and Redis crashes at their
-    times; the storms end with the window."""
-    start_storms(world, schedule.storm_rate, schedule.seed)
-    log.mark(f"storms on (rate {schedule.storm_rate:g}: {'/'.join(STORM_KINDS)}; 429 bursts of {BURST_LENGTH})")
-    events: list[tuple[float, str]] = sorted([(t, "kill") for t in schedule.kills]
-                                             + [(t, "redis") for t in schedule.redis_kills])
-    for offset, kind in events:
+    """Run the schedule from ``log.started``: storms, kills and Redis crashes at their times, until the end
+    of the window."""
+    events: list[tuple[float, str, int]] = sorted(
+        [(t, "kill", 0) for t in schedule.kills] + [(t, "redis", 0) for t in schedule.redis_kills]
+        + [(t, "storm", i) for i, (t, _) in enumerate(schedule.storms)]
+        + [(t + length, "calm", i) for i, (t, length) in enumerate(schedule.storms)])
+    for offset, kind, i in events:
         await _at(log.started, offset)
         try:
             if kind == "redis":
                 await crash_redis(server, log)
-            else:
+            elif kind == "kill":
                 await _kill_one(killer, log)
+            elif kind == "storm":
+                start_storms(world, schedule.storm_rate, schedule.seed * 10 + i)
+                log.mark(f"storm {i + 1} on for {schedule.storms[i][1]:.0f}s (rate {schedule.storm_rate:g}: "
+                         f"{'/'.join(STORM_KINDS)}; 429 bursts of {BURST_LENGTH})")
+            else:
+                calm_storms(world)
+                log.mark(f"storm {i + 1} over")
         except Exception:
             logger.exception("fault {} failed", kind)
     await _at(log.started, schedule.window_s)
-    calm_storms(world)
-    log.mark("storms over")
 
 
 async def _kill_one(killer: ActorKiller, log: FaultLog) -> None:
