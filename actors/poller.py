@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from loguru import logger
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from accord.actors.edits import EditJudge
 from accord.actors.governance import Ownership, is_stale_read, observe
@@ -107,8 +108,12 @@ class Poller(LoopActor):
                     break
                 if time.monotonic() >= self._next_due.get(entity, 0.0):
                     await self._poll_entity(entity)
-            await self._flush_call_stats({self.system: self.call_stats})
-            hint_id = await self._wait_for_hint(hint_id)
+            try:
+                await self._flush_call_stats({self.system: self.call_stats})
+                hint_id = await self._wait_for_hint(hint_id)
+            except RedisError as exc:  # Redis restarting or failing over: the loop waits for it, never dies
+                logger.bind(system=self.system).warning("Redis unavailable ({}); retrying in 1s", exc)
+                await self._pause(1.0)
 
     async def _poll_entity(self, entity: str) -> None:
         interval = self.settings.entities[entity].poll_interval

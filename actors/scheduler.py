@@ -7,7 +7,6 @@ daemons from running the same job at once.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 import uuid
@@ -16,6 +15,7 @@ from typing import Any
 import cronsim
 from loguru import logger
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from accord.actors.loop import LoopActor
 from accord.actors.reconcile import Reconciler
@@ -63,8 +63,11 @@ class Scheduler(LoopActor):
         reconciler = self.reconciler()
         try:
             while not self._stopping:
-                await self.tick(reconciler)
-                await asyncio.sleep(TICK_S)
+                try:
+                    await self.tick(reconciler)
+                except RedisError as exc:  # Redis restarting or failing over: wait for it, never die
+                    logger.warning("scheduler: Redis unavailable ({}); retrying", exc)
+                await self._pause(TICK_S)
         finally:
             await reconciler.aclose()
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from loguru import logger
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from accord.actors.provision import GROUP as PROVISION_GROUP
 from accord.actors.remote import poller_actor, provisioner_actor, scheduler_actor, writer_actor
@@ -134,6 +135,8 @@ class Supervisor:
                 await self.check()
                 await self._rescale_if_asked()
                 await self._publish_health()
+            except RedisError as exc:
+                logger.warning("supervisor: Redis unavailable ({}); continuing", exc)
             except Exception:
                 logger.exception("supervisor step failed; continuing")
             took = time.monotonic() - began
