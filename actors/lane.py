@@ -112,11 +112,10 @@ class Lane:
         await self._check_stuck(parts)
         await self._wake(parts)
         now = time.monotonic()
-        deliveries = self._take_due(parts, now) + await self._read_new(parts, now)
-        if not deliveries:
-            return 0
         try:
-            await self._handle(deliveries)
+            deliveries = self._take_due(parts, now) + await self._read_new(parts, now)
+            if deliveries:
+                await self._handle(deliveries)
         except BaseException:
             for part in parts:  # whatever was in hand is retried: nothing is left unscheduled
                 part.book.release_in_hand(time.monotonic() + 1.0, "the sweep failed")

@@ -79,6 +79,7 @@ class Options:
     contacts: int
     edits: int
     redis_binary: str | None
+    keep: bool = False
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -425,6 +426,7 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--contacts", type=int, default=None, help="new CRM contacts (default records/10)")
     parser.add_argument("--edits", type=int, default=None, help="account edits in CRM and ERP (default records/5)")
     parser.add_argument("--redis-binary", default=None, help="redis-server to use (default: the embedded 6.2)")
+    parser.add_argument("--keep", action="store_true", help="keep the passes' data (Redis AOF) for inspection")
     args = parser.parse_args(argv)
     if args.records < 1 or not 0.0 <= args.storm_rate <= 1.0:
         parser.error("--records must be positive and --storm-rate within [0, 1]")
@@ -433,7 +435,8 @@ def parse(argv: list[str] | None = None) -> Options:
                    seed=args.seed, deadline=args.deadline or max(120.0, args.records / 10),
                    window=args.window or max(30.0, args.records / 100 + 5 * args.kills),
                    contacts=args.records // 10 if args.contacts is None else args.contacts,
-                   edits=args.records // 5 if args.edits is None else args.edits, redis_binary=args.redis_binary)
+                   edits=args.records // 5 if args.edits is None else args.edits, redis_binary=args.redis_binary,
+                   keep=args.keep)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,7 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         faulted = asyncio.run(run_pass(opts, True, root / "faulted"))
     finally:
         ray.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
+        if opts.keep:
+            print(f"data kept in {root}", flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     summary = summarise(opts, clean, faulted)
     print(f"chaos: {summary['records']} records, {summary['kills']} kills, {summary['redis_restarts']} Redis "
           f"restarts, {summary['faults_injected']} faults: lost {summary['lost']}, duplicated {summary['duplicated']}, "

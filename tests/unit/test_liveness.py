@@ -460,3 +460,27 @@ async def test_a_refused_commit_recovers_every_partition_it_held_entries_of(any_
     assert not [k for k in counts if k[0] == "stuck"], "nothing was left in hand"
     assert all(not part.book.in_hand() for lane in writer.lanes.values() for part in lane.partitions)
     assert await rig.pending("contact") == 1 and await rig.pending("contact", "crm") == 0
+
+
+async def test_a_read_that_fails_after_due_records_were_taken_leaves_nothing_in_hand(
+        any_redis: Redis, monkeypatch: Any) -> None:
+    from accord.actors import lane as lane_module
+
+    rig = await Rig(any_redis, config(retry_backoff_cap='"1ms"')).setup()
+    rig.crm.user_create({"name": "Due"})
+    await rig.publish("account")
+    rig.erp.fail_batches.append(Retryable("erp", "503"))
+    await rig.writers["account"].sweep()  # failed: the record is scheduled for a retry
+    await asyncio.sleep(0.01)
+
+    async def redis_gone(*_: Any) -> Any:
+        raise RedisConnectionError("Redis restarting")
+
+    monkeypatch.setattr(lane_module, "read_new", redis_gone)
+    with pytest.raises(ExceptionGroup):
+        await rig.writers["account"].sweep()  # the due record was taken, then the read of new entries failed
+    monkeypatch.undo()
+    writer = rig.writers["account"]
+    assert all(not part.book.in_hand() for lane in writer.lanes.values() for part in lane.partitions)
+    await rig.sweep_until("account", lambda: rig.erp.creates == 1, within=5)
+    assert ("stuck", "account", "erp") not in await Stats(rig.keys).read(any_redis, Stats.RECORDS)
