@@ -27,6 +27,7 @@ from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.records import MalformedEntry, decode, partition_of
 
+JUDGED_PER_PAGE = 1000  # parked suspects judged on one page at most
 IN_FLIGHT_SCAN = 1000  # entries read per partition to find a record's changes on their way to a system
 
 
@@ -53,16 +54,19 @@ class SuspectBook:
     def forget(self, pipe: Batch, entity: str, record_ids: list[str]) -> None:
         pipe.hdel(self.ctx.keys.suspects(self.system, entity), *record_ids)
 
-    async def due(self, entity: str, owner_of: Callable[[str], str]) -> dict[str, Suspect]:
+    async def due(self, entity: str, owner_of: Callable[[str], str], limit: int = JUDGED_PER_PAGE
+                  ) -> dict[str, Suspect]:
         """Parked suspects whose fields' owners have all been read since the suspect was seen: a fetch of the
-        owner sent at or after the fetch that showed the suspect sees every owner change that caused it."""
+        owner sent at or after the fetch that showed the suspect sees every owner change that caused it.
+        The oldest ``limit`` of them: a backlog of thousands is judged over several pages, not on one."""
         raw = await self.ctx.redis.hgetall(self.ctx.keys.suspects(self.system, entity))
         if not raw:
             return {}
         parked = {(k.decode() if isinstance(k, bytes) else k): _decoder.decode(v) for k, v in raw.items()}
         owners = sorted({owner_of(f) for s in parked.values() for f in s.changed})
         read = {owner: await self.ctx.cursors.fetched_ms(owner, entity) for owner in owners}
-        return {rid: s for rid, s in parked.items() if all(read[owner_of(f)] >= s.seen_ms for f in s.changed)}
+        due = [(rid, s) for rid, s in parked.items() if all(read[owner_of(f)] >= s.seen_ms for f in s.changed)]
+        return dict(sorted(due, key=lambda item: item[1].seen_ms)[:limit])
 
     async def in_flight(self, entity: str, gids: Iterable[str]) -> set[str]:
         """Those of ``gids`` with a change on its way to this system: in their partition stream and its

@@ -76,6 +76,7 @@ def script(redis: Redis, source: str) -> Any:
 
 
 Value = bytes | str | int | float
+MAX_ITEMS = 1000  # variadic items per queued command (the apply script unpacks each command's arguments)
 
 
 class Batch:
@@ -92,34 +93,39 @@ class Batch:
         self.args.extend(parts)
         self.commands += 1
 
+    def _add_many(self, head: Sequence[Value], items: Sequence[Value], tail: Sequence[Value] = (),
+                  step: int = 1) -> None:
+        """``head + items + tail`` as one command per ``MAX_ITEMS`` items (``step`` items make one
+        argument group, e.g. field and value): the script's ``unpack`` takes at most ~8,000 values,
+        so a page of thousands of records must not become one command."""
+        chunk = MAX_ITEMS - MAX_ITEMS % step
+        for i in range(0, len(items), chunk):
+            self._add(*head, *items[i: i + chunk], *tail)
+
     def fence(self, key: str, expected: str) -> None:
         """Apply nothing unless ``key`` still holds ``expected`` (e.g. a lease token)."""
         self.fences.append((key, expected))
 
     def hset(self, key: str, field: str | None = None, value: Value | None = None, *,
              mapping: Mapping[str, Value] | None = None) -> None:
-        parts: list[Value] = ["HSET", key]
+        pairs: list[Value] = []
         if field is not None and value is not None:
-            parts += [field, value]
+            pairs += [field, value]
         for k, v in (mapping or {}).items():
-            parts += [k, v]
-        if len(parts) > 2:
-            self._add(*parts)
+            pairs += [k, v]
+        self._add_many(["HSET", key], pairs, step=2)
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> None:
         self._add("HINCRBY", key, field, amount)
 
     def sadd(self, key: str, *members: Value) -> None:
-        if members:
-            self._add("SADD", key, *members)
+        self._add_many(["SADD", key], members)
 
     def srem(self, key: str, *members: Value) -> None:
-        if members:
-            self._add("SREM", key, *members)
+        self._add_many(["SREM", key], members)
 
     def hdel(self, key: str, *fields: str) -> None:
-        if fields:
-            self._add("HDEL", key, *fields)
+        self._add_many(["HDEL", key], fields)
 
     def set(self, key: str, value: Value) -> None:
         self._add("SET", key, value)
@@ -130,8 +136,7 @@ class Batch:
         self._add("ACCORD.LINK", key, gid, alias_prefix)
 
     def delete(self, *keys: str) -> None:
-        if keys:
-            self._add("DEL", *keys)
+        self._add_many(["DEL"], keys)
 
     def expire(self, key: str, seconds: int) -> None:
         self._add("EXPIRE", key, seconds)
@@ -146,21 +151,18 @@ class Batch:
         self._add("ZADD", key, score, member)
 
     def zrem(self, key: str, *members: str) -> None:
-        if members:
-            self._add("ZREM", key, *members)
+        self._add_many(["ZREM", key], members)
 
     def hsetnx(self, key: str, field: str, value: Value) -> None:
         self._add("HSETNX", key, field, value)
 
     def xack(self, stream: str, group: str, *ids: str) -> None:
-        if ids:
-            self._add("XACK", stream, group, *ids)
+        self._add_many(["XACK", stream, group], ids)
 
     def set_deliveries(self, stream: str, group: str, consumer: str, ids: list[str], deliveries: int) -> None:
         """Set the delivery counter of pending entries their own consumer holds (XCLAIM ... RETRYCOUNT
         n JUSTID: the entries stay with ``consumer``; their idle time restarts)."""
-        if ids:
-            self._add("XCLAIM", stream, group, consumer, 0, *ids, "RETRYCOUNT", deliveries, "JUSTID")
+        self._add_many(["XCLAIM", stream, group, consumer, 0], ids, ["RETRYCOUNT", deliveries, "JUSTID"])
 
     def __len__(self) -> int:
         return self.commands

@@ -78,3 +78,18 @@ async def test_trimmed_pending_entry_reads_back_empty(any_redis: Redis) -> None:
     again = Slot.make(KEYS, "account", 0, "erp")
     [entries] = await read_slots(any_redis, [again], 10)
     assert entries[0] == (ids[0], {}) and entries[1][0] == ids[1]
+
+
+async def test_a_batch_of_thousands_of_members_applies_in_one_atomic_call(any_redis: Redis) -> None:
+    """A page of thousands of records queues commands with thousands of arguments (found by the fault
+    suite at 20k records: Lua's unpack refused them and the CRM poller never advanced again)."""
+    from accord.streams.batch import Batch
+
+    members = [f"m{i}" for i in range(20_000)]
+    batch = Batch()
+    batch.sadd("big:set", *members)
+    batch.hset("big:hash", mapping={m: 1 for m in members})
+    batch.hdel("big:hash", *members[:15_000])
+    assert await batch.apply(any_redis)
+    assert await any_redis.scard("big:set") == 20_000
+    assert await any_redis.hlen("big:hash") == 5_000
