@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from accord.actors.outcome import Deferral, Delivery, Outcome, RecordWork
 from accord.actors.pending import IN_HAND, PARKED, RETRY, Held, PendingBook, Wait
@@ -91,6 +92,10 @@ class Lane:
         while not stopping():
             try:
                 handled = await self.sweep()
+            except RedisError as exc:  # Redis restarting or failing over: the books are rebuilt once it is back
+                self.log.warning("writer sweep failed, Redis unavailable ({}); its entries are retried", exc)
+                handled = 0
+                await asyncio.sleep(1.0)
             except Exception:
                 self.log.exception("writer sweep failed; its entries are retried")
                 handled = 0
