@@ -147,9 +147,11 @@ async def _direct(daemon: Daemon, world: World, settings: Settings, options: Dem
                     await asyncio.wait_for(finish.wait(), timeout=rng.expovariate(options.rate))
                 await refresh()
             stopped_ms = int(time.time() * 1000)  # every change the people made happened before this
-            console.print(f"activity stopped; settling (at most {options.settle_timeout:.0f}s)…")
+            console.print(f"activity stopped; settling (at most {options.settle_timeout:.0f}s; Ctrl-C again "
+                          "aborts)…")
+            # a first Ctrl-C ends the activity, not the settling: the report still tells the truth
             settling = await settle(redis, settings, since_ms=stopped_ms, limit_s=options.settle_timeout,
-                                    stop=finish, on_check=refresh)
+                                    on_check=refresh)
             report = await compare(world, redis, settings)
             result["outcome"] = await _final_checks(redis, settings, settling, report)
     except Exception:

@@ -268,13 +268,15 @@ async def test_records_already_in_the_erp_are_linked_by_tax_id_and_email_not_dup
 
     def before_accord(world: World) -> None:
         crm_ids = world.seed(6, random.Random(5), consultants=3)
-        # the ERP already knows three of the clients (other names, same tax ids) and two of the people
+        # the ERP already knows three of the clients (other names, same tax ids, billed in their currency: a
+        # QuickBooks customer's currency never changes after its creation) and two of the people
         for crm_id in crm_ids[:3]:
             account = world.crm.get("Account", crm_id) or {}
             tax = account.get("Tax_Id__c") or f"TX-{crm_id[-4:]}"
             world.crm.user_update("Account", crm_id, {"Tax_Id__c": tax})
             pre_customers[crm_id] = world.erp.user_create("Customer", {
-                "DisplayName": f"{account['Name']} (finance's spelling)", "PrimaryTaxIdentifier": tax})
+                "DisplayName": f"{account['Name']} (finance's spelling)", "PrimaryTaxIdentifier": tax,
+                "CurrencyRef": {"value": account.get("CurrencyIsoCode") or "USD"}})
         for user in world.psa.records("users")[:2]:
             pre_employees.append(world.erp.user_create("Employee", {
                 "GivenName": user["first_name"], "FamilyName": user["last_name"],
