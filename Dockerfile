@@ -42,6 +42,8 @@ COPY actors/ actors/
 COPY connectors/ connectors/
 COPY streams/ streams/
 COPY config/ config/
+COPY model/ model/
+COPY sandboxes/ sandboxes/
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from accord.actors.plan import WritePlanner
 from accord.config.settings import Settings
 from accord.connectors.base import WriteResult
 from accord.streams.batch import Batch
-from accord.streams.entities import normalise_fields
+from accord.model.entities import normalise_fields
 from accord.streams.exceptions import file_exception
 from accord.streams.records import ChangeRecord, change_id, encode, now_ms, partition_of
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from accord.actors.page import DELETED_FIELD
 from accord.config.settings import EntitySettings
-from accord.streams.entities import entity_fields
+from accord.model.entities import entity_fields
 from accord.streams.state import VERSION_FIELD
 
 

@@ -31,7 +31,7 @@ from accord.connectors.errors import ConnectorError, RateLimited
 from accord.connectors.registry import build_connector
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
-from accord.streams.entities import normalise_fields, validate_fields
+from accord.model.entities import normalise_fields, validate_fields
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.records import (
     ChangeRecord,

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from accord.config.settings import Settings
-from accord.streams.entities import LINE_REFERENCES, REFERENCES
+from accord.model.entities import LINE_REFERENCES, REFERENCES
 from accord.streams.state import Identity
 
 # One reference in one record: (the dict holding it, its key, the referenced entity, its path for messages)

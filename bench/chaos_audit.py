@@ -31,7 +31,7 @@ from accord.pipeline_metrics import slot_stats
 from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
-from accord.world import COMPARED_FIELDS, World
+from accord.sandboxes.firm.world import COMPARED_FIELDS, World
 
 ACCOUNT_FIELDS = {"erp": COMPARED_FIELDS, "psa": ("name", "currency", "status")}
 CONTACT_FIELDS = ("account", "first_name", "last_name", "email")

@@ -18,7 +18,7 @@ import msgspec
 
 from accord.config.settings import EntitySettings, Settings, SystemSettings
 from accord.config.types import dec_hook
-from accord.streams.entities import ENTITY_TYPES, entity_fields
+from accord.model.entities import ENTITY_TYPES, entity_fields
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

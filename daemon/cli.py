@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_map(args.config, args.system, args.entity, to_wire=args.to)
         if args.command == "demo":
-            from accord.demo import DemoOptions, run_demo
+            from accord.sandboxes.firm.demo import DemoOptions, run_demo
 
             return run_demo(DemoOptions(duration=args.duration, accounts=args.accounts, rate=args.rate,
                                         data_dir=args.data_dir, port=args.port, console=not args.no_console,

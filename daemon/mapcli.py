@@ -17,7 +17,7 @@ from accord.config.load import load
 from accord.config.mapping import MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.errors import ConnectorError
-from accord.streams.entities import normalise_fields
+from accord.model.entities import normalise_fields
 
 
 def run_map(path: str, system: str, entity: str, *, to_wire: bool) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from accord.connectors.base import CallStats, Page, SourceRecord, WriteOp, WriteResult
 from accord.connectors.errors import ConnectorError, Permanent
-from accord.streams.entities import entity_fields
+from accord.model.entities import entity_fields
 
 
 class Table:

@@ -1,4 +1,4 @@
-"""Harvest v2 (PSA): the connector, its settings and mapping, and a local sandbox account.
+"""Harvest v2 (PSA): the connector, its settings and mapping (the simulator is ``accord.sandboxes.harvest``).
 
 * ``client.HarvestConnector``: the ``Connector`` the poller and writer use (plus ``scan_ids`` for the
   scheduled delete detection); ``session`` does HTTP and errors, ``writer`` the per-op writes.
@@ -7,6 +7,4 @@
   canonical ``account``, ``contact``, ``project``, ``task``, ``resource``, ``time_entry``, ``expense``
   (shared converters in ``convert``); ``billing``: invoices and invoice payments ↔ ``invoice`` and
   ``payment``, written by ``billing_writer`` and polled through their invoices by ``billing_reader``.
-* ``sandbox.HarvestState`` / ``sandbox.build_app``: the simulator (``store``, ``invoices`` and
-  ``ledger`` for invoicing, ``routes``); ``seed.seed_firm`` fills it with a services firm.
 """

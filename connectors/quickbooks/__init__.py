@@ -1,1 +1,1 @@
-"""QuickBooks Online (ERP): the connector (``client``), its wire mapping and its sandbox."""
+"""QuickBooks Online (ERP): the connector (``client``), its settings and wire mapping (the simulator is ``accord.sandboxes.quickbooks``)."""

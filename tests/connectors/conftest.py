@@ -11,14 +11,14 @@ import pytest
 
 from accord.config.types import Duration, RateLimit
 from accord.connectors.harvest.client import HarvestConnector
-from accord.connectors.harvest.sandbox import HarvestState
-from accord.connectors.harvest.sandbox import build_app as build_harvest
+from accord.sandboxes.harvest.sandbox import HarvestState
+from accord.sandboxes.harvest.sandbox import build_app as build_harvest
 from accord.connectors.harvest.settings import HarvestSettings
 from accord.connectors.quickbooks.client import QuickBooksConnector
-from accord.connectors.quickbooks.sandbox import QuickBooksState
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 from accord.connectors.salesforce.client import SalesforceConnector
-from accord.connectors.salesforce.sandbox import SalesforceState, build_app
-from accord.connectors.sandbox import Clock
+from accord.sandboxes.salesforce.sandbox import SalesforceState, build_app
+from accord.sandboxes.server import Clock
 from tests.connectors import harvest_rig, qbo_rig
 from tests.connectors.sf_rig import START, Recorder, settings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accord.connectors.harvest.sandbox import HarvestState
+from accord.sandboxes.harvest.sandbox import HarvestState
 
 START = 1_780_000_000.0  # 2026-05-28
 HEADERS = {"Authorization": "Bearer sandbox-pat", "Harvest-Account-Id": "1234567", "User-Agent": "Test (t@x.io)"}

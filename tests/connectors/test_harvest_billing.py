@@ -10,7 +10,7 @@ import pytest
 from accord.connectors.base import SourceRecord, WriteOp, WriteResult
 from accord.connectors.errors import Permanent, RateLimited, Retryable
 from accord.connectors.harvest.client import HarvestConnector
-from accord.connectors.harvest.sandbox import HarvestState
+from accord.sandboxes.harvest.sandbox import HarvestState
 from tests.connectors.harvest_rig import START, book
 
 NOT_EDITABLE = "Harvest payments cannot be edited: delete and re-record it in Harvest, then retry"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from accord.connectors.harvest.sandbox import HarvestError
-from accord.connectors.harvest.store import LOCKED_APPROVED, LOCKED_INVOICED
+from accord.sandboxes.harvest.sandbox import HarvestError
+from accord.sandboxes.harvest.store import LOCKED_APPROVED, LOCKED_INVOICED
 from tests.connectors.harvest_rig import book
 
 MAY = {"summary_type": "detailed", "from": "2026-05-01", "to": "2026-05-31"}

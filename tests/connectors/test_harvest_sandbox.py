@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from accord.connectors.harvest.sandbox import HarvestError, HarvestState
-from accord.connectors.harvest.seed import seed_firm
-from accord.connectors.harvest.store import LOCKED_APPROVED, LOCKED_INVOICED
+from accord.sandboxes.harvest.sandbox import HarvestError, HarvestState
+from accord.sandboxes.harvest.seed import seed_firm
+from accord.sandboxes.harvest.store import LOCKED_APPROVED, LOCKED_INVOICED
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from accord.connectors.base import Page, SourceRecord
 from accord.connectors.errors import Permanent
 from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.mapping import MappingError, to_canonical, to_wire
-from accord.connectors.quickbooks.sandbox import QuickBooksState
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 from tests.connectors.qbo_rig import op, write1
 
 EXPENSE = "AccountBasedExpenseLineDetail"

@@ -18,7 +18,7 @@ from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.cursor import CdcCursor, decode
 from accord.connectors.quickbooks.faults import QboFault
 from accord.connectors.quickbooks.mapping import DELETED_VERSION, MappingError, to_canonical, to_wire
-from accord.connectors.quickbooks.sandbox import QuickBooksState, build_app
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState, build_app
 from tests.connectors.qbo_rig import op, write1
 
 SALES = "SalesItemLineDetail"

@@ -12,8 +12,8 @@ from accord.connectors.base import Page, SourceRecord
 from accord.connectors.errors import Permanent
 from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.mapping import DELETED_VERSION, MappingError, to_canonical, to_wire
-from accord.connectors.quickbooks.sandbox import QuickBooksState, build_app
-from accord.connectors.quickbooks.seed import seed_customers, seed_practice
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState, build_app
+from accord.sandboxes.quickbooks.seed import seed_customers, seed_practice
 from tests.connectors.qbo_rig import op, write1
 
 

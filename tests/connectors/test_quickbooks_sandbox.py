@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from accord.connectors.quickbooks import qql
+from accord.sandboxes.quickbooks import qql
 from accord.connectors.quickbooks.faults import QboFault, qbo_time
-from accord.connectors.quickbooks.notify import WebhookEmitter
-from accord.connectors.quickbooks.sandbox import QuickBooksState, build_app
-from accord.connectors.quickbooks.seed import seed_customers
+from accord.sandboxes.quickbooks.notify import WebhookEmitter
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState, build_app
+from accord.sandboxes.quickbooks.seed import seed_customers
 from accord.connectors.quickbooks.webhooks import parse_webhook, verify_webhook
-from accord.connectors.sandbox import Clock
+from accord.sandboxes.server import Clock
 
 START = 1_780_000_000.0
 

@@ -13,7 +13,7 @@ from accord.connectors.errors import Permanent, Retryable
 from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.mapping import MappingError, to_canonical, to_wire
 from accord.connectors.quickbooks.mapping_task import NAME_MAX, item_name
-from accord.connectors.quickbooks.sandbox import QuickBooksState
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 from tests.connectors.qbo_rig import op, write1
 
 

@@ -24,8 +24,8 @@ from accord.connectors.salesforce.mapping import (
     to_wire,
     written_projection,
 )
-from accord.connectors.salesforce.sandbox import SalesforceState
-from accord.connectors.salesforce.seed import seed_accounts
+from accord.sandboxes.salesforce.sandbox import SalesforceState
+from accord.sandboxes.salesforce.seed import seed_accounts
 from accord.connectors.salesforce.settings import SalesforceSettings
 from tests.connectors.sf_rig import Recorder, settings
 

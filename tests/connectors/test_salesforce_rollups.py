@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from accord.connectors.salesforce.fieldmap import parse_datetime_ms, soql_datetime
-from accord.connectors.salesforce.sandbox import SalesforceState
-from accord.connectors.salesforce.store import id18
+from accord.sandboxes.salesforce.sandbox import SalesforceState
+from accord.sandboxes.salesforce.store import id18
 
 V = "/services/data/v66.0"
 ROLLUPS = ("Invoiced_Total__c", "Open_Balance__c", "Last_Payment_Date__c")

@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from accord.connectors.salesforce import soql
-from accord.connectors.salesforce.sandbox import RecordError, SalesforceState, build_app
-from accord.connectors.salesforce.schema import BILLING_MODELS, DELIVERY_REGIONS, SERVICE_LINES, STAGES
-from accord.connectors.salesforce.seed import next_stage, seed_accounts, seed_contacts, seed_opportunities
-from accord.connectors.salesforce.store import id18
-from accord.connectors.sandbox import Clock
+from accord.sandboxes.salesforce import soql
+from accord.sandboxes.salesforce.sandbox import RecordError, SalesforceState, build_app
+from accord.sandboxes.salesforce.schema import BILLING_MODELS, DELIVERY_REGIONS, SERVICE_LINES, STAGES
+from accord.sandboxes.salesforce.seed import next_stage, seed_accounts, seed_contacts, seed_opportunities
+from accord.sandboxes.salesforce.store import id18
+from accord.sandboxes.server import Clock
 
 V = "/services/data/v66.0"
 START = 1_775_124_930.0  # 2026-04-02T10:15:30Z

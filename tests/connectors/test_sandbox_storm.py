@@ -10,9 +10,9 @@ import httpx
 import msgspec
 import pytest
 
-from accord.connectors.harvest.sandbox import HarvestState
-from accord.connectors.harvest.sandbox import build_app as build_harvest
-from accord.connectors.sandbox import Clock, FaultPlan
+from accord.sandboxes.harvest.sandbox import HarvestState
+from accord.sandboxes.harvest.sandbox import build_app as build_harvest
+from accord.sandboxes.server import Clock, FaultPlan
 from tests.connectors import harvest_rig
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from accord.actors.reconcile import Reconciler
 from accord.config.settings import LockedPolicy
-from accord.connectors.harvest.seed import new_project
+from accord.sandboxes.harvest.seed import new_project
 from accord.redis_server import EmbeddedRedis
 from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.replay import Selection, replay

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import ray
 
-from accord.connectors.harvest.seed import new_project
+from accord.sandboxes.harvest.seed import new_project
 from accord.redis_server import EmbeddedRedis
 from accord.streams.audit import AuditTrail
 from accord.streams.desk import ExceptionDesk, Filters

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from accord.connectors.sandbox import free_port
-from accord.world import World
+from accord.sandboxes.server import free_port
+from accord.sandboxes.firm.world import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -17,7 +17,7 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from accord.connectors.quickbooks.rulebase import (
+from accord.sandboxes.quickbooks.rulebase import (
     BILLABLE,
     BILLED,
     EXPENSE_LINE,
@@ -27,7 +27,7 @@ from accord.connectors.quickbooks.rulebase import (
 )
 
 if TYPE_CHECKING:
-    from accord.connectors.quickbooks.store import Realm
+    from accord.sandboxes.quickbooks.store import Realm
 
 TIME, PURCHASE = "TimeActivity", "Purchase"
 Link = tuple[str, str, str | None]  # (TxnType, TxnId, TxnLineId)

@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from accord.connectors.quickbooks import qql, rules
+from accord.sandboxes.quickbooks import qql, rules
 from accord.connectors.quickbooks.faults import QboFault, qbo_time
-from accord.connectors.quickbooks.rulebase import business
-from accord.connectors.quickbooks.tables import CURRENCIES, ENTITY_TYPES, EntityType, entity_type
+from accord.sandboxes.quickbooks.rulebase import business
+from accord.sandboxes.quickbooks.tables import CURRENCIES, ENTITY_TYPES, EntityType, entity_type
 
 __all__ = ["ENTITY_TYPES", "EntityType", "Realm", "Row", "entity_type"]
 

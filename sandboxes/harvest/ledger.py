@@ -20,8 +20,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from accord.connectors.harvest.convert import format_time
-from accord.connectors.harvest.invoices import InvoiceStore, decimal_of, money
-from accord.connectors.harvest.store import HarvestError, invalid
+from accord.sandboxes.harvest.invoices import InvoiceStore, decimal_of, money
+from accord.sandboxes.harvest.store import HarvestError, invalid
 
 EVENTS = {"send": ("draft", "open", "paid"), "close": ("open",), "re-open": ("closed",), "draft": ("open",)}
 OWNER = {"id": 1_782_884, "name": "Account Owner", "email": "owner@sandbox.example"}

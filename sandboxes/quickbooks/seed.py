@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from accord.connectors.quickbooks.sandbox import QuickBooksState
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 
 _FIRST = ("Northwind", "Blue Harbor", "Cedar Ridge", "Summit", "Ironbridge", "Lakeshore", "Redwood", "Granite",
           "Silverline", "Brightwater", "Oakmont", "Highgate", "Meridian", "Harborview", "Stonefield", "Evergreen",

@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from accord.connectors.quickbooks.faults import QboFault, auth_failed, qbo_time, system_fault, throttled
-from accord.connectors.quickbooks.store import ENTITY_TYPES, EntityType, Realm, entity_type
-from accord.connectors.sandbox import Fault, LoggedRequest
+from accord.sandboxes.quickbooks.store import ENTITY_TYPES, EntityType, Realm, entity_type
+from accord.sandboxes.server import Fault, LoggedRequest
 
 if TYPE_CHECKING:
-    from accord.connectors.quickbooks.sandbox import QuickBooksState
+    from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 
 CDC_WINDOW = 30 * 86400.0
 CDC_MAX_OBJECTS = 1000

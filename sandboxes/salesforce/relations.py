@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from accord.connectors.salesforce.schema import SObjectType
+from accord.sandboxes.salesforce.schema import SObjectType
 
 Row = dict[str, Any]
 

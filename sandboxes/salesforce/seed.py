@@ -17,7 +17,7 @@ import random
 import re
 from typing import Any
 
-from accord.connectors.salesforce.sandbox import SalesforceState
+from accord.sandboxes.salesforce.sandbox import SalesforceState
 
 _STEMS = ("Northwind", "Bluefield", "Harbor", "Kestrel", "Granite", "Meridian", "Silverline", "Oakridge",
           "Lumen", "Corvid", "Aldgate", "Riverstone", "Brightwater", "Ironbridge", "Stellar", "Fairhaven",

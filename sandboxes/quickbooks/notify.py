@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from accord.connectors.quickbooks.sandbox import ChangeEvent, QuickBooksState
+from accord.sandboxes.quickbooks.sandbox import ChangeEvent, QuickBooksState
 from accord.connectors.quickbooks.webhooks import sign
 
 

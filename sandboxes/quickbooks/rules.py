@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from accord.connectors.quickbooks import billed, sales
-from accord.connectors.quickbooks.rulebase import (
+from accord.sandboxes.quickbooks import billed, sales
+from accord.sandboxes.quickbooks.rulebase import (
     BILLABLE,
     BILLED,
     EXPENSE_LINE,
@@ -47,10 +47,10 @@ from accord.connectors.quickbooks.rulebase import (
     required,
     today,
 )
-from accord.connectors.quickbooks.tables import HOME_CURRENCY, EntityType
+from accord.sandboxes.quickbooks.tables import HOME_CURRENCY, EntityType
 
 if TYPE_CHECKING:
-    from accord.connectors.quickbooks.store import Realm
+    from accord.sandboxes.quickbooks.store import Realm
 
 # ------------------------------------------------------------------------------------------------
 # name lists

@@ -17,12 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from accord.connectors.harvest.convert import parse_time_ms
-from accord.connectors.harvest.invoices import invoice_filter
-from accord.connectors.harvest.store import HarvestError
-from accord.connectors.sandbox import Fault, sandboxed
+from accord.sandboxes.harvest.invoices import invoice_filter
+from accord.sandboxes.harvest.store import HarvestError
+from accord.sandboxes.server import Fault, sandboxed
 
 if TYPE_CHECKING:
-    from accord.connectors.harvest.sandbox import HarvestState
+    from accord.sandboxes.harvest.sandbox import HarvestState
 
 Handler = Callable[[Request], Awaitable[Response]]
 INVALID_TOKEN = {"error": "invalid_token", "error_description": "The access token provided is expired, revoked, "

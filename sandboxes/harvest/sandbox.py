@@ -23,10 +23,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from accord.connectors.harvest.ledger import BillingStore
-from accord.connectors.harvest.routes import api_routes
-from accord.connectors.harvest.store import LOCKED_APPROVED, HarvestError
-from accord.connectors.sandbox import Clock, SandboxState, admin_routes
+from accord.sandboxes.harvest.ledger import BillingStore
+from accord.sandboxes.harvest.routes import api_routes
+from accord.sandboxes.harvest.store import LOCKED_APPROVED, HarvestError
+from accord.sandboxes.server import Clock, SandboxState, admin_routes
 
 __all__ = ["HarvestError", "HarvestState", "build_app"]
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from accord.connectors.salesforce.store import RecordError, SObjectType
+from accord.sandboxes.salesforce.store import RecordError, SObjectType
 
 if TYPE_CHECKING:
-    from accord.connectors.salesforce.sandbox import SalesforceState
+    from accord.sandboxes.salesforce.sandbox import SalesforceState
 
 MAX_COLLECTION = 200
 _ROLLED_BACK = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": "Record rolled back because "

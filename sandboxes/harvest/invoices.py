@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from accord.connectors.harvest.convert import format_time
-from accord.connectors.harvest.store import (
+from accord.sandboxes.harvest.store import (
     LOCKED_APPROVED,
     LOCKED_INVOICED,
     HarvestError,

@@ -20,13 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from accord.connectors.salesforce import soql
-from accord.connectors.salesforce.rows import RowRoutes
-from accord.connectors.salesforce.store import RecordError
-from accord.connectors.sandbox import Fault, Handler, sandboxed
+from accord.sandboxes.salesforce import soql
+from accord.sandboxes.salesforce.rows import RowRoutes
+from accord.sandboxes.salesforce.store import RecordError
+from accord.sandboxes.server import Fault, Handler, sandboxed
 
 if TYPE_CHECKING:
-    from accord.connectors.salesforce.sandbox import SalesforceState
+    from accord.sandboxes.salesforce.sandbox import SalesforceState
 
 _VERSION = re.compile(r"^v(\d+)\.(\d+)$")
 _BATCH = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)

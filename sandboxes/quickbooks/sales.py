@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from accord.connectors.quickbooks.faults import QboFault
-from accord.connectors.quickbooks.rulebase import (
+from accord.sandboxes.quickbooks.rulebase import (
     CENT,
     SALES_LINE,
     amount,
@@ -38,10 +38,10 @@ from accord.connectors.quickbooks.rulebase import (
     required,
     today,
 )
-from accord.connectors.quickbooks.tables import HOME_CURRENCY
+from accord.sandboxes.quickbooks.tables import HOME_CURRENCY
 
 if TYPE_CHECKING:
-    from accord.connectors.quickbooks.store import Realm
+    from accord.sandboxes.quickbooks.store import Realm
 
 ESTIMATE_STATUSES = ("Pending", "Accepted", "Closed", "Rejected")
 MEMO_MAX = 1000  # characters of CustomerMemo QBO prints on the form

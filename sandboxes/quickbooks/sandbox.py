@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from accord.connectors.quickbooks.billing import unbilled_invoice
+from accord.sandboxes.quickbooks.billing_run import unbilled_invoice
 from accord.connectors.quickbooks.faults import QboFault
-from accord.connectors.quickbooks.routes import (
+from accord.sandboxes.quickbooks.routes import (
     Endpoint,
     Handlers,
     authed,
@@ -35,8 +35,8 @@ from accord.connectors.quickbooks.routes import (
     limited,
     token_endpoint,
 )
-from accord.connectors.quickbooks.store import ENTITY_TYPES, EntityType, Realm, Row, entity_type
-from accord.connectors.sandbox import Clock, SandboxState, admin_routes, sandboxed
+from accord.sandboxes.quickbooks.store import ENTITY_TYPES, EntityType, Realm, Row, entity_type
+from accord.sandboxes.server import Clock, SandboxState, admin_routes, sandboxed
 
 STANDARD_TERMS = (("Due on receipt", 0), ("Net 15", 15), ("Net 30", 30), ("Net 60", 60))
 STANDARD_ACCOUNTS = (("Services", "Income"), ("Checking", "Bank"), ("Travel", "Expense"),

@@ -15,16 +15,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from accord.connectors.salesforce.checks import RecordChecks, RecordError, id18, new_id, normalize_id
+from accord.sandboxes.salesforce.checks import RecordChecks, RecordError, id18, new_id, normalize_id
 from accord.connectors.salesforce.fieldmap import format_datetime_ms
-from accord.connectors.salesforce.relations import (
+from accord.sandboxes.salesforce.relations import (
     DEFAULT_RATES,
     delete_plan,
     empty_rollups,
     masters_of,
     rollup_values,
 )
-from accord.connectors.salesforce.schema import SCHEMA_TYPES, STAGES, SYSTEM_FIELDS, SObjectType
+from accord.sandboxes.salesforce.schema import SCHEMA_TYPES, STAGES, SYSTEM_FIELDS, SObjectType
 
 __all__ = ["STAGES", "SYSTEM_FIELDS", "RecordError", "SObjectStore", "SObjectType", "id18", "new_id",
            "normalize_id"]

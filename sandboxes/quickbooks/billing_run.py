@@ -26,7 +26,7 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from accord.connectors.quickbooks.rulebase import (
+from accord.sandboxes.quickbooks.rulebase import (
     BILLABLE,
     CENT,
     EXPENSE_LINE,
@@ -39,7 +39,7 @@ from accord.connectors.quickbooks.rulebase import (
 )
 
 if TYPE_CHECKING:
-    from accord.connectors.quickbooks.store import Realm
+    from accord.sandboxes.quickbooks.store import Realm
 
 _MARKER = re.compile(r"^accord:\S+\s*$")
 

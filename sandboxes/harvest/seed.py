@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from accord.connectors.harvest.sandbox import HarvestState
+from accord.sandboxes.harvest.sandbox import HarvestState
 
 _CLIENTS = (("Northwind Logistics Inc.", "USD", "410 Madison Avenue\nNew York, NY 10017"),
             ("Harbor Health Ltd", "GBP", "22 Bishopsgate\nLondon EC2N 4BQ"),

@@ -24,9 +24,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from accord.connectors.salesforce.routes import api_routes
-from accord.connectors.salesforce.store import RecordError, SObjectStore, new_id
-from accord.connectors.sandbox import Clock, SandboxState, admin_routes
+from accord.sandboxes.salesforce.routes import api_routes
+from accord.sandboxes.salesforce.store import RecordError, SObjectStore, new_id
+from accord.sandboxes.server import Clock, SandboxState, admin_routes
 
 __all__ = ["RecordError", "SalesforceState", "build_app"]
 

@@ -9,7 +9,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from accord.connectors.salesforce.schema import COUNTRIES, STRING_TYPES, SYSTEM_FIELDS, SObjectType
+from accord.sandboxes.salesforce.schema import COUNTRIES, STRING_TYPES, SYSTEM_FIELDS, SObjectType
 
 __all__ = ["RecordChecks", "RecordError", "id18", "new_id", "normalize_id"]
 

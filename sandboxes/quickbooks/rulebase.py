@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from accord.connectors.quickbooks.faults import PACIFIC, QboFault
 
 if TYPE_CHECKING:
-    from accord.connectors.quickbooks.store import Realm
+    from accord.sandboxes.quickbooks.store import Realm
 
 CENT = Decimal("0.01")
 EXPENSE_LINE = "AccountBasedExpenseLineDetail"

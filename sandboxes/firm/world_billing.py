@@ -1,7 +1,7 @@
 """Quote-to-cash in the sandboxed firm: finance staff billing and collecting in the ERP, and the auditor's
 check that invoices, payments, billed flags and tasks agree across the three systems.
 
-Used by ``World``/``Activity`` (``accord.world``); kept apart so each module stays readable.
+Used by ``World``/``Activity`` (``accord.sandboxes.firm.world``); kept apart so each module stays readable.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from accord.streams.keys import Keys
 from accord.streams.process import Provisions
 
 if TYPE_CHECKING:
-    from accord.world import Report, World
+    from accord.sandboxes.firm.world import Report, World
 
 
 class FinanceWork:

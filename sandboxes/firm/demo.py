@@ -42,7 +42,7 @@ from accord.settle import Facts, Settling, settle
 from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
-from accord.world import Activity, Report, World, compare
+from accord.sandboxes.firm.world import Activity, Report, World, compare
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The canonical model: the entities Accord syncs, their fields and references (``entities``)."""
