@@ -23,8 +23,8 @@ from accord.actors.page import DELETED_FIELD
 from accord.actors.plan import WritePlanner
 from accord.config.settings import Settings
 from accord.connectors.base import WriteResult
-from accord.streams.batch import Batch
 from accord.model.entities import normalise_fields
+from accord.streams.batch import Batch
 from accord.streams.exceptions import file_exception
 from accord.streams.records import ChangeRecord, change_id, encode, now_ms, partition_of
 

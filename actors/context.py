@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from accord.config.settings import Settings
+from accord.connectors.base import CallStats, Connector
+from accord.connectors.registry import build_connector
 from accord.streams.audit import AuditTrail
 from accord.streams.desk import ExceptionDesk
 from accord.streams.keys import Keys
-from accord.streams.state import Cursors, Identity, Projections, Stats, Versions
+from accord.streams.state import Cursors, Identity, Projections, RedisTokenCache, Stats, Versions
 
 
 def connect(url: str, socket_timeout: float = 10.0) -> Redis:
@@ -44,6 +46,11 @@ class Context:
         self.stats = Stats(self.keys)
         self.audit = AuditTrail(self.keys, self.settings.streams.audit_retention)
         self.desk = ExceptionDesk(self.redis, self.settings)
+
+    def connector(self, system: str, *, share: float = 1.0, stats: CallStats | None = None) -> Connector:
+        """A new connector to configured ``system``, its OAuth tokens shared through Redis."""
+        return build_connector(system, self.settings.systems[system], share=share, stats=stats,
+                               token_cache=RedisTokenCache(self.redis, self.keys, system))
 
     @classmethod
     def open(cls, settings: Settings, redis_url: str) -> Context:

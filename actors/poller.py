@@ -28,10 +28,11 @@ from accord.config.mapping import MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
 from accord.connectors.errors import ConnectorError, RateLimited
-from accord.connectors.registry import build_connector
+from accord.connectors.registry import spec_of
+from accord.connectors.spec import IdScanner
+from accord.model.entities import normalise_fields, validate_fields
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
-from accord.model.entities import normalise_fields, validate_fields
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.records import (
     ChangeRecord,
@@ -41,7 +42,7 @@ from accord.streams.records import (
     now_ms,
     partition_of,
 )
-from accord.streams.state import RedisTokenCache, Stats
+from accord.streams.state import Stats
 
 
 class Poller(LoopActor):
@@ -78,9 +79,7 @@ class Poller(LoopActor):
     @property
     def connector(self) -> Connector:
         if self._connector is None:
-            self._connector = build_connector(
-                self.system, self.settings.systems[self.system], share=self.share, stats=self.call_stats,
-                token_cache=RedisTokenCache(self.ctx.redis, self.ctx.keys, self.system))
+            self._connector = self.ctx.connector(self.system, share=self.share, stats=self.call_stats)
         return self._connector
 
     async def start(self) -> bool:
@@ -162,18 +161,21 @@ class Poller(LoopActor):
     # -- deletes by full scan ------------------------------------------------------------------
     def _scans_for_deletes(self) -> bool:
         """Systems without a delete feed (Harvest) are scanned for vanished ids instead."""
-        return hasattr(self.connector, "scan_ids")
+        return spec_of(self.settings.systems[self.system]).capabilities.deletes == "scan"
 
     async def scan_for_deletes(self, entity: str) -> int:
         """Compare every id the system has now with the ids Accord has seen; the missing ones were
         deleted there and are planned like deleted records (published when the system owns them)."""
         ctx = self.ctx
-        live = await self.connector.scan_ids(entity)  # type: ignore[attr-defined]
+        scanner = self.connector
+        if not isinstance(scanner, IdScanner):
+            raise TypeError(f"system `{self.system}` declares deletes by scan, but its connector "
+                            f"{type(scanner).__name__} has no scan_ids")
+        live = await scanner.scan_ids(entity)
         known = {m.decode() if isinstance(m, bytes) else m
                  for m in await ctx.redis.smembers(ctx.keys.known_ids(entity, self.system))}
         vanished = sorted(known - {str(i) for i in live})
-        interval = float(getattr(self.settings.systems[self.system], "full_scan_interval", 3600.0))
-        self._next_scan[entity] = time.monotonic() + interval
+        self._next_scan[entity] = time.monotonic() + scanner.scan_interval
         if not vanished:
             return 0
         stamp = now_ms()

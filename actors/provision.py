@@ -23,14 +23,12 @@ from accord.actors.provision_steps import Next, ProvisionSteps, Wait
 from accord.config.settings import ProvisioningSettings, Settings
 from accord.connectors.base import CallStats, Connector, backoff_delay
 from accord.connectors.errors import ConnectorError, Permanent
-from accord.connectors.registry import build_connector
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.log import Slot, read_slots
 from accord.streams.process import STEPS, Provision, Provisions
 from accord.streams.records import ChangeRecord, MalformedEntry, decode, now_ms
-from accord.streams.state import RedisTokenCache
 
 GROUP = "provision"
 WAIT_S = 2.0
@@ -51,10 +49,8 @@ class Provisioner(LoopActor):
 
     def connector(self, system: str) -> Connector:
         if system not in self._connectors:
-            self._connectors[system] = build_connector(
-                system, self.settings.systems[system], share=self.shares.get(system, 1.0),
-                stats=self.call_stats.setdefault(system, CallStats()),
-                token_cache=RedisTokenCache(self.ctx.redis, self.ctx.keys, system))
+            self._connectors[system] = self.ctx.connector(
+                system, share=self.shares.get(system, 1.0), stats=self.call_stats.setdefault(system, CallStats()))
         return self._connectors[system]
 
     @property

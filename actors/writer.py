@@ -33,13 +33,12 @@ from accord.actors.loop import LoopActor
 from accord.actors.plan import WritePlanner
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector
-from accord.connectors.registry import build_connector
 from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.leases import Leases
 from accord.streams.log import trim
 from accord.streams.records import now_ms
-from accord.streams.state import RedisTokenCache, Stats
+from accord.streams.state import Stats
 
 
 class Writer(LoopActor):
@@ -72,9 +71,8 @@ class Writer(LoopActor):
     # -- lifecycle ---------------------------------------------------------------------------
     def connector(self, target: str) -> Connector:
         if target not in self._connectors:
-            self._connectors[target] = build_connector(
-                target, self.settings.systems[target], share=self.shares.get(target, 1.0),
-                stats=self.call_stats[target], token_cache=RedisTokenCache(self.ctx.redis, self.ctx.keys, target))
+            self._connectors[target] = self.ctx.connector(
+                target, share=self.shares.get(target, 1.0), stats=self.call_stats[target])
         return self._connectors[target]
 
     def lane(self, target: str) -> Lane:

@@ -50,12 +50,12 @@ from redis.asyncio import Redis
 from accord.app import Daemon
 from accord.config.settings import Settings
 from accord.config.types import Duration, RateLimit
-from accord.sandboxes.salesforce.seed import account_fields, contact_fields
-from accord.sandboxes.firm.demo import demo_settings
 from accord.logs import setup
 from accord.redis_server import EmbeddedRedis
-from accord.stuck import stuck_entries
+from accord.sandboxes.firm.demo import demo_settings
 from accord.sandboxes.firm.world import World
+from accord.sandboxes.salesforce.seed import account_fields, contact_fields
+from accord.stuck import stuck_entries
 from bench import chaos_audit, chaos_faults
 from bench.kills import ActorKiller
 

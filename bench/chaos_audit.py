@@ -28,10 +28,10 @@ from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
 from accord.pipeline_metrics import slot_stats
+from accord.sandboxes.firm.world import COMPARED_FIELDS, World
 from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
-from accord.sandboxes.firm.world import COMPARED_FIELDS, World
 
 ACCOUNT_FIELDS = {"erp": COMPARED_FIELDS, "psa": ("name", "currency", "status")}
 CONTACT_FIELDS = ("account", "first_name", "last_name", "email")

@@ -42,11 +42,11 @@ from redis.asyncio import Redis
 
 from accord.app import Daemon
 from accord.config.settings import Settings
-from accord.sandboxes.firm.demo import demo_settings
 from accord.logs import setup
 from accord.redis_server import EmbeddedRedis
-from accord.streams.records import ChangeRecord, encode
+from accord.sandboxes.firm.demo import demo_settings
 from accord.sandboxes.firm.world import World
+from accord.streams.records import ChangeRecord, encode
 from bench.kills import ActorKiller
 
 BATCH = 500

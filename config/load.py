@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from accord.config.settings import EntitySettings, Settings, SystemSettings
+from accord.config.settings import NAME_PATTERN, EntitySettings, Settings
+from accord.config.systems import SystemSettings, plugins
 from accord.config.types import dec_hook
 from accord.model.entities import ENTITY_TYPES, entity_fields
 
@@ -57,32 +58,57 @@ def from_dict(raw: dict[str, Any], *, source: str = "<config>", env: Mapping[str
     substituted = _substitute(raw, "$", env, errors)
     if errors:
         raise ConfigError(source, errors)
-    errors = _check_tables(substituted)
+    systems, errors = _decode_systems(substituted.get("systems", {}))
+    errors += _check_tables(substituted)
     if errors:
         raise ConfigError(source, errors)
     try:
-        settings = msgspec.convert(substituted, Settings, dec_hook=dec_hook)
+        settings = msgspec.convert({**substituted, "systems": {}}, Settings, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         raise ConfigError(source, [_path_first(str(exc))]) from exc
+    settings = msgspec.structs.replace(settings, systems=systems)
     errors = check(settings)
     if errors:
         raise ConfigError(source, errors)
     return settings
 
 
-def _check_tables(raw: dict[str, Any]) -> list[str]:
-    """Decode each ``[systems.X]`` / ``[entities.X]`` table alone, so errors name ``$.systems.X``
-    (msgspec reports dict values as ``$.systems[...]``)."""
+def _decode_systems(tables: Any) -> tuple[dict[str, SystemSettings], list[str]]:
+    """Each ``[systems.X]`` table through the settings type of its ``kind`` (a registered plug-in)."""
+    if not isinstance(tables, dict):
+        return {}, [f"$.systems: expected a table of systems, got {type(tables).__name__}"]
+    kinds = plugins()
+    systems: dict[str, SystemSettings] = {}
     errors: list[str] = []
-    for section, struct in (("systems", SystemSettings), ("entities", EntitySettings)):
-        tables = raw.get(section)
-        if not isinstance(tables, dict):
+    for name, table in tables.items():
+        base = f"$.systems.{name}"
+        if not re.fullmatch(NAME_PATTERN, str(name)):
+            errors.append(f"{base}: a system name must match {NAME_PATTERN} (lower case, digits, _), got {name!r}")
             continue
-        for name, table in tables.items():
-            try:
-                msgspec.convert(table, struct, dec_hook=dec_hook)  # type: ignore[call-overload]
-            except msgspec.ValidationError as exc:
-                errors.append(_path_first(str(exc), f"$.{section}.{name}"))
+        kind = table.get("kind") if isinstance(table, dict) else None
+        if kind not in kinds:
+            errors.append(f"{base}.kind: unknown system kind {kind!r}; expected one of {', '.join(kinds)} "
+                          "(a plug-in adds more through the `accord.systems` entry points)")
+            continue
+        try:
+            systems[name] = msgspec.convert(table, kinds[kind].settings, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            errors.append(_path_first(str(exc), base))
+    return systems, errors
+
+
+def _check_tables(raw: dict[str, Any]) -> list[str]:
+    """Decode each ``[entities.X]`` table alone, so errors name ``$.entities.X`` (msgspec reports dict
+    values as ``$.entities[...]``)."""
+    errors: list[str] = []
+    tables = raw.get("entities")
+    if not isinstance(tables, dict):
+        return errors
+    for name, table in tables.items():
+        try:
+            msgspec.convert(table, EntitySettings, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            errors.append(_path_first(str(exc), f"$.entities.{name}"))
     return errors
 
 

@@ -8,13 +8,11 @@ from typing import Annotated, Literal
 import msgspec
 
 from accord.config.mapping import EntityMap
+from accord.config.systems import SystemSettings
 from accord.config.types import Duration, Port, PositiveInt
-from accord.connectors.harvest.settings import HarvestSettings
-from accord.connectors.quickbooks.settings import QuickBooksSettings
-from accord.connectors.salesforce.settings import SalesforceSettings
 
-SystemSettings = SalesforceSettings | QuickBooksSettings | HarvestSettings
-Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -191,7 +189,7 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     streams: StreamSettings = StreamSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
-    systems: dict[Name, SystemSettings] = {}
+    systems: dict[Name, SystemSettings] = {}  # decoded by kind through the plug-ins (``accord.config.load``)
     entities: dict[str, EntitySettings] = {}
     mappings: dict[str, dict[str, EntityMap]] = {}  # system -> entity -> configured field map
     lookups: dict[str, dict[str, str]] = {}  # named wire value -> canonical value tables

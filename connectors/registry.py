@@ -1,27 +1,24 @@
-"""Build a connector from its settings Struct (the ``kind`` tag picks the implementation)."""
+"""The registered systems: look up a plug-in by settings or kind, and build a connector from its settings."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from accord.config.systems import SystemSettings, plugin_for_kind, plugin_of
 from accord.connectors.base import CallStats, Connector, TokenCache
+from accord.connectors.spec import SystemSpec
 
 
-def build_connector(name: str, settings: object, *, token_cache: TokenCache | None = None,
+def spec_of(settings: SystemSettings) -> SystemSpec[Any]:
+    """The plug-in of a configured system (by the type of its settings)."""
+    return cast(SystemSpec[Any], plugin_of(settings))
+
+
+def spec_for_kind(kind: str) -> SystemSpec[Any] | None:
+    return cast("SystemSpec[Any] | None", plugin_for_kind(kind))
+
+
+def build_connector(name: str, settings: SystemSettings, *, token_cache: TokenCache | None = None,
                     share: float = 1.0, stats: CallStats | None = None) -> Connector:
-    """The connector for configured system ``name`` (imports lazily: actors load only their own)."""
-    from accord.connectors.harvest.settings import HarvestSettings
-    from accord.connectors.quickbooks.settings import QuickBooksSettings
-    from accord.connectors.salesforce.settings import SalesforceSettings
-
-    if isinstance(settings, SalesforceSettings):
-        from accord.connectors.salesforce.client import SalesforceConnector
-
-        return SalesforceConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
-    if isinstance(settings, QuickBooksSettings):
-        from accord.connectors.quickbooks.client import QuickBooksConnector
-
-        return QuickBooksConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
-    if isinstance(settings, HarvestSettings):
-        from accord.connectors.harvest.client import HarvestConnector
-
-        return HarvestConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
-    raise TypeError(f"system `{name}`: no connector for settings of type {type(settings).__name__}")
+    """The connector for configured system ``name``."""
+    return spec_of(settings).connector(settings, name=name, token_cache=token_cache, share=share, stats=stats)

@@ -16,7 +16,9 @@ import msgspec
 from accord.config.load import load
 from accord.config.mapping import MapError, configured_map
 from accord.config.settings import Settings
+from accord.connectors.base import deep_merge
 from accord.connectors.errors import ConnectorError
+from accord.connectors.registry import spec_of
 from accord.model.entities import normalise_fields
 
 
@@ -43,22 +45,8 @@ def run_map(path: str, system: str, entity: str, *, to_wire: bool) -> int:
 
 
 def _to_canonical(settings: Settings, system: str, entity: str, wire: dict[str, Any]) -> dict[str, Any]:
-    kind = type(settings.systems[system]).__name__
-    if kind == "SalesforceSettings":
-        from accord.connectors.salesforce import mapping as sf
-
-        sys_settings: Any = settings.systems[system]
-        fields, *_ = sf.to_canonical(entity, {"SystemModstamp": "1970-01-01T00:00:00.000+0000", **wire},
-                                     multi_currency=sys_settings.multi_currency,
-                                     external_id_field=sys_settings.external_id_field)
-    elif kind == "QuickBooksSettings":
-        from accord.connectors.quickbooks import mapping as qbo
-
-        fields = qbo.to_canonical(entity, {"Id": "0", **wire}).fields
-    else:
-        from accord.connectors.harvest import mapping as harvest
-
-        fields = harvest.to_canonical(harvest.spec_for(entity), {"id": 0, **wire}).fields
+    system_settings = settings.systems[system]
+    fields = spec_of(system_settings).mapper(system_settings).to_canonical(entity, _stamped(wire)).fields
     cmap = configured_map(settings, system, entity)
     if cmap is not None:
         fields, drift = cmap.read(fields, wire)
@@ -67,25 +55,17 @@ def _to_canonical(settings: Settings, system: str, entity: str, wire: dict[str, 
     return normalise_fields(entity, fields)
 
 
+def _stamped(wire: dict[str, Any]) -> dict[str, Any]:
+    """A record typed by hand lacks the id and version stamps every API sends; add neutral ones."""
+    return {"Id": "0", "id": 0, "SystemModstamp": "1970-01-01T00:00:00.000+0000", **wire}
+
+
 def _to_wire(settings: Settings, system: str, entity: str, fields: dict[str, Any]) -> dict[str, Any]:
     fields = normalise_fields(entity, fields)
     extra: dict[str, Any] = {}
     cmap = configured_map(settings, system, entity)
     if cmap is not None:
         fields, extra = cmap.write(fields)
-    kind = type(settings.systems[system]).__name__
-    if kind == "SalesforceSettings":
-        from accord.connectors.salesforce import mapping as sf
-
-        wire = sf.to_wire(entity, fields, multi_currency=getattr(settings.systems[system], "multi_currency", True))
-    elif kind == "QuickBooksSettings":
-        from accord.connectors.quickbooks import mapping as qbo
-
-        wire = qbo.to_wire(entity, fields)
-    else:
-        from accord.connectors.harvest import mapping as harvest
-
-        wire = harvest.to_wire(harvest.spec_for(entity), fields)
-    from accord.connectors.base import deep_merge
-
+    system_settings = settings.systems[system]
+    wire = spec_of(system_settings).mapper(system_settings).to_wire(entity, fields)
     return deep_merge(wire, extra)

@@ -8,6 +8,7 @@ intake stream is capped with MAXLEN: a dropped hint only delays a poll until its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -17,6 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from accord.config.settings import Settings
+from accord.config.systems import SystemSettings
+from accord.connectors.registry import spec_of
 from accord.deskweb import desk_routes
 from accord.pipeline_metrics import render
 from accord.streams.keys import Keys
@@ -69,11 +72,7 @@ def build_app(settings: Settings, redis: Redis, supervisor: StatusSource | None)
     ])
 
 
-def _verified(system_settings: object, body: bytes, headers: Any) -> bool:
-    """Check the system's webhook signature where one is configured (QuickBooks ``intuit-signature``)."""
-    verifier = getattr(system_settings, "webhook_verifier", None)
-    if not verifier:
-        return True
-    from accord.connectors.quickbooks.client import verify_webhook
-
-    return verify_webhook(body, headers.get("intuit-signature", ""), verifier)
+def _verified(system_settings: SystemSettings, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Check the notification's signature with the system's plug-in (systems without one accept it)."""
+    verify = spec_of(system_settings).verify_webhook
+    return verify is None or verify(system_settings, body, headers)

@@ -21,19 +21,22 @@ Admin endpoints (not part of the simulated API):
 from __future__ import annotations
 
 import asyncio
+import importlib
 import random
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from accord.config.systems import SystemSettings
 
 FaultKind = Literal["429", "500", "503", "timeout", "slow", "drop"]
 
@@ -385,3 +388,42 @@ class SandboxServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+class LocalSandbox(Protocol):
+    """What a system plug-in's ``sandbox`` factory returns: a simulator ready to serve, and the settings
+    of a connector pointed at it. ``state`` is the simulator's own (records, ``faults``, ``clock``)."""
+
+    state: SandboxState
+
+    def app(self) -> Any:
+        """The ASGI app of the simulated API."""
+        ...
+
+    def settings(self, base_url: str) -> SystemSettings:
+        """The ``[systems.<name>]`` settings that reach this simulator at ``base_url``."""
+        ...
+
+
+class RunningSandbox(msgspec.Struct, kw_only=True, frozen=True, dict=True):
+    sandbox: Any  # LocalSandbox
+    server: Any  # SandboxServer
+    settings: Any  # SystemSettings
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def load_sandbox(reference: str) -> LocalSandbox:
+    """Call the ``"module:callable"`` a plug-in names as its ``sandbox`` (imported only now)."""
+    module, _, name = reference.partition(":")
+    factory = getattr(importlib.import_module(module), name)
+    sandbox: LocalSandbox = factory()
+    return sandbox
+
+
+def start_local(reference: str) -> RunningSandbox:
+    """A plug-in's simulator served on a free localhost port, with the settings that reach it."""
+    sandbox = load_sandbox(reference)
+    server = SandboxServer(sandbox.app()).start()
+    return RunningSandbox(sandbox=sandbox, server=server, settings=sandbox.settings(server.url))

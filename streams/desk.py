@@ -24,9 +24,9 @@ import msgspec
 from redis.asyncio import Redis
 
 from accord.config.settings import Settings
+from accord.model.entities import validate_fields
 from accord.streams.audit import AuditTrail, TraceEvent
 from accord.streams.batch import Batch, smembers_many
-from accord.model.entities import validate_fields
 from accord.streams.exceptions import ExceptionRecord, decode_exception, record_key
 from accord.streams.keys import Keys
 from accord.streams.process import Provisions

@@ -57,7 +57,7 @@ def test_missing_env_names_path_and_variable() -> None:
     (("partitions = 8", "partitions = \"many\""), "$.streams.partitions: Expected `int`, got `str`"),
     (('retention = "2d"', 'retention = "soon"'), "$.streams.retention: expected a duration such as"),
     (("[streams]", "[streams]\nbogus = 1"), "$.streams: Object contains unknown field `bogus`"),
-    (('kind = "salesforce"', 'kind = "sap"'), "$.systems.crm.kind: Invalid value 'sap'"),
+    (('kind = "salesforce"', 'kind = "sap"'), "$.systems.crm.kind: unknown system kind 'sap'"),
     (('client_id = "id"', 'client_id = 5'), "$.systems.crm.client_id: Expected `str`, got `int`"),
 ])
 def test_type_errors_name_the_path(change: tuple[str, str], expected: str) -> None:

@@ -68,6 +68,7 @@ class HarvestConnector:
         self.system = name
         self.settings = settings
         self.batch_size = 25
+        self.scan_interval = float(settings.full_scan_interval)
         self.stats = stats or CallStats()
         self._now = now
         self._session = HarvestSession(settings, system=name, share=share, transport=transport, stats=self.stats)

@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from accord.connectors.base import SourceRecord
 from accord.connectors.errors import Permanent
 from accord.connectors.harvest.billing import INVOICE, PAYMENT
 from accord.connectors.harvest.convert import (
@@ -72,7 +73,7 @@ from accord.connectors.harvest.convert import (
 )
 
 __all__ = [
-    "ENTITIES", "INVOICE", "PAYMENT", "SYSTEM", "EntitySpec", "MappingError", "date", "dec", "find_marker", "format_time", "gid_body",
+    "ENTITIES", "INVOICE", "PAYMENT", "SYSTEM", "EntitySpec", "HarvestMapper", "MappingError", "date", "dec", "find_marker", "format_time", "gid_body",
     "gid_of", "number", "parse_time_ms", "projection", "ref", "spec_for", "strip_marker", "to_canonical",
     "to_wire", "unref", "with_marker",
 ]
@@ -251,3 +252,13 @@ def spec_for(entity: str) -> EntitySpec:
     except KeyError:
         raise Permanent(SYSTEM, f"entity {entity!r} is not mapped for Harvest; mapped entities are "
                                 f"{sorted(ENTITIES)}", code="unmapped_entity") from None
+
+
+class HarvestMapper:
+    """The ``Mapper`` of Harvest (the same for every account)."""
+
+    def to_canonical(self, entity: str, wire: Mapping[str, Any]) -> SourceRecord:
+        return to_canonical(spec_for(entity), wire)
+
+    def to_wire(self, entity: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return to_wire(spec_for(entity), fields)

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import msgspec
 
+from accord.config.systems import SystemSettings
 from accord.config.types import Duration, RateLimit
 
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=2000)]  # Harvest refuses per_page > 2000 with 422
 
 
-class HarvestSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                      tag="harvest", tag_field="kind"):
+class HarvestSettings(SystemSettings, frozen=True, tag="harvest"):
     """How to reach one Harvest account and how hard to use it.
 
     ``access_token`` is a Personal Access Token or an OAuth2 access token (a 401 is ``AuthExpired``;

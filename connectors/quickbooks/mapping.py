@@ -304,3 +304,13 @@ def project(entity: str, wire: Mapping[str, Any], names: set[str] | frozenset[st
     """The canonical values of ``names`` as ``wire`` holds them (what a write left in the target)."""
     record = to_canonical(entity, wire, on_error=lambda _: None)
     return {k: v for k, v in record.fields.items() if k in names}
+
+
+class QuickBooksMapper:
+    """The ``Mapper`` of QuickBooks Online (the same for every company)."""
+
+    def to_canonical(self, entity: str, wire: Mapping[str, Any]) -> SourceRecord:
+        return to_canonical(entity, wire)
+
+    def to_wire(self, entity: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return to_wire(entity, fields)

@@ -6,14 +6,14 @@ from typing import Annotated
 
 import msgspec
 
+from accord.config.systems import SystemSettings
 from accord.config.types import Duration, PositiveInt, RateLimit
 
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=30)]  # QBO takes at most 30 items per /batch
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]  # QBO MAXRESULTS is at most 1000
 
 
-class QuickBooksSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                         tag="quickbooks", tag_field="kind"):
+class QuickBooksSettings(SystemSettings, frozen=True, tag="quickbooks"):
     """How to reach one QuickBooks Online company.
 
     ``base_url`` is the API root (the API lives under ``/v3/company/{realm_id}/``); ``refresh_token`` is

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from accord.connectors.base import SourceRecord
 from accord.connectors.errors import Permanent
 from accord.connectors.salesforce.fieldmap import (
     SYSTEM,
@@ -138,3 +139,19 @@ def sent_values(entity: str, names: Sequence[str], wire: Mapping[str, Any]) -> l
         if shown not in out:
             out.append(shown)
     return out
+
+
+class SalesforceMapper:
+    """The ``Mapper`` of one org (whether it is multi-currency, which field holds the Accord id)."""
+
+    def __init__(self, *, multi_currency: bool = True, external_id_field: str = "Accord_Id__c") -> None:
+        self.multi_currency = multi_currency
+        self.external_id_field = external_id_field
+
+    def to_canonical(self, entity: str, wire: Mapping[str, Any]) -> SourceRecord:
+        fields, gid, version, deleted = to_canonical(entity, wire, multi_currency=self.multi_currency,
+                                                     external_id_field=self.external_id_field)
+        return SourceRecord(id=str(wire.get("Id") or ""), version=version, fields=fields, gid=gid, deleted=deleted)
+
+    def to_wire(self, entity: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return to_wire(entity, fields, multi_currency=self.multi_currency)

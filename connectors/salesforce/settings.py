@@ -6,14 +6,14 @@ from typing import Annotated
 
 import msgspec
 
+from accord.config.systems import SystemSettings
 from accord.config.types import Duration, RateLimit
 
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=200)]  # sObject Collections take at most 200 records
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=2000)]  # Sforce-Query-Options batchSize is capped at 2000
 
 
-class SalesforceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
-                         tag="salesforce", tag_field="kind"):
+class SalesforceSettings(SystemSettings, frozen=True, tag="salesforce"):
     """How to reach one Salesforce org and how hard to use it.
 
     ``base_url`` is the org's My Domain host (the client-credentials flow is refused on

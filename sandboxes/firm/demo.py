@@ -38,11 +38,11 @@ from accord.config.settings import Settings
 from accord.logs import setup
 from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
+from accord.sandboxes.firm.world import Activity, Report, World, compare
 from accord.settle import Facts, Settling, settle
 from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
-from accord.sandboxes.firm.world import Activity, Report, World, compare
 
 
 @dataclass

@@ -16,13 +16,14 @@ from redis.asyncio import Redis
 
 from accord.config.settings import Settings
 from accord.connectors.harvest import mapping as harvest_mapping
+from accord.connectors.quickbooks import mapping as qbo_mapping
+from accord.connectors.salesforce import mapping as sf_mapping
+from accord.sandboxes.firm.world_billing import FinanceWork, compare_billing
 from accord.sandboxes.harvest.sandbox import HarvestState
 from accord.sandboxes.harvest.sandbox import build_app as build_harvest
 from accord.sandboxes.harvest.seed import new_project, seed_firm
-from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 from accord.sandboxes.quickbooks.sandbox import build_app as build_qbo
-from accord.connectors.salesforce import mapping as sf_mapping
 from accord.sandboxes.salesforce.sandbox import SalesforceState
 from accord.sandboxes.salesforce.sandbox import build_app as build_sf
 from accord.sandboxes.salesforce.seed import (
@@ -35,7 +36,6 @@ from accord.sandboxes.salesforce.seed import (
 )
 from accord.sandboxes.server import SandboxServer
 from accord.streams.keys import Keys
-from accord.sandboxes.firm.world_billing import FinanceWork, compare_billing
 
 CLIENT_ID, CLIENT_SECRET, REFRESH = "accord-demo", "demo-secret", "demo-refresh-0"
 HARVEST_TOKEN, HARVEST_ACCOUNT = "demo-pat", "1234567"

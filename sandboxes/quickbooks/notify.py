@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from accord.sandboxes.quickbooks.sandbox import ChangeEvent, QuickBooksState
 from accord.connectors.quickbooks.webhooks import sign
+from accord.sandboxes.quickbooks.sandbox import ChangeEvent, QuickBooksState
 
 
 def notification(events: list[ChangeEvent]) -> dict[str, Any]:

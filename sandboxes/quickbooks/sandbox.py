@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from accord.sandboxes.quickbooks.billing_run import unbilled_invoice
 from accord.connectors.quickbooks.faults import QboFault
+from accord.sandboxes.quickbooks.billing_run import unbilled_invoice
 from accord.sandboxes.quickbooks.routes import (
     Endpoint,
     Handlers,

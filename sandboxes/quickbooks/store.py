@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from accord.sandboxes.quickbooks import qql, rules
 from accord.connectors.quickbooks.faults import QboFault, qbo_time
+from accord.sandboxes.quickbooks import qql, rules
 from accord.sandboxes.quickbooks.rulebase import business
 from accord.sandboxes.quickbooks.tables import CURRENCIES, ENTITY_TYPES, EntityType, entity_type
 

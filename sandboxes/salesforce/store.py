@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from accord.sandboxes.salesforce.checks import RecordChecks, RecordError, id18, new_id, normalize_id
 from accord.connectors.salesforce.fieldmap import format_datetime_ms
+from accord.sandboxes.salesforce.checks import RecordChecks, RecordError, id18, new_id, normalize_id
 from accord.sandboxes.salesforce.relations import (
     DEFAULT_RATES,
     delete_plan,

@@ -11,12 +11,12 @@ import pytest
 
 from accord.config.types import Duration, RateLimit
 from accord.connectors.harvest.client import HarvestConnector
-from accord.sandboxes.harvest.sandbox import HarvestState
-from accord.sandboxes.harvest.sandbox import build_app as build_harvest
 from accord.connectors.harvest.settings import HarvestSettings
 from accord.connectors.quickbooks.client import QuickBooksConnector
-from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 from accord.connectors.salesforce.client import SalesforceConnector
+from accord.sandboxes.harvest.sandbox import HarvestState
+from accord.sandboxes.harvest.sandbox import build_app as build_harvest
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 from accord.sandboxes.salesforce.sandbox import SalesforceState, build_app
 from accord.sandboxes.server import Clock
 from tests.connectors import harvest_rig, qbo_rig

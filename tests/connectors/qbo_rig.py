@@ -12,8 +12,8 @@ import httpx
 from accord.config.types import Duration, RateLimit
 from accord.connectors.base import MemoryTokenCache, WriteOp, WriteResult
 from accord.connectors.quickbooks.client import QuickBooksConnector
-from accord.sandboxes.quickbooks.sandbox import QuickBooksState, build_app
 from accord.connectors.quickbooks.settings import QuickBooksSettings
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState, build_app
 from accord.sandboxes.server import Clock
 
 START = 1_780_000_000.0

@@ -12,9 +12,9 @@ from accord.connectors.base import Page, WriteOp
 from accord.connectors.errors import AuthExpired, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.harvest.client import HarvestConnector
 from accord.connectors.harvest.mapping import TIME_ENTRY, to_canonical
+from accord.connectors.harvest.settings import HarvestSettings
 from accord.sandboxes.harvest.sandbox import HarvestState, build_app
 from accord.sandboxes.harvest.seed import seed_firm
-from accord.connectors.harvest.settings import HarvestSettings
 from tests.connectors.harvest_rig import START
 
 

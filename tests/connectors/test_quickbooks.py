@@ -24,10 +24,10 @@ from accord.connectors.quickbooks.mapping import (
     to_wire,
     with_gid,
 )
-from accord.sandboxes.quickbooks.sandbox import QuickBooksState, build_app
-from accord.sandboxes.quickbooks.seed import seed_customers
 from accord.connectors.quickbooks.settings import QuickBooksSettings
 from accord.connectors.quickbooks.webhooks import sign
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState, build_app
+from accord.sandboxes.quickbooks.seed import seed_customers
 from tests.connectors.qbo_rig import START
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from accord.sandboxes.quickbooks import qql
 from accord.connectors.quickbooks.faults import QboFault, qbo_time
+from accord.connectors.quickbooks.webhooks import parse_webhook, verify_webhook
+from accord.sandboxes.quickbooks import qql
 from accord.sandboxes.quickbooks.notify import WebhookEmitter
 from accord.sandboxes.quickbooks.sandbox import QuickBooksState, build_app
 from accord.sandboxes.quickbooks.seed import seed_customers
-from accord.connectors.quickbooks.webhooks import parse_webhook, verify_webhook
 from accord.sandboxes.server import Clock
 
 START = 1_780_000_000.0

@@ -24,9 +24,9 @@ from accord.connectors.salesforce.mapping import (
     to_wire,
     written_projection,
 )
+from accord.connectors.salesforce.settings import SalesforceSettings
 from accord.sandboxes.salesforce.sandbox import SalesforceState
 from accord.sandboxes.salesforce.seed import seed_accounts
-from accord.connectors.salesforce.settings import SalesforceSettings
 from tests.connectors.sf_rig import Recorder, settings
 
 ACCOUNT_FIELDS = {"name", "website", "billing_address", "country", "currency", "tax_id", "payment_terms",

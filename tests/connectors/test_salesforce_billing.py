@@ -12,10 +12,10 @@ import pytest
 from accord.connectors.errors import Permanent, RateLimited, Retryable
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import MappingError, select_fields, to_canonical, to_wire
+from accord.model.entities import entity_fields, normalise_fields
 from accord.sandboxes.salesforce.sandbox import SalesforceState
 from accord.sandboxes.salesforce.seed import seed_accounts
 from accord.sandboxes.salesforce.store import id18
-from accord.model.entities import entity_fields, normalise_fields
 from tests.connectors.sf_rig import Recorder, drain, op
 
 STAMP = "2026-04-02T10:15:30.000+0000"

@@ -12,9 +12,9 @@ import pytest
 from accord.connectors.errors import Permanent
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import MappingError, to_canonical, to_wire, written_projection
+from accord.model.entities import entity_fields, validate_fields
 from accord.sandboxes.salesforce.sandbox import SalesforceState
 from accord.sandboxes.salesforce.seed import seed_accounts, seed_contacts, seed_opportunities
-from accord.model.entities import entity_fields, validate_fields
 from tests.connectors.sf_rig import Recorder, drain, op, settings
 
 STAMP = "2026-04-02T10:15:30.000+0000"

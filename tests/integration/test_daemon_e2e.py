@@ -17,12 +17,12 @@ from redis.asyncio import Redis
 
 from accord.app import Daemon
 from accord.connectors.quickbooks import mapping as qbo_mapping
-from accord.sandboxes.firm.demo import demo_settings
 from accord.redis_server import EmbeddedRedis
+from accord.sandboxes.firm.demo import demo_settings
+from accord.sandboxes.firm.world import Activity, Report, World, compare
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
-from accord.sandboxes.firm.world import Activity, Report, World, compare
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.slow]

@@ -14,8 +14,8 @@ import pytest
 
 from accord.actors.reconcile import Reconciler
 from accord.config.settings import LockedPolicy
-from accord.sandboxes.harvest.seed import new_project
 from accord.redis_server import EmbeddedRedis
+from accord.sandboxes.harvest.seed import new_project
 from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.replay import Selection, replay
 from accord.streams.state import Cursors

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import ray
 
-from accord.sandboxes.harvest.seed import new_project
 from accord.redis_server import EmbeddedRedis
+from accord.sandboxes.harvest.seed import new_project
 from accord.streams.audit import AuditTrail
 from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.process import Provisions

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from accord.sandboxes.server import free_port
 from accord.sandboxes.firm.world import World
+from accord.sandboxes.server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

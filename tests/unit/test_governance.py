@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
@@ -15,6 +16,7 @@ from accord.actors.suspects import Suspect
 from accord.actors.writer import Writer
 from accord.config.load import loads
 from accord.connectors.base import Page, SourceRecord
+from accord.connectors.harvest.settings import HarvestSettings
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
@@ -231,6 +233,8 @@ async def test_only_records_meeting_the_targets_conditions_flow(any_redis: Redis
 class ScannedSystem(MemorySystem):
     """A system with no delete feed: deleted records just vanish from its lists (like Harvest)."""
 
+    scan_interval = 3600.0
+
     async def scan_ids(self, entity: str) -> set[str]:
         return set(self.tables[entity].records)
 
@@ -244,7 +248,9 @@ async def test_records_vanished_from_a_system_without_delete_feed_are_found_by_f
     rig = Rig(any_redis)
     crm = ScannedSystem("crm", entities=("account", "contact"))
     rig.crm, rig.systems["crm"] = crm, crm
-    rig.pollers["crm"] = Poller(rig.settings, "crm", "", connector=crm, redis=any_redis)
+    scanned = HarvestSettings(base_url="http://127.0.0.1:3", account_id="1", access_token="t")  # deletes by scan
+    settings = msgspec.structs.replace(rig.settings, systems={**rig.settings.systems, "crm": scanned})
+    rig.pollers["crm"] = Poller(settings, "crm", "", connector=crm, redis=any_redis)
     rig.writers["account"] = rig._writer("account")
     await rig.setup()
     a = crm.user_create({"name": "Acme", "country": "US"})

@@ -1,0 +1,24 @@
+"""Harvest as an Accord system plug-in (named by the ``accord.systems`` entry point ``harvest``)."""
+
+from __future__ import annotations
+
+from accord.connectors.base import CallStats, Connector, TokenCache
+from accord.connectors.harvest.settings import HarvestSettings
+from accord.connectors.spec import Capabilities, Mapper, SystemSpec
+
+
+def _connector(settings: HarvestSettings, *, name: str, token_cache: TokenCache | None, share: float,
+               stats: CallStats | None) -> Connector:
+    from accord.connectors.harvest.client import HarvestConnector
+
+    return HarvestConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
+
+
+def _mapper(_: HarvestSettings) -> Mapper:
+    from accord.connectors.harvest.mapping import HarvestMapper
+
+    return HarvestMapper()
+
+
+SYSTEM = SystemSpec(kind="harvest", settings=HarvestSettings, connector=_connector, mapper=_mapper,
+                    capabilities=Capabilities(deletes="scan"), sandbox="accord.sandboxes.harvest.local:local")

@@ -1,0 +1,36 @@
+"""QuickBooks Online as an Accord system plug-in (named by the ``accord.systems`` entry point ``quickbooks``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from accord.connectors.base import CallStats, Connector, TokenCache
+from accord.connectors.quickbooks.settings import QuickBooksSettings
+from accord.connectors.spec import Capabilities, Mapper, SystemSpec
+
+
+def _connector(settings: QuickBooksSettings, *, name: str, token_cache: TokenCache | None, share: float,
+               stats: CallStats | None) -> Connector:
+    from accord.connectors.quickbooks.client import QuickBooksConnector
+
+    return QuickBooksConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
+
+
+def _mapper(_: QuickBooksSettings) -> Mapper:
+    from accord.connectors.quickbooks.mapping import QuickBooksMapper
+
+    return QuickBooksMapper()
+
+
+def _verify_webhook(settings: QuickBooksSettings, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Intuit signs each notification (``intuit-signature``) with the app's verifier token, when one is set."""
+    if not settings.webhook_verifier:
+        return True
+    from accord.connectors.quickbooks.webhooks import verify_webhook
+
+    return verify_webhook(body, headers.get("intuit-signature", ""), settings.webhook_verifier)
+
+
+SYSTEM = SystemSpec(kind="quickbooks", settings=QuickBooksSettings, connector=_connector, mapper=_mapper,
+                    capabilities=Capabilities(deletes="feed", webhooks=True), verify_webhook=_verify_webhook,
+                    sandbox="accord.sandboxes.quickbooks.local:local")

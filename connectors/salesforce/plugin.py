@@ -1,0 +1,24 @@
+"""Salesforce as an Accord system plug-in (named by the ``accord.systems`` entry point ``salesforce``)."""
+
+from __future__ import annotations
+
+from accord.connectors.base import CallStats, Connector, TokenCache
+from accord.connectors.salesforce.settings import SalesforceSettings
+from accord.connectors.spec import Capabilities, Mapper, SystemSpec
+
+
+def _connector(settings: SalesforceSettings, *, name: str, token_cache: TokenCache | None, share: float,
+               stats: CallStats | None) -> Connector:
+    from accord.connectors.salesforce.client import SalesforceConnector
+
+    return SalesforceConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
+
+
+def _mapper(settings: SalesforceSettings) -> Mapper:
+    from accord.connectors.salesforce.mapping import SalesforceMapper
+
+    return SalesforceMapper(multi_currency=settings.multi_currency, external_id_field=settings.external_id_field)
+
+
+SYSTEM = SystemSpec(kind="salesforce", settings=SalesforceSettings, connector=_connector, mapper=_mapper,
+                    capabilities=Capabilities(deletes="feed"), sandbox="accord.sandboxes.salesforce.local:local")
