@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from accord.actors.desk import ExceptionDesk
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector
 from accord.connectors.registry import build_connector
 from accord.streams.audit import AuditTrail
-from accord.streams.desk import ExceptionDesk
 from accord.streams.keys import Keys
 from accord.streams.state import Cursors, Identity, Projections, RedisTokenCache, Stats, Versions
 

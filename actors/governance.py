@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from accord.actors.page import DELETED_FIELD
+from accord.actors.poll.page import DELETED_FIELD
 from accord.config.settings import EntitySettings
 from accord.model.entities import entity_fields
 from accord.streams.state import VERSION_FIELD

@@ -12,10 +12,10 @@ from typing import Any
 
 import ray
 
-from accord.actors.poller import Poller
-from accord.actors.provision import Provisioner
-from accord.actors.scheduler import Scheduler
-from accord.actors.writer import Writer
+from accord.actors.poll.poller import Poller
+from accord.actors.provision.provisioner import Provisioner
+from accord.actors.reconcile.scheduler import Scheduler
+from accord.actors.write.writer import Writer
 
 _COMMON: dict[str, Any] = {"max_restarts": -1, "max_task_retries": 0, "max_concurrency": 8}
 

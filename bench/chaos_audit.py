@@ -23,13 +23,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from accord.actors.desk import ExceptionDesk, Filters
 from accord.config.settings import Settings
 from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
 from accord.pipeline_metrics import slot_stats
 from accord.sandboxes.firm.world import COMPARED_FIELDS, World
-from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
 

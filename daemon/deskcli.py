@@ -21,11 +21,11 @@ import msgspec
 from redis.asyncio import Redis
 
 from accord.actors.context import connect
+from accord.actors.desk import STATES, DeskError, Entry, ExceptionDesk, Filters
 from accord.config.load import load
 from accord.config.settings import Settings
 from accord.config.types import Duration
 from accord.streams.audit import AuditTrail
-from accord.streams.desk import STATES, DeskError, Entry, ExceptionDesk, Filters
 from accord.streams.keys import Keys
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from accord.actors.desk import STATES, DeskError, ExceptionDesk, Filters
 from accord.config.settings import Settings
 from accord.config.types import Duration
 from accord.streams.audit import AuditTrail
-from accord.streams.desk import STATES, DeskError, ExceptionDesk, Filters
 from accord.streams.keys import Keys
 
 ACTIONS = ("retry", "resolve", "skip")

@@ -17,7 +17,7 @@ from accord.config.load import load
 from accord.config.settings import Settings
 from accord.config.types import Duration
 from accord.deskcli import redis_url
-from accord.streams.replay import Selection, replay
+from accord.replay import Selection, replay
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -102,7 +102,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_reconcile(args: argparse.Namespace) -> int:
-    from accord.actors.reconcile import Reconciler
+    from accord.actors.reconcile.reconciler import Reconciler
 
     settings = load(args.config)
     jobs = {n: j for n, j in settings.reconcile.items() if j.entity == args.entity and args.job in (None, n)}

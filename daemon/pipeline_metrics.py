@@ -18,11 +18,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
+from accord.actors.provision.process import Provisions
 from accord.config.settings import Settings
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
-from accord.streams.process import Provisions
 from accord.streams.state import Stats
 
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from loguru import logger
 from redis.asyncio import Redis
 
+from accord.actors.provision.process import Provisions
 from accord.config.settings import Settings
 from accord.pipeline_metrics import read_counters
 from accord.streams.keys import Keys
-from accord.streams.process import Provisions
 from accord.stuck import ProvisionState, Stuck, provisioning, scan_groups, stuck_entries
 
 

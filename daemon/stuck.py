@@ -19,11 +19,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from accord.actors.provision.process import Provision, Provisions
 from accord.config.settings import Settings
 from accord.streams.audit import AuditTrail, TraceEvent
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
-from accord.streams.process import Provision, Provisions
 from accord.streams.records import MalformedEntry, decode
 
 

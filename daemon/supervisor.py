@@ -21,7 +21,7 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from accord.actors.provision import GROUP as PROVISION_GROUP
+from accord.actors.provision.provisioner import GROUP as PROVISION_GROUP
 from accord.actors.remote import poller_actor, provisioner_actor, scheduler_actor, writer_actor
 from accord.config.settings import Settings
 from accord.streams.keys import Keys

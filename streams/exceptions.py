@@ -4,7 +4,7 @@ Each exception is one entry in the ``exceptions`` stream plus the record in the 
 (``exceptions:index``: exception id → msgpack, never rewritten) and membership of its record's open set
 (``exceptions:open:{entity}:{system}:{record}``). All are written in the same atomic batch as the XACK of
 the change that failed, so a crash never loses the record nor files it twice. What happens to it later
-(retried, resolved, skipped, closed by a later success) is its *desk state* (``accord.streams.desk``).
+(retried, resolved, skipped, closed by a later success) is its *desk state* (``accord.actors.desk``).
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from accord.actors.desk import ExceptionDesk
 from accord.cli import main
 from accord.config.load import load
 from accord.redis_server import EmbeddedRedis
-from accord.streams.desk import ExceptionDesk
 from accord.streams.keys import Keys
 from accord.streams.state import Cursors, Position
 from tests.unit.test_desk import _failed_create

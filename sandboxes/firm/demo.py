@@ -30,8 +30,9 @@ from rich.live import Live
 from rich.table import Table
 
 from accord.actors.context import connect
-from accord.actors.reconcile import Reconciler
-from accord.actors.reconcile import Report as ReconcileReport
+from accord.actors.desk import ExceptionDesk, Filters
+from accord.actors.reconcile.reconciler import Reconciler
+from accord.actors.reconcile.reconciler import Report as ReconcileReport
 from accord.app import Daemon
 from accord.config.load import loads
 from accord.config.settings import Settings
@@ -40,7 +41,6 @@ from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
 from accord.sandboxes.firm.world import Activity, Report, World, compare
 from accord.settle import Facts, Settling, settle
-from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
 

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
+from accord.actors.provision.process import Provisions
 from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
 from accord.streams.keys import Keys
-from accord.streams.process import Provisions
 
 if TYPE_CHECKING:
     from accord.sandboxes.firm.world import Report, World

@@ -12,12 +12,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from accord.actors.reconcile import Reconciler
+from accord.actors.desk import ExceptionDesk, Filters
+from accord.actors.reconcile.reconciler import Reconciler
 from accord.config.settings import LockedPolicy
 from accord.redis_server import EmbeddedRedis
+from accord.replay import Selection, replay
 from accord.sandboxes.harvest.seed import new_project
-from accord.streams.desk import ExceptionDesk, Filters
-from accord.streams.replay import Selection, replay
 from accord.streams.state import Cursors
 from tests.helpers import wait_for
 from tests.integration.test_daemon_e2e import Running, running_daemon

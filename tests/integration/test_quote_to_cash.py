@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import ray
 
+from accord.actors.desk import ExceptionDesk, Filters
+from accord.actors.provision.process import Provisions
 from accord.redis_server import EmbeddedRedis
 from accord.sandboxes.harvest.seed import new_project
 from accord.streams.audit import AuditTrail
-from accord.streams.desk import ExceptionDesk, Filters
-from accord.streams.process import Provisions
 from tests.helpers import wait_for
 from tests.integration.test_daemon_e2e import Running, running_daemon
 

@@ -9,11 +9,11 @@ import pytest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from accord.actors.desk import DeskError, ExceptionDesk, Filters
 from accord.config.settings import Settings
 from accord.connectors.errors import Permanent
 from accord.deskweb import desk_routes
 from accord.streams.audit import AuditTrail
-from accord.streams.desk import DeskError, ExceptionDesk, Filters
 from tests.unit.test_sync import Rig
 
 

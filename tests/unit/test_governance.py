@@ -9,11 +9,11 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from accord.actors.edits import park
-from accord.actors.page import PagePlan
-from accord.actors.poller import Poller
-from accord.actors.suspects import Suspect
-from accord.actors.writer import Writer
+from accord.actors.poll.edits import park
+from accord.actors.poll.page import PagePlan
+from accord.actors.poll.poller import Poller
+from accord.actors.poll.suspects import Suspect
+from accord.actors.write.writer import Writer
 from accord.config.load import loads
 from accord.connectors.base import Page, SourceRecord
 from accord.connectors.harvest.settings import HarvestSettings

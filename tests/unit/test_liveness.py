@@ -13,9 +13,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from accord.actors.lane import PARK_RECHECK_S
-from accord.actors.poller import Poller
-from accord.actors.writer import Writer
+from accord.actors.poll.poller import Poller
+from accord.actors.write.lane import PARK_RECHECK_S
+from accord.actors.write.writer import Writer
 from accord.config.load import loads
 from accord.connectors.errors import Retryable
 from accord.pipeline_metrics import render
@@ -464,7 +464,7 @@ async def test_a_refused_commit_recovers_every_partition_it_held_entries_of(any_
 
 async def test_a_read_that_fails_after_due_records_were_taken_leaves_nothing_in_hand(
         any_redis: Redis, monkeypatch: Any) -> None:
-    from accord.actors import lane as lane_module
+    from accord.actors.write import lane as lane_module
 
     rig = await Rig(any_redis, config(retry_backoff_cap='"1ms"')).setup()
     rig.crm.user_create({"name": "Due"})

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from accord.actors.poller import Poller
-from accord.actors.writer import Writer
+from accord.actors.desk import ExceptionDesk, Filters
+from accord.actors.poll.poller import Poller
+from accord.actors.write.writer import Writer
 from accord.config.load import loads
-from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
 from tests.fakes import MemorySystem
@@ -134,7 +134,7 @@ async def test_a_withdrawn_approval_leaves_the_erp_unless_the_record_is_locked(a
 
 
 async def test_reconciliation_counts_adjustments_with_their_original(any_redis: Redis) -> None:
-    from accord.actors.reconcile import Reconciler
+    from accord.actors.reconcile.reconciler import Reconciler
     from accord.config.settings import ReconcileJob
 
     world = await World(any_redis, "adjust").setup()

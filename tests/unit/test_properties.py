@@ -15,8 +15,8 @@ import fakeredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accord.actors.poller import Poller
-from accord.actors.writer import Writer
+from accord.actors.poll.poller import Poller
+from accord.actors.write.writer import Writer
 from accord.config.load import loads
 from accord.connectors.errors import Retryable
 from accord.streams.keys import Keys

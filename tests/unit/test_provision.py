@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from accord.actors.poller import Poller
-from accord.actors.provision import GROUP, Provisioner
-from accord.actors.writer import Writer
+from accord.actors.desk import ExceptionDesk, Filters
+from accord.actors.poll.poller import Poller
+from accord.actors.provision.process import Provisions
+from accord.actors.provision.provisioner import GROUP, Provisioner
+from accord.actors.write.writer import Writer
 from accord.config.load import loads
 from accord.connectors.errors import Permanent, Retryable
-from accord.streams.desk import ExceptionDesk, Filters
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
-from accord.streams.process import Provisions
 from tests.fakes import MemorySystem
 from tests.helpers import CRM_AND_ERP, PSA
 

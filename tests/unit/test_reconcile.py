@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from accord.actors.reconcile import Reconciler
-from accord.streams.desk import ExceptionDesk, Filters
+from accord.actors.desk import ExceptionDesk, Filters
+from accord.actors.reconcile.reconciler import Reconciler
 from tests.unit.test_sync import CONFIG, Rig
 
 JOB = """
@@ -56,7 +56,7 @@ async def test_a_deliberate_mismatch_is_found_with_the_offending_records(rig: Ri
 
 
 async def test_the_scheduler_runs_a_due_job_once_and_not_again_before_its_interval(any_redis: Redis) -> None:
-    from accord.actors.scheduler import Scheduler
+    from accord.actors.reconcile.scheduler import Scheduler
 
     rig = await Rig(any_redis, CONFIG + JOB + 'interval = "1h"\n').setup()
     rig.crm.user_create({"name": "Acme", "country": "US"})

@@ -9,8 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from accord.opscli import UsageError, point_in_time
+from accord.replay import Selection, replay
 from accord.streams.records import ChangeRecord, decode, now_ms
-from accord.streams.replay import Selection, replay
 from accord.streams.state import Cursors
 from tests.unit.test_sync import Rig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from accord.actors.scheduler import next_due
+from accord.actors.reconcile.scheduler import next_due
 from accord.config.load import loads
 from tests.helpers import CRM_AND_ERP
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from accord.actors.poller import Poller
-from accord.actors.writer import Writer
+from accord.actors.poll.poller import Poller
+from accord.actors.write.writer import Writer
 from accord.config.load import loads
 from accord.config.settings import Settings
 from accord.connectors.errors import Gone, Permanent, RateLimited, Retryable

@@ -17,10 +17,10 @@ from typing import Any
 import msgspec
 
 from accord.actors.context import Context
-from accord.actors.locked import ADJUSTED_FIELD
-from accord.actors.outcome import Outcome, RecordWork
-from accord.actors.page import DELETED_FIELD
-from accord.actors.plan import WritePlanner
+from accord.actors.poll.page import DELETED_FIELD
+from accord.actors.write.locked import ADJUSTED_FIELD
+from accord.actors.write.outcome import Outcome, RecordWork
+from accord.actors.write.planner import WritePlanner
 from accord.config.settings import Settings
 from accord.connectors.base import WriteResult
 from accord.model.entities import normalise_fields

@@ -20,11 +20,11 @@ from loguru import logger
 
 from accord.actors.context import Context
 from accord.actors.governance import Ownership
-from accord.actors.locked import LockedRecords
 from accord.actors.matching import match_keys
-from accord.actors.outcome import Delivery, Outcome, RecordWork
-from accord.actors.pending import Wait
 from accord.actors.references import References
+from accord.actors.write.locked import LockedRecords
+from accord.actors.write.outcome import Delivery, Outcome, RecordWork
+from accord.actors.write.pending import Wait
 from accord.config.mapping import ConfiguredMap, MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import Connector, WriteOp

@@ -28,8 +28,8 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from accord.actors.outcome import Deferral, Delivery, Outcome, RecordWork
-from accord.actors.pending import IN_HAND, PARKED, RETRY, Held, PendingBook, Wait
+from accord.actors.write.outcome import Deferral, Delivery, Outcome, RecordWork
+from accord.actors.write.pending import IN_HAND, PARKED, RETRY, Held, PendingBook, Wait
 from accord.connectors.base import WriteResult, backoff_delay
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.streams.batch import Batch
@@ -39,7 +39,7 @@ from accord.streams.records import MalformedEntry, decode, now_ms
 from accord.streams.state import Stats
 
 if TYPE_CHECKING:
-    from accord.actors.writer import Writer
+    from accord.actors.write.writer import Writer
 
 PARK_RECHECK_S = 5.0  # a parked record is re-planned at least this often, even if nothing woke it
 WAKE_CHECK_S = 0.25  # how often the dependencies parked records wait for are looked up

@@ -23,13 +23,13 @@ from typing import Any, Literal
 import msgspec
 from redis.asyncio import Redis
 
+from accord.actors.provision.process import Provisions
 from accord.config.settings import Settings
 from accord.model.entities import validate_fields
 from accord.streams.audit import AuditTrail, TraceEvent
 from accord.streams.batch import Batch, smembers_many
 from accord.streams.exceptions import ExceptionRecord, decode_exception, record_key
 from accord.streams.keys import Keys
-from accord.streams.process import Provisions
 from accord.streams.records import (
     ChangeRecord,
     MalformedEntry,

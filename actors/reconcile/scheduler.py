@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from accord.actors.loop import LoopActor
-from accord.actors.reconcile import Reconciler
+from accord.actors.reconcile.reconciler import Reconciler
 from accord.config.settings import ReconcileJob, Settings
 from accord.connectors.base import Connector
 

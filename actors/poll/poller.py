@@ -17,13 +17,13 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from accord.actors.edits import EditJudge
 from accord.actors.governance import Ownership, is_stale_read, observe
 from accord.actors.loop import LoopActor
 from accord.actors.matching import match_keys
-from accord.actors.page import DELETED_FIELD, PagePlan
+from accord.actors.poll.edits import EditJudge
+from accord.actors.poll.page import DELETED_FIELD, PagePlan
+from accord.actors.poll.suspects import SuspectBook
 from accord.actors.references import References
-from accord.actors.suspects import SuspectBook
 from accord.config.mapping import MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from accord.actors.suspects import Suspect
+from accord.actors.poll.suspects import Suspect
 from accord.connectors.base import SourceRecord
 from accord.streams.exceptions import ExceptionRecord
 from accord.streams.records import ChangeRecord

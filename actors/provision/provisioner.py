@@ -19,7 +19,8 @@ from loguru import logger
 from redis.asyncio import Redis
 
 from accord.actors.loop import LoopActor
-from accord.actors.provision_steps import Next, ProvisionSteps, Wait
+from accord.actors.provision.process import STEPS, Provision, Provisions
+from accord.actors.provision.steps import Next, ProvisionSteps, Wait
 from accord.config.settings import ProvisioningSettings, Settings
 from accord.connectors.base import CallStats, Connector, backoff_delay
 from accord.connectors.errors import ConnectorError, Permanent
@@ -27,7 +28,6 @@ from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.log import Slot, read_slots
-from accord.streams.process import STEPS, Provision, Provisions
 from accord.streams.records import ChangeRecord, MalformedEntry, decode, now_ms
 
 GROUP = "provision"

@@ -19,8 +19,8 @@ import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
-from accord.actors.plan import meets
-from accord.actors.poller import Poller
+from accord.actors.poll.poller import Poller
+from accord.actors.write.planner import meets
 from accord.config.settings import ReconcileJob, Settings
 from accord.connectors.base import Connector, SourceRecord
 from accord.streams.batch import Batch

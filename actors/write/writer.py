@@ -26,11 +26,11 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from accord.actors.commit import Committer
 from accord.actors.governance import Ownership
-from accord.actors.lane import Lane
 from accord.actors.loop import LoopActor
-from accord.actors.plan import WritePlanner
+from accord.actors.write.commit import Committer
+from accord.actors.write.lane import Lane
+from accord.actors.write.planner import WritePlanner
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector
 from accord.streams.batch import Batch

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from accord.actors.context import Context
+from accord.actors.provision.process import Provision
 from accord.config.settings import ProjectTemplate, ProvisioningSettings
 from accord.connectors.base import Connector, WriteOp, WriteResult
 from accord.connectors.errors import Permanent
 from accord.streams.batch import Batch
-from accord.streams.process import Provision
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from loguru import logger
 
 from accord.actors.context import Context
 from accord.actors.governance import Ownership
-from accord.actors.page import DELETED_FIELD, PagePlan
-from accord.actors.suspects import Suspect, SuspectBook
+from accord.actors.poll.page import DELETED_FIELD, PagePlan
+from accord.actors.poll.suspects import Suspect, SuspectBook
 from accord.config.settings import Settings
 from accord.connectors.base import SourceRecord
 from accord.streams.exceptions import ExceptionRecord

@@ -9,7 +9,7 @@ from typing import Any
 
 from loguru import logger
 
-from accord.actors.pending import Wait
+from accord.actors.write.pending import Wait
 from accord.connectors.base import WriteOp, WriteResult
 from accord.connectors.errors import ConnectorError, RateLimited, StaleVersion
 from accord.streams.audit import TraceEvent

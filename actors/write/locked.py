@@ -18,7 +18,7 @@ import msgspec
 
 from accord.actors.context import Context
 from accord.actors.governance import Ownership
-from accord.actors.outcome import Outcome, RecordWork
+from accord.actors.write.outcome import Outcome, RecordWork
 from accord.config.settings import LockedPolicy
 
 ADJUSTED_FIELD = "_adjusted"  # in the target's projection of the original: the sum of its adjustments
