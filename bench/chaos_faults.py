@@ -17,8 +17,9 @@ from typing import Any
 from loguru import logger
 
 from accord.redis_server import EmbeddedRedis
+from accord.sandboxes.faults import FaultKind
 from accord.sandboxes.firm.world import World
-from accord.sandboxes.server import FaultKind, SandboxState
+from accord.sandboxes.server import SandboxState
 from bench.kills import ActorKiller
 
 # the storm's kinds and their weights: mostly 5xx, then responses lost after the server acted, then timeouts

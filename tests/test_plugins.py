@@ -8,7 +8,7 @@ import pytest
 from accord.config.systems import SystemSettings, plugins
 from accord.connectors.base import Page
 from accord.connectors.registry import build_connector, spec_for_kind
-from accord.sandboxes.server import start_local
+from accord.sandboxes.local import start_local
 
 BUILT_IN = ("harvest", "quickbooks", "salesforce")
 

@@ -17,9 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from accord.connectors.harvest.convert import parse_time_ms
+from accord.sandboxes.faults import Fault
 from accord.sandboxes.harvest.invoices import invoice_filter
 from accord.sandboxes.harvest.store import HarvestError
-from accord.sandboxes.server import Fault, sandboxed
+from accord.sandboxes.server import sandboxed
 
 if TYPE_CHECKING:
     from accord.sandboxes.harvest.sandbox import HarvestState

@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from accord.connectors.quickbooks.faults import QboFault, auth_failed, qbo_time, system_fault, throttled
+from accord.sandboxes.faults import Fault
 from accord.sandboxes.quickbooks.store import ENTITY_TYPES, EntityType, Realm, entity_type
-from accord.sandboxes.server import Fault, LoggedRequest
+from accord.sandboxes.server import LoggedRequest
 
 if TYPE_CHECKING:
     from accord.sandboxes.quickbooks.sandbox import QuickBooksState

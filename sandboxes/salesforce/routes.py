@@ -20,10 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from accord.sandboxes.faults import Fault
 from accord.sandboxes.salesforce import soql
 from accord.sandboxes.salesforce.rows import RowRoutes
 from accord.sandboxes.salesforce.store import RecordError
-from accord.sandboxes.server import Fault, Handler, sandboxed
+from accord.sandboxes.server import Handler, sandboxed
 
 if TYPE_CHECKING:
     from accord.sandboxes.salesforce.sandbox import SalesforceState

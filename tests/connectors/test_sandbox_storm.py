@@ -10,9 +10,10 @@ import httpx
 import msgspec
 import pytest
 
+from accord.sandboxes.faults import FaultPlan
 from accord.sandboxes.harvest.sandbox import HarvestState
 from accord.sandboxes.harvest.sandbox import build_app as build_harvest
-from accord.sandboxes.server import Clock, FaultPlan
+from accord.sandboxes.server import Clock
 from tests.connectors import harvest_rig
 
 

@@ -21,8 +21,8 @@ from accord.config.load import loads
 from accord.config.settings import Settings
 from accord.connectors.registry import spec_for_kind
 from accord.redis_server import EmbeddedRedis
+from accord.sandboxes.local import RunningSandbox, start_local
 from accord.sandboxes.salesforce.seed import seed_accounts
-from accord.sandboxes.server import RunningSandbox, start_local
 from tests.helpers import wait_for
 
 CONFIG = """

@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from accord.sandboxes.server import Fault, SandboxState, admin_routes, sandboxed
+from accord.sandboxes.faults import Fault
+from accord.sandboxes.local import Simulator
+from accord.sandboxes.server import Handler, SandboxState, admin_routes, sandboxed
 from tests.plugins.tinyledger.settings import TinyLedgerSettings
 
 WRITABLE = ("name", "currency", "tax_id", "accord_id")
@@ -60,12 +62,7 @@ class TinyLedgerState(SandboxState):
 
 
 def build_app(state: TinyLedgerState) -> Starlette:
-    def authorised(request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {state.token}"
-
     async def customers(request: Request) -> Response:
-        if not authorised(request):
-            return JSONResponse({"error": "unauthorised"}, status_code=401)
         if request.method == "POST":
             return JSONResponse(state.create(await request.json(), request.headers.get("idempotency-key")),
                                 status_code=201)
@@ -77,8 +74,6 @@ def build_app(state: TinyLedgerState) -> Starlette:
         return JSONResponse({"customers": rows, "more": more})
 
     async def customer(request: Request) -> Response:
-        if not authorised(request):
-            return JSONResponse({"error": "unauthorised"}, status_code=401)
         customer_id = int(request.path_params["id"])
         if customer_id not in state.customers:
             return JSONResponse({"error": f"no customer {customer_id}"}, status_code=404)
@@ -87,29 +82,34 @@ def build_app(state: TinyLedgerState) -> Starlette:
         body = await request.json()
         return JSONResponse(state.edit(customer_id, **{k: v for k, v in body.items() if k in WRITABLE}))
 
-    def on_fault(fault: Fault) -> Response:
-        status = int(fault.kind) if fault.kind.isdigit() else 503
-        headers = {"Retry-After": str(fault.retry_after)} if status == 429 else {}
-        return JSONResponse({"error": fault.kind}, status_code=status, headers=headers)
+    def route(path: str, endpoint: str, handler: Handler, methods: list[str]) -> Route:
+        return Route(path, sandboxed(state, endpoint, authorised(state, handler), on_fault), methods=methods)
 
     return Starlette(routes=[
-        Route("/api/customers", sandboxed(state, "customers", customers, on_fault), methods=["GET", "POST"]),
-        Route("/api/customers/{id:int}", sandboxed(state, "customer", customer, on_fault),
-              methods=["PATCH", "DELETE"]),
+        route("/api/customers", "customers", customers, ["GET", "POST"]),
+        route("/api/customers/{id:int}", "customer", customer, ["PATCH", "DELETE"]),
         *admin_routes(state),
     ])
 
 
-class LocalTinyLedger:
-    def __init__(self) -> None:
-        self.state = TinyLedgerState()
+def authorised(state: TinyLedgerState, handler: Handler) -> Handler:
+    async def checked(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {state.token}":
+            return JSONResponse({"error": "unauthorised"}, status_code=401)
+        return await handler(request)
 
-    def app(self) -> Any:
-        return build_app(self.state)
-
-    def settings(self, base_url: str) -> TinyLedgerSettings:
-        return TinyLedgerSettings(base_url=base_url, token=self.state.token)
+    return checked
 
 
-def local() -> LocalTinyLedger:
-    return LocalTinyLedger()
+def on_fault(fault: Fault) -> Response:
+    status = int(fault.kind) if fault.kind.isdigit() else 503
+    headers = {"Retry-After": str(fault.retry_after)} if status == 429 else {}
+    return JSONResponse({"error": fault.kind}, status_code=status, headers=headers)
+
+
+def settings(state: TinyLedgerState, base_url: str) -> TinyLedgerSettings:
+    return TinyLedgerSettings(base_url=base_url, token=state.token)
+
+
+def local() -> Simulator[TinyLedgerState]:
+    return Simulator(TinyLedgerState(), build_app, settings)
