@@ -29,7 +29,8 @@ from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
 from accord.pipeline_metrics import slot_stats
-from accord.sandboxes.firm.world import COMPARED_FIELDS, World
+from accord.sandboxes.firm.audit import COMPARED_FIELDS
+from accord.sandboxes.firm.world import World
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
 

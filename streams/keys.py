@@ -1,7 +1,8 @@
 """Every Redis key Accord uses, built in this one module (DESIGN §5).
 
-All keys live under ``accord:{ns}:``. Per-partition stream keys carry a hash tag on the entity and
-partition so a stream's keys stay in one Redis Cluster slot.
+All keys live under ``accord:{ns}:``. They carry no Redis Cluster hash tags: Accord's atomic batches (one
+Lua call) touch stream, state and lease keys of several partitions together, so Accord needs a single Redis
+primary (with replicas for failover), not a Cluster.
 """
 
 from __future__ import annotations

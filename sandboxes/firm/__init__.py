@@ -1,2 +1,3 @@
-"""The demo firm: ``world`` (and ``world_billing``) play a services firm's users against the three
-sandboxes; ``demo`` runs ``accord demo`` on them."""
+"""The demo firm: ``world`` (its three sandboxed systems, seeded), ``activity`` (its people at work),
+``audit`` with ``audit_billing`` (the auditor's record-by-record comparison, verdict in ``report``) and
+``demo`` (``accord demo``)."""

@@ -39,7 +39,10 @@ from accord.config.settings import Settings
 from accord.logs import setup
 from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
-from accord.sandboxes.firm.world import Activity, Report, World, compare
+from accord.sandboxes.firm.activity import Activity
+from accord.sandboxes.firm.audit import compare
+from accord.sandboxes.firm.report import Report
+from accord.sandboxes.firm.world import World
 from accord.settle import Facts, Settling, settle
 from accord.streams.keys import Keys
 from accord.streams.state import Stats

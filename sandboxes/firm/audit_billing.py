@@ -1,14 +1,10 @@
-"""Quote-to-cash in the sandboxed firm: finance staff billing and collecting in the ERP, and the auditor's
-check that invoices, payments, billed flags and tasks agree across the three systems.
-
-Used by ``World``/``Activity`` (``accord.sandboxes.firm.world``); kept apart so each module stays readable.
-"""
+"""The auditor's quote-to-cash checks: invoices, payments, billed flags, roll-ups and provisioned deals agree
+across the three systems."""
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -16,73 +12,9 @@ from accord.actors.provision.process import Provisions
 from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
+from accord.sandboxes.firm.report import Report, linked_gid
+from accord.sandboxes.firm.world import World
 from accord.streams.keys import Keys
-
-if TYPE_CHECKING:
-    from accord.sandboxes.firm.world import Report, World
-
-
-class FinanceWork:
-    """What a bookkeeper does in the ERP: bill a project's approved time and expenses, record payments."""
-
-    world: World
-    rng: random.Random
-
-    def _erp_billing_run(self) -> str:
-        """Bill a project once all its approved billable work has reached the ERP (the cut-off: an
-        invoice must hold exactly what the PSA will mark billed)."""
-        active = {c["Id"] for c in self.world.erp.records("Customer") if not c.get("Job") and c.get("Active", True)}
-        projects = [p for p in self.world.erp.records("Customer") if p.get("Job") and p.get("Active", True)
-                    and _ref(p, "ParentRef") in active]
-        billable = {_ref(w, "CustomerRef") for w in self.world.erp.records("TimeActivity")
-                    if w.get("BillableStatus") == "Billable"}
-        ready = [p for p in projects if p["Id"] in billable and self._all_work_in_erp(p)]
-        if not ready:
-            return self._psa_approve()  # type: ignore[attr-defined, no-any-return]
-        invoice = self.world.erp.billing_run(self.rng.choice(ready)["Id"])
-        return "erp: billing run" if invoice else "erp: billing run (nothing to bill)"
-
-    def _all_work_in_erp(self, erp_project: dict[str, Any]) -> bool:
-        psa_project = next((p["id"] for p in self.world.psa.records("projects")
-                            if p["name"] == erp_project["DisplayName"]), None)
-        if psa_project is None:
-            return False
-        approved = sum(1 for r in ("time_entries", "expenses") for w in self.world.psa.records(r)
-                       if w["project"]["id"] == psa_project and w.get("is_closed") and w.get("billable")
-                       and not w.get("is_billed"))
-        in_erp = sum(1 for w in self.world.erp.records("TimeActivity")
-                     if _ref(w, "CustomerRef") == erp_project["Id"] and w.get("BillableStatus") == "Billable")
-        in_erp += sum(1 for p in self.world.erp.records("Purchase") for line in p.get("Line") or []
-                      if _ref(line.get("AccountBasedExpenseLineDetail") or {}, "CustomerRef") == erp_project["Id"]
-                      and (line.get("AccountBasedExpenseLineDetail") or {}).get("BillableStatus") == "Billable")
-        return approved == in_erp
-
-    def _billing_in_flight(self) -> set[str]:
-        """Names of projects with an ERP invoice not yet in the PSA: managers hold approvals for them."""
-        in_psa = {str(i["number"]) for i in self.world.psa.records("invoices")}
-        names = {c["Id"]: c["DisplayName"] for c in self.world.erp.records("Customer") if c.get("Job")}
-        return {names.get(_ref(i, "ProjectRef") or "", "") for i in self.world.erp.records("Invoice")
-                if str(i.get("DocNumber")) not in in_psa}
-
-    def _erp_payment(self) -> str:
-        open_invoices = [i for i in self.world.erp.records("Invoice") if Decimal(str(i.get("Balance") or 0)) > 0]
-        if not open_invoices:
-            return self._erp_billing_run()
-        invoice = self.rng.choice(open_invoices)
-        balance = Decimal(str(invoice["Balance"]))
-        amount = balance if self.rng.random() < 0.7 else (balance / 2).quantize(Decimal("0.01"))
-        self.world.erp.user_record_payment(invoice["Id"], float(amount), reference=f"ACH-{self.rng.randrange(10**6)}")
-        return "erp: payment received"
-
-
-def _ref(wire: dict[str, Any], name: str) -> str | None:
-    value = wire.get(name)
-    return str(value["value"]) if isinstance(value, dict) and value.get("value") is not None else None
-
-
-async def _gid(redis: Redis, keys: Keys, entity: str, system: str, system_id: Any) -> str | None:
-    raw = await redis.get(keys.xid(entity, system, str(system_id)))
-    return raw.decode() if raw else None
 
 
 def _money(value: Any) -> Decimal | None:
@@ -98,7 +30,7 @@ async def compare_billing(world: World, redis: Redis, keys: Keys, report: Report
     checked = 0
     for wire in world.erp.records("Invoice"):
         invoice = qbo_mapping.to_canonical("invoice", wire)
-        gid = await _gid(redis, keys, "invoice", "erp", invoice.id) or invoice.gid
+        gid = await linked_gid(redis, keys, "invoice", "erp", invoice.id) or invoice.gid
         checked += 1
         for system, twins in (("PSA", psa_invoices), ("CRM", crm_invoices)):
             twin = twins.get(gid or "")
@@ -123,13 +55,13 @@ async def _twins(world: World, redis: Redis, keys: Keys) -> tuple[dict[str, dict
     psa: dict[str, dict[str, Any]] = {}
     for wire in world.psa.records("invoices"):
         record = harvest_mapping.to_canonical(harvest_mapping.spec_for("invoice"), wire)
-        gid = await _gid(redis, keys, "invoice", "psa", record.id) or record.gid
+        gid = await linked_gid(redis, keys, "invoice", "psa", record.id) or record.gid
         if gid:
             psa[gid] = {"id": record.id, **record.fields}
     crm: dict[str, dict[str, Any]] = {}
     for wire in world.crm.records("Invoice__c"):
         fields, gid, _, _ = sf_mapping.to_canonical("invoice", wire, multi_currency=world.crm.multi_currency)
-        gid = await _gid(redis, keys, "invoice", "crm", wire["Id"]) or gid
+        gid = await linked_gid(redis, keys, "invoice", "crm", wire["Id"]) or gid
         if gid:
             crm[gid] = {"id": wire["Id"], **fields}
     return psa, crm
@@ -146,7 +78,7 @@ async def _compare_payments(world: World, redis: Redis, keys: Keys, report: Repo
     checked = 0
     for wire in world.erp.records("Invoice"):
         paid = Decimal(str(wire.get("TotalAmt") or 0)) - Decimal(str(wire.get("Balance") or 0))
-        gid = await _gid(redis, keys, "invoice", "erp", wire["Id"])
+        gid = await linked_gid(redis, keys, "invoice", "erp", wire["Id"])
         xref = await redis.hgetall(keys.xref("invoice", gid)) if gid else {}
         for system, recorded in (("psa", psa_paid), ("crm", crm_paid)):
             native = xref.get(system.encode())
@@ -163,7 +95,7 @@ async def _compare_billed_time(world: World, redis: Redis, keys: Keys, report: R
     billed_in_erp = [w for w in world.erp.records("TimeActivity") if w.get("BillableStatus") == "HasBeenBilled"]
     psa_billed = {str(t["id"]) for t in world.psa.records("time_entries") if t.get("is_billed")}
     for wire in billed_in_erp:
-        gid = await _gid(redis, keys, "time_entry", "erp", wire["Id"])
+        gid = await linked_gid(redis, keys, "time_entry", "erp", wire["Id"])
         psa_id = await redis.hget(keys.xref("time_entry", gid), "psa") if gid else None
         if psa_id is not None and psa_id.decode() not in psa_billed:
             report.psa_problems.append(f"time entry {psa_id.decode()}: billed in the ERP, not billed in the PSA")
@@ -189,7 +121,7 @@ async def _compare_opportunities(world: World, redis: Redis, keys: Keys, report:
     estimates: dict[str, Any] = {}
     for wire in world.erp.records("Estimate"):
         record = qbo_mapping.to_canonical("opportunity", wire)
-        gid = await _gid(redis, keys, "opportunity", "erp", record.id) or record.gid
+        gid = await linked_gid(redis, keys, "opportunity", "erp", record.id) or record.gid
         if gid:
             estimates[gid] = record
     live = {a["Id"] for a in world.crm.records("Account")}
@@ -197,7 +129,7 @@ async def _compare_opportunities(world: World, redis: Redis, keys: Keys, report:
     for wire in world.crm.records("Opportunity"):
         if wire.get("AccountId") not in live:
             continue
-        gid = await _gid(redis, keys, "opportunity", "crm", wire["Id"])
+        gid = await linked_gid(redis, keys, "opportunity", "crm", wire["Id"])
         twin = estimates.get(gid) if gid else None
         checked += 1
         if wire["StageName"] != "Closed Won":
