@@ -30,14 +30,12 @@ from accord.streams.audit import AuditTrail, TraceEvent
 from accord.streams.batch import Batch, smembers_many
 from accord.streams.exceptions import ExceptionRecord, decode_exception, record_key
 from accord.streams.keys import Keys
+from accord.streams.publish import publish
 from accord.streams.records import (
     ChangeRecord,
     MalformedEntry,
     decode,
-    encode,
-    new_correlation_id,
     now_ms,
-    partition_of,
 )
 
 DeskState = Literal["open", "retried", "resolved", "skipped", "closed"]
@@ -147,9 +145,7 @@ class ExceptionDesk:
             return await self._resume_provisioning(entry, by, edit)
         change = self._retry_change(entry, edit)
         pipe = Batch()
-        partition = partition_of(change.gid, self.settings.streams.partitions)
-        pipe.xadd(self.keys.changes(change.entity, partition), {"d": encode(change)})
-        pipe.hincrby(self.keys.produced(change.entity), str(partition), 1)
+        publish(pipe, self.keys, self.settings.streams.partitions, [change])
         detail = f"retried as {change.change_id}" + (f" with {', '.join(sorted(edit))} edited" if edit else "")
         self._close(pipe, entry, DeskStatus(state="retried", by=by, at_ms=now_ms(), note=detail,
                                              retried_as=change.change_id), "retry")
@@ -222,18 +218,14 @@ class ExceptionDesk:
             except MalformedEntry as exc:
                 raise DeskError(f"exception `{record.exception_id}`: the stream entry could not be decoded ({exc}); "
                                 "nothing to retry: `skip` it") from exc
-            return msgspec.structs.replace(
-                change, change_id=f"{change.change_id}:retry:{now_ms()}", fields={**change.fields, **patch},
-                only_to=record.target, causation_id=record.exception_id)
+            return change.retried(patch, record.target, record.exception_id)
         if not edit:
             raise DeskError(f"exception `{record.exception_id}`: {record.source} sent a record Accord could not "
                             "read; fix it in the source (it then flows by itself), or retry with the corrected "
                             "fields: `accord exceptions retry ID --set field=value`")
-        return ChangeRecord(
-            change_id=f"desk:{record.exception_id}:{now_ms()}", entity=record.entity, gid=record.gid, op="upsert",
-            source=record.source, source_id=record.source_id, version=_version_of(record), fields=patch,
-            correlation_id=record.correlation_id or new_correlation_id(), causation_id=record.exception_id,
-            observed_ms=now_ms())
+        return ChangeRecord.corrected(record.entity, record.gid, record.source, record.source_id,
+                                      _version_of(record), patch, exception_id=record.exception_id,
+                                      correlation_id=record.correlation_id)
 
     @staticmethod
     def _validated(record: ExceptionRecord, edit: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import msgspec
 from redis.asyncio import Redis
 
 from accord.config.settings import Settings
@@ -19,7 +18,8 @@ from accord.streams.audit import AuditTrail, TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.log import next_id
-from accord.streams.records import ChangeRecord, MalformedEntry, decode, encode, now_ms
+from accord.streams.publish import publish
+from accord.streams.records import ChangeRecord, MalformedEntry, decode
 
 PAGE = 500
 
@@ -65,7 +65,7 @@ async def replay(redis: Redis, settings: Settings, selection: Selection, run_id:
                 break
             chosen = _choose(entries, selection, report)
             if chosen and not dry_run:
-                await _publish(redis, keys, audit, stream, selection, run_id, partition, chosen)
+                await _publish(redis, keys, audit, selection, run_id, settings.streams.partitions, chosen)
             start = next_id(entries[-1][0].decode())
             if len(entries) < PAGE:
                 break
@@ -102,16 +102,12 @@ def _choose(entries: list[tuple[bytes, dict[bytes, bytes]]], selection: Selectio
     return chosen
 
 
-async def _publish(redis: Redis, keys: Keys, audit: AuditTrail, stream: str, selection: Selection, run_id: str,
-                   partition: int, changes: list[ChangeRecord]) -> None:
+async def _publish(redis: Redis, keys: Keys, audit: AuditTrail, selection: Selection, run_id: str,
+                   partitions: int, changes: list[ChangeRecord]) -> None:
     pipe = Batch()  # one page, atomically: a crash mid-run leaves whole pages, and a rerun is harmless
+    publish(pipe, keys, partitions, [change.replayed(run_id, selection.target) for change in changes])
     for change in changes:
-        again = msgspec.structs.replace(
-            change, change_id=f"{change.change_id}:replay:{run_id}", replay=True,
-            only_to=selection.target or change.only_to, causation_id=f"replay:{run_id}", observed_ms=now_ms())
-        pipe.xadd(stream, {"d": encode(again)})
         audit.queue(pipe, TraceEvent(correlation_id=change.correlation_id, kind="replayed", entity=change.entity,
                                      gid=change.gid, system=change.source, record=change.source_id,
                                      detail=f"run {run_id} to {selection.target or 'every target'}"))
-    pipe.hincrby(keys.produced(selection.entity), str(partition), len(changes))
     await pipe.apply(redis)

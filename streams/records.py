@@ -32,6 +32,47 @@ class ChangeRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     only_to: str | None = None  # deliver to this target only (a revert goes to the system that strayed)
     replay: bool = False  # re-delivered on purpose (replay, resync): applies even at the version applied
 
+    # -- the kinds of change record Accord makes; the suffix of ``change_id`` says which ----------------
+    @classmethod
+    def observed(cls, system: str, entity: str, gid: str, op: Op, source_id: str, version: int,
+                 fields: dict[str, Any], *, owner: str | None = None) -> ChangeRecord:
+        """A change a poller read in ``system``; with ``owner``, the owner's values written back over a
+        non-owner edit there (``op="revert"``, published on the owner's behalf)."""
+        suffix = ":revert" if owner else ""
+        return cls(change_id=change_id(system, entity, source_id, version) + suffix, entity=entity, gid=gid, op=op,
+                   source=owner or system, source_id=source_id, version=version, fields=fields,
+                   correlation_id=new_correlation_id(), observed_ms=now_ms())
+
+    @classmethod
+    def taken_over(cls, kind: Literal["seed", "link"], target: str, target_id: str, version: int,
+                   fields: dict[str, Any], cause: ChangeRecord) -> ChangeRecord:
+        """Fields a target owns, published as the target's after a write ``cause`` made: a create that
+        ``seed``-ed them, or a ``link`` to a matching record that already held them."""
+        return cls(change_id=change_id(target, cause.entity, target_id, version) + f":{kind}", entity=cause.entity,
+                   gid=cause.gid, op="upsert", source=target, source_id=target_id, version=version, fields=fields,
+                   correlation_id=cause.correlation_id or new_correlation_id(), causation_id=cause.change_id,
+                   observed_ms=now_ms())
+
+    @classmethod
+    def corrected(cls, entity: str, gid: str, source: str, source_id: str, version: int, fields: dict[str, Any],
+                  *, exception_id: str, correlation_id: str) -> ChangeRecord:
+        """A record the source sent and Accord could not read, corrected by hand on the exception desk."""
+        return cls(change_id=f"desk:{exception_id}:{now_ms()}", entity=entity, gid=gid, op="upsert", source=source,
+                   source_id=source_id, version=version, fields=fields,
+                   correlation_id=correlation_id or new_correlation_id(), causation_id=exception_id,
+                   observed_ms=now_ms())
+
+    def retried(self, patch: dict[str, Any], target: str, exception_id: str) -> ChangeRecord:
+        """This change again, towards ``target`` only, with ``patch`` applied (the exception desk)."""
+        return msgspec.structs.replace(self, change_id=f"{self.change_id}:retry:{now_ms()}",
+                                       fields={**self.fields, **patch}, only_to=target, causation_id=exception_id)
+
+    def replayed(self, run_id: str, target: str | None) -> ChangeRecord:
+        """This change re-delivered on purpose by replay run ``run_id`` (to ``target`` only, if given)."""
+        return msgspec.structs.replace(self, change_id=f"{self.change_id}:replay:{run_id}", replay=True,
+                                       only_to=target or self.only_to, causation_id=f"replay:{run_id}",
+                                       observed_ms=now_ms())
+
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ChangeRecord)

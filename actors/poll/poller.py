@@ -34,13 +34,11 @@ from accord.model.entities import normalise_fields, validate_fields
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.exceptions import ExceptionRecord, file_exception
+from accord.streams.publish import publish
 from accord.streams.records import (
     ChangeRecord,
-    change_id,
-    encode,
-    new_correlation_id,
+    Op,
     now_ms,
-    partition_of,
 )
 from accord.streams.state import Stats
 
@@ -382,14 +380,10 @@ class Poller(LoopActor):
             if old.get(rule) != key:
                 plan.index.append((self.ctx.keys.match(entity, self.system, rule, key), system_id))
 
-    def _change(self, entity: str, gid: str, op: str, record: SourceRecord, fields: dict[str, Any], *,
+    def _change(self, entity: str, gid: str, op: Op, record: SourceRecord, fields: dict[str, Any], *,
                 source: str | None = None) -> ChangeRecord:
         """A change observed in this system; a ``revert`` is issued on behalf of the owner ``source``."""
-        return ChangeRecord(
-            change_id=change_id(self.system, entity, record.id, record.version) + (":revert" if source else ""),
-            entity=entity, gid=gid, op=op,  # type: ignore[arg-type]
-            source=source or self.system, source_id=record.id, version=record.version, fields=fields,
-            correlation_id=new_correlation_id(), observed_ms=now_ms())
+        return ChangeRecord.observed(self.system, entity, gid, op, record.id, record.version, fields, owner=source)
 
     def _mapping_exception(self, entity: str, record: SourceRecord, gid: str, message: str) -> ExceptionRecord:
         return ExceptionRecord(
@@ -399,23 +393,17 @@ class Poller(LoopActor):
 
     def _queue(self, pipe: Batch, entity: str, plan: PagePlan) -> None:
         ctx = self.ctx
-        partitions = self.settings.streams.partitions
-        produced: Counter[int] = Counter()
+        publish(pipe, ctx.keys, self.settings.streams.partitions, plan.changes)
         for change in plan.changes:
-            p = partition_of(change.gid, partitions)
-            pipe.xadd(ctx.keys.changes(entity, p), {"d": encode(change)})
             ctx.audit.queue(pipe, TraceEvent(
                 correlation_id=change.correlation_id, kind=f"published {change.op}", entity=entity, gid=change.gid,
                 system=self.system, record=change.source_id,
                 detail=f"{self.system} version {change.version}: {', '.join(sorted(change.fields)) or '-'}"
                        + (f" (to {change.only_to} only)" if change.only_to else "")))
-            produced[p] += 1
             plan.counts[Stats.label("published", self.system, entity)] += 1
             logger.bind(correlation_id=change.correlation_id, system=self.system, entity=entity,
                         gid=change.gid).debug("published {} of {} ({} fields)", change.op, change.source_id,
                                               len(change.fields))
-        for p, n in produced.items():
-            pipe.hincrby(ctx.keys.produced(entity), str(p), n)
         if self._scans_for_deletes():
             live = [system_id for system_id, fields, _ in plan.remember if not fields.get(DELETED_FIELD)]
             gone = [system_id for system_id, fields, _ in plan.remember if fields.get(DELETED_FIELD)]

@@ -10,7 +10,6 @@ piece is in Redis or none is and the entries are attempted again.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,8 @@ from accord.connectors.base import WriteResult
 from accord.model.entities import normalise_fields
 from accord.streams.batch import Batch
 from accord.streams.exceptions import file_exception
-from accord.streams.records import ChangeRecord, change_id, encode, now_ms, partition_of
+from accord.streams.publish import publish
+from accord.streams.records import ChangeRecord
 
 
 class Committer:
@@ -52,7 +52,7 @@ class Committer:
 
     def _queue_state(self, pipe: Batch, target: str, outcome: Outcome) -> None:
         ctx = self.ctx
-        produced: Counter[int] = Counter()
+        taken_over: list[ChangeRecord] = []
         for work, result in outcome.done:
             target_id = result.target_id or work.target_id
             if target_id is None:
@@ -70,11 +70,8 @@ class Committer:
             ctx.projections.clear_inflight(pipe, target, self.entity, target_id)
             back = work.link_back or self._seeded_back(target, work, result, target_id)
             if back is not None:
-                p = partition_of(work.gid, self.settings.streams.partitions)
-                pipe.xadd(ctx.keys.changes(self.entity, p), {"d": encode(back)})
-                produced[p] += 1
-        for p, n in produced.items():
-            pipe.hincrby(ctx.keys.produced(self.entity), str(p), n)
+                taken_over.append(back)
+        publish(pipe, ctx.keys, self.settings.streams.partitions, taken_over)
         settled = sorted({w.gid for w, _ in outcome.done} | {r.gid for r in outcome.exceptions if r.gid})
         if settled:
             ctx.projections.created(pipe, target, self.entity, settled)
@@ -96,12 +93,8 @@ class Committer:
         """A create that seeded fields the target owns publishes them as the target's (they are its now)."""
         if not work.seeded or not result.created or work.source is None:
             return None
-        version = int(result.version or 0)
-        return ChangeRecord(
-            change_id=change_id(target, self.entity, target_id, version) + ":seed", entity=self.entity,
-            gid=work.gid, op="upsert", source=target, source_id=target_id, version=version,
-            fields=self.canonical(work.seeded), correlation_id=work.source.correlation_id,
-            causation_id=work.source.change_id, observed_ms=now_ms())
+        return ChangeRecord.taken_over("seed", target, target_id, int(result.version or 0),
+                                       self.canonical(work.seeded), cause=work.source)
 
     def _queue_closed(self, pipe: Batch, target: str, outcome: Outcome, closing: dict[str, set[str]]) -> None:
         """Open exceptions of records that now reached the target are closed by this success."""

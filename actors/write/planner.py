@@ -29,7 +29,7 @@ from accord.config.mapping import ConfiguredMap, MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import Connector, WriteOp
 from accord.connectors.errors import ConnectorError
-from accord.streams.records import ChangeRecord, MalformedEntry, change_id, decode, new_correlation_id, now_ms
+from accord.streams.records import ChangeRecord, MalformedEntry, decode
 from accord.streams.state import VERSION_FIELD
 
 
@@ -323,11 +323,7 @@ class WritePlanner:
                 if k in self.ownership.owned_by(target) and v is not None}
         if back:
             version = int(projection.get(VERSION_FIELD) or 0)
-            work.link_back = ChangeRecord(
-                change_id=change_id(target, self.entity, target_id, version) + ":link", entity=self.entity,
-                gid=work.gid, op="upsert", source=target, source_id=target_id, version=version, fields=back,
-                correlation_id=work.source.correlation_id or new_correlation_id(),
-                causation_id=work.source.change_id, observed_ms=now_ms())
+            work.link_back = ChangeRecord.taken_over("link", target, target_id, version, back, cause=work.source)
         logger.bind(entity=self.entity, target=target, gid=work.gid).info(
             "matched existing {} record {}: linked, not created", target, target_id)
 
