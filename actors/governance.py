@@ -114,3 +114,15 @@ def is_stale_read(version: int, seen: Mapping[str, Any] | None) -> bool:
         return False
     stored = seen.get(VERSION_FIELD)
     return isinstance(stored, int) and not isinstance(stored, bool) and version < stored
+
+
+def meets(state: dict[str, Any], conditions: dict[str, Any]) -> bool:
+    """Whether every condition holds (a list condition means any of its values)."""
+    for field, wanted in conditions.items():
+        value = state.get(field)
+        if isinstance(wanted, list):
+            if value not in wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True

@@ -190,6 +190,12 @@ ENTITY_TYPES: Final[dict[str, type[Canonical]]] = {
 
 ENTITY_NAMES: Final[tuple[str, ...]] = tuple(ENTITY_TYPES)
 
+# Billing documents and the entities their ``lines`` bill (an invoice line names the time entry or expense
+# it bills by the field of that entity's name). A record on a live document (status not ``void``) is
+# locked: the locked-record policies decide what a later change of it does.
+BILLS: Final[dict[str, tuple[str, ...]]] = {"invoice": ("time_entry", "expense")}
+VOID_STATUS: Final = "void"
+
 
 def entity_fields(entity: str) -> tuple[str, ...]:
     """The canonical field names of ``entity`` (raises KeyError for an unknown entity)."""

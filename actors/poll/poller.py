@@ -17,20 +17,20 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from accord.actors.canonical import Canonicaliser
 from accord.actors.governance import Ownership, is_stale_read, observe
 from accord.actors.loop import LoopActor
-from accord.actors.matching import match_keys
 from accord.actors.poll.edits import EditJudge
+from accord.actors.poll.indexes import index_billed, index_match_keys
 from accord.actors.poll.page import DELETED_FIELD, PagePlan
 from accord.actors.poll.suspects import SuspectBook
 from accord.actors.references import References
-from accord.config.mapping import MapError, configured_map
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
 from accord.connectors.errors import ConnectorError, RateLimited
 from accord.connectors.registry import spec_of
 from accord.connectors.spec import IdScanner
-from accord.model.entities import normalise_fields, validate_fields
+from accord.model.entities import BILLS, validate_fields
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.exceptions import ExceptionRecord, file_exception
@@ -57,7 +57,7 @@ class Poller(LoopActor):
         self._connector = connector
         self._next_due: dict[str, float] = {}
         self._next_scan: dict[str, float] = {}
-        self._drift: Counter[str] = Counter()
+        self._canonicaliser: Canonicaliser | None = None
         self._failures: Counter[str] = Counter()
         self.call_stats = CallStats()
         self.pages = 0
@@ -69,6 +69,12 @@ class Poller(LoopActor):
         if self._references is None:
             self._references = References(self.settings, self.ctx.identity)
         return self._references
+
+    @property
+    def canonicaliser(self) -> Canonicaliser:
+        if self._canonicaliser is None:
+            self._canonicaliser = Canonicaliser(self.settings, self.system, self.references)
+        return self._canonicaliser
 
     @property
     def judge(self) -> EditJudge:
@@ -221,7 +227,7 @@ class Poller(LoopActor):
         for record in records:  # a page may hold several versions of one record: keep the newest
             if record.id not in latest or record.version >= latest[record.id].version:
                 latest[record.id] = record
-        records = await self._globalise(entity, list(latest.values()))
+        records = await self.canonicaliser.records(entity, list(latest.values()))
         ids = [r.id for r in records]
         gids, new = await ctx.identity.resolve(entity, self.system, ids, {r.id: r.gid for r in records})
         known = [i for i in ids if i not in new]  # a record without an xid has no projection either
@@ -231,8 +237,8 @@ class Poller(LoopActor):
         seen_all = [seen_of.get(i) for i in ids]
         inflight_all = [inflight_of.get(i, {}) for i in ids]
         ownership = self.ownership[entity]
-        if entity == "invoice":
-            self._index_billed(records, seen_all, plan)
+        if entity in BILLS and self.system == ownership.owner:  # only the documents' owner knows what is billed
+            index_billed(ctx.keys, entity, records, seen_all, plan)
         for record, seen, inflight in zip(records, seen_all, inflight_all, strict=True):
             plan.counts[Stats.label("polled", self.system, entity)] += 1
             self._plan_record(entity, ownership, record, gids[record.id], record.id in new, seen, inflight,
@@ -242,23 +248,10 @@ class Poller(LoopActor):
         plan.closing = await self._mapped_again(entity, [r.id for r in records if not r.error])
         await judge.check_adopted(entity, plan)
         await judge.plan_reverts(entity, plan)
-        if self._drift[entity]:
-            plan.counts[Stats.label("drift", self.system, entity)] += self._drift.pop(entity)
+        drift = self.canonicaliser.drift.pop(entity, 0)
+        if drift:
+            plan.counts[Stats.label("drift", self.system, entity)] += drift
         return plan
-
-    def _index_billed(self, records: list[SourceRecord], seen_all: list[dict[str, Any] | None],
-                      plan: PagePlan) -> None:
-        """Keep ``billed:{entity}`` (the time entries and expenses on a live invoice) current, for the
-        locked-record policies. Only the invoices' owner knows: other systems' copies are not read."""
-        if self.system != self.ownership["invoice"].owner:
-            return
-        for record, seen in zip(records, seen_all, strict=True):
-            live = not record.deleted and not record.error and record.fields.get("status") != "void"
-            lines = (record.fields if live else seen or {}).get("lines") or []
-            for line in lines if isinstance(lines, list) else []:
-                for entity in ("time_entry", "expense"):
-                    if isinstance(line, dict) and line.get(entity):
-                        (plan.billed if live else plan.unbilled).append((self.ctx.keys.billed(entity), line[entity]))
 
     async def _mapped_again(self, entity: str, ids: list[str]) -> dict[str, set[str]]:
         """Open mapping exceptions of records that now read cleanly: they close with this page."""
@@ -266,80 +259,49 @@ class Poller(LoopActor):
         return {rid: {e for e in eids if e.startswith("map:")} for rid, eids in found.items()
                 if any(e.startswith("map:") for e in eids)}
 
-    async def canonical(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
-        """``records`` as the pipeline sees them: configured maps applied, canonical spelling, global ids
-        in references (used by reconciliation to compare systems the way sync does)."""
-        return await self._globalise(entity, records)
-
-    async def _globalise(self, entity: str, records: list[SourceRecord]) -> list[SourceRecord]:
-        """Records in canonical spelling, with reference fields turned from native ids into global ids.
-        A record whose fields do not fit the canonical model keeps them and carries the error."""
-        out: list[SourceRecord] = []
-        for record in records:
-            if record.deleted or record.error:
-                out.append(record)
-                continue
-            try:
-                fields = self._configured(entity, record)
-                fields = self.ownership[entity].synced_with(self.system, fields)
-                out.append(msgspec.structs.replace(record, fields=normalise_fields(entity, fields)))
-            except (msgspec.ValidationError, MapError) as exc:
-                out.append(msgspec.structs.replace(record, error=f"{self.system} {entity} {record.id}: {exc}"))
-        if not self.references.has_native(self.system, entity):
-            return out
-        fields = [dict(r.fields) for r in out]
-        await self.references.to_global(self.system, entity, fields)
-        return [msgspec.structs.replace(r, fields=f) for r, f in zip(out, fields, strict=True)]
-
-    def _configured(self, entity: str, record: SourceRecord) -> dict[str, Any]:
-        """The record's fields with the configured field map applied; drift is counted (and refused in
-        strict mode)."""
-        cmap = configured_map(self.settings, self.system, entity)
-        if cmap is None or record.raw is None:
-            return record.fields
-        fields, drift = cmap.read(record.fields, record.raw)
-        if drift:
-            self._drift[entity] += len(drift)
-            logger.bind(system=self.system, entity=entity, record=record.id).warning("schema drift: {}",
-                                                                                     "; ".join(drift))
-            if cmap.map.strict:
-                raise MapError(f"schema drift (strict map): {'; '.join(drift)}; update mappings."
-                               f"{self.system}.{entity}.expect or the map")
-        return fields
-
     def _plan_record(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str, new: bool,
                      seen: dict[str, Any] | None, inflight: dict[str, Any], plan: PagePlan) -> None:
-        log = logger.bind(system=self.system, entity=entity, record=record.id, gid=gid)
         if record.error:
-            plan.exceptions.append(self._mapping_exception(entity, record, gid, record.error))
-            plan.counts[Stats.label("mapping_errors", self.system, entity)] += 1
-            return
-        if record.deleted:
+            self._plan_unreadable(entity, record, gid, record.error, plan)
+        elif record.deleted:
             self._plan_delete(entity, ownership, record, gid, seen, plan)
-            return
-        if is_stale_read(record.version, seen):  # fetched before a write Accord has committed since
+        elif is_stale_read(record.version, seen):  # fetched before a write Accord has committed since
             plan.counts[Stats.label("stale_reads", self.system, entity)] += 1
-            log.debug("stale read of version {} (the last-seen projection is newer): skipped", record.version)
-            return
+            logger.bind(system=self.system, entity=entity, record=record.id).debug(
+                "stale read of version {} (the last-seen projection is newer): skipped", record.version)
+        else:
+            changed = self._observe(entity, ownership, record, gid, seen, inflight, plan)
+            if changed is not None:
+                self._plan_change(entity, ownership, record, gid, new, changed, plan)
+
+    def _observe(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str,
+                 seen: dict[str, Any] | None, inflight: dict[str, Any], plan: PagePlan) -> dict[str, Any] | None:
+        """Remember what the record holds now and sort out echoes, non-owner edits and adoptions; returns
+        the fields that changed, or None when there is nothing more to do with the record."""
         observation = observe(self.system, ownership, record.fields, seen, inflight)
+        plan.remember.append((record.id, record.fields, record.version))
         if seen is not None and seen.get(DELETED_FIELD):
             # deleted by its owner and deactivated here by Accord: what this system does with it now
             # is not a change to propagate nor an edit to revert
-            plan.remember.append((record.id, record.fields, record.version))
-            return
-        plan.remember.append((record.id, record.fields, record.version))
+            return None
         if observation.echoed:
             plan.counts[Stats.label("echoes", self.system, entity)] += 1
         if observation.violations:
             plan.suspects.append((record, gid, observation.violations))
         if observation.adopted:
             plan.adopted.append((record, gid, observation.adopted))
-        self._index(entity, record.id, seen, record.fields, plan)
+        index_match_keys(self.ctx.keys, self.settings.entities[entity].match, self.system, entity, record.id,
+                         seen, record.fields, plan)
+        return observation.changed
+
+    def _plan_change(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str, new: bool,
+                     changed: dict[str, Any], plan: PagePlan) -> None:
+        """Publish what changed in the fields this system owns (all of them, on a resync)."""
         if new and record.gid is None and self.system != ownership.owner:
             plan.counts[Stats.label("unowned_new", self.system, entity)] += 1
-            log.info("record created in {} which does not own {}: linked, not propagated", self.system, entity)
+            logger.bind(system=self.system, entity=entity, record=record.id, gid=gid).info(
+                "record created in {} which does not own {}: linked, not propagated", self.system, entity)
             return
-        changed = observation.changed
         if plan.resync:  # republish what this system owns, changed or not; writers re-apply it
             changed = {k: v for k, v in record.fields.items() if k in ownership.owned_by(self.system)}
         if not changed:
@@ -347,11 +309,14 @@ class Poller(LoopActor):
         try:
             fields = validate_fields(entity, changed)
         except msgspec.ValidationError as exc:
-            plan.exceptions.append(self._mapping_exception(entity, record, gid, str(exc)))
-            plan.counts[Stats.label("mapping_errors", self.system, entity)] += 1
+            self._plan_unreadable(entity, record, gid, str(exc), plan)
             return
         change = self._change(entity, gid, "upsert", record, fields)
         plan.changes.append(msgspec.structs.replace(change, replay=True) if plan.resync else change)
+
+    def _plan_unreadable(self, entity: str, record: SourceRecord, gid: str, message: str, plan: PagePlan) -> None:
+        plan.exceptions.append(self._mapping_exception(entity, record, gid, message))
+        plan.counts[Stats.label("mapping_errors", self.system, entity)] += 1
 
     def _plan_delete(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str,
                      seen: dict[str, Any] | None, plan: PagePlan) -> None:
@@ -364,21 +329,6 @@ class Poller(LoopActor):
                 "governance violation: {} deleted a {} it does not own; not propagated", self.system, entity)
             return
         plan.changes.append(self._change(entity, gid, "delete", record, {}))
-
-    def _index(self, entity: str, system_id: str, seen: dict[str, Any] | None, fields: dict[str, Any],
-               plan: PagePlan) -> None:
-        """Keep the match-rule index of this system's records current."""
-        rules = self.settings.entities[entity].match
-        if not rules:
-            return
-        old = match_keys(rules, seen or {})
-        new = match_keys(rules, fields)
-        for rule, key in old.items():
-            if new.get(rule) != key:
-                plan.unindex.append((self.ctx.keys.match(entity, self.system, rule, key), system_id))
-        for rule, key in new.items():
-            if old.get(rule) != key:
-                plan.index.append((self.ctx.keys.match(entity, self.system, rule, key), system_id))
 
     def _change(self, entity: str, gid: str, op: Op, record: SourceRecord, fields: dict[str, Any], *,
                 source: str | None = None) -> ChangeRecord:

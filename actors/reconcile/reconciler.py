@@ -19,14 +19,16 @@ import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
-from accord.actors.poll.poller import Poller
-from accord.actors.write.planner import meets
+from accord.actors.canonical import Canonicaliser
+from accord.actors.governance import meets
+from accord.actors.references import References
 from accord.config.settings import ReconcileJob, Settings
 from accord.connectors.base import Connector, SourceRecord
+from accord.connectors.registry import build_connector
 from accord.streams.batch import Batch
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.keys import Keys
-from accord.streams.state import Identity
+from accord.streams.state import Identity, RedisTokenCache
 
 LISTED = 200  # findings kept per kind in a stored report (counts are always complete)
 
@@ -78,20 +80,28 @@ class Reconciler:
         self.redis = redis
         self.keys = Keys(settings.namespace)
         self.identity = Identity(redis, self.keys)
-        self._connectors = dict(connectors or {})
-        self._pollers: dict[str, Poller] = {}
+        self.references = References(settings, self.identity)
+        self._given = dict(connectors or {})
+        self._connectors = dict(self._given)
+        self._canonicalisers: dict[str, Canonicaliser] = {}
 
-    def _poller(self, system: str) -> Poller:
-        if system not in self._pollers:
-            self._pollers[system] = Poller(self.settings, system, "", connector=self._connectors.get(system),
-                                           redis=self.redis, share=self.shares.get(system, 1.0))
-        return self._pollers[system]
+    def _connector(self, system: str) -> Connector:
+        if system not in self._connectors:
+            self._connectors[system] = build_connector(
+                system, self.settings.systems[system], share=self.shares.get(system, 1.0),
+                token_cache=RedisTokenCache(self.redis, self.keys, system))
+        return self._connectors[system]
+
+    def _canonicaliser(self, system: str) -> Canonicaliser:
+        if system not in self._canonicalisers:
+            self._canonicalisers[system] = Canonicaliser(self.settings, system, self.references)
+        return self._canonicalisers[system]
 
     async def aclose(self) -> None:
-        for system, poller in self._pollers.items():
-            if system not in self._connectors:
-                await poller.connector.aclose()
-        self._pollers.clear()
+        for system, connector in self._connectors.items():
+            if system not in self._given:
+                await connector.aclose()
+        self._connectors = dict(self._given)
 
     async def run(self, name: str, job: ReconcileJob, period: str | None = None) -> Report:
         """Compare, store the report, and file exceptions when the job asks for them."""
@@ -106,17 +116,17 @@ class Reconciler:
 
     async def _snapshot(self, system: str, entity: str) -> dict[str, SourceRecord]:
         """Every live record of ``entity`` in ``system``, canonical, keyed by global id."""
-        poller = self._poller(system)
+        connector = self._connector(system)
         records: list[SourceRecord] = []
         cursor: str | None = None
         while True:
-            page = await poller.connector.fetch(entity, cursor)
+            page = await connector.fetch(entity, cursor)
             records += [r for r in page.records if not r.deleted and not r.error]
             cursor = page.cursor
             if not page.more:
                 break
         latest = {r.id: r for r in records}  # a record changed mid-read may come twice: keep the last
-        canonical = await poller.canonical(entity, list(latest.values()))
+        canonical = await self._canonicaliser(system).records(entity, list(latest.values()))
         gids = await self.identity.gids_for(entity, system, [r.id for r in canonical])
         return {gids.get(r.id) or f"?{system}:{r.id}": r for r in canonical if not r.error}
 

@@ -57,17 +57,7 @@ class Committer:
             target_id = result.target_id or work.target_id
             if target_id is None:
                 continue
-            if work.new_link:
-                ctx.identity.link(pipe, self.entity, work.gid, target, target_id)
-            if work.linked_from is not None:
-                pipe.hdel(ctx.keys.xref(self.entity, work.linked_from), target)
-            for source, version in work.versions.items():  # an adjustment applied its original's change
-                ctx.versions.record(pipe, target, self.entity, work.original_gid or work.gid, source, version)
-            if work.adjusts is not None:
-                ctx.projections.remember(pipe, target, self.entity, work.adjusts[0], {ADJUSTED_FIELD: work.adjusts[1]})
-            ctx.projections.remember(pipe, target, self.entity, target_id, self._written(target, work, result),
-                                     result.version)
-            ctx.projections.clear_inflight(pipe, target, self.entity, target_id)
+            self._queue_written(pipe, target, work, result, target_id)
             back = work.link_back or self._seeded_back(target, work, result, target_id)
             if back is not None:
                 taken_over.append(back)
@@ -79,6 +69,21 @@ class Committer:
             file_exception(pipe, ctx.keys, record)
         for event in outcome.events:
             ctx.audit.queue(pipe, event)
+
+    def _queue_written(self, pipe: Batch, target: str, work: RecordWork, result: WriteResult, target_id: str) -> None:
+        """What one written record leaves: its link, the versions it applied, what the target holds now."""
+        ctx = self.ctx
+        if work.new_link:
+            ctx.identity.link(pipe, self.entity, work.gid, target, target_id)
+        if work.linked_from is not None:
+            pipe.hdel(ctx.keys.xref(self.entity, work.linked_from), target)
+        for source, version in work.versions.items():  # an adjustment applied its original's change
+            ctx.versions.record(pipe, target, self.entity, work.original_gid or work.gid, source, version)
+        if work.adjusts is not None:
+            ctx.projections.remember(pipe, target, self.entity, work.adjusts[0], {ADJUSTED_FIELD: work.adjusts[1]})
+        ctx.projections.remember(pipe, target, self.entity, target_id, self._written(target, work, result),
+                                 result.version)
+        ctx.projections.clear_inflight(pipe, target, self.entity, target_id)
 
     def _written(self, target: str, work: RecordWork, result: WriteResult) -> dict[str, Any]:
         """What the target holds now, as its poller will read it back: canonical spelling, references in

@@ -29,7 +29,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from accord.actors.write.outcome import Deferral, Delivery, Outcome, RecordWork
-from accord.actors.write.pending import IN_HAND, PARKED, RETRY, Held, PendingBook, Wait
+from accord.actors.write.pending import IN_HAND, PARKED, RETRY, Held, PendingBook
+from accord.actors.write.waits import dependencies_met
 from accord.connectors.base import WriteResult, backoff_delay
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.streams.batch import Batch
@@ -199,27 +200,10 @@ class Lane:
         waits = set().union(*(p.book.waits() for p in parts))
         if not waits:
             return
-        met = await self._met(sorted(waits))
+        met = await dependencies_met(self.redis, self.writer.ctx.keys, sorted(waits))
         if met:
             woken = sum(p.book.wake(met, now) for p in parts)
             self.log.debug("{} parked record(s) woken: {} dependencies met", woken, len(met))
-
-    async def _met(self, waits: list[Wait]) -> set[Wait]:
-        keys = self.writer.ctx.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for wait in waits:
-                if wait[0] == "loaded":
-                    pipe.hget(keys.cursor(wait[1], wait[2]), "loaded")
-                else:  # ("xref", entity, gid, target): linked there, or the gid turned out to be an alias
-                    pipe.hexists(keys.xref(wait[1], wait[2]), wait[3])
-                    pipe.exists(keys.alias(wait[1], wait[2]))
-            replies = iter(await pipe.execute())
-        met: set[Wait] = set()
-        for wait in waits:
-            answers = [next(replies)] if wait[0] == "loaded" else [next(replies), next(replies)]
-            if any(answers):
-                met.add(wait)
-        return met
 
     def _take_due(self, parts: list[Partition], now: float) -> list[Delivery]:
         count = self.settings.streams.read_count

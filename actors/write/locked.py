@@ -20,6 +20,7 @@ from accord.actors.context import Context
 from accord.actors.governance import Ownership
 from accord.actors.write.outcome import Outcome, RecordWork
 from accord.config.settings import LockedPolicy
+from accord.model.entities import entity_fields
 
 ADJUSTED_FIELD = "_adjusted"  # in the target's projection of the original: the sum of its adjustments
 
@@ -116,7 +117,7 @@ class LockedRecords:
                   if not k.startswith("_") and v is not None}
         fields = self.ownership.synced_with(target, fields)
         fields[self.policy.measure] = format(delta.normalize(), "f")
-        if "notes" in fields or self.entity == "time_entry":
+        if "notes" in entity_fields(self.entity):  # say what the adjustment is, where the record can
             fields["notes"] = f"Adjustment of {work.gid}: +{fields[self.policy.measure]} {self.policy.measure}"
         adjusted = Decimal(str(projection.get(ADJUSTED_FIELD) or 0)) + delta
         work.adjusts = (work.target_id or "", format(adjusted.normalize(), "f"))
