@@ -9,6 +9,7 @@ lock and the retry after a refused grant are ``accord.connectors.oauth``'s.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -33,14 +34,14 @@ def qbo_tokens(settings: QuickBooksSettings, cache: TokenCache | None, send: Sen
                                         "refresh_token (or clear the token cache)")
 
 
+@dataclass(frozen=True)
 class RefreshGrant:
-    """POSTs the refresh-token grant to ``settings.token_url``."""
+    """POSTs the refresh-token grant to ``settings.token_url`` through ``send`` (the realm's limiter)."""
 
-    def __init__(self, settings: QuickBooksSettings, send: Send, now: Callable[[], float], system: str) -> None:
-        self._settings = settings
-        self._send = send
-        self._now = now
-        self._system = system
+    _settings: QuickBooksSettings
+    _send: Send
+    _now: Callable[[], float]
+    _system: str
 
     async def __call__(self, refresh_token: str | None) -> Token | None:
         """The new token to save; ``None`` when the grant itself is refused (``invalid_grant``)."""
