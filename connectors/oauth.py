@@ -59,6 +59,10 @@ class OAuthTokens:
             return token
         return await self.renew(stale=token.get("access_token") if token else None)
 
+    async def to_send(self, refused: str | None) -> Token:
+        """The token for a request: the current one, or after a 401 a new one in place of ``refused``."""
+        return await self.current() if refused is None else await self.renew(refused)
+
     async def renew(self, stale: str | None) -> Token:
         """A new token, unless another task or process already replaced ``stale`` (never handed out again)."""
         async with self._lock:

@@ -60,7 +60,7 @@ class QboApi(HttpSession):
         self.tokens = qbo_tokens(settings, token_cache, self.send, now, system)
 
     async def target(self, path: str, stale: str | None) -> Target:
-        token = await self.tokens.current() if stale is None else await self.tokens.renew(stale)
+        token = await self.tokens.to_send(stale)
         access = str(token["access_token"])
         return Target(path, {"Authorization": f"Bearer {access}", "Accept": "application/json"}, access)
 

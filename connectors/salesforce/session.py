@@ -73,7 +73,7 @@ class SalesforceSession(HttpSession):
 
     async def target(self, path: str, stale: str | None) -> Target:
         """``path`` (under the data path unless it starts with ``/``) on the token's instance."""
-        token = await self._tokens.current() if stale is None else await self._tokens.renew(stale)
+        token = await self._tokens.to_send(stale)
         if not path.startswith("/"):
             path = f"{self.data_path}/{path}"
         url = f"{str(token.get('instance_url') or self.settings.base_url).rstrip('/')}{path}"
