@@ -131,6 +131,15 @@ class Connector(Protocol):
     async def aclose(self) -> None: ...
 
 
+def mapped_entity(table: Mapping[str, T], entity: str, *, system: str, name: str, code: str | None = None) -> T:
+    """``table[entity]``; an entity the system (``name``) does not map is ``Permanent``, naming those it does."""
+    try:
+        return table[entity]
+    except KeyError:
+        raise Permanent(system, f"entity {entity!r} is not mapped for {name}; mapped entities are "
+                                f"{sorted(table)}", code=code) from None
+
+
 class TokenCache(Protocol):
     """Where a connector keeps its OAuth tokens so every process shares (and persists) them.
 
@@ -278,6 +287,7 @@ __all__ = [
     "classify_transport_error",
     "deep_merge",
     "default_timeout",
+    "mapped_entity",
     "retry_after_seconds",
     "with_retries",
 ]

@@ -169,7 +169,7 @@ def split_payment_id(target_id: str) -> tuple[str, str]:
 def wanted_status(value: Any) -> str | None:
     if value is not None and value not in STATUSES:
         raise MappingError("invoice", "status", value, f"expected one of {sorted(STATUSES)}")
-    return value
+    return None if value is None else str(value)
 
 
 def events_for(gid: str, state: Any, wanted: str | None) -> list[str]:

@@ -213,7 +213,7 @@ def _same(name: str, held: Any, wanted: Any) -> bool:
         except InvalidOperation:
             return False
     if name == "paid_date":
-        return held == date("payment", "paid_date", wanted)
+        return bool(held == date("payment", "paid_date", wanted))
     if name == "notes":
-        return held == strip_marker(wanted)
-    return held == (None if wanted is None else str(wanted))
+        return bool(held == strip_marker(wanted))
+    return bool(held == (None if wanted is None else str(wanted)))

@@ -42,8 +42,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from accord.connectors.base import SourceRecord
-from accord.connectors.errors import Permanent
+from accord.connectors.base import SourceRecord, mapped_entity
 from accord.connectors.harvest.billing import INVOICE, PAYMENT
 from accord.connectors.harvest.convert import (
     SYSTEM,
@@ -247,11 +246,7 @@ ENTITIES: dict[str, EntitySpec] = {s.entity: s for s in
 
 
 def spec_for(entity: str) -> EntitySpec:
-    try:
-        return ENTITIES[entity]
-    except KeyError:
-        raise Permanent(SYSTEM, f"entity {entity!r} is not mapped for Harvest; mapped entities are "
-                                f"{sorted(ENTITIES)}", code="unmapped_entity") from None
+    return mapped_entity(ENTITIES, entity, system=SYSTEM, name="Harvest", code="unmapped_entity")
 
 
 class HarvestMapper:

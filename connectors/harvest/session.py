@@ -1,5 +1,5 @@
-"""One HTTP session with a Harvest account: the required headers, the account's rate limiter, call
-counters and the translation of every failure into the connector error tree (``error_for``).
+"""One HTTP session with a Harvest account on the shared ``HttpSession``: the required headers, the
+paging of list answers and how Harvest's error bodies map onto the connector error tree (``error_for``).
 
 Nothing above this module looks at status codes.
 """
@@ -12,15 +12,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from accord.connectors.base import (
-    CallStats,
-    account_limiter,
-    classify_transport_error,
-    default_timeout,
-    retry_after_seconds,
-)
+from accord.connectors.base import CallStats, retry_after_seconds
 from accord.connectors.errors import AuthExpired, ConnectorError, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.harvest.settings import HarvestSettings
+from accord.connectors.http import HttpSession
 
 DEFAULT_RETRY_AFTER = 15.0  # one rate-limit window, when a 429 carries no Retry-After
 
@@ -63,62 +58,39 @@ def error_for(system: str, response: httpx.Response, *, account_id: str) -> Conn
     return Permanent(system, text, status=status)
 
 
-class HarvestSession:
-    """Requests to ``<base_url>/v2/...`` with the three required headers, one ``httpx.AsyncClient``."""
+class HarvestSession(HttpSession):
+    """Requests to ``<base_url>/v2/...`` with the three required headers (a fixed access token)."""
 
     def __init__(self, settings: HarvestSettings, *, system: str, share: float,
                  transport: httpx.AsyncBaseTransport | None, stats: CallStats) -> None:
+        super().__init__(system=system, stats=stats, account=settings.account_id, rate=settings.rate_limit,
+                         share=share, timeout=settings.timeout, transport=transport,
+                         base_url=settings.base_url.rstrip("/"), headers={
+                             "Authorization": f"Bearer {settings.access_token}",
+                             "Harvest-Account-Id": settings.account_id.strip(),
+                             "User-Agent": settings.user_agent,
+                             "Accept": "application/json"})
         self.settings = settings
-        self.system = system
-        self.stats = stats
-        self._share = share
-        self._base = settings.base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self._base, timeout=default_timeout(settings.timeout),
-                                       transport=transport, headers={
-                                           "Authorization": f"Bearer {settings.access_token}",
-                                           "Harvest-Account-Id": settings.account_id.strip(),
-                                           "User-Agent": settings.user_agent,
-                                           "Accept": "application/json"})
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def error(self, response: httpx.Response) -> ConnectorError:
+        return error_for(self.system, response, account_id=self.settings.account_id)
 
     def local(self, url: str) -> str:
         """A ``links.next`` URL as a path on our own base URL (never follow a link to another host)."""
         parts = urlsplit(url)
         return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
-    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                      json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """The JSON body of a 2xx answer (``None`` for an empty one); otherwise a ``ConnectorError``."""
-        rate = self.settings.rate_limit
-        limiter = account_limiter(f"{self.system}:{self.settings.account_id}", rate.requests * self._share,
-                                  rate.period)
-        async with limiter:
-            self.stats.calls += 1
-            try:
-                response = await self._http.request(method, path, params=params, json=json, headers=headers)
-            except httpx.HTTPError as exc:
-                self.stats.errors += 1
-                raise classify_transport_error(self.system, exc) from exc
-        if response.status_code == 429:
-            self.stats.rate_limited += 1
-        if response.status_code >= 300:
-            self.stats.errors += 1
-            raise error_for(self.system, response, account_id=self.settings.account_id)
+        response = await self.request(method, path, **kwargs)
         if not response.content:
             return None
-        try:
-            return response.json()
-        except ValueError as exc:
-            self.stats.errors += 1
-            raise Retryable(self.system, f"{method} {path} → {response.status_code} with a body that is not "
-                                         f"JSON: {response.text[:120]!r}", status=response.status_code) from exc
+        return self.decode(method, path, response)
 
     async def listing(self, path: str, key: str, params: Mapping[str, Any] | None = None,
                       ) -> dict[str, Any]:
         """One list answer; one without the ``key`` collection is ``Retryable`` (a proxy's page)."""
-        body = await self.request("GET", path, params=params)
+        body = await self.request_json("GET", path, params=params)
         if not isinstance(body, dict) or not isinstance(body.get(key), list):
             raise Retryable(self.system, f"GET {path} answered without a `{key}` list; repeating the call")
         return body
@@ -126,7 +98,7 @@ class HarvestSession:
     async def record(self, method: str, path: str, body: dict[str, Any] | None,
                      headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The record a write (or GET) answers with; an answer without one is ``Permanent``."""
-        answer = await self.request(method, path, json=body, headers=headers)
+        answer = await self.request_json(method, path, json=body, headers=headers)
         if not isinstance(answer, dict):
             raise Permanent(self.system, f"{method} {path} answered without the record")
         return answer

@@ -112,24 +112,28 @@ class HarvestWriter:
 
     async def _lookup(self, spec: EntitySpec, op: WriteOp, wire: dict[str, Any]) -> str | None:
         """The id of a record an earlier attempt of this create left behind (or the natural-key match)."""
+        def carries_gid(item: dict[str, Any]) -> bool:
+            return gid_of(spec, item) == op.gid
+
         if spec.gid_field == "external_reference":
             params = {"external_reference_id": op.gid}
-            async for body in self._session.pages(f"/v2/{spec.path}", spec.key, params):
-                for item in body[spec.key]:
-                    if gid_of(spec, item) == op.gid:
-                        return spec.record_id(item)
-            return None
+            return await self._first_id(spec, f"/v2/{spec.path}", spec.key, params, carries_gid)
         if spec.entity == "resource":
             email = str(wire.get("email") or "").casefold()
-            async for body in self._session.pages("/v2/users", "users"):
-                for item in body["users"]:
-                    if email and str(item.get("email") or "").casefold() == email:
-                        return spec.record_id(item)
-            return None
+
+            def same_email(item: dict[str, Any]) -> bool:
+                return bool(email) and str(item.get("email") or "").casefold() == email
+
+            return await self._first_id(spec, "/v2/users", "users", None, same_email)
         since = format_time(self._now() - float(self._session.settings.lookup_window))
-        async for body in self._session.pages(f"/v2/{spec.path}", spec.key, {"updated_since": since}):
-            for item in body[spec.key]:
-                if gid_of(spec, item) == op.gid:
+        return await self._first_id(spec, f"/v2/{spec.path}", spec.key, {"updated_since": since}, carries_gid)
+
+    async def _first_id(self, spec: EntitySpec, path: str, key: str, params: dict[str, Any] | None,
+                        matches: Callable[[dict[str, Any]], bool]) -> str | None:
+        """The id of the first listed record that ``matches`` (every page is read until one does)."""
+        async for body in self._session.pages(path, key, params):
+            for item in body[key]:
+                if matches(item):
                     return spec.record_id(item)
         return None
 

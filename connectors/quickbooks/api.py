@@ -1,6 +1,6 @@
-"""HTTP plumbing of the QuickBooks connector: one ``httpx.AsyncClient``, the realm's rate limiter,
-call counters, bearer auth with one refresh-and-retry on 401, and the translation of every failure
-into the connector error tree (``error_for``)."""
+"""The QuickBooks Online session on the shared ``HttpSession``: paths under ``/v3/company/{realm_id}``,
+bearer auth from the refresh-token grant, ``minorversion`` on every call, and how QBO's Fault bodies map
+onto the connector error tree (``error_for``)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,7 @@ from typing import Any
 
 import httpx
 
-from accord.connectors.base import (
-    CallStats,
-    TokenCache,
-    account_limiter,
-    classify_transport_error,
-    default_timeout,
-    retry_after_seconds,
-)
+from accord.connectors.base import CallStats, TokenCache, retry_after_seconds
 from accord.connectors.errors import (
     AuthExpired,
     ConnectorError,
@@ -25,7 +18,8 @@ from accord.connectors.errors import (
     Retryable,
     StaleVersion,
 )
-from accord.connectors.quickbooks.auth import TokenManager
+from accord.connectors.http import HttpSession, Target
+from accord.connectors.quickbooks.auth import qbo_tokens
 from accord.connectors.quickbooks.faults import first_error
 from accord.connectors.quickbooks.settings import QuickBooksSettings
 
@@ -54,62 +48,35 @@ def error_for(system: str, response: httpx.Response) -> ConnectorError:
     return Permanent(system, f"{where} answered {status} (code {code}): {text}", status=status, code=code)
 
 
-class QboApi:
+class QboApi(HttpSession):
     """Authenticated JSON calls to ``/v3/company/{realm_id}/...`` (``minorversion`` on every call)."""
 
-    def __init__(self, settings: QuickBooksSettings, *, system: str, token_cache: TokenCache, share: float,
+    def __init__(self, settings: QuickBooksSettings, *, system: str, token_cache: TokenCache | None, share: float,
                  transport: httpx.AsyncBaseTransport | None, stats: CallStats, now: Callable[[], float]) -> None:
+        super().__init__(system=system, stats=stats, account=settings.realm_id, rate=settings.rate_limit,
+                         share=share, timeout=settings.timeout, transport=transport,
+                         base_url=f"{settings.base_url.rstrip('/')}/v3/company/{settings.realm_id}")
         self.settings = settings
-        self.system = system
-        self.stats = stats
-        self._client = httpx.AsyncClient(
-            base_url=f"{settings.base_url.rstrip('/')}/v3/company/{settings.realm_id}",
-            timeout=default_timeout(settings.timeout), transport=transport)
-        self._limiter = account_limiter(f"{system}:{settings.realm_id}",
-                                        settings.rate_limit.requests * share, settings.rate_limit.period)
-        self.tokens = TokenManager(settings, token_cache, self.send, now, system)
+        self.tokens = qbo_tokens(settings, token_cache, self.send, now, system)
 
-    async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request through the realm's limiter; transport failures become connector errors."""
-        async with self._limiter:
-            self.stats.calls += 1
-            try:
-                response = await self._client.request(method, url, **kwargs)
-            except httpx.HTTPError as exc:
-                self.stats.errors += 1
-                raise classify_transport_error(self.system, exc) from exc
-        if response.status_code == 429:
-            self.stats.rate_limited += 1
-        return response
+    async def target(self, path: str, stale: str | None) -> Target:
+        token = await self.tokens.to_send(stale)
+        access = str(token["access_token"])
+        return Target(path, {"Authorization": f"Bearer {access}", "Accept": "application/json"}, access)
+
+    def error(self, response: httpx.Response) -> ConnectorError:
+        return error_for(self.system, response)
 
     async def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
-        """The JSON body of a 2xx answer; on 401 refresh the token and retry once, else raise."""
+                   **kwargs: Any) -> dict[str, Any]:
+        """The JSON object of a 2xx answer; on 401 refresh the token and retry once, else raise."""
         params = {**(params or {}), "minorversion": self.settings.minor_version}
-        token = await self.tokens.access_token()
-        for attempt in (1, 2):
-            response = await self.send(method, path, params=params, headers={
-                "Authorization": f"Bearer {token}", "Accept": "application/json", **(headers or {})}, **kwargs)
-            if response.status_code == 401 and attempt == 1:
-                token = await self.tokens.refresh(stale=token)
-                continue
-            if response.status_code >= 300:
-                self.stats.errors += 1
-                raise error_for(self.system, response)
-            try:
-                body = response.json()
-            except ValueError as exc:
-                self.stats.errors += 1
-                raise Retryable(self.system, f"{method} {path} returned a body that is not JSON") from exc
-            if not isinstance(body, dict):
-                raise Retryable(self.system, f"{method} {path} returned {type(body).__name__}, not an object")
-            return body
-        raise AssertionError("unreachable")
+        body = await self.request_json(method, path, params=params, **kwargs)
+        if not isinstance(body, dict):
+            raise Retryable(self.system, f"{method} {path} returned {type(body).__name__}, not an object")
+        return body
 
     async def query(self, statement: str) -> dict[str, Any]:
         """POST one query-language statement (``application/text`` body)."""
         return await self.call("POST", "/query", content=statement.encode(),
                                headers={"Content-Type": "application/text"})
-
-    async def aclose(self) -> None:
-        await self._client.aclose()

@@ -1,20 +1,22 @@
-"""OAuth2 access tokens for one QuickBooks Online connection.
+"""The refresh-token grant of one QuickBooks Online connection.
 
 QBO access tokens live 3600 s and every refresh may rotate the refresh token, invalidating the previous
 one, so the newest token response is saved to the ``TokenCache`` at once (the cache, shared by every
-process, is preferred over ``settings.refresh_token``, which is only the initial one).
+process, is preferred over ``settings.refresh_token``, which is only the initial one). The cache, the
+lock and the retry after a refused grant are ``accord.connectors.oauth``'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from accord.connectors.base import TokenCache
-from accord.connectors.errors import AuthExpired, Permanent, RateLimited, Retryable
+from accord.connectors.errors import Permanent, RateLimited, Retryable
+from accord.connectors.oauth import OAuthTokens, Token
 from accord.connectors.quickbooks.settings import QuickBooksSettings
 
 EARLY_REFRESH = 60.0  # refresh this many seconds before the access token expires
@@ -22,55 +24,27 @@ EARLY_REFRESH = 60.0  # refresh this many seconds before the access token expire
 Send = Callable[..., Awaitable[httpx.Response]]
 
 
-class TokenManager:
-    """Hands out a valid access token; refreshes it when it is about to expire or after a 401."""
+def qbo_tokens(settings: QuickBooksSettings, cache: TokenCache | None, send: Send, now: Callable[[], float],
+               system: str) -> OAuthTokens:
+    """The connection's tokens, renewed with the refresh-token grant through ``send``."""
+    grant = RefreshGrant(settings, send, now, system)
+    return OAuthTokens(cache, grant, system=system, early=EARLY_REFRESH, refresh_token=settings.refresh_token,
+                       now=now, refused="the refresh token was refused (invalid_grant): re-authorize the app "
+                                        f"for company {settings.realm_id} and set the new quickbooks "
+                                        "refresh_token (or clear the token cache)")
 
-    def __init__(self, settings: QuickBooksSettings, cache: TokenCache, send: Send, now: Callable[[], float],
-                 system: str) -> None:
-        self._settings = settings
-        self._cache = cache
-        self._send = send
-        self._now = now
-        self._system = system
-        self._lock = asyncio.Lock()
 
-    def _usable(self, token: dict[str, Any] | None, stale: str | None = None) -> str | None:
-        if not token or not token.get("access_token") or token["access_token"] == stale:
-            return None
-        if float(token.get("expires_at", 0)) - EARLY_REFRESH <= self._now():
-            return None
-        return str(token["access_token"])
+@dataclass(frozen=True)
+class RefreshGrant:
+    """POSTs the refresh-token grant to ``settings.token_url`` through ``send`` (the realm's limiter)."""
 
-    async def access_token(self) -> str:
-        return self._usable(await self._cache.load()) or await self.refresh(stale=None)
+    _settings: QuickBooksSettings
+    _send: Send
+    _now: Callable[[], float]
+    _system: str
 
-    async def refresh(self, stale: str | None) -> str:
-        """A fresh access token. ``stale`` is the token a 401 refused (never handed out again)."""
-        async with self._lock:
-            token = await self._cache.load()
-            usable = self._usable(token, stale)
-            if usable and stale is not None:
-                return usable  # another task or process refreshed meanwhile
-            refresh_token = (token or {}).get("refresh_token") or self._settings.refresh_token
-            response = await self._grant(refresh_token)
-            if response is None:  # invalid_grant: maybe another process rotated the token just now
-                latest = await self._cache.load()
-                newer = (latest or {}).get("refresh_token")
-                usable = self._usable(latest, stale)
-                if usable:
-                    return usable
-                response = await self._grant(newer) if newer and newer != refresh_token else None
-            if response is None:
-                raise AuthExpired(self._system, "the refresh token was refused (invalid_grant): re-authorize "
-                                  f"the app for company {self._settings.realm_id} and set the new "
-                                  "quickbooks refresh_token (or clear the token cache)")
-            saved = {**response, "refresh_token": response.get("refresh_token") or refresh_token,
-                     "expires_at": self._now() + float(response.get("expires_in", 3600))}
-            await self._cache.save(saved)
-            return str(saved["access_token"])
-
-    async def _grant(self, refresh_token: str) -> dict[str, Any] | None:
-        """POST the refresh-token grant; ``None`` when the grant itself is refused."""
+    async def __call__(self, refresh_token: str | None) -> Token | None:
+        """The new token to save; ``None`` when the grant itself is refused (``invalid_grant``)."""
         response = await self._send(
             "POST", self._settings.token_url,
             data={"grant_type": "refresh_token", "refresh_token": refresh_token},
@@ -78,6 +52,12 @@ class TokenManager:
             headers={"Accept": "application/json"})
         if response.status_code == 400 and _oauth_error(response) == "invalid_grant":
             return None
+        body = self._answer(response)
+        return {**body, "refresh_token": body.get("refresh_token") or refresh_token,
+                "expires_at": self._now() + float(body.get("expires_in", 3600))}
+
+    def _answer(self, response: httpx.Response) -> dict[str, Any]:
+        """The token endpoint's answer, or the classified error of its refusal."""
         if response.status_code == 429:
             raise RateLimited(self._system, "token endpoint throttled", retry_after=60.0, status=429)
         if response.status_code >= 500:

@@ -23,15 +23,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from accord.connectors.base import (
-    CallStats,
-    MemoryTokenCache,
-    Page,
-    SourceRecord,
-    TokenCache,
-    WriteOp,
-    WriteResult,
-)
+from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
 from accord.connectors.errors import Retryable
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.cursor import (
@@ -71,7 +63,7 @@ class QuickBooksConnector:
         self.batch_size = min(settings.batch_size, MAX_BATCH)
         self.stats = stats or CallStats()
         self._now = now
-        self._api = QboApi(settings, system=name, token_cache=token_cache or MemoryTokenCache(), share=share,
+        self._api = QboApi(settings, system=name, token_cache=token_cache, share=share,
                            transport=transport, stats=self.stats, now=now)
         self._writer = BatchWriter(self._api, settings.page_size, {
             "income_account": settings.income_account_id, "expense_account": settings.expense_account_id,

@@ -45,8 +45,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from accord.connectors.base import SourceRecord
-from accord.connectors.errors import Permanent
+from accord.connectors.base import SourceRecord, mapped_entity
 from accord.connectors.quickbooks.mapping_base import (
     DELETED_VERSION,
     NOT_HELD,
@@ -237,11 +236,7 @@ ENTITIES: dict[str, EntitySpec] = {
 
 
 def spec_for(entity: str) -> EntitySpec:
-    try:
-        return ENTITIES[entity]
-    except KeyError:
-        raise Permanent(SYSTEM, f"entity {entity!r} is not mapped for QuickBooks; "
-                                f"mapped entities are {sorted(ENTITIES)}") from None
+    return mapped_entity(ENTITIES, entity, system=SYSTEM, name="QuickBooks")
 
 
 # ------------------------------------------------------------------------------------------------

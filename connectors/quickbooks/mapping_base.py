@@ -20,8 +20,10 @@ from accord.connectors.errors import Permanent
 SYSTEM = "quickbooks"
 DELETED_VERSION = 2**62  # a CDC "Deleted" stub has no SyncToken; it outranks every live version
 CENT = Decimal("0.01")
+SALES = "SalesItemLineDetail"  # the DetailType (and the detail's key) of a transaction's sales line
 
 _GID_LINE = re.compile(r"^accord:(\S+)\s*$", re.MULTILINE)
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class MappingError(Permanent):
@@ -50,6 +52,21 @@ Lookup = tuple[str, str]  # (QBO entity name, Id) of a record a write reads firs
 Found = Mapping[Lookup, Mapping[str, Any] | None]  # what those reads returned (None: no such record)
 Lookups = Callable[[Mapping[str, Any], Mapping[str, Any]], set[Lookup]]  # (fields, current) → to read
 Composer = Callable[[Mapping[str, Any], dict[str, Any], Mapping[str, Any], Found], None]  # (fields, out, current, found)
+
+
+def customer_lookup(ident: str | None) -> set[Lookup]:
+    """The Customer a write reads first, when ``ident`` is its QBO Id (a global id is not read: the
+    account writer reports it)."""
+    return {("Customer", ident)} if ident is not None and ident.isdigit() else set()
+
+
+def looked_up(found: Found, key: Lookup, field: str, value: Any, why: str) -> Mapping[str, Any] | None:
+    """What the write's read of ``key`` returned (``None``: QuickBooks has no such record). A key the
+    entity's ``lookups`` did not name is a MappingError saying ``why`` the record is read."""
+    if key not in found:
+        raise MappingError(field, value, f"{why}, which the connector reads before it writes "
+                                         f"(GET /{key[0].lower()}/<id>)")
+    return found[key]
 
 
 def _no_lookups(_fields: Mapping[str, Any], _current: Mapping[str, Any]) -> set[Lookup]:
@@ -149,6 +166,11 @@ def with_marker(notes: str | None, key: str, value: str) -> str:
     return "\n".join([*lines[:at], line, *(x for x in lines[at + 1:] if not x.startswith(f"{key}:"))])
 
 
+def sales_lines(wire: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The sales lines of a transaction (its subtotal and other lines left out)."""
+    return [x for x in wire.get("Line") or [] if isinstance(x, Mapping) and x.get("DetailType") == SALES]
+
+
 def is_project(wire: Mapping[str, Any]) -> bool:
     """A Customer that is a sub-customer (job) or a QBO project."""
     return bool(wire.get("Job")) or bool(wire.get("IsProject"))
@@ -220,6 +242,14 @@ def wire_date(name: str, value: Any) -> str | None:
         raise MappingError(name, value, "send a date as YYYY-MM-DD") from None
 
 
+def currency_code(value: Any) -> str | None:
+    """An ISO 4217 currency code (``None``: none sent); anything else is a MappingError."""
+    code = text(value)
+    if code is not None and not _CURRENCY.match(code):
+        raise MappingError("currency", value, "send an ISO 4217 code such as \"USD\"")
+    return code
+
+
 def ref(name: str, value: Any) -> dict[str, str] | None:
     """A reference to another QBO record: the canonical field holds its native ``Id`` (digits)."""
     ident = text(value)
@@ -231,28 +261,27 @@ def ref(name: str, value: Any) -> dict[str, str] | None:
     return {"value": ident}
 
 
-def set_plain(qbo: str) -> Writer:
+def _setter(qbo: str, convert: Callable[[Any], Any]) -> Writer:
+    """A writer of the wire field ``qbo``: the canonical value, converted."""
     def write(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
-        out[qbo] = text(value)
+        out[qbo] = convert(value)
     return write
+
+
+def set_plain(qbo: str) -> Writer:
+    return _setter(qbo, text)
 
 
 def set_ref(qbo: str, name: str) -> Writer:
-    def write(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
-        out[qbo] = ref(name, value)
-    return write
+    return _setter(qbo, lambda value: ref(name, value))
 
 
 def set_number(qbo: str, name: str) -> Writer:
-    def write(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
-        out[qbo] = number(name, value)
-    return write
+    return _setter(qbo, lambda value: number(name, value))
 
 
 def set_date(qbo: str, name: str) -> Writer:
-    def write(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
-        out[qbo] = wire_date(name, value)
-    return write
+    return _setter(qbo, lambda value: wire_date(name, value))
 
 
 def set_bool(qbo: str, name: str) -> Writer:

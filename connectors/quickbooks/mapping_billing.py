@@ -32,22 +32,24 @@ deleted invoice back to Billable, and a deleted payment's amount back on its inv
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from accord.connectors.quickbooks.mapping_base import (
     CENT,
+    SALES,
     EntitySpec,
     MappingError,
     Reader,
     Writer,
+    currency_code,
     money,
     number,
     plain_decimal,
     ref,
     ref_value,
+    sales_lines,
     set_date,
     set_plain,
     set_ref,
@@ -57,18 +59,12 @@ from accord.connectors.quickbooks.mapping_base import (
 )
 from accord.connectors.quickbooks.mapping_base import date as read_date
 
-SALES = "SalesItemLineDetail"
 TIME_LINK, EXPENSE_LINK = "TimeActivity", "Purchase"  # LinkedTxn.TxnType of billed time and expenses
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 # ------------------------------------------------------------------------------------------------
 # invoice ↔ Invoice
 # ------------------------------------------------------------------------------------------------
-
-def _sales_lines(wire: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [x for x in wire.get("Line") or [] if isinstance(x, Mapping) and x.get("DetailType") == SALES]
-
 
 def _linked(line: Mapping[str, Any], kind: str) -> str | None:
     for link in line.get("LinkedTxn") or []:
@@ -90,11 +86,11 @@ def _read_line(line: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _read_lines(wire: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    return [_read_line(x) for x in _sales_lines(wire)] or None
+    return [_read_line(x) for x in sales_lines(wire)] or None
 
 
 def _service_dates(wire: Mapping[str, Any]) -> list[str]:
-    dates = (read_date("lines.service_date", (x.get(SALES) or {}).get("ServiceDate")) for x in _sales_lines(wire))
+    dates = (read_date("lines.service_date", (x.get(SALES) or {}).get("ServiceDate")) for x in sales_lines(wire))
     return sorted(d for d in dates if d is not None)
 
 
@@ -107,7 +103,7 @@ def _read_period_end(wire: Mapping[str, Any]) -> str | None:
 
 
 def _read_subtotal(wire: Mapping[str, Any]) -> str | None:
-    lines = _sales_lines(wire)
+    lines = sales_lines(wire)
     if not lines:
         return None
     return str(sum((Decimal(str(x.get("Amount") or 0)) for x in lines), Decimal(0)).quantize(CENT))
@@ -167,9 +163,7 @@ def _write_lines(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
 
 
 def _write_currency(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
-    code = text(value)
-    if code is not None and not _CURRENCY.match(code):
-        raise MappingError("currency", value, "send an ISO 4217 code such as \"USD\"")
+    code = currency_code(value)
     out["CurrencyRef"] = {"value": code} if code else None
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -49,28 +48,31 @@ from typing import Any
 from accord.connectors.quickbooks.mapping_base import (
     CENT,
     NOT_HELD,
+    SALES,
     EntitySpec,
     Found,
     Lookup,
     MappingError,
     Reader,
     Writer,
+    currency_code,
+    customer_lookup,
+    looked_up,
     money,
     number,
     plain_decimal,
     ref,
     ref_value,
+    sales_lines,
     set_date,
     text,
     wire_date,
 )
 from accord.connectors.quickbooks.mapping_base import date as read_date
 
-SALES = "SalesItemLineDetail"
 PENDING, ACCEPTED, CLOSED, REJECTED = "Pending", "Accepted", "Closed", "Rejected"
 WON, LOST = "Closed Won", "Closed Lost"
 STAGES = {ACCEPTED: WON, CLOSED: WON, REJECTED: LOST, PENDING: NOT_HELD}  # TxnStatus → canonical stage
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 NO_ACCOUNT = ("a QuickBooks estimate is made out to a customer: send the opportunity's account "
               "(its QuickBooks Customer Id)")
 
@@ -112,8 +114,7 @@ def _line(out: dict[str, Any], current: Mapping[str, Any], field: str, value: An
     """The single sales line being written, started from the current one (QBO replaces ``Line`` whole).
     An estimate with several lines: a MappingError, or ``None`` when not ``strict``."""
     if "Line" not in out:
-        lines = [copy.deepcopy(dict(x)) for x in current.get("Line") or []
-                 if isinstance(x, Mapping) and x.get("DetailType") == SALES]
+        lines = [copy.deepcopy(dict(x)) for x in sales_lines(current)]
         if not lines and not current.get("Id"):  # a create (or an estimate QBO no longer has: 610)
             lines = [{"DetailType": SALES, SALES: {}}]
         if len(lines) != 1:
@@ -162,9 +163,7 @@ def _write_amount(value: Any, out: dict[str, Any], current: Mapping[str, Any]) -
 
 
 def _check_currency(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
-    code = text(value)
-    if code is not None and not _CURRENCY.match(code):
-        raise MappingError("currency", value, "send an ISO 4217 code such as \"USD\"")
+    currency_code(value)
 
 
 def _check_stage(value: Any, out: dict[str, Any], _: Mapping[str, Any]) -> None:
@@ -224,8 +223,7 @@ def _customer_id(fields: Mapping[str, Any], current: Mapping[str, Any]) -> str |
 
 
 def _lookups(fields: Mapping[str, Any], current: Mapping[str, Any]) -> set[Lookup]:
-    customer = _customer_id(fields, current) if text(fields.get("currency")) else None
-    return {("Customer", customer)} if customer is not None and customer.isdigit() else set()
+    return customer_lookup(_customer_id(fields, current) if text(fields.get("currency")) else None)
 
 
 def _check_customer_currency(fields: Mapping[str, Any], current: Mapping[str, Any], found: Found) -> None:
@@ -233,10 +231,8 @@ def _check_customer_currency(fields: Mapping[str, Any], current: Mapping[str, An
     customer = _customer_id(fields, current)
     if code is None or customer is None or not customer.isdigit():
         return  # no currency to check; a missing or global account id is the account writer's error
-    if ("Customer", customer) not in found:
-        raise MappingError("currency", code, "an estimate takes its customer's currency, which the connector "
-                                             "reads before it writes (GET /customer/<id>)")
-    record = found[("Customer", customer)]
+    record = looked_up(found, ("Customer", customer), "currency", code,
+                       "an estimate takes its customer's currency")
     if record is None:
         raise MappingError("account", customer, f"Customer {customer} does not exist in QuickBooks: sync the "
                                                 "account before its opportunities")

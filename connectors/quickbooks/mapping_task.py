@@ -38,7 +38,9 @@ from accord.connectors.quickbooks.mapping_base import (
     Found,
     Lookup,
     MappingError,
+    customer_lookup,
     is_project,
+    looked_up,
     marker,
     ref,
     set_plain,
@@ -97,15 +99,12 @@ def _names_item(fields: Mapping[str, Any]) -> bool:
 
 
 def _lookups(fields: Mapping[str, Any], current: Mapping[str, Any]) -> set[Lookup]:
-    project = _project_of(fields, current) if _names_item(fields) else None
-    return {("Customer", project)} if project is not None and project.isdigit() else set()
+    return customer_lookup(_project_of(fields, current) if _names_item(fields) else None)
 
 
 def _project_name(project: str, found: Found) -> str:
-    if ("Customer", project) not in found:
-        raise MappingError("project", project, "the item's Name starts with the project's DisplayName, which "
-                                               "the connector reads before it writes (GET /customer/<id>)")
-    customer = found[("Customer", project)]
+    customer = looked_up(found, ("Customer", project), "project", project,
+                         "the item's Name starts with the project's DisplayName")
     if customer is None:
         raise MappingError("project", project, f"Customer {project} does not exist in QuickBooks: sync the "
                                                "project before its tasks")

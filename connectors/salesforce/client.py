@@ -15,15 +15,7 @@ import httpx
 import msgspec
 from loguru import logger
 
-from accord.connectors.base import (
-    CallStats,
-    MemoryTokenCache,
-    Page,
-    SourceRecord,
-    TokenCache,
-    WriteOp,
-    WriteResult,
-)
+from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
 from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.salesforce.mapping import (
     ENTITIES,
@@ -73,8 +65,8 @@ class SalesforceConnector:
         self.settings = settings
         self.batch_size = min(settings.batch_size, 200)
         self.stats = stats or CallStats()
-        self._session = SalesforceSession(settings, system=name, token_cache=token_cache or MemoryTokenCache(),
-                                          share=share, transport=transport, stats=self.stats)
+        self._session = SalesforceSession(settings, system=name, token_cache=token_cache, share=share,
+                                          transport=transport, stats=self.stats)
 
     @property
     def system(self) -> str:

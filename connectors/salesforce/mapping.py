@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from accord.connectors.base import SourceRecord
+from accord.connectors.base import SourceRecord, mapped_entity
 from accord.connectors.errors import Permanent
 from accord.connectors.salesforce.fieldmap import (
     SYSTEM,
@@ -44,11 +44,7 @@ __all__ = ["ACCOUNT", "BILLING_MODEL_LABELS", "CONTACT", "ENTITIES", "INVOICE", 
 
 def entity_map(entity: str) -> EntityMap:
     """The table of ``entity``; an entity Salesforce does not map is a ``Permanent`` error."""
-    try:
-        return ENTITIES[entity]
-    except KeyError:
-        raise Permanent(SYSTEM, f"entity {entity!r} is not mapped for Salesforce; mapped entities: "
-                                f"{sorted(ENTITIES)}", code="UNMAPPED_ENTITY") from None
+    return mapped_entity(ENTITIES, entity, system=SYSTEM, name="Salesforce", code="UNMAPPED_ENTITY")
 
 
 def select_fields(entity: str, *, multi_currency: bool = True, external_id_field: str = "Accord_Id__c",
