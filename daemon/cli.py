@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from accord import __version__
 
@@ -62,42 +62,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     from accord.config.load import ConfigError
 
     try:
-        if args.command == "check":
-            return _check(args.config, args.live)
-        if args.command == "run":
-            return _run(args.config)
-        if args.command == "scale":
-            return _scale(args.config, args.entity, args.replicas)
-        if args.command in ("exceptions", "trace"):
-            from accord.deskcli import run as run_desk
-
-            return run_desk(args)
-        if args.command == "replay":
-            from accord.opscli import run_replay
-
-            return run_replay(args)
-        if args.command == "resync":
-            from accord.opscli import run_resync
-
-            return run_resync(args)
-        if args.command == "reconcile":
-            from accord.opscli import run_reconcile
-
-            return run_reconcile(args)
-        if args.command == "map":
-            from accord.mapcli import run_map
-
-            return run_map(args.config, args.system, args.entity, to_wire=args.to)
-        if args.command == "demo":
-            from accord.sandboxes.firm.demo import DemoOptions, run_demo
-
-            return run_demo(DemoOptions(duration=args.duration, accounts=args.accounts, rate=args.rate,
-                                        data_dir=args.data_dir, port=args.port, console=not args.no_console,
-                                        seed=args.seed, settle_timeout=args.settle_timeout))
+        return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    return EXIT_FAILED
+
+
+def _desk(args: argparse.Namespace) -> int:
+    from accord.deskcli import run
+
+    return run(args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from accord.opscli import run_replay
+
+    return run_replay(args)
+
+
+def _resync(args: argparse.Namespace) -> int:
+    from accord.opscli import run_resync
+
+    return run_resync(args)
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from accord.opscli import run_reconcile
+
+    return run_reconcile(args)
+
+
+def _map(args: argparse.Namespace) -> int:
+    from accord.mapcli import run_map
+
+    return run_map(args.config, args.system, args.entity, to_wire=args.to)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from accord.sandboxes.firm.demo import DemoOptions, run_demo  # the CLI's one door to the simulators
+
+    return run_demo(DemoOptions(duration=args.duration, accounts=args.accounts, rate=args.rate,
+                                data_dir=args.data_dir, port=args.port, console=not args.no_console,
+                                seed=args.seed, settle_timeout=args.settle_timeout))
 
 
 def _check(path: str, live: bool) -> int:
@@ -178,3 +184,17 @@ def _scale(path: str, entity: str, replicas: int) -> int:
     asyncio.run(go())
     print(f"asked for {replicas} {entity} writer replica(s)")
     return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": lambda args: _check(args.config, args.live),
+    "run": lambda args: _run(args.config),
+    "scale": lambda args: _scale(args.config, args.entity, args.replicas),
+    "exceptions": _desk,
+    "trace": _desk,
+    "replay": _replay,
+    "resync": _resync,
+    "reconcile": _reconcile,
+    "map": _map,
+    "demo": _demo,
+}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,37 +56,59 @@ async def slot_stats(redis: Redis, settings: Settings, keys: Keys, now_ms: int |
                 pipe.hgetall(keys.acked(entity, target))
         replies = await pipe.execute(raise_on_error=False)
     infos, lengths = replies[0: 2 * len(streams): 2], replies[1: 2 * len(streams): 2]
-    counters = iter(replies[2 * len(streams):])
-    produced: dict[str, dict[str, int]] = {}
-    acked: dict[tuple[str, str], dict[str, int]] = {}
-    for entity in settings.entities:
-        produced[entity] = {_s(k): int(v) for k, v in next(counters).items()}
-        for target in settings.targets_of(entity):
-            acked[(entity, target)] = {_s(k): int(v) for k, v in next(counters).items()}
+    lag = _lag_in_entries(settings, iter(replies[2 * len(streams):]))
+    probes = _probes(streams, infos, lengths)
+    async with redis.pipeline(transaction=False) as pipe:
+        for probe in probes:
+            pipe.xrange(probe.stream, min="(" + _s(probe.group["last-delivered-id"]), max="+", count=1)
+            pipe.xpending_range(probe.stream, _s(probe.group["name"]), min="-", max="+", count=1)
+        details = await pipe.execute(raise_on_error=False)
+    return [_slot(probe, details[2 * i], details[2 * i + 1], lag, now_ms) for i, probe in enumerate(probes)]
 
-    probes: list[tuple[str, str, int, str, dict[str, Any], int]] = []
+
+@dataclass(frozen=True)
+class _Probe:
+    """One consumer group on one partition stream, as ``XINFO GROUPS`` describes it."""
+
+    entity: str
+    target: str
+    partition: int
+    stream: str
+    group: dict[str, Any]
+    length: int
+
+
+def _lag_in_entries(settings: Settings, counters: Iterator[Any]) -> dict[tuple[str, str, int], int]:
+    """Produced minus acked per (entity, target, partition), from the counters in ``slot_stats``'s order."""
+    lag: dict[tuple[str, str, int], int] = {}
+    for entity in settings.entities:
+        produced = {_s(k): int(v) for k, v in next(counters).items()}
+        for target in settings.targets_of(entity):
+            acked = {_s(k): int(v) for k, v in next(counters).items()}
+            for p in range(settings.streams.partitions):
+                lag[entity, target, p] = produced.get(str(p), 0) - acked.get(str(p), 0)
+    return lag
+
+
+def _probes(streams: list[tuple[str, int, str]], infos: list[Any], lengths: list[Any]) -> list[_Probe]:
+    probes = []
     for (entity, p, stream), info, length in zip(streams, infos, lengths, strict=True):
         if isinstance(info, Exception):
             continue
         for group in info:
             target = _s(group["name"]).removeprefix("to:")
-            probes.append((entity, target, p, stream, group, int(length) if not isinstance(length, Exception) else 0))
-    async with redis.pipeline(transaction=False) as pipe:
-        for _e, _t, _p, stream, group, _l in probes:
-            pipe.xrange(stream, min="(" + _s(group["last-delivered-id"]), max="+", count=1)
-            pipe.xpending_range(stream, _s(group["name"]), min="-", max="+", count=1)
-        details = await pipe.execute(raise_on_error=False)
-    out = []
-    for i, (entity, target, p, _stream, group, length) in enumerate(probes):
-        undelivered, oldest = details[2 * i], details[2 * i + 1]
-        lag_s = (now_ms - id_ms(_s(undelivered[0][0]))) / 1000 if undelivered and not isinstance(
-            undelivered, Exception) else 0.0
-        idle = oldest[0]["time_since_delivered"] / 1000 if oldest and not isinstance(oldest, Exception) else 0.0
-        lag_n = produced[entity].get(str(p), 0) - acked.get((entity, target), {}).get(str(p), 0)
-        out.append(SlotStats(entity=entity, target=target, partition=p, lag_entries=max(0, lag_n),
-                             lag_seconds=max(0.0, lag_s), pending=int(group.get("pending", 0)),
-                             oldest_pending_seconds=idle, length=length))
-    return out
+            probes.append(_Probe(entity, target, p, stream, group, int(length) if not isinstance(length, Exception) else 0))
+    return probes
+
+
+def _slot(probe: _Probe, undelivered: Any, oldest: Any, lag: dict[tuple[str, str, int], int], now_ms: int) -> SlotStats:
+    lag_s = (now_ms - id_ms(_s(undelivered[0][0]))) / 1000 if undelivered and not isinstance(
+        undelivered, Exception) else 0.0
+    idle = oldest[0]["time_since_delivered"] / 1000 if oldest and not isinstance(oldest, Exception) else 0.0
+    return SlotStats(entity=probe.entity, target=probe.target, partition=probe.partition,
+                     lag_entries=max(0, lag.get((probe.entity, probe.target, probe.partition), 0)),
+                     lag_seconds=max(0.0, lag_s), pending=int(probe.group.get("pending", 0)),
+                     oldest_pending_seconds=idle, length=probe.length)
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,12 @@ target = "erp"
     assert "$.reconcile.hours: give `interval` or `cron`, not both" in errors
     assert any(e.startswith("$.reconcile.hours.cron: 'every night' is not a cron expression") for e in errors)
     assert "$.reconcile.ghost.entity: `time_entry` is not configured under [entities]" in errors
+
+
+def test_every_cli_command_has_a_handler() -> None:
+    import argparse
+
+    from accord.cli import COMMANDS, _parser
+
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(subparsers.choices) == sorted(COMMANDS)

@@ -36,7 +36,7 @@ from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable,
 from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.log import Slot, delivery_counts, fetch, idle_pending, read_new, read_pending
-from accord.streams.records import MalformedEntry, decode, now_ms
+from accord.streams.records import now_ms
 from accord.streams.state import Stats
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Lane:
             if not entries:
                 break
             deliveries = await delivery_counts(self.redis, part.slot, [i for i, _ in entries])
-            held = [_held(entry_id, raw, deliveries.get(entry_id, 1)) for entry_id, raw in entries]
+            held = [Held.of_entry(entry_id, raw, deliveries.get(entry_id, 1)) for entry_id, raw in entries]
             sent = await self.writer.ctx.projections.creating(self.target, self.entity, sorted({h.gid for h in held}))
             for h in held:
                 h.maybe_written = h.gid in sent
@@ -181,7 +181,7 @@ class Lane:
                     self.log.warning("stuck pending entry {} of {} -> {} partition {}: idle {:.0f}s, delivered {} "
                                      "time(s), nothing scheduled; re-read", entry_id, self.entity, self.target,
                                      part.slot.partition, row.idle_ms / 1000, row.deliveries)
-                part.book.schedule(_held(entry_id, raw, row.deliveries + 1, maybe_written=True), now, RETRY,
+                part.book.schedule(Held.of_entry(entry_id, raw, row.deliveries + 1, maybe_written=True), now, RETRY,
                                    "stuck: re-read by the safety net")
                 found += 1
         if found:
@@ -207,7 +207,7 @@ class Lane:
 
     def _take_due(self, parts: list[Partition], now: float) -> list[Delivery]:
         count = self.settings.streams.read_count
-        return [_delivery(part.slot, held) for part in parts for held in part.book.take_due(now, count)]
+        return [Delivery.of(part.slot, held) for part in parts for held in part.book.take_due(now, count)]
 
     async def _read_new(self, parts: list[Partition], now: float) -> list[Delivery]:
         """Entries never delivered. One whose record is held joins the hold (it must not overtake an
@@ -218,7 +218,7 @@ class Lane:
         out: list[Delivery] = []
         for part, entries in zip(open_parts, reads, strict=True):
             for entry_id, raw in entries:
-                held = _held(entry_id, raw, 1)
+                held = Held.of_entry(entry_id, raw, 1)
                 hold = part.book.hold_of(held.gid)
                 if hold is None:
                     part.book.take_in_hand(held, now)
@@ -226,7 +226,7 @@ class Lane:
                     part.book.join(held)
                     if hold.state != IN_HAND:
                         continue  # waits behind its record's hold
-                out.append(_delivery(part.slot, held))
+                out.append(Delivery.of(part.slot, held))
         return out
 
     # -- planning and writing ----------------------------------------------------------------
@@ -383,20 +383,3 @@ class Lane:
 
     def _part(self, slot: Slot) -> Partition:
         return self._by_number[slot.partition]
-
-
-def _held(entry_id: str, raw: dict[bytes, bytes], attempts: int, *, maybe_written: bool = False) -> Held:
-    """A pending entry with its record decoded (a trimmed or malformed one is held alone, by its id)."""
-    try:
-        record = decode(raw) if raw else None
-    except MalformedEntry:
-        record = None
-    gid = record.gid if record is not None else f"!{entry_id}"
-    return Held(entry_id=entry_id, raw=raw, gid=gid, record=record, attempts=attempts, maybe_written=maybe_written)
-
-
-def _delivery(slot: Slot, held: Held) -> Delivery:
-    failing_for = time.monotonic() - held.failing_since if held.failing_since is not None else 0.0
-    return Delivery(slot=slot, entry_id=held.entry_id, raw=held.raw, record=held.record, attempts=held.attempts,
-                    maybe_written=held.maybe_written, failing_for=failing_for)
-

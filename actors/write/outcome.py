@@ -3,13 +3,14 @@ outcome it commits atomically (acks, state, exceptions, counters) or leaves pend
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 
-from accord.actors.write.pending import Wait
+from accord.actors.write.pending import Held, Wait
 from accord.connectors.base import WriteOp, WriteResult
 from accord.connectors.errors import ConnectorError, RateLimited, StaleVersion
 from accord.streams.audit import TraceEvent
@@ -43,6 +44,13 @@ class Delivery:
     maybe_written: bool = False  # an earlier attempt may have reached the target (a crash, a lost reply)
     failing_for: float = 0.0  # seconds since its first failed attempt (in this writer process)
     deferral: Deferral | None = None  # set when the sweep leaves it pending
+
+    @classmethod
+    def of(cls, slot: Slot, held: Held) -> Delivery:
+        """A held entry taken in hand for this sweep."""
+        failing_for = time.monotonic() - held.failing_since if held.failing_since is not None else 0.0
+        return cls(slot=slot, entry_id=held.entry_id, raw=held.raw, record=held.record, attempts=held.attempts,
+                   maybe_written=held.maybe_written, failing_for=failing_for)
 
 
 @dataclass(eq=False)

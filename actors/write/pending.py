@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from accord.streams.log import id_order
-from accord.streams.records import ChangeRecord
+from accord.streams.records import ChangeRecord, MalformedEntry, decode
 
 # What a parked record waits for: ("loaded", target, entity) — the target's first full read of the
 # entity; ("xref", entity, gid, target) — the referenced record's id in the target.
@@ -42,6 +42,16 @@ class Held:
     attempts: int = 1  # deliveries so far, this one included (the stream's delivery counter)
     maybe_written: bool = False  # an earlier attempt may have reached the target (crash, lost reply)
     failing_since: float | None = None  # monotonic time of its first failed attempt in this process
+
+    @classmethod
+    def of_entry(cls, entry_id: str, raw: dict[bytes, bytes], attempts: int, *, maybe_written: bool = False) -> Held:
+        """A pending entry with its record decoded (a trimmed or malformed one is held alone, by its id)."""
+        try:
+            record = decode(raw) if raw else None
+        except MalformedEntry:
+            record = None
+        gid = record.gid if record is not None else f"!{entry_id}"
+        return cls(entry_id=entry_id, raw=raw, gid=gid, record=record, attempts=attempts, maybe_written=maybe_written)
 
 
 @dataclass

@@ -121,47 +121,41 @@ class Resource:
 
     async def list(self, request: Request) -> Response:
         q = request.query_params
-        try:
-            per_page = int(q.get("per_page", "2000"))
-        except ValueError:
-            per_page = 0
-        if not 1 <= per_page <= 2000:
-            raise HarvestError(422, {"message": "per_page must be between 1 and 2000"})
+        per_page = _per_page(q.get("per_page", "2000"))
         with self.state.lock:
             rows = self._rows(request)
             total = len(rows)
-            pages = max(1, math.ceil(total / per_page))
-            if q.get("cursor"):
-                after = json.loads(base64.urlsafe_b64decode(q["cursor"] + "==")).get("after", {})
-                last = (str(after.get(_SORT_FIELD.get(self.name, "")) or ""), int(after["id"]))
-                start = next((i for i, r in enumerate(rows) if _sort_key(self.name, r) < last), total)
-                page = None
-            else:
-                page = max(1, int(q.get("page", "1")))
-                start = (page - 1) * per_page
+            start, page = self._start(q, rows, per_page)
             chunk = rows[start:start + per_page]
             items = [self.state.store.render(self.name, r) for r in chunk]
         more = start + per_page < total
-        base = str(request.base_url).rstrip("/") + request.url.path
-
-        def link(**params: Any) -> str:
-            return f"{base}?{urlencode({**params, 'per_page': per_page})}"
-
-        nxt = None
-        if more and chunk:
-            after = {"id": chunk[-1]["id"]}
-            if self.name in _SORT_FIELD:
-                after[_SORT_FIELD[self.name]] = chunk[-1][_SORT_FIELD[self.name]]
-            token = base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
-            nxt = link(cursor=token, ref="next_cursor")
-        page_no = page if page is not None else (pages if not more else None)
+        pages = max(1, math.ceil(total / per_page))
+        links = _Links(str(request.base_url).rstrip("/") + request.url.path, per_page)
         return JSONResponse({
             self.name: items, "per_page": per_page, "total_pages": pages, "total_entries": total,
             "next_page": page + 1 if page is not None and more else None,
-            "previous_page": page - 1 if page is not None and page > 1 else None, "page": page_no,
-            "links": {"first": link(page=1, ref="first"), "next": nxt,
-                      "previous": link(page=page - 1, ref="previous") if page and page > 1 else None,
-                      "last": link(page=pages, ref="last")}})
+            "previous_page": page - 1 if page is not None and page > 1 else None,
+            "page": page if page is not None else (pages if not more else None),
+            "links": {"first": links.to(page=1, ref="first"),
+                      "next": links.to(cursor=self._cursor_after(chunk[-1]), ref="next_cursor")
+                      if more and chunk else None,
+                      "previous": links.to(page=page - 1, ref="previous") if page and page > 1 else None,
+                      "last": links.to(page=pages, ref="last")}})
+
+    def _start(self, q: Any, rows: list[dict[str, Any]], per_page: int) -> tuple[int, int | None]:
+        """Where the page starts in ``rows``, and its page number (None when asked by cursor)."""
+        if q.get("cursor"):
+            after = json.loads(base64.urlsafe_b64decode(q["cursor"] + "==")).get("after", {})
+            last = (str(after.get(_SORT_FIELD.get(self.name, "")) or ""), int(after["id"]))
+            return next((i for i, r in enumerate(rows) if _sort_key(self.name, r) < last), len(rows)), None
+        page = max(1, int(q.get("page", "1")))
+        return (page - 1) * per_page, page
+
+    def _cursor_after(self, row: dict[str, Any]) -> str:
+        after = {"id": row["id"]}
+        if self.name in _SORT_FIELD:
+            after[_SORT_FIELD[self.name]] = row[_SORT_FIELD[self.name]]
+        return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
 
     async def one(self, request: Request) -> Response:
         rid = request.path_params["id"]
@@ -232,3 +226,24 @@ def api_routes(state: HarvestState) -> list[Route]:
         if methods:
             routes.append(route(f"{nested}/{{id}}", name, res.one, methods))
     return routes
+
+
+def _per_page(value: str) -> int:
+    try:
+        per_page = int(value)
+    except ValueError:
+        per_page = 0
+    if not 1 <= per_page <= 2000:
+        raise HarvestError(422, {"message": "per_page must be between 1 and 2000"})
+    return per_page
+
+
+class _Links:
+    """The ``links`` of a Harvest list page: the same list with other query parameters."""
+
+    def __init__(self, base: str, per_page: int) -> None:
+        self.base = base
+        self.per_page = per_page
+
+    def to(self, **params: Any) -> str:
+        return f"{self.base}?{urlencode({**params, 'per_page': self.per_page})}"

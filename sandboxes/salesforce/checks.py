@@ -148,30 +148,43 @@ class RecordChecks:
 
     @staticmethod
     def _check_type(name: str, ftype: str, value: Any) -> Any:
-        wrong = RecordError("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{name}: value not of required type: {value!r}",
-                            [name])
+        """``value`` as the org stores it in a field of type ``ftype``; a value of the wrong type is refused."""
         if value is None:
             return None
         if ftype in STRING_TYPES:
-            if not isinstance(value, str):
-                raise wrong
-            limit = 32000 if ftype == "textarea" else 255
-            if len(value) > limit:
-                raise RecordError("STRING_TOO_LONG", f"{name}: data value too large: {value[:40]!r}... "
-                                                     f"(max length={limit})", [name])
-            return value if value != "" else None
-        if ftype == "boolean" and not isinstance(value, bool):
-            raise wrong
-        if ftype in ("double", "currency", "percent") and (isinstance(value, bool) or
-                                                          not isinstance(value, int | float)):
-            raise wrong
+            return _checked_text(name, ftype, value)
+        if not _fits(ftype, value):
+            raise RecordError("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{name}: value not of required type: {value!r}",
+                              [name])
         if ftype == "currency":
             return round(float(value), 2)  # Amount is currency(16, 2): Salesforce rounds on save
-        if ftype == "date":
-            if not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
-                raise wrong
-            try:
-                dt.date.fromisoformat(value)
-            except ValueError:
-                raise wrong from None
         return value
+
+
+def _checked_text(name: str, ftype: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        raise RecordError("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{name}: value not of required type: {value!r}", [name])
+    limit = 32000 if ftype == "textarea" else 255
+    if len(value) > limit:
+        raise RecordError("STRING_TOO_LONG", f"{name}: data value too large: {value[:40]!r}... "
+                                             f"(max length={limit})", [name])
+    return value if value != "" else None
+
+
+def _fits(ftype: str, value: Any) -> bool:
+    """Whether a non-text ``value`` has the JSON type a field of ``ftype`` takes."""
+    if ftype == "boolean":
+        return isinstance(value, bool)
+    if ftype in ("double", "currency", "percent"):
+        return not isinstance(value, bool) and isinstance(value, int | float)
+    if ftype == "date":
+        return isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is not None and _is_date(value)
+    return True
+
+
+def _is_date(value: str) -> bool:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True

@@ -52,42 +52,7 @@ def _season(version: int) -> str:
 
 def api_routes(state: SalesforceState) -> list[Route]:
     """Every simulated Salesforce route, wrapped with fault injection, logging and the limit header."""
-
-    def limit_header(response: Response) -> Response:
-        used, limit = state.usage()
-        response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
-        return response
-
-    def on_fault(fault: Fault) -> Response:
-        if fault.kind == "429":  # Salesforce rarely answers 429: its quota refusal is a 403
-            return limit_header(_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
-        status = 500 if fault.kind == "500" else 503
-        return limit_header(_error(status, "SERVER_UNAVAILABLE", "Server temporarily unavailable"))
-
-    def guarded(handler: Handler) -> Handler:
-        async def check(request: Request) -> Response:
-            match = _VERSION.match(request.path_params.get("version", ""))
-            if match is None or float(f"{match[1]}.{match[2]}") < 46.0:
-                return _error(404, "NOT_FOUND", "The requested resource does not exist")
-            auth = request.headers.get("authorization", "")
-            if not auth.lower().startswith("bearer ") or not state.token_valid(auth[7:].strip()):
-                return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-            if not state.count_call():
-                return _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
-            try:
-                return await handler(request)
-            except RecordError as exc:
-                return _record_error(exc)
-        return check
-
-    def route(path: str, endpoint: str, handler: Handler, methods: list[str], *, api: bool = True) -> Route:
-        inner = guarded(handler) if api else handler
-
-        async def with_header(request: Request) -> Response:
-            return limit_header(await inner(request))
-
-        return Route(path, sandboxed(state, endpoint, with_header, on_fault), methods=methods, name=endpoint)
-
+    route = _Wrapper(state).route
     query = _QueryRoutes(state)
     rows = RowRoutes(state)
     data = "/services/data/{version}"
@@ -108,6 +73,57 @@ def api_routes(state: SalesforceState) -> list[Route]:
         route(f"{data}/composite/sobjects/{{obj}}", "composite", rows.collection_get, ["GET"]),
         route(f"{data}/composite/sobjects/{{obj}}/{{field}}", "composite", rows.collection_upsert, ["PATCH"]),
     ]
+
+
+class _Wrapper:
+    """What every route of the org does around its handler: fault injection and the request log, the
+    ``Sforce-Limit-Info`` header, and (for API routes) the version, session and daily-limit checks."""
+
+    def __init__(self, state: SalesforceState) -> None:
+        self.state = state
+
+    def route(self, path: str, endpoint: str, handler: Handler, methods: list[str], *, api: bool = True) -> Route:
+        inner = self._guarded(handler) if api else handler
+
+        async def with_header(request: Request) -> Response:
+            return self._limit_header(await inner(request))
+
+        return Route(path, sandboxed(self.state, endpoint, with_header, self._on_fault), methods=methods,
+                     name=endpoint)
+
+    def _limit_header(self, response: Response) -> Response:
+        used, limit = self.state.usage()
+        response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
+        return response
+
+    def _on_fault(self, fault: Fault) -> Response:
+        if fault.kind == "429":  # Salesforce rarely answers 429: its quota refusal is a 403
+            return self._limit_header(_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."))
+        status = 500 if fault.kind == "500" else 503
+        return self._limit_header(_error(status, "SERVER_UNAVAILABLE", "Server temporarily unavailable"))
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def check(request: Request) -> Response:
+            refusal = self._refusal(request)
+            if refusal is not None:
+                return refusal
+            try:
+                return await handler(request)
+            except RecordError as exc:
+                return _record_error(exc)
+        return check
+
+    def _refusal(self, request: Request) -> Response | None:
+        """Why the org refuses this API call before reading it (unknown version, bad session, daily limit)."""
+        match = _VERSION.match(request.path_params.get("version", ""))
+        if match is None or float(f"{match[1]}.{match[2]}") < 46.0:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("bearer ") or not self.state.token_valid(auth[7:].strip()):
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if not self.state.count_call():
+            return _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        return None
 
 
 def _token_handler(state: SalesforceState) -> Handler:
