@@ -15,6 +15,7 @@ from accord.connectors.base import CallStats, Connector
 from accord.connectors.registry import build_connector
 from accord.streams.audit import AuditTrail
 from accord.streams.keys import Keys
+from accord.streams.scope import Scope
 from accord.streams.state import Cursors, Identity, Projections, RedisTokenCache, Stats, Versions
 
 
@@ -45,7 +46,7 @@ class Context:
         self.cursors = Cursors(self.redis, self.keys)
         self.stats = Stats(self.keys)
         self.audit = AuditTrail(self.keys, self.settings.streams.audit_retention)
-        self.desk = ExceptionDesk(self.redis, self.settings)
+        self.desk = ExceptionDesk(self.redis, Scope.of(self.settings))
 
     def connector(self, system: str, *, share: float = 1.0, stats: CallStats | None = None) -> Connector:
         """A new connector to configured ``system``, its OAuth tokens shared through Redis."""

@@ -24,12 +24,10 @@ import msgspec
 from redis.asyncio import Redis
 
 from accord.actors.provision.process import Provisions
-from accord.config.settings import Settings
 from accord.model.entities import validate_fields
-from accord.streams.audit import AuditTrail, TraceEvent
+from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch, smembers_many
 from accord.streams.exceptions import ExceptionRecord, decode_exception, record_key
-from accord.streams.keys import Keys
 from accord.streams.publish import publish
 from accord.streams.records import (
     ChangeRecord,
@@ -37,6 +35,7 @@ from accord.streams.records import (
     decode,
     now_ms,
 )
+from accord.streams.scope import Scope
 
 DeskState = Literal["open", "retried", "resolved", "skipped", "closed"]
 STATES: tuple[str, ...] = ("open", "retried", "resolved", "skipped", "closed")
@@ -109,11 +108,11 @@ class Entry:
 
 
 class ExceptionDesk:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, scope: Scope) -> None:
         self.redis = redis
-        self.settings = settings
-        self.keys = Keys(settings.namespace)
-        self.audit = AuditTrail(self.keys, settings.streams.audit_retention)
+        self.scope = scope
+        self.keys = scope.keys
+        self.audit = scope.audit
 
     # -- reading -----------------------------------------------------------------------------
     async def list(self, filters: Filters) -> list[Entry]:
@@ -145,7 +144,7 @@ class ExceptionDesk:
             return await self._resume_provisioning(entry, by, edit)
         change = self._retry_change(entry, edit)
         pipe = Batch()
-        publish(pipe, self.keys, self.settings.streams.partitions, [change])
+        publish(pipe, self.keys, self.scope.partitions, [change])
         detail = f"retried as {change.change_id}" + (f" with {', '.join(sorted(edit))} edited" if edit else "")
         self._close(pipe, entry, DeskStatus(state="retried", by=by, at_ms=now_ms(), note=detail,
                                              retried_as=change.change_id), "retry")

@@ -32,6 +32,7 @@ from accord.pipeline_metrics import slot_stats
 from accord.sandboxes.firm.audit import COMPARED_FIELDS
 from accord.sandboxes.firm.world import World
 from accord.streams.keys import Keys
+from accord.streams.scope import Scope
 from accord.streams.state import Stats
 
 ACCOUNT_FIELDS = {"erp": COMPARED_FIELDS, "psa": ("name", "currency", "status")}
@@ -90,7 +91,7 @@ def is_transient(reason: str, message: str) -> bool:
 
 async def exceptions(redis: Redis, settings: Settings) -> dict[str, Any]:
     """Every exception filed (whatever its desk state), by reason, and the transient ones."""
-    entries = await ExceptionDesk(redis, settings).list(Filters(state=None))
+    entries = await ExceptionDesk(redis, Scope.of(settings)).list(Filters(state=None))
     by_reason = Counter(e.record.reason for e in entries)
     transient = [e for e in entries if is_transient(e.record.reason, e.record.message)]
     return {"total": len(entries), "by_reason": dict(by_reason), "transient": len(transient),

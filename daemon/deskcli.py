@@ -27,6 +27,7 @@ from accord.config.settings import Settings
 from accord.config.types import Duration
 from accord.streams.audit import AuditTrail
 from accord.streams.keys import Keys
+from accord.streams.scope import Scope
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -95,7 +96,7 @@ async def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.command == "trace":
             return await _trace(redis, settings, args)
-        desk = ExceptionDesk(redis, settings)
+        desk = ExceptionDesk(redis, Scope.of(settings))
         if args.action == "list":
             return await _list(desk, args)
         if args.action == "show":

@@ -25,6 +25,7 @@ from accord.config.settings import Settings
 from accord.config.types import Duration
 from accord.streams.audit import AuditTrail
 from accord.streams.keys import Keys
+from accord.streams.scope import Scope
 
 ACTIONS = ("retry", "resolve", "skip")
 
@@ -40,7 +41,7 @@ class _DeskApi:
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.settings = settings
         self.redis = redis
-        self.desk = ExceptionDesk(redis, settings)
+        self.desk = ExceptionDesk(redis, Scope.of(settings))
         self.trail = AuditTrail(Keys(settings.namespace), settings.streams.audit_retention)
 
     async def listing(self, request: Request) -> JSONResponse:

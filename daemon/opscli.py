@@ -18,6 +18,7 @@ from accord.config.settings import Settings
 from accord.config.types import Duration
 from accord.deskcli import redis_url
 from accord.replay import Selection, replay
+from accord.streams.scope import Scope
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -89,7 +90,7 @@ def run_replay(args: argparse.Namespace) -> int:
     async def go() -> int:
         redis = connect(redis_url(settings))
         try:
-            report = await replay(redis, settings, selection, f"{int(time.time() * 1000):x}", dry_run=args.dry_run)
+            report = await replay(redis, Scope.of(settings), selection, f"{int(time.time() * 1000):x}", dry_run=args.dry_run)
         finally:
             await redis.aclose()
         verb = "would replay" if args.dry_run else "replayed"

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
-from accord.config.settings import Settings
 from accord.streams.audit import AuditTrail, TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.log import next_id
 from accord.streams.publish import publish
 from accord.streams.records import ChangeRecord, MalformedEntry, decode
+from accord.streams.scope import Scope
 
 PAGE = 500
 
@@ -47,13 +47,12 @@ class ReplayReport:
     by_source: dict[str, int] = field(default_factory=dict)
 
 
-async def replay(redis: Redis, settings: Settings, selection: Selection, run_id: str, *,
+async def replay(redis: Redis, scope: Scope, selection: Selection, run_id: str, *,
                  dry_run: bool = False) -> ReplayReport:
     """Re-publish the selected retained records; ``run_id`` names this run in change ids and the trail."""
-    keys = Keys(settings.namespace)
-    audit = AuditTrail(keys, settings.streams.audit_retention)
+    keys, audit = scope.keys, scope.audit
     report = ReplayReport()
-    for partition in range(settings.streams.partitions):
+    for partition in range(scope.partitions):
         stream = keys.changes(selection.entity, partition)
         start = str(selection.since_ms) if selection.since_ms is not None else "-"
         end = await _end(redis, stream, selection.until_ms)  # never past this run's own copies
@@ -65,7 +64,7 @@ async def replay(redis: Redis, settings: Settings, selection: Selection, run_id:
                 break
             chosen = _choose(entries, selection, report)
             if chosen and not dry_run:
-                await _publish(redis, keys, audit, selection, run_id, settings.streams.partitions, chosen)
+                await _publish(redis, keys, audit, selection, run_id, scope.partitions, chosen)
             start = next_id(entries[-1][0].decode())
             if len(entries) < PAGE:
                 break

@@ -14,6 +14,7 @@ from accord.cli import main
 from accord.config.load import load
 from accord.redis_server import EmbeddedRedis
 from accord.streams.keys import Keys
+from accord.streams.scope import Scope
 from accord.streams.state import Cursors, Position
 from tests.unit.test_desk import _failed_create
 from tests.unit.test_sync import CONFIG, Rig
@@ -32,7 +33,7 @@ def failed(tmp_path: Path, redis_servers: dict[str, EmbeddedRedis]) -> tuple[Pat
         try:
             rig = await Rig(redis, config.read_text()).setup()
             _, eid = await _failed_create(rig)
-            return eid, (await ExceptionDesk(redis, rig.settings).get(eid)).record.correlation_id
+            return eid, (await ExceptionDesk(redis, Scope.of(rig.settings)).get(eid)).record.correlation_id
         finally:
             await redis.aclose()
 

@@ -45,6 +45,7 @@ from accord.sandboxes.firm.report import Report
 from accord.sandboxes.firm.world import World
 from accord.settle import Facts, Settling, settle
 from accord.streams.keys import Keys
+from accord.streams.scope import Scope
 from accord.streams.state import Stats
 
 
@@ -173,7 +174,7 @@ async def _final_checks(redis: Redis, settings: Settings, settling: Settling, re
             outcome.reconciliations.append(await reconciler.run(name, job))
     finally:
         await reconciler.aclose()
-    for entry in await ExceptionDesk(redis, settings).list(Filters(state=None)):
+    for entry in await ExceptionDesk(redis, Scope.of(settings)).list(Filters(state=None)):
         outcome.desk[(entry.status.state, entry.record.reason)] += 1
         if entry.status.state == "open" and len(outcome.open_exceptions) < 10:
             outcome.open_exceptions.append(f"{entry.record.exception_id}: {entry.record.message}")

@@ -18,6 +18,7 @@ from accord.config.settings import LockedPolicy
 from accord.redis_server import EmbeddedRedis
 from accord.replay import Selection, replay
 from accord.sandboxes.harvest.seed import new_project
+from accord.streams.scope import Scope
 from accord.streams.state import Cursors
 from tests.helpers import wait_for
 from tests.integration.test_daemon_e2e import Running, running_daemon
@@ -30,7 +31,7 @@ def _erp_customers(run: Running, name: str) -> list[dict[str, Any]]:
 
 
 async def _open(run: Running, **filters: Any) -> list[Any]:
-    return await ExceptionDesk(run.redis, run.settings).list(Filters(**filters))
+    return await ExceptionDesk(run.redis, Scope.of(run.settings)).list(Filters(**filters))
 
 
 async def test_desk_replay_resync_and_reconciliation(ray_session: None, redis_servers: dict[str, EmbeddedRedis],
@@ -49,7 +50,7 @@ async def test_desk_replay_resync_and_reconciliation(ray_session: None, redis_se
 
         [entry] = await wait_for(refused, timeout=60, message="the refused create on the desk")
         assert "6240" in entry.record.message or "Duplicate" in entry.record.message
-        desk = ExceptionDesk(run.redis, run.settings)
+        desk = ExceptionDesk(run.redis, Scope.of(run.settings))
         await desk.retry(entry.record.exception_id, "finance", {"name": "Globex (US)"})
         await wait_for(lambda: _erp_customers(run, "Globex (US)"), timeout=60, message="the edited customer")
         world.crm.user_update("Account", crm_id, {"Name": "Globex (US)"})  # sales follow finance's naming
@@ -61,7 +62,7 @@ async def test_desk_replay_resync_and_reconciliation(ray_session: None, redis_se
         customers = len(world.erp.records("Customer"))
         clients = len(world.psa.records("clients"))
         for run_id in ("a", "b"):
-            report = await replay(run.redis, run.settings, Selection(entity="account", target="erp"), run_id)
+            report = await replay(run.redis, Scope.of(run.settings), Selection(entity="account", target="erp"), run_id)
             assert report.replayed >= 5
             await Cursors(run.redis, run.keys).request_resync("crm", "account", 0, f"resync-{run_id}")
             await wait_for(lambda: _resync_done(run), timeout=60, message="the resync to finish")

@@ -17,6 +17,7 @@ from accord.actors.provision.process import Provisions
 from accord.redis_server import EmbeddedRedis
 from accord.sandboxes.harvest.seed import new_project
 from accord.streams.audit import AuditTrail
+from accord.streams.scope import Scope
 from tests.helpers import wait_for
 from tests.integration.test_daemon_e2e import Running, running_daemon
 
@@ -112,7 +113,7 @@ async def test_approved_time_is_billed_and_paid_and_every_system_shows_it(
         assert len([i for i in run.world.psa.records("invoices") if i["number"] == number]) == 1
         assert len([i for i in run.world.crm.records("Invoice__c") if i["Name"] == number]) == 1
         assert supervisor.writers["invoice"][0].restarts >= 1
-        desk = await ExceptionDesk(run.redis, run.settings).list(Filters())
+        desk = await ExceptionDesk(run.redis, Scope.of(run.settings)).list(Filters())
         assert [e.record.message for e in desk] == []
 
 
@@ -167,4 +168,4 @@ async def test_a_won_deal_is_provisioned_exactly_once_despite_faults_and_a_kille
         trail = [e.kind for e in await AuditTrail(run.keys, 60).read(run.redis, process.correlation_id)]
         assert trail.index("provisioning started") < trail.index("provisioned customer") < trail.index(
             "provisioned project") < trail.index("provisioned tasks") < trail.index("provisioned writeback")
-        assert await ExceptionDesk(run.redis, run.settings).list(Filters()) == []
+        assert await ExceptionDesk(run.redis, Scope.of(run.settings)).list(Filters()) == []

@@ -14,6 +14,7 @@ from accord.config.settings import Settings
 from accord.connectors.errors import Permanent
 from accord.deskweb import desk_routes
 from accord.streams.audit import AuditTrail
+from accord.streams.scope import Scope
 from tests.unit.test_sync import Rig
 
 
@@ -30,12 +31,12 @@ async def _failed_create(rig: Rig, name: str = "Bad Name") -> tuple[str, str]:
     rig.erp.fail_records[gid] = Permanent("erp", "6240 Duplicate Name Exists Error")
     while await rig.writer.sweep():
         pass
-    [entry] = await ExceptionDesk(rig.redis, rig.settings).list(Filters())
+    [entry] = await ExceptionDesk(rig.redis, Scope.of(rig.settings)).list(Filters())
     return gid, entry.record.exception_id
 
 
 async def test_edited_retry_reaches_the_target_once_and_is_audited(rig: Rig) -> None:
-    desk = ExceptionDesk(rig.redis, rig.settings)
+    desk = ExceptionDesk(rig.redis, Scope.of(rig.settings))
     gid, eid = await _failed_create(rig)
     entry = await desk.get(eid)
     assert entry.status.state == "open" and entry.payload()["fields"]["name"] == "Bad Name"
@@ -61,7 +62,7 @@ async def test_edited_retry_reaches_the_target_once_and_is_audited(rig: Rig) -> 
 
 
 async def test_a_bad_edit_is_refused_naming_the_field(rig: Rig) -> None:
-    desk = ExceptionDesk(rig.redis, rig.settings)
+    desk = ExceptionDesk(rig.redis, Scope.of(rig.settings))
     _, eid = await _failed_create(rig)
     with pytest.raises(DeskError, match="status"):
         await desk.retry(eid, "ops", {"status": "maybe"})
@@ -69,7 +70,7 @@ async def test_a_bad_edit_is_refused_naming_the_field(rig: Rig) -> None:
 
 
 async def test_a_later_successful_change_closes_the_exception(rig: Rig) -> None:
-    desk = ExceptionDesk(rig.redis, rig.settings)
+    desk = ExceptionDesk(rig.redis, Scope.of(rig.settings))
     gid, eid = await _failed_create(rig)
     rig.erp.fail_records.clear()
     rid = next(r for r, f in rig.crm.records.items() if f["name"] == "Bad Name")
@@ -82,7 +83,7 @@ async def test_a_later_successful_change_closes_the_exception(rig: Rig) -> None:
 
 
 async def test_resolve_and_skip_are_final(rig: Rig) -> None:
-    desk = ExceptionDesk(rig.redis, rig.settings)
+    desk = ExceptionDesk(rig.redis, Scope.of(rig.settings))
     _, eid = await _failed_create(rig)
     await desk.resolve(eid, "finance", "created by hand in QuickBooks")
     with pytest.raises(DeskError, match="already resolved .*created by hand"):
@@ -132,7 +133,7 @@ def _client(settings: Settings, rig: Rig) -> httpx.AsyncClient:
 
 
 async def test_a_mapping_exception_closes_when_the_record_reads_cleanly(rig: Rig) -> None:
-    desk = ExceptionDesk(rig.redis, rig.settings)
+    desk = ExceptionDesk(rig.redis, Scope.of(rig.settings))
     rid = rig.crm.user_create({"name": "Acme", "country": "US", "status": "maybe"})
     await rig.settle()
     [entry] = await desk.list(Filters(reason="mapping"))

@@ -14,6 +14,7 @@ from accord.actors.write.writer import Writer
 from accord.config.load import loads
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
+from accord.streams.scope import Scope
 from tests.fakes import MemorySystem
 from tests.helpers import CRM_AND_ERP, PSA
 
@@ -62,7 +63,7 @@ class World:
         return [t for rid, t in table.records.items() if rid not in table.deleted]
 
     async def exceptions(self) -> list[str]:
-        return sorted(e.record.reason for e in await ExceptionDesk(self.redis, self.settings).list(Filters()))
+        return sorted(e.record.reason for e in await ExceptionDesk(self.redis, Scope.of(self.settings)).list(Filters()))
 
 
 async def _approved(world: World, day: str = "2026-11-03", hours: str = "4") -> str:
@@ -114,7 +115,7 @@ async def test_a_closed_period_locks_records_that_are_not_billed(any_redis: Redi
     await world.settle()
     assert [t["hours"] for t in world.erp_time()] == ["4"]
     [reason] = await world.exceptions()
-    desk = await ExceptionDesk(world.redis, world.settings).list(Filters())
+    desk = await ExceptionDesk(world.redis, Scope.of(world.settings)).list(Filters())
     assert reason == "locked" and "closed period (through 2026-10-31)" in desk[0].record.message
 
 

@@ -17,6 +17,7 @@ from accord.config.load import loads
 from accord.connectors.errors import Permanent, Retryable
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
+from accord.streams.scope import Scope
 from tests.fakes import MemorySystem
 from tests.helpers import CRM_AND_ERP, PSA
 
@@ -145,7 +146,7 @@ async def test_faults_and_a_crash_between_steps_make_nothing_twice(world: World)
     await world.settle()
     assert len(world.table("psa", "project")) == 1 and len(world.table("psa", "task")) == 3
     assert psa.fail_batches == []
-    assert await ExceptionDesk(world.redis, world.settings).list(Filters()) == []
+    assert await ExceptionDesk(world.redis, Scope.of(world.settings)).list(Filters()) == []
 
 
 async def test_a_failing_step_parks_and_the_desk_resumes_it_from_that_step(world: World) -> None:
@@ -153,7 +154,7 @@ async def test_a_failing_step_parks_and_the_desk_resumes_it_from_that_step(world
     await world.settle()
     world.systems["crm"].user_update(deal, {"stage": "Closed Won", "is_won": True}, "opportunity")
     await world.settle()
-    desk = ExceptionDesk(world.redis, world.settings)
+    desk = ExceptionDesk(world.redis, Scope.of(world.settings))
     [entry] = await desk.list(Filters(reason="provisioning"))
     assert "stopped at step `customer`" in entry.record.message and "lacks country" in entry.record.message
     assert world.table("psa", "project") == {}
@@ -179,7 +180,7 @@ async def test_a_permanent_write_error_names_the_step_and_the_retry_does_not_rec
     [process] = await Provisions(world.redis, world.keys).all()
     psa.fail_records[f"prov{process.opportunity}.1"] = Permanent("psa", "422 task name taken")
     await world.settle()
-    desk = ExceptionDesk(world.redis, world.settings)
+    desk = ExceptionDesk(world.redis, Scope.of(world.settings))
     [entry] = await desk.list(Filters(reason="provisioning"))
     assert "stopped at step `tasks`" in entry.record.message and "task name taken" in entry.record.message
     psa.fail_records.clear()

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from accord.actors.desk import ExceptionDesk, Filters
 from accord.actors.reconcile.reconciler import Reconciler
+from accord.streams.scope import Scope
 from tests.unit.test_sync import CONFIG, Rig
 
 JOB = """
@@ -48,7 +49,7 @@ async def test_a_deliberate_mismatch_is_found_with_the_offending_records(rig: Ri
 
     again = await reconciler.run("accounts", job)
     assert again.mismatched == 1
-    desk = await ExceptionDesk(rig.redis, rig.settings).list(Filters(reason="reconcile"))
+    desk = await ExceptionDesk(rig.redis, Scope.of(rig.settings)).list(Filters(reason="reconcile"))
     assert len(desk) == 3, "a finding is filed once, not on every run"
     assert any("Acme (typo)" in e.record.message for e in desk)
     stored = await rig.redis.hget(rig.keys.reconcile("accounts"), "mismatched")

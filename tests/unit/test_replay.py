@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from accord.opscli import UsageError, point_in_time
 from accord.replay import Selection, replay
 from accord.streams.records import ChangeRecord, decode, now_ms
+from accord.streams.scope import Scope
 from accord.streams.state import Cursors
 from tests.unit.test_sync import Rig
 
@@ -35,7 +36,7 @@ async def test_replay_restores_a_target_and_twice_duplicates_nothing(rig: Rig) -
         record["name"] = "lost"
 
     for run in ("r1", "r2"):
-        report = await replay(rig.redis, rig.settings, Selection(entity="account", target="erp", since_ms=started),
+        report = await replay(rig.redis, Scope.of(rig.settings), Selection(entity="account", target="erp", since_ms=started),
                               run)
         assert report.replayed == 2 and report.by_source == {"crm": 2}
         await _drain(rig)
@@ -43,7 +44,7 @@ async def test_replay_restores_a_target_and_twice_duplicates_nothing(rig: Rig) -
     assert rig.erp.creates == 2 and len(rig.erp.records) == 2
     assert rig.crm.records[a]["name"] == "Acme"
 
-    again = await replay(rig.redis, rig.settings, Selection(entity="account", target="erp"), "r3", dry_run=True)
+    again = await replay(rig.redis, Scope.of(rig.settings), Selection(entity="account", target="erp"), "r3", dry_run=True)
     assert again.replayed == 2, "copies made by earlier replays are never replayed again"
 
 
@@ -52,9 +53,9 @@ async def test_replay_by_correlation_id_and_time_range(rig: Rig) -> None:
     rig.crm.user_create({"name": "Globex", "country": "DE"})
     await rig.settle()
     flows = [e.correlation_id for e in await _published(rig)]
-    one = await replay(rig.redis, rig.settings, Selection(entity="account", correlation_id=flows[0]), "c", dry_run=True)
+    one = await replay(rig.redis, Scope.of(rig.settings), Selection(entity="account", correlation_id=flows[0]), "c", dry_run=True)
     assert one.replayed == 1
-    future = await replay(rig.redis, rig.settings, Selection(entity="account", since_ms=now_ms() + 60_000), "f")
+    future = await replay(rig.redis, Scope.of(rig.settings), Selection(entity="account", since_ms=now_ms() + 60_000), "f")
     assert future.replayed == 0
 
 
