@@ -16,6 +16,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from accord.streams.keys import Keys
+from accord.streams.replies import stream_entries, text_map
 
 
 class _Queue(Protocol):
@@ -55,8 +56,8 @@ class AuditTrail:
     async def read(self, redis: Redis, correlation_id: str) -> list[TraceEvent]:
         """Every retained event of one flow, oldest first."""
         out = []
-        for _, raw in await redis.xrange(self.keys.trace(correlation_id)):
-            fields = {k.decode(): v.decode() for k, v in raw.items()}
-            fields["at_ms"] = int(fields.get("at_ms", 0))
-            out.append(TraceEvent(correlation_id=correlation_id, **fields))
+        for _, raw in stream_entries(await redis.xrange(self.keys.trace(correlation_id))):
+            fields = text_map(raw)
+            at_ms = int(fields.pop("at_ms", 0))
+            out.append(TraceEvent(correlation_id=correlation_id, at_ms=at_ms, **fields))
         return out

@@ -18,6 +18,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from accord.streams.replies import text, text_set
+
 _APPLY = """
 local i = 1
 local fences = tonumber(ARGV[i]); i = i + 1
@@ -178,16 +180,12 @@ class Batch:
         return bool(await script(redis, _APPLY)(keys=[], args=argv))
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 async def hgetall_many(redis: Redis, keys: Sequence[str]) -> list[dict[str, bytes]]:
     """HGETALL of every key in one call (missing keys give ``{}``)."""
     if not keys:
         return []
     replies = await script(redis, _HGETALL_MANY)(keys=list(keys))
-    return [{_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)} for flat in replies]
+    return [{text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)} for flat in replies]
 
 
 async def hget_many(redis: Redis, pairs: Sequence[tuple[str, str]]) -> list[bytes | None]:
@@ -203,4 +201,4 @@ async def smembers_many(redis: Redis, keys: Sequence[str]) -> list[set[str]]:
     if not keys:
         return []
     raw = await script(redis, _SMEMBERS_MANY)(keys=list(keys), args=[])
-    return [{_text(m) for m in members} for members in raw]
+    return [text_set(members) for members in raw]

@@ -18,8 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from accord.streams.keys import Keys
-
-Entry = tuple[str, dict[bytes, bytes]]
+from accord.streams.replies import Entry, PendingRow, first_fields, pending_rows, read_entries, text
 
 
 async def ensure_groups(redis: Redis, keys: Keys, entity: str, targets: Iterable[str], partitions: int) -> None:
@@ -33,10 +32,6 @@ async def ensure_groups(redis: Redis, keys: Keys, entity: str, targets: Iterable
     for result in results:
         if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
             raise result
-
-
-def _id(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 @dataclass(eq=False)
@@ -96,13 +91,7 @@ async def _read_from(redis: Redis, reads: Sequence[tuple[Slot, str]], count: int
         for slot, position in reads:
             pipe.xreadgroup(slot.group, slot.consumer, {slot.stream: position}, count=count)
         replies = await pipe.execute()
-    out: list[list[Entry]] = []
-    for reply in replies:
-        entries: list[Entry] = []
-        for _stream, items in reply or []:
-            entries.extend((_id(entry_id), fields or {}) for entry_id, fields in items)
-        out.append(entries)
-    return out
+    return [read_entries(reply) for reply in replies]
 
 
 async def fetch(redis: Redis, stream: str, entry_ids: Sequence[str]) -> list[Entry]:
@@ -113,22 +102,14 @@ async def fetch(redis: Redis, stream: str, entry_ids: Sequence[str]) -> list[Ent
         for entry_id in entry_ids:
             pipe.xrange(stream, entry_id, entry_id, count=1)
         replies = await pipe.execute()
-    return [(entry_id, reply[0][1] if reply else {}) for entry_id, reply in zip(entry_ids, replies, strict=True)]
-
-
-@dataclass(frozen=True)
-class PendingRow:
-    entry_id: str
-    idle_ms: int
-    deliveries: int
+    return [(entry_id, first_fields(reply)) for entry_id, reply in zip(entry_ids, replies, strict=True)]
 
 
 async def idle_pending(redis: Redis, slot: Slot, min_idle_ms: int, count: int) -> list[PendingRow]:
     """The slot consumer's pending entries idle for at least ``min_idle_ms`` (XPENDING with IDLE, 6.2+)."""
     rows = await redis.xpending_range(slot.stream, slot.group, min="-", max="+", count=count,
                                       consumername=slot.consumer, idle=min_idle_ms)
-    return [PendingRow(_id(r["message_id"]), int(r["time_since_delivered"]), int(r["times_delivered"]))
-            for r in rows]
+    return pending_rows(rows)
 
 
 async def delivery_counts(redis: Redis, slot: Slot, entry_ids: Sequence[str]) -> dict[str, int]:
@@ -139,7 +120,7 @@ async def delivery_counts(redis: Redis, slot: Slot, entry_ids: Sequence[str]) ->
     rows = await redis.xpending_range(slot.stream, slot.group, min=ordered[0], max=ordered[-1],
                                       count=len(entry_ids) + 1000, consumername=slot.consumer)
     wanted = set(entry_ids)
-    return {_id(r["message_id"]): int(r["times_delivered"]) for r in rows if _id(r["message_id"]) in wanted}
+    return {row.entry_id: row.deliveries for row in pending_rows(rows) if row.entry_id in wanted}
 
 
 def id_order(entry_id: str) -> tuple[int, int]:
@@ -170,13 +151,13 @@ async def low_water_mark(redis: Redis, stream: str) -> str | None:
         return None
     marks: list[tuple[int, int]] = []
     for group in groups:
-        name = _id(group["name"])
-        last = _id(group["last-delivered-id"])
+        name = text(group["name"])
+        last = text(group["last-delivered-id"])
         mark = next_id(last)
         if int(group.get("pending", 0)):
             summary = await redis.xpending(stream, name)
             if summary and summary.get("min"):
-                mark = _id(summary["min"])
+                mark = text(summary["min"])
         ms, seq = mark.split("-", 1)
         marks.append((int(ms), int(seq)))
     low = min(marks)

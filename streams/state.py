@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from accord.streams.batch import Batch, hget_many, hgetall_many, script
 from accord.streams.keys import Keys
 from accord.streams.records import new_gid, pack, unpack
+from accord.streams.replies import binary, text_keys, text_map, text_or_none
 
 Pipeline = Batch  # state updates are queued onto the caller's atomic Batch
 
@@ -38,12 +39,6 @@ return out
 VERSION_FIELD = "_v"  # inside a seen hash: the system's own version of the record (e.g. SyncToken)
 
 
-def _s(raw: bytes | str | None) -> str | None:
-    if raw is None:
-        return None
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 class Identity:
     """Global ids and the xref between them and each system's ids."""
 
@@ -56,7 +51,7 @@ class Identity:
         if not ids:
             return {}
         values = await self.redis.mget([self.keys.xid(entity, system, i) for i in ids])
-        return {i: v for i, raw in zip(ids, values, strict=True) if (v := _s(raw))}
+        return {i: v for i, raw in zip(ids, values, strict=True) if (v := text_or_none(raw))}
 
     async def resolve(self, entity: str, system: str, ids: Sequence[str],
                       carried: Mapping[str, str | None]) -> tuple[dict[str, str], set[str]]:
@@ -77,22 +72,22 @@ class Identity:
             args += [gid, system, i]
         # one call: SET NX the xid (two racing resolvers agree on one gid) and the xref of new gids
         winners = await script(self.redis, _MINT)(keys=keys, args=args)
-        minted = {i: _s(raw) or "" for i, raw in zip(missing, winners, strict=True)}
+        minted = {i: text_or_none(raw) or "" for i, raw in zip(missing, winners, strict=True)}
         return {**known, **minted}, set(missing)
 
     async def targets_for(self, entity: str, target: str, gids: Sequence[str]) -> dict[str, str]:
         """The target system's id for each global id that has one."""
         values = await hget_many(self.redis, [(self.keys.xref(entity, gid), target) for gid in gids])
-        return {g: v for g, raw in zip(gids, values, strict=True) if (v := _s(raw))}
+        return {g: v for g, raw in zip(gids, values, strict=True) if (v := text_or_none(raw))}
 
     async def xref(self, entity: str, gid: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys.xref(entity, gid))
-        return {_s(k) or "": _s(v) or "" for k, v in raw.items()}
+        return text_map(raw)
 
     async def xrefs(self, entity: str, gids: Sequence[str]) -> list[dict[str, str]]:
         """The xref (system -> id) of each global id, in one call."""
         hashes = await hgetall_many(self.redis, [self.keys.xref(entity, gid) for gid in gids])
-        return [{k: _s(v) or "" for k, v in h.items()} for h in hashes]
+        return [text_map(h) for h in hashes]
 
     def link(self, pipe: Pipeline, entity: str, gid: str, system: str, system_id: str) -> None:
         """Pair ``gid`` with the system's record both ways. A pollers's reference may have minted another
@@ -106,7 +101,7 @@ class Identity:
         if not gids:
             return {}
         values = await self.redis.mget([self.keys.alias(entity, g) for g in gids])
-        return {g: v for g, raw in zip(gids, values, strict=True) if (v := _s(raw))}
+        return {g: v for g, raw in zip(gids, values, strict=True) if (v := text_or_none(raw))}
 
 
 class Projections:
@@ -170,8 +165,8 @@ class Projections:
         pipe.delete(self.keys.inflight(system, entity, system_id))
 
 
-def _unpack_hash(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
-    return {(_s(k) or ""): unpack(v) for k, v in raw.items()}
+def _unpack_hash(raw: Mapping[str, bytes]) -> dict[str, Any]:
+    return {k: unpack(v) for k, v in raw.items()}
 
 
 class Versions:
@@ -217,11 +212,11 @@ class Cursors:
         self.keys = keys
 
     async def get(self, system: str, entity: str) -> str | None:
-        return _s(await self.redis.hget(self.keys.cursor(system, entity), self.FIELD))
+        return text_or_none(await self.redis.hget(self.keys.cursor(system, entity), self.FIELD))
 
     async def position(self, system: str, entity: str) -> Position:
         """The cursor and any resync asked for (``request_resync``) or in progress."""
-        raw = {_s(k): _s(v) for k, v in (await self.redis.hgetall(self.keys.cursor(system, entity))).items()}
+        raw = text_map(await self.redis.hgetall(self.keys.cursor(system, entity)))
         since = raw.get("resync_since")
         return Position(cursor=raw.get(self.FIELD), resync_run=raw.get("resync_run"),
                         resync_since_ms=int(since) if since else None, resyncing=raw.get("resyncing"))
@@ -274,7 +269,7 @@ class RedisTokenCache:
 
     async def load(self) -> dict[str, Any] | None:
         raw = await self.redis.get(self.key)
-        return unpack(raw) if raw else None
+        return unpack(binary(raw)) if raw else None
 
     async def save(self, token: dict[str, Any]) -> None:
         await self.redis.set(self.key, pack(dict(token)))
@@ -300,4 +295,4 @@ class Stats:
 
     async def read(self, redis: Redis, kind: str) -> dict[tuple[str, ...], int]:
         raw = await redis.hgetall(self.keys.stats(kind))
-        return {tuple((_s(k) or "").split("|")): int(v) for k, v in raw.items()}
+        return {tuple(name.split("|")): int(v) for name, v in text_keys(raw).items()}
