@@ -35,6 +35,7 @@ from accord.streams.records import (
     decode,
     now_ms,
 )
+from accord.streams.replies import binary, binary_or_none
 from accord.streams.scope import Scope
 
 DeskState = Literal["open", "retried", "resolved", "skipped", "closed"]
@@ -87,7 +88,8 @@ class Entry:
             return None
         if self.record.stream:
             try:
-                return msgspec.to_builtins(decode({b"d": self.record.payload}))
+                change: dict[str, Any] = msgspec.to_builtins(decode({b"d": self.record.payload}))
+                return change
             except MalformedEntry:
                 return None
         try:
@@ -97,7 +99,7 @@ class Entry:
         return {"fields": fields} if isinstance(fields, dict) else None
 
     def as_json(self, *, full: bool = False) -> dict[str, Any]:
-        out = msgspec.to_builtins(self.record)
+        out: dict[str, Any] = msgspec.to_builtins(self.record)
         out.pop("payload", None)
         out.pop("state", None)
         out["status"] = msgspec.to_builtins(self.status)
@@ -122,7 +124,7 @@ class ExceptionDesk:
         now = now_ms()
         out = []
         for eid, data in records.items():
-            entry = Entry(decode_exception(data), _status(states.get(eid)))
+            entry = Entry(decode_exception(binary(data)), _status(binary_or_none(states.get(eid))))
             if filters.match(entry.record, entry.status, now):
                 out.append(entry)
         return sorted(out, key=lambda e: (e.record.created_ms, e.record.exception_id))
@@ -132,7 +134,7 @@ class ExceptionDesk:
         if data is None:
             raise DeskError(f"no exception `{exception_id}`: list them with `accord exceptions list`")
         state = await self.redis.hget(self.keys.exception_state(), exception_id)
-        return Entry(decode_exception(data), _status(state))
+        return Entry(decode_exception(binary(data)), _status(binary_or_none(state)))
 
     # -- acting ------------------------------------------------------------------------------
     async def retry(self, exception_id: str, by: str, edit: Mapping[str, Any] | None = None) -> str:

@@ -23,11 +23,8 @@ from accord.config.settings import Settings
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
+from accord.streams.replies import binary, int_map, stream_entries, text
 from accord.streams.state import Stats
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 @dataclass(frozen=True)
@@ -60,8 +57,8 @@ async def slot_stats(redis: Redis, settings: Settings, keys: Keys, now_ms: int |
     probes = _probes(streams, infos, lengths)
     async with redis.pipeline(transaction=False) as pipe:
         for probe in probes:
-            pipe.xrange(probe.stream, min="(" + _s(probe.group["last-delivered-id"]), max="+", count=1)
-            pipe.xpending_range(probe.stream, _s(probe.group["name"]), min="-", max="+", count=1)
+            pipe.xrange(probe.stream, min="(" + text(probe.group["last-delivered-id"]), max="+", count=1)
+            pipe.xpending_range(probe.stream, text(probe.group["name"]), min="-", max="+", count=1)
         details = await pipe.execute(raise_on_error=False)
     return [_slot(probe, details[2 * i], details[2 * i + 1], lag, now_ms) for i, probe in enumerate(probes)]
 
@@ -82,9 +79,9 @@ def _lag_in_entries(settings: Settings, counters: Iterator[Any]) -> dict[tuple[s
     """Produced minus acked per (entity, target, partition), from the counters in ``slot_stats``'s order."""
     lag: dict[tuple[str, str, int], int] = {}
     for entity in settings.entities:
-        produced = {_s(k): int(v) for k, v in next(counters).items()}
+        produced = int_map(next(counters))
         for target in settings.targets_of(entity):
-            acked = {_s(k): int(v) for k, v in next(counters).items()}
+            acked = int_map(next(counters))
             for p in range(settings.streams.partitions):
                 lag[entity, target, p] = produced.get(str(p), 0) - acked.get(str(p), 0)
     return lag
@@ -96,14 +93,14 @@ def _probes(streams: list[tuple[str, int, str]], infos: list[Any], lengths: list
         if isinstance(info, Exception):
             continue
         for group in info:
-            target = _s(group["name"]).removeprefix("to:")
+            target = text(group["name"]).removeprefix("to:")
             probes.append(_Probe(entity, target, p, stream, group, int(length) if not isinstance(length, Exception) else 0))
     return probes
 
 
 def _slot(probe: _Probe, undelivered: Any, oldest: Any, lag: dict[tuple[str, str, int], int], now_ms: int) -> SlotStats:
-    lag_s = (now_ms - id_ms(_s(undelivered[0][0]))) / 1000 if undelivered and not isinstance(
-        undelivered, Exception) else 0.0
+    first = [] if isinstance(undelivered, Exception) else stream_entries(undelivered)
+    lag_s = (now_ms - id_ms(first[0][0])) / 1000 if first else 0.0
     idle = oldest[0]["time_since_delivered"] / 1000 if oldest and not isinstance(oldest, Exception) else 0.0
     return SlotStats(entity=probe.entity, target=probe.target, partition=probe.partition,
                      lag_entries=max(0, lag.get((probe.entity, probe.target, probe.partition), 0)),
@@ -130,11 +127,11 @@ async def read_counters(redis: Redis, settings: Settings, keys: Keys) -> Counter
             pipe.hgetall(keys.acked(entity, target))
         replies = await pipe.execute()
     n = len(settings.entities)
-    produced = {e: {_s(k): int(v) for k, v in r.items()} for e, r in zip(settings.entities, replies[:n], strict=True)}
+    produced = {e: int_map(r) for e, r in zip(settings.entities, replies[:n], strict=True)}
     lag: dict[tuple[str, str, int], int] = {}
     acked_total = 0
     for (entity, target), acked_raw in zip(pairs, replies[n:], strict=True):
-        acked = {_s(k): int(v) for k, v in acked_raw.items()}
+        acked = int_map(acked_raw)
         acked_total += sum(acked.values())
         for p in range(settings.streams.partitions):
             behind = produced[entity].get(str(p), 0) - acked.get(str(p), 0)
@@ -234,7 +231,7 @@ async def _open_exceptions_family(redis: Redis, keys: Keys) -> Any:
     counts: Counter[tuple[str, str]] = Counter()
     for eid, data in index.items():
         if eid not in closed:
-            record = decode_exception(data)
+            record = decode_exception(binary(data))
             counts[(record.entity, record.reason)] += 1
     for (entity, reason), n in sorted(counts.items()):
         family.add_metric([entity, reason], float(n))
@@ -275,10 +272,11 @@ def _counter_families(records: dict[tuple[str, ...], int], api: dict[tuple[str, 
         family = families.setdefault(name, CounterMetricFamily(name, name.replace("_", " "), labels=list(labels)))
         family.add_metric(list(parts[1:]), float(value))
     for parts, value in sorted(api.items()):
-        name = _API_KINDS.get(parts[0])
-        if name is None or len(parts) != 2:
+        api_name = _API_KINDS.get(parts[0])
+        if api_name is None or len(parts) != 2:
             continue
-        family = families.setdefault(name, CounterMetricFamily(name, name.replace("_", " "), labels=["system"]))
+        family = families.setdefault(api_name, CounterMetricFamily(api_name, api_name.replace("_", " "),
+                                                                   labels=["system"]))
         family.add_metric([parts[1]], float(value))
     return list(families.values())
 

@@ -19,6 +19,7 @@ from accord.streams.keys import Keys
 from accord.streams.log import next_id
 from accord.streams.publish import publish
 from accord.streams.records import ChangeRecord, MalformedEntry, decode
+from accord.streams.replies import Entry, stream_entries
 from accord.streams.scope import Scope
 
 PAGE = 500
@@ -59,23 +60,23 @@ async def replay(redis: Redis, scope: Scope, selection: Selection, run_id: str, 
         if end is None:
             continue
         while True:
-            entries = await redis.xrange(stream, start, end, count=PAGE)
+            entries = stream_entries(await redis.xrange(stream, start, end, count=PAGE))
             if not entries:
                 break
             chosen = _choose(entries, selection, report)
             if chosen and not dry_run:
                 await _publish(redis, keys, audit, selection, run_id, scope.partitions, chosen)
-            start = next_id(entries[-1][0].decode())
+            start = next_id(entries[-1][0])
             if len(entries) < PAGE:
                 break
     return report
 
 
 async def _end(redis: Redis, stream: str, until_ms: int | None) -> str | None:
-    last = await redis.xrevrange(stream, "+", "-", count=1)
+    last = stream_entries(await redis.xrevrange(stream, "+", "-", count=1))
     if not last:
         return None
-    last_id = last[0][0].decode()
+    last_id = last[0][0]
     return last_id if until_ms is None else min(last_id, f"{until_ms}-18446744073709551615", key=_order)
 
 
@@ -84,8 +85,7 @@ def _order(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def _choose(entries: list[tuple[bytes, dict[bytes, bytes]]], selection: Selection,
-            report: ReplayReport) -> list[ChangeRecord]:
+def _choose(entries: list[Entry], selection: Selection, report: ReplayReport) -> list[ChangeRecord]:
     chosen = []
     for _, fields in entries:
         report.scanned += 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -25,10 +24,7 @@ from accord.streams.audit import AuditTrail, TraceEvent
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
 from accord.streams.records import MalformedEntry, decode
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+from accord.streams.replies import first_fields, pending_rows, stream_entries, text
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -67,13 +63,13 @@ async def scan_groups(redis: Redis, settings: Settings, keys: Keys | None = None
         if isinstance(info, Exception):
             continue  # no such stream yet: nothing published to this partition
         for g in info:
-            groups.append((entity, p, stream, _s(g["name"]), int(g.get("pending", 0)), _s(g["last-delivered-id"])))
+            groups.append((entity, p, stream, text(g["name"]), int(g.get("pending", 0)), text(g["last-delivered-id"])))
     async with redis.pipeline(transaction=False) as pipe:
         for _e, _p, stream, _g, _n, last in groups:
             pipe.xrange(stream, min="(" + last, max="+", count=limit)
         ranges = await pipe.execute()
     return [GroupScan(entity=e, partition=p, stream=stream, group=g, pending=n,
-                      undelivered=[_s(entry_id) for entry_id, _fields in rows])
+                      undelivered=[entry_id for entry_id, _fields in stream_entries(rows)])
             for (e, p, stream, g, n, _last), rows in zip(groups, ranges, strict=True)]
 
 
@@ -136,10 +132,9 @@ async def _pending_rows(redis: Redis, scans: list[GroupScan], limit: int) -> lis
         for s in scans:
             pipe.xpending_range(s.stream, s.group, min="-", max="+", count=limit)
         replies = await pipe.execute()
-    return [StuckEntry(entity=s.entity, target=s.target, partition=s.partition, entry_id=_s(r["message_id"]),
-                       delivered=True, idle_seconds=int(r["time_since_delivered"]) / 1000,
-                       deliveries=int(r["times_delivered"]))
-            for s, rows in zip(scans, replies, strict=True) for r in rows]
+    return [StuckEntry(entity=s.entity, target=s.target, partition=s.partition, entry_id=row.entry_id,
+                       delivered=True, idle_seconds=row.idle_ms / 1000, deliveries=row.deliveries)
+            for s, rows in zip(scans, replies, strict=True) for row in pending_rows(rows)]
 
 
 async def _explained(redis: Redis, settings: Settings, keys: Keys, rows: list[StuckEntry],
@@ -152,7 +147,7 @@ async def _explained(redis: Redis, settings: Settings, keys: Keys, rows: list[St
     trail = AuditTrail(keys, settings.streams.audit_retention)
     out = []
     for row, found in zip(rows, payloads, strict=True):
-        fields = found[0][1] if found else {}
+        fields = first_fields(found)
         try:
             change = decode(fields)
         except MalformedEntry as exc:

@@ -26,6 +26,7 @@ from accord.actors.remote import poller_actor, provisioner_actor, scheduler_acto
 from accord.config.settings import Settings
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
+from accord.streams.replies import text_keys
 
 
 def assign_partitions(partitions: int, replicas: int) -> list[list[int]]:
@@ -190,9 +191,8 @@ class Supervisor:
 
     # -- scale -------------------------------------------------------------------------------
     async def _load_control(self) -> None:
-        raw = await self.redis.hgetall(self.keys.control())
-        for key, value in raw.items():
-            name = key.decode()
+        control = text_keys(await self.redis.hgetall(self.keys.control()))
+        for name, value in control.items():
             if name.startswith("replicas:") and name[9:] in self.replicas:
                 self.replicas[name[9:]] = max(1, min(int(value), self.settings.streams.partitions))
 

@@ -40,6 +40,7 @@ from accord.streams.records import (
     Op,
     now_ms,
 )
+from accord.streams.replies import read_entries, text, text_set
 from accord.streams.state import Stats
 
 
@@ -150,17 +151,15 @@ class Poller(LoopActor):
         block_ms = int(min(wait, 2.0) * 1000)
         if block_ms <= 0:
             return last_id
-        reply = await self.ctx.redis.xread({self.ctx.keys.intake(self.system): last_id}, block=block_ms,
-                                           count=100)
-        if not reply:
+        entries = read_entries(await self.ctx.redis.xread({self.ctx.keys.intake(self.system): last_id},
+                                                          block=block_ms, count=100))
+        if not entries:
             return last_id
-        entries = reply[0][1]
         for _id, fields in entries:
-            entity = (fields.get(b"entity") or b"").decode()
+            entity = text(fields.get(b"entity") or b"")
             for name in self.entities if not entity else [entity]:
                 self._next_due[name] = 0.0
-        raw = entries[-1][0]
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
+        return entries[-1][0]
 
     # -- deletes by full scan ------------------------------------------------------------------
     def _scans_for_deletes(self) -> bool:
@@ -176,8 +175,7 @@ class Poller(LoopActor):
             raise TypeError(f"system `{self.system}` declares deletes by scan, but its connector "
                             f"{type(scanner).__name__} has no scan_ids")
         live = await scanner.scan_ids(entity)
-        known = {m.decode() if isinstance(m, bytes) else m
-                 for m in await ctx.redis.smembers(ctx.keys.known_ids(entity, self.system))}
+        known = text_set(await ctx.redis.smembers(ctx.keys.known_ids(entity, self.system)))
         vanished = sorted(known - {str(i) for i in live})
         self._next_scan[entity] = time.monotonic() + scanner.scan_interval
         if not vanished:

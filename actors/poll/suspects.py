@@ -26,6 +26,7 @@ from accord.actors.context import Context
 from accord.streams.batch import Batch
 from accord.streams.keys import Keys
 from accord.streams.records import MalformedEntry, decode, partition_of
+from accord.streams.replies import binary, first_fields, pending_rows, stream_entries, text, text_keys
 
 JUDGED_PER_PAGE = 1000  # parked suspects judged on one page at most
 IN_FLIGHT_SCAN = 1000  # entries read per partition to find a record's changes on their way to a system
@@ -62,7 +63,7 @@ class SuspectBook:
         raw = await self.ctx.redis.hgetall(self.ctx.keys.suspects(self.system, entity))
         if not raw:
             return {}
-        parked = {(k.decode() if isinstance(k, bytes) else k): _decoder.decode(v) for k, v in raw.items()}
+        parked = {record_id: _decoder.decode(binary(v)) for record_id, v in text_keys(raw).items()}
         owners = sorted({owner_of(f) for s in parked.values() for f in s.changed})
         read = {owner: await self.ctx.cursors.fetched_ms(owner, entity) for owner in owners}
         due = [(rid, s) for rid, s in parked.items() if all(read[owner_of(f)] >= s.seen_ms for f in s.changed)]
@@ -92,15 +93,15 @@ class SuspectBook:
             if len(undelivered) >= IN_FLIGHT_SCAN or pending > IN_FLIGHT_SCAN:
                 found |= by_partition[p]
                 continue
-            found |= self._bound_here(by_partition[p], (fields for _, fields in undelivered))
-            unacked.append((p, stream, [_text(row["message_id"]) for row in rows]))
+            found |= self._bound_here(by_partition[p], (fields for _, fields in stream_entries(undelivered)))
+            unacked.append((p, stream, [row.entry_id for row in pending_rows(rows)]))
         async with redis.pipeline(transaction=False) as pipe:
             for _, stream, ids in unacked:
                 for entry_id in ids:
                     pipe.xrange(stream, min=entry_id, max=entry_id, count=1)
             fetched = iter(await pipe.execute())
         for p, _, ids in unacked:
-            found |= self._bound_here(by_partition[p], (reply[0][1] for reply in (next(fetched) for _ in ids) if reply))
+            found |= self._bound_here(by_partition[p], (first_fields(next(fetched)) for _ in ids))
         return found
 
     async def _positions(self, entity: str, partitions: list[int]) -> list[tuple[int, str, str, int]]:
@@ -113,9 +114,9 @@ class SuspectBook:
             infos = await pipe.execute(raise_on_error=False)
         out = []
         for (p, stream), info in zip(streams, infos, strict=True):
-            mine = [g for g in info if _text(g.get("name")) == group] if isinstance(info, list) else []
+            mine = [g for g in info if text(g["name"]) == group] if isinstance(info, list) else []
             if mine:
-                out.append((p, stream, _text(mine[0].get("last-delivered-id")), int(mine[0].get("pending") or 0)))
+                out.append((p, stream, text(mine[0]["last-delivered-id"]), int(mine[0].get("pending") or 0)))
         return out
 
     def _bound_here(self, gids: set[str], entries: Iterable[dict[bytes, bytes]]) -> set[str]:
@@ -129,7 +130,3 @@ class SuspectBook:
             if change.gid in gids and change.source != self.system and change.only_to in (None, self.system):
                 out.add(change.gid)
         return out
-
-
-def _text(raw: bytes | str | None) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw or "")

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from accord.streams.batch import Batch
 from accord.streams.keys import Keys
+from accord.streams.replies import binary, zset_members
 
 Step = Literal["customer", "project", "tasks", "writeback", "done"]
 STEPS: tuple[Step, ...] = ("customer", "project", "tasks", "writeback", "done")
@@ -50,14 +51,14 @@ class Provisions:
 
     async def get(self, opportunity: str) -> Provision | None:
         raw = await self.redis.hget(self.keys.provisions(), opportunity)
-        return _decoder.decode(raw) if raw else None
+        return _decoder.decode(binary(raw)) if raw else None
 
     async def all(self) -> list[Provision]:
-        return [_decoder.decode(v) for v in (await self.redis.hgetall(self.keys.provisions())).values()]
+        return [_decoder.decode(binary(v)) for v in (await self.redis.hgetall(self.keys.provisions())).values()]
 
     async def due(self, now_ms: int, limit: int = 50) -> list[str]:
         raw = await self.redis.zrangebyscore(self.keys.provisions_due(), "-inf", now_ms, start=0, num=limit)
-        return [r.decode() if isinstance(r, bytes) else r for r in raw]
+        return zset_members(raw)
 
     def save(self, pipe: Batch, process: Provision, next_ms: int | None) -> None:
         """Store ``process``; ``next_ms`` schedules its next run (``None``: none, it is done or parked)."""

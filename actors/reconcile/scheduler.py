@@ -21,6 +21,7 @@ from accord.actors.loop import LoopActor
 from accord.actors.reconcile.reconciler import Reconciler
 from accord.config.settings import ReconcileJob, Settings
 from accord.connectors.base import Connector
+from accord.streams.replies import text_or_none
 
 TICK_S = 1.0
 
@@ -101,6 +102,6 @@ class Scheduler(LoopActor):
                                                                      "error": str(exc)[:500]})
             logger.bind(job=name).exception("reconcile {} failed: {}", name, exc)
         finally:
-            if (await redis.get(lease) or b"").decode() == self.token:
+            if text_or_none(await redis.get(lease)) == self.token:
                 await redis.delete(lease)
         return 1

@@ -14,6 +14,7 @@ from accord.actors.governance import Ownership
 from accord.actors.matching import match_keys
 from accord.actors.write.outcome import Outcome, RecordWork
 from accord.streams.records import ChangeRecord
+from accord.streams.replies import text_set
 from accord.streams.state import VERSION_FIELD
 
 
@@ -61,8 +62,7 @@ class Linker:
             for rule, key in keys:
                 pipe.smembers(ctx.keys.match(self.entity, target, rule, key))
             replies = await pipe.execute()
-        return {k: sorted(m.decode() if isinstance(m, bytes) else m for m in reply)
-                for k, reply in zip(keys, replies, strict=True)}
+        return {k: sorted(text_set(reply)) for k, reply in zip(keys, replies, strict=True)}
 
     async def _free(self, target: str, members: list[str], gid: str) -> list[str]:
         """Those of ``members`` not already paired with another real record (known outside the target)."""

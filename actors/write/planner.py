@@ -329,7 +329,7 @@ class WritePlanner:
 
     async def _mark_inflight(self, target: str, works: list[RecordWork]) -> None:
         writes = {w.target_id: w.fields for w in works if w.target_id and w.fields}
-        await self.ctx.projections.mark_inflight(target, self.entity, writes)  # type: ignore[arg-type]
+        await self.ctx.projections.mark_inflight(target, self.entity, writes)
 
     def _op(self, work: RecordWork, cmap: ConfiguredMap | None) -> WriteOp:
         source = work.source

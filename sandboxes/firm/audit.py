@@ -9,6 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from accord.config.settings import Settings
+from accord.connectors.base import SourceRecord
 from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
@@ -123,13 +124,13 @@ async def _compare_contacts(world: World, redis: Redis, keys: Keys, report: Repo
 
 async def _compare_psa_to_erp(world: World, redis: Redis, keys: Keys, report: Report, entity: str, psa_table: str,
                               erp_table: str, fields: tuple[str, ...], keep: Any = None, psa_keep: Any = None) -> None:
-    erp: dict[str, Any] = {}
+    erp: dict[str, SourceRecord] = {}
     for wire in world.erp.records(erp_table):
         if keep is None or keep(wire):
-            twin = qbo_mapping.to_canonical(entity, wire)
-            gid = await linked_gid(redis, keys, entity, "erp", twin.id) or twin.gid
+            erp_record = qbo_mapping.to_canonical(entity, wire)
+            gid = await linked_gid(redis, keys, entity, "erp", erp_record.id) or erp_record.gid
             if gid:
-                erp[gid] = twin
+                erp[gid] = erp_record
     checked = 0
     for wire in world.psa.records(psa_table):
         if psa_keep is not None and not psa_keep(wire):
@@ -173,12 +174,12 @@ async def _compare_time(world: World, redis: Redis, keys: Keys, report: Report) 
 
 async def _compare_expenses(world: World, redis: Redis, keys: Keys, report: Report) -> None:
     """Approved billable expenses are in the ERP with the same amount; nothing else is."""
-    erp: dict[str, Any] = {}
+    erp: dict[str, SourceRecord] = {}
     for wire in world.erp.records("Purchase"):
-        twin = qbo_mapping.to_canonical("expense", wire)
-        gid = await linked_gid(redis, keys, "expense", "erp", twin.id) or twin.gid
+        erp_record = qbo_mapping.to_canonical("expense", wire)
+        gid = await linked_gid(redis, keys, "expense", "erp", erp_record.id) or erp_record.gid
         if gid:
-            erp[gid] = twin
+            erp[gid] = erp_record
     expected = 0
     for wire in world.psa.records("expenses"):
         record = harvest_mapping.to_canonical(harvest_mapping.spec_for("expense"), wire)

@@ -15,6 +15,7 @@ from accord.connectors.salesforce import mapping as sf_mapping
 from accord.sandboxes.firm.report import Report, linked_gid
 from accord.sandboxes.firm.world import World
 from accord.streams.keys import Keys
+from accord.streams.replies import text_map, text_or_none
 
 
 def _money(value: Any) -> Decimal | None:
@@ -79,10 +80,10 @@ async def _compare_payments(world: World, redis: Redis, keys: Keys, report: Repo
     for wire in world.erp.records("Invoice"):
         paid = Decimal(str(wire.get("TotalAmt") or 0)) - Decimal(str(wire.get("Balance") or 0))
         gid = await linked_gid(redis, keys, "invoice", "erp", wire["Id"])
-        xref = await redis.hgetall(keys.xref("invoice", gid)) if gid else {}
+        xref = text_map(await redis.hgetall(keys.xref("invoice", gid))) if gid else {}
         for system, recorded in (("psa", psa_paid), ("crm", crm_paid)):
-            native = xref.get(system.encode())
-            got = recorded.get(native.decode(), Decimal(0)) if native else Decimal(0)
+            native = xref.get(system)
+            got = recorded.get(native, Decimal(0)) if native else Decimal(0)
             if paid and _money(got) != _money(paid):
                 report.psa_problems.append(f"invoice {wire.get('DocNumber')}: {paid} paid in the ERP, "
                                            f"{got} recorded in the {system.upper()}")
@@ -96,9 +97,9 @@ async def _compare_billed_time(world: World, redis: Redis, keys: Keys, report: R
     psa_billed = {str(t["id"]) for t in world.psa.records("time_entries") if t.get("is_billed")}
     for wire in billed_in_erp:
         gid = await linked_gid(redis, keys, "time_entry", "erp", wire["Id"])
-        psa_id = await redis.hget(keys.xref("time_entry", gid), "psa") if gid else None
-        if psa_id is not None and psa_id.decode() not in psa_billed:
-            report.psa_problems.append(f"time entry {psa_id.decode()}: billed in the ERP, not billed in the PSA")
+        psa_id = text_or_none(await redis.hget(keys.xref("time_entry", gid), "psa")) if gid else None
+        if psa_id is not None and psa_id not in psa_billed:
+            report.psa_problems.append(f"time entry {psa_id}: billed in the ERP, not billed in the PSA")
     report.psa_checked["billed time"] = len(billed_in_erp)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from accord.streams.keys import Keys
+from accord.streams.replies import text_or_none
 
 
 @dataclass
@@ -48,5 +49,4 @@ class Report:
 
 
 async def linked_gid(redis: Redis, keys: Keys, entity: str, system: str, system_id: Any) -> str | None:
-    raw = await redis.get(keys.xid(entity, system, str(system_id)))
-    return raw.decode() if raw else None
+    return text_or_none(await redis.get(keys.xid(entity, system, str(system_id)))) or None

@@ -59,14 +59,14 @@ class World:
     def configure(self, settings: Settings, crm: str = "crm", erp: str = "erp") -> Settings:
         """``settings`` with the CRM and ERP systems (and the PSA, when configured) pointed at these sandboxes."""
         systems = dict(settings.systems)
-        systems[crm] = msgspec.structs.replace(systems[crm], base_url=self.crm_server.url,  # type: ignore[type-var]
+        systems[crm] = msgspec.structs.replace(systems[crm], base_url=self.crm_server.url,
                                                client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
         systems[erp] = msgspec.structs.replace(
-            systems[erp], base_url=self.erp_server.url,  # type: ignore[type-var]
+            systems[erp], base_url=self.erp_server.url,
             token_url=f"{self.erp_server.url}/oauth2/v1/tokens/bearer", realm_id=self.erp.realm_id,
             client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH)
         if "psa" in systems:
-            systems["psa"] = msgspec.structs.replace(systems["psa"], base_url=self.psa_server.url,  # type: ignore[type-var]
+            systems["psa"] = msgspec.structs.replace(systems["psa"], base_url=self.psa_server.url,
                                                      account_id=HARVEST_ACCOUNT, access_token=HARVEST_TOKEN)
         return msgspec.structs.replace(settings, systems=systems)
 
