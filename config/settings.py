@@ -19,7 +19,7 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pass
 
 
-class RedisSettings(_Section):
+class RedisSettings(_Section, frozen=True):
     """``url`` unset: Accord starts an embedded Redis (AOF on) on a unix socket in ``data_dir``."""
 
     url: str | None = None
@@ -27,7 +27,7 @@ class RedisSettings(_Section):
     appendfsync: Literal["always", "everysec"] = "everysec"
 
 
-class RaySettings(_Section):
+class RaySettings(_Section, frozen=True):
     """``address`` unset (and no ``RAY_ADDRESS``): start a local Ray; else join that cluster."""
 
     address: str | None = None
@@ -37,13 +37,13 @@ class RaySettings(_Section):
     namespace: str = "accord"
 
 
-class HttpSettings(_Section):
+class HttpSettings(_Section, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 9464
     admin_token: str | None = None  # required by exception desk actions over HTTP (else local host only)
 
 
-class StreamSettings(_Section):
+class StreamSettings(_Section, frozen=True):
     partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     read_count: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 200
     max_deliveries: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
@@ -61,7 +61,7 @@ class StreamSettings(_Section):
 Condition = str | bool | int | float | list[str | bool | int | float] | None
 
 
-class LockedPolicy(_Section):
+class LockedPolicy(_Section, frozen=True):
     """What happens to a change of a record the target has already billed (its global id is on an invoice
     that is not void) or dated in a closed period (``date_field`` on or before ``closed_through``), and to
     a record that stops meeting the target's ``when`` (an approval withdrawn) once it reached the target.
@@ -80,7 +80,7 @@ class LockedPolicy(_Section):
     closed_through: dt.date | None = None  # the last day of the last closed period
 
 
-class EntitySettings(_Section):
+class EntitySettings(_Section, frozen=True):
     """One entity's governance: which systems hold it, the owner system and per-field owners.
 
     ``match``: rules tried in order before creating a record in a target, each a list of canonical fields
@@ -107,7 +107,7 @@ class EntitySettings(_Section):
     locked: LockedPolicy | None = None
 
 
-class ReconcileJob(_Section):
+class ReconcileJob(_Section, frozen=True):
     """A scheduled comparison of one entity between the system that sends it and one that receives it.
 
     Records are paired through the xref. ``missing``: in the source (and meeting ``where``) but not in the
@@ -131,20 +131,20 @@ class ReconcileJob(_Section):
     open_exceptions: bool = False  # file each finding as an exception (reason "reconcile") for review
 
 
-class WbsTask(_Section):
+class WbsTask(_Section, frozen=True):
     name: str
     billable: bool = True
     budget_hours: float | None = None
 
 
-class WbsPhase(_Section):
+class WbsPhase(_Section, frozen=True):
     """One phase of a project template; Harvest has no task tree, so its tasks are named "<phase> / <task>"."""
 
     name: str
     tasks: list[WbsTask]
 
 
-class ProjectTemplate(_Section):
+class ProjectTemplate(_Section, frozen=True):
     """The work breakdown a won deal of one service line gets in the PSA."""
 
     phases: list[WbsPhase]
@@ -152,7 +152,7 @@ class ProjectTemplate(_Section):
     budget_hours: float | None = None
 
 
-class ProvisioningSettings(_Section):
+class ProvisioningSettings(_Section, frozen=True):
     """Closed-won provisioning: a won deal in ``crm`` gets its customer validated and linked in ``erp``, a
     project with the service line's work breakdown in ``psa``, and the project and customer ids written back.
 
@@ -174,13 +174,13 @@ class ProvisioningSettings(_Section):
     retry_backoff_cap: Duration = Duration(60.0)
 
 
-class SupervisorSettings(_Section):
+class SupervisorSettings(_Section, frozen=True):
     check_interval: Duration = Duration(1.0)
     health_ttl: Duration = Duration(15.0)
     drain_timeout: Duration = Duration(20.0)
 
 
-class Settings(_Section):
+class Settings(_Section, frozen=True):
     namespace: Name = "default"
     data_dir: str = ".accord"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
