@@ -26,7 +26,7 @@ the connector's payload at ``path``; ``write = false`` makes a field read-only.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -95,10 +95,14 @@ def _convert(name: str, rule: FieldRule, value: Any) -> Any:
                        f"map's `type`") from exc
 
 
+_TRANSFORMS: dict[Transform, Callable[[str], str]] = {
+    "lower": str.lower, "upper": str.upper, "strip": str.strip, "title": str.title}
+
+
 def _transform(rule: FieldRule, value: Any) -> Any:
     if rule.transform is None or not isinstance(value, str):
         return value
-    return {"lower": str.lower, "upper": str.upper, "strip": str.strip, "title": str.title}[rule.transform](value)
+    return _TRANSFORMS[rule.transform](value)
 
 
 def read_field(name: str, rule: FieldRule, wire: Mapping[str, Any], lookups: Mapping[str, Mapping[str, str]]) -> Any:

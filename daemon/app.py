@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import ray
@@ -27,6 +27,14 @@ from accord.supervisor import Supervisor
 from accord.web import build_app
 
 Hook = Callable[["Daemon"], Awaitable[None]]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handlers: SIGTERM and SIGINT are the daemon's."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Daemon:
@@ -83,7 +91,7 @@ class Daemon:
 
     async def run(self, *, on_ready: Hook | None = None, signals: bool = True, own_ray: bool = True) -> int:
         """Run until ``stop_event`` is set; returns the process exit code."""
-        self._main = asyncio.current_task()  # type: ignore[assignment]
+        self._main = asyncio.current_task()
         self.start_redis()
         if own_ray:
             self.start_ray()
@@ -119,8 +127,7 @@ class Daemon:
         app = build_app(self.settings, redis, self.supervisor)  # type: ignore[arg-type]
         config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
                                 log_level="warning", access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # ours, not uvicorn's
+        server = _Server(config)
         serve = asyncio.create_task(server.serve())
         while not server.started:
             if serve.done():

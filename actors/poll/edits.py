@@ -105,7 +105,7 @@ class EditJudge:
             violations = {f: (owners[f], v) for f, v in adopted.items() if f in owners and owners[f] != v}
             if violations:
                 found.append((record, gid, violations))
-            unknown = {f: (None, v) for f, v in adopted.items() if f not in owners}
+            unknown: dict[str, tuple[object, object]] = {f: (None, v) for f, v in adopted.items() if f not in owners}
             if unknown:
                 park(plan, record.id, Suspect(gid=gid, version=record.version, changed=unknown,
                                               seen_ms=plan.fetched_ms, adopted=True))
