@@ -59,20 +59,23 @@ class LoopActor:
             await asyncio.wait_for(self._stop_requested.wait(), timeout=seconds)
 
     async def _halt(self) -> None:
-        """Ask the loop to finish its unit of work and wait for it (cancel after the drain timeout)."""
+        """Ask the loop to finish its unit of work and wait for it (cancel it after the drain timeout).
+
+        The loop ending cancelled is expected; a cancellation of the caller propagates, and so does an
+        error the loop ended with."""
         self._stopping = True
         self._stop_requested.set()
-        if self._task is None:
+        task = self._task
+        if task is None:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=self.settings.supervisor.drain_timeout)
-        except TimeoutError:
-            logger.warning("{} did not finish within the drain timeout; cancelling", self._task.get_name())
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        except asyncio.CancelledError:
-            pass
+        # asyncio.wait neither cancels the task nor raises its outcome: it raises only the caller's cancellation
+        done, _ = await asyncio.wait([task], timeout=self.settings.supervisor.drain_timeout)
+        if not done:
+            logger.warning("{} did not finish within the drain timeout; cancelling", task.get_name())
+            task.cancel()
+            await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()
 
     async def _close_redis(self) -> None:
         if self._ctx is not None:
