@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -142,7 +142,7 @@ class Resource:
                       "previous": links.to(page=page - 1, ref="previous") if page and page > 1 else None,
                       "last": links.to(page=pages, ref="last")}})
 
-    def _start(self, q: Any, rows: list[dict[str, Any]], per_page: int) -> tuple[int, int | None]:
+    def _start(self, q: Any, rows: Sequence[dict[str, Any]], per_page: int) -> tuple[int, int | None]:
         """Where the page starts in ``rows``, and its page number (None when asked by cursor)."""
         if q.get("cursor"):
             after = json.loads(base64.urlsafe_b64decode(q["cursor"] + "==")).get("after", {})
