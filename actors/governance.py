@@ -116,13 +116,15 @@ def is_stale_read(version: int, seen: Mapping[str, Any] | None) -> bool:
     return isinstance(stored, int) and not isinstance(stored, bool) and version < stored
 
 
+ANY_VALUE = "*"  # a condition value meaning "set to anything" (e.g. a task that belongs to some project)
+
+
 def meets(state: dict[str, Any], conditions: dict[str, Any]) -> bool:
-    """Whether every condition holds (a list condition means any of its values)."""
-    for field, wanted in conditions.items():
-        value = state.get(field)
-        if isinstance(wanted, list):
-            if value not in wanted:
-                return False
-        elif value != wanted:
-            return False
-    return True
+    """Whether every condition holds (a list condition means any of its values; ``"*"``, any value at all)."""
+    return all(_holds(state.get(field), wanted) for field, wanted in conditions.items())
+
+
+def _holds(value: Any, wanted: Any) -> bool:
+    if wanted == ANY_VALUE:
+        return value is not None
+    return value in wanted if isinstance(wanted, list) else value == wanted

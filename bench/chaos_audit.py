@@ -29,11 +29,12 @@ from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
 from accord.pipeline_metrics import slot_stats
-from accord.sandboxes.firm.audit import COMPARED_FIELDS
 from accord.sandboxes.firm.world import World
 from accord.streams.keys import Keys
 from accord.streams.scope import Scope
 from accord.streams.state import Stats
+
+COMPARED_FIELDS = ("name", "website", "billing_address", "country", "currency", "tax_id", "payment_terms")
 
 ACCOUNT_FIELDS = {"erp": COMPARED_FIELDS, "psa": ("name", "currency", "status")}
 CONTACT_FIELDS = ("account", "first_name", "last_name", "email")

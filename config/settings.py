@@ -114,7 +114,7 @@ class ReconcileJob(_Section, frozen=True):
     target; ``extra``: in the target without such a source record; ``mismatched``: paired records whose
     ``fields`` differ. ``sum`` fields are totalled per ``period`` (a date field, by month) on both sides.
     ``where`` defaults to the entity's ``when`` for the target; ``target_where`` keeps only the target records
-    that count (deactivated customers do not). Runs every ``interval`` or on ``cron``
+    that count (deactivated customers do not). A condition value ``"*"`` means "set to anything". Runs every ``interval`` or on ``cron``
     (5 fields, UTC), or only on demand (``accord reconcile``) when neither is set.
     """
 

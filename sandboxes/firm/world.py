@@ -1,8 +1,8 @@
 """The sandboxed firm's systems: the Salesforce-shaped CRM, the Harvest-shaped PSA and the QuickBooks-shaped
 ERP on localhost ports, seeded with a services firm's clients, people and deals.
 
-The people who work in them are ``activity``; the auditor that compares the systems record by record is
-``audit``. Used by ``accord demo``, the end-to-end tests and the benchmarks, so all exercise the same firm.
+The people who work in them are ``activity``. Used by ``accord demo``, the end-to-end tests and the
+benchmarks, so all exercise the same firm.
 """
 
 from __future__ import annotations

@@ -19,14 +19,14 @@ from accord.app import Daemon
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.redis_server import EmbeddedRedis
 from accord.sandboxes.firm.activity import Activity
-from accord.sandboxes.firm.audit import compare
 from accord.sandboxes.firm.demo import demo_settings
-from accord.sandboxes.firm.report import Report
 from accord.sandboxes.firm.world import World
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.state import Stats
 from tests.helpers import wait_for
+from tests.oracle.audit import compare
+from tests.oracle.report import Report
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.slow]
 

@@ -85,3 +85,13 @@ async def test_findings_and_open_exceptions_are_metrics(rig: Rig) -> None:
     assert 'accord_reconcile_findings{job="accounts",kind="mismatched"} 0.0' in body
     assert 'accord_exceptions_open{entity="account",reason="reconcile"} 1.0' in body
     assert "accord_reconcile_last_run_timestamp_seconds" in body
+
+
+def test_a_condition_can_ask_for_any_value_or_one_of_several() -> None:
+    from accord.actors.governance import meets
+
+    assert meets({"project": "p1", "status": "active"}, {"project": "*", "status": ["active", "open"]})
+    assert not meets({"project": None}, {"project": "*"})
+    assert not meets({}, {"project": "*"})
+    assert not meets({"status": "closed"}, {"status": ["active", "open"]})
+    assert meets({"billable": True}, {"billable": True}) and not meets({"billable": False}, {"billable": True})

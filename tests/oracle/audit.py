@@ -13,10 +13,10 @@ from accord.connectors.base import SourceRecord
 from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
-from accord.sandboxes.firm.audit_billing import compare_billing
-from accord.sandboxes.firm.report import Mismatch, Report, linked_gid
 from accord.sandboxes.firm.world import World
 from accord.streams.keys import Keys
+from tests.oracle.audit_billing import compare_billing
+from tests.oracle.report import Mismatch, Report, linked_gid
 
 COMPARED_FIELDS = ("name", "website", "billing_address", "country", "currency", "tax_id", "payment_terms")
 

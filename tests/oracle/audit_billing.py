@@ -12,10 +12,10 @@ from accord.actors.provision.process import Provisions
 from accord.connectors.harvest import mapping as harvest_mapping
 from accord.connectors.quickbooks import mapping as qbo_mapping
 from accord.connectors.salesforce import mapping as sf_mapping
-from accord.sandboxes.firm.report import Report, linked_gid
 from accord.sandboxes.firm.world import World
 from accord.streams.keys import Keys
 from accord.streams.replies import text_map, text_or_none
+from tests.oracle.report import Report, linked_gid
 
 
 def _money(value: Any) -> Decimal | None:
