@@ -106,4 +106,4 @@ def test_demo_ends_cleanly_on_ctrl_c_with_report(tmp_path: Path) -> None:
             proc.kill()
     text = " ".join(out.split())
     assert proc.returncode == 0, out[-2000:] + err[-3000:]
-    assert "final report" in text and "AGREE:" in text
+    assert "final report" in text and "verdict: AGREE" in text
