@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from accord.actors.budget import shared_budget
 from accord.actors.desk import ExceptionDesk
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector
+from accord.connectors.budget import RequestBudget
 from accord.connectors.registry import build_connector
 from accord.streams.audit import AuditTrail
 from accord.streams.keys import Keys
@@ -37,6 +39,7 @@ class Context:
     stats: Stats = field(init=False)
     audit: AuditTrail = field(init=False)
     desk: ExceptionDesk = field(init=False)
+    _budgets: dict[str, RequestBudget] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.namespace)
@@ -48,10 +51,17 @@ class Context:
         self.audit = AuditTrail(self.keys, self.settings.streams.audit_retention)
         self.desk = ExceptionDesk(self.redis, Scope.of(self.settings))
 
-    def connector(self, system: str, *, share: float = 1.0, stats: CallStats | None = None) -> Connector:
-        """A new connector to configured ``system``, its OAuth tokens shared through Redis."""
-        return build_connector(system, self.settings.systems[system], share=share, stats=stats,
+    def connector(self, system: str, *, stats: CallStats | None = None) -> Connector:
+        """A new connector to configured ``system``, its OAuth tokens and request budget shared through
+        Redis with every other caller of the account."""
+        return build_connector(system, self.settings.systems[system], budget=self.budget(system), stats=stats,
                                token_cache=RedisTokenCache(self.redis, self.keys, system))
+
+    def budget(self, system: str) -> RequestBudget:
+        """The request budget of configured ``system``'s account (one object per process and system)."""
+        if system not in self._budgets:
+            self._budgets[system] = shared_budget(self.redis, self.keys, system, self.settings.systems[system])
+        return self._budgets[system]
 
     @classmethod
     def open(cls, settings: Settings, redis_url: str) -> Context:

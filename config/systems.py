@@ -16,11 +16,17 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
+from accord.config.types import AccountLimits
+
 ENTRY_POINT_GROUP = "accord.systems"
 
 
 class SystemSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
     """Base of one ``[systems.<name>]`` table; a plug-in's subclass sets ``tag`` to its kind."""
+
+    def limits(self) -> AccountLimits:
+        """Every documented limit of the account, enforced by its shared request budget (none here)."""
+        return AccountLimits()
 
 
 class Plugin(Protocol):

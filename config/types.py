@@ -42,7 +42,28 @@ def dec_hook(tp: type, obj: Any) -> Any:
 
 
 class RateLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An external account's request budget: ``requests`` per ``period``."""
+    """One documented quota window of an external account: at most ``requests`` in any ``period``.
+
+    ``kind`` names the requests it counts: ``"*"`` every request, or one kind a session tells apart
+    (QuickBooks counts its ``/batch`` requests in a window of their own: ``kind = "batch"``).
+    """
 
     requests: PositiveInt
     period: Duration = Duration(1.0)
+    kind: str = "*"
+
+    def counts(self, kind: str) -> bool:
+        return self.kind == "*" or self.kind == kind
+
+
+class AccountLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Every limit of one external account that its request budget enforces at once.
+
+    ``windows``: the rate windows (sliding: at most ``requests`` in any ``period``); ``concurrency``: how
+    many requests may be in flight (``None``: no cap); ``usage_ceiling``: the share of a server-reported
+    quota (Salesforce's daily ``api-usage=n/N``) above which callers pause.
+    """
+
+    windows: tuple[RateLimit, ...] = ()
+    concurrency: int | None = None
+    usage_ceiling: float = 0.95

@@ -1,14 +1,17 @@
 """One HTTP session with one external account: the plumbing every connector shares.
 
-``HttpSession`` owns one ``httpx.AsyncClient`` (``default_timeout``), paces every request through the
-account's limiter (``account_limiter``, this caller's ``share`` of the budget), counts calls, rate
-limits and errors in ``CallStats``, translates transport failures (``classify_transport_error``), and
-renews a refused access token once. A system's session subclasses it and keeps only what differs:
+``HttpSession`` owns one ``httpx.AsyncClient`` (``default_timeout``), takes a grant of the account's
+shared ``RequestBudget`` for every request (and tells it the server's throttles and quota usage), counts
+calls, rate limits and errors in ``CallStats``, translates transport failures
+(``classify_transport_error``), and renews a refused access token once. A system's session subclasses
+it and keeps only what differs:
 
 - ``target``: the URL and auth headers of a path (and the access token sent, if any);
 - ``error``: how its API's error bodies map onto the error tree of ``accord.connectors.errors``
   (``Retry-After`` included); nothing above a session looks at status codes;
-- ``throttled`` / ``observe``: what counts as rate limited, and headers worth keeping;
+- ``throttled`` / ``retry_after`` / ``quota_usage`` / ``kind``: what counts as rate limited, how long
+  the server asks to wait, the quota usage it reports, and which budget windows a request counts in;
+- ``observe``: headers worth keeping;
 - its endpoints.
 
 What survives a crash: nothing; tokens live in the ``TokenCache`` (``accord.connectors.oauth``).
@@ -20,10 +23,10 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import httpx
-from aiolimiter import AsyncLimiter
 
-from accord.config.types import RateLimit
-from accord.connectors.base import CallStats, account_limiter, classify_transport_error, default_timeout
+from accord.config.types import AccountLimits
+from accord.connectors.base import CallStats, classify_transport_error, default_timeout
+from accord.connectors.budget import RequestBudget, local_budget
 from accord.connectors.errors import ConnectorError, Retryable
 
 
@@ -37,16 +40,15 @@ class Target(NamedTuple):
 
 
 class HttpSession:
-    """Requests to one external account (``system`` names it in errors and in the limiter's key)."""
+    """Requests to one external account (``system`` names it in errors). ``budget`` is the account's
+    shared request budget; without one, a budget of this session alone enforces ``limits``."""
 
-    def __init__(self, *, system: str, stats: CallStats, account: str, rate: RateLimit, share: float,
+    def __init__(self, *, system: str, stats: CallStats, limits: AccountLimits, budget: RequestBudget | None,
                  timeout: float, transport: httpx.AsyncBaseTransport | None, base_url: str = "",
                  headers: Mapping[str, str] | None = None) -> None:
         self.system = system
         self.stats = stats
-        self._account = account
-        self._rate = rate
-        self._share = share
+        self.budget = budget or local_budget(limits)
         self._http = httpx.AsyncClient(base_url=base_url, timeout=default_timeout(timeout), transport=transport,
                                        headers=headers)
 
@@ -67,6 +69,21 @@ class HttpSession:
         """Whether ``response`` says the account's rate limit was hit."""
         return response.status_code == 429
 
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """How long a throttled answer asks every caller to wait (``Retry-After`` in seconds)."""
+        try:
+            return float(response.headers["retry-after"])
+        except (KeyError, ValueError):
+            return None
+
+    def quota_usage(self, response: httpx.Response) -> tuple[int, int] | None:
+        """``(used, limit)`` of a quota the server reports on every answer, if it does."""
+        return None
+
+    def kind(self, method: str, url: str) -> str:
+        """Which of the account's budget windows (beyond the ``"*"`` ones) a request counts in."""
+        return "*"
+
     def observe(self, response: httpx.Response) -> None:
         """Note what every answer tells (counts a rate-limited one)."""
         if self.throttled(response):
@@ -74,14 +91,10 @@ class HttpSession:
 
     # -- requests -------------------------------------------------------------------------------
 
-    def _limiter(self) -> AsyncLimiter:
-        return account_limiter(f"{self.system}:{self._account}", self._rate.requests * self._share,
-                               self._rate.period)
-
     async def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request through the account's limiter, whatever its status; transport failures raise
-        connector errors."""
-        async with self._limiter():
+        """One request under a grant of the account's budget, whatever its status; transport failures
+        raise connector errors. A throttle or a quota report is passed on to the budget (every caller)."""
+        async with self.budget.slot(self.kind(method, url)):
             self.stats.calls += 1
             try:
                 response = await self._http.request(method, url, **kwargs)
@@ -89,6 +102,11 @@ class HttpSession:
                 self.stats.errors += 1
                 raise classify_transport_error(self.system, exc) from exc
         self.observe(response)
+        if self.throttled(response):
+            await self.budget.throttled(self.retry_after(response))
+        usage = self.quota_usage(response)
+        if usage is not None:
+            await self.budget.usage(*usage)
         return response
 
     async def request(self, method: str, path: str, *, headers: Mapping[str, str] | None = None,

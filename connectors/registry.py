@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from accord.config.systems import SystemSettings, plugin_for_kind, plugin_of
 from accord.connectors.base import CallStats, Connector, TokenCache
+from accord.connectors.budget import RequestBudget
 from accord.connectors.spec import SystemSpec
 
 
@@ -19,6 +20,6 @@ def spec_for_kind(kind: str) -> SystemSpec[Any] | None:
 
 
 def build_connector(name: str, settings: SystemSettings, *, token_cache: TokenCache | None = None,
-                    share: float = 1.0, stats: CallStats | None = None) -> Connector:
+                    budget: RequestBudget | None = None, stats: CallStats | None = None) -> Connector:
     """The connector for configured system ``name``."""
-    return spec_of(settings).connector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
+    return spec_of(settings).connector(settings, name=name, token_cache=token_cache, budget=budget, stats=stats)

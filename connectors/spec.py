@@ -15,6 +15,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from accord.config.systems import SystemSettings
 from accord.connectors.base import CallStats, Connector, SourceRecord, TokenCache
+from accord.connectors.budget import RequestBudget
 
 S = TypeVar("S", bound=SystemSettings)
 S_contra = TypeVar("S_contra", bound=SystemSettings, contravariant=True)
@@ -33,7 +34,7 @@ class Mapper(Protocol):
 
 
 class ConnectorFactory(Protocol[S_contra]):
-    def __call__(self, settings: S_contra, *, name: str, token_cache: TokenCache | None, share: float,
+    def __call__(self, settings: S_contra, *, name: str, token_cache: TokenCache | None, budget: RequestBudget | None,
                  stats: CallStats | None) -> Connector: ...
 
 

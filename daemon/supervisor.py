@@ -13,7 +13,6 @@ import asyncio
 import json
 import socket
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,20 +31,6 @@ from accord.streams.replies import text_keys
 def assign_partitions(partitions: int, replicas: int) -> list[list[int]]:
     """Round-robin partitions over replicas: replica i gets every p with p % replicas == i."""
     return [[p for p in range(partitions) if p % replicas == i] for i in range(replicas)]
-
-
-def budget_shares(settings: Settings, replicas: dict[str, int]) -> dict[str, float]:
-    """Each caller's share of a system's rate limit: one poller plus every writer replica targeting it."""
-    callers: Counter[str] = Counter({system: 1 for system in settings.systems})
-    for system in {s for job in settings.reconcile.values() for s in (job.source, job.target)}:
-        callers[system] += 1  # the scheduler reads both sides of its reconciliation jobs
-    if settings.provisioning is not None:
-        for system in {settings.provisioning.crm, settings.provisioning.psa}:
-            callers[system] += 1  # the provisioner writes projects, tasks and write-backs
-    for entity, ent in settings.entities.items():
-        for system in ent.systems:
-            callers[system] += replicas.get(entity, ent.replicas)
-    return {system: 1.0 / n for system, n in callers.items()}
 
 
 @dataclass
@@ -82,35 +67,33 @@ class Supervisor:
             await ensure_groups(self.redis, self.keys, entity, [*self.settings.targets_of(entity), *extra],
                                 self.settings.streams.partitions)
         await self._load_control()
-        shares = budget_shares(self.settings, self.replicas)
         cpus = self.settings.ray.actor_cpus
         Poller = poller_actor(cpus)
         for system in self.settings.systems:
             if not self.settings.entities_of(system):
                 continue
             handle = Poller.options(name=f"poller:{self.settings.namespace}:{system}").remote(
-                self.settings, system, self.redis_url, share=shares[system])
+                self.settings, system, self.redis_url)
             self.pollers[system] = Managed(name=f"poller:{system}", handle=handle, start_args=())
         for entity in self.settings.entities:
-            self.writers[entity] = self._spawn_writers(entity, shares)
+            self.writers[entity] = self._spawn_writers(entity)
         if any(j.interval is not None or j.cron is not None for j in self.settings.reconcile.values()):
             handle = scheduler_actor(cpus).options(name=f"scheduler:{self.settings.namespace}").remote(
-                self.settings, self.redis_url, shares=shares)
+                self.settings, self.redis_url)
             self.scheduler = Managed(name="scheduler", handle=handle, start_args=())
         if self.settings.provisioning is not None:
             handle = provisioner_actor(cpus).options(name=f"provisioner:{self.settings.namespace}").remote(
-                self.settings, self.redis_url, shares=shares)
+                self.settings, self.redis_url)
             self.provisioner = Managed(name="provisioner", handle=handle, start_args=())
         await asyncio.gather(*(self._start(m) for m in self._all()))
 
-    def _spawn_writers(self, entity: str, shares: dict[str, float]) -> list[Managed]:
+    def _spawn_writers(self, entity: str) -> list[Managed]:
         Writer = writer_actor(self.settings.ray.actor_cpus)
         plan = assign_partitions(self.settings.streams.partitions, self.replicas[entity])
         managed = []
         for replica, partitions in enumerate(plan):
             handle = Writer.options(name=f"writer:{self.settings.namespace}:{entity}:{replica}").remote(
-                self.settings, entity, self.redis_url, replica=replica, epoch=self.epoch[entity],
-                shares=shares)
+                self.settings, entity, self.redis_url, replica=replica, epoch=self.epoch[entity])
             managed.append(Managed(name=f"writer:{entity}:{replica}", handle=handle,
                                    start_args=(partitions,)))
         return managed
@@ -204,7 +187,7 @@ class Supervisor:
             logger.info("rescaling {} writers {} -> {}", entity, before[entity], self.replicas[entity])
             await self._stop_all(self.writers[entity])
             self.epoch[entity] += 1
-            self.writers[entity] = self._spawn_writers(entity, budget_shares(self.settings, self.replicas))
+            self.writers[entity] = self._spawn_writers(entity)
             await asyncio.gather(*(self._start(m) for m in self.writers[entity]))
 
     # -- drain -------------------------------------------------------------------------------

@@ -113,6 +113,18 @@ class Keys:
     def token(self, system: str) -> str:
         return f"{self.prefix}token:{system}"
 
+    def budget(self, system: str) -> str:
+        """Hash: the request budget of one external account (pause, throttle factor, demand, counts)."""
+        return f"{self.prefix}budget:{system}"
+
+    def budget_window(self, system: str, kind: str, requests: int, period: float) -> str:
+        """Sorted set: request holder -> grant time (server clock, s) within one of the account's windows."""
+        return f"{self.prefix}budget:{system}:w:{kind}:{requests}/{period:g}"
+
+    def budget_slots(self, system: str) -> str:
+        """Sorted set: request holder -> when its in-flight slot lapses if never given back."""
+        return f"{self.prefix}budget:{system}:slots"
+
     def provisions(self) -> str:
         """Hash: opportunity gid -> its closed-won provisioning process (``streams.process``)."""
         return f"{self.prefix}provision"

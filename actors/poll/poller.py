@@ -47,11 +47,10 @@ from accord.streams.state import Stats
 class Poller(LoopActor):
     """Polls system ``system`` for each of its entities and publishes change records."""
 
-    def __init__(self, settings: Settings, system: str, redis_url: str, *, share: float = 1.0,
+    def __init__(self, settings: Settings, system: str, redis_url: str, *,
                  connector: Connector | None = None, redis: Redis | None = None) -> None:
         super().__init__(settings, redis_url, redis)
         self.system = system
-        self.share = share
         self.entities = settings.entities_of(system)
         self.ownership = {e: Ownership.from_settings(e, settings.entities[e]) for e in self.entities}
         self._references: References | None = None
@@ -84,7 +83,7 @@ class Poller(LoopActor):
     @property
     def connector(self) -> Connector:
         if self._connector is None:
-            self._connector = self.ctx.connector(self.system, share=self.share, stats=self.call_stats)
+            self._connector = self.ctx.connector(self.system, stats=self.call_stats)
         return self._connector
 
     async def start(self) -> bool:

@@ -35,12 +35,10 @@ WAIT_S = 2.0
 
 
 class Provisioner(LoopActor):
-    def __init__(self, settings: Settings, redis_url: str, *, shares: dict[str, float] | None = None,
-                 redis: Redis | None = None, connectors: dict[str, Connector] | None = None) -> None:
+    def __init__(self, settings: Settings, redis_url: str, *, redis: Redis | None = None, connectors: dict[str, Connector] | None = None) -> None:
         super().__init__(settings, redis_url, redis)
         assert settings.provisioning is not None
         self.conf: ProvisioningSettings = settings.provisioning
-        self.shares = shares or {}
         self._connectors = dict(connectors or {})
         self._owned = set(self._connectors)
         self.call_stats: dict[str, CallStats] = {}
@@ -49,8 +47,7 @@ class Provisioner(LoopActor):
 
     def connector(self, system: str) -> Connector:
         if system not in self._connectors:
-            self._connectors[system] = self.ctx.connector(
-                system, share=self.shares.get(system, 1.0), stats=self.call_stats.setdefault(system, CallStats()))
+            self._connectors[system] = self.ctx.connector(system, stats=self.call_stats.setdefault(system, CallStats()))
         return self._connectors[system]
 
     @property

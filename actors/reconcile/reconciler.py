@@ -19,6 +19,7 @@ import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
+from accord.actors.budget import shared_budget
 from accord.actors.canonical import Canonicaliser
 from accord.actors.governance import meets
 from accord.actors.references import References
@@ -73,10 +74,8 @@ class Report(msgspec.Struct, kw_only=True):
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, redis: Redis, connectors: Mapping[str, Connector] | None = None, *,
-                 shares: Mapping[str, float] | None = None) -> None:
+    def __init__(self, settings: Settings, redis: Redis, connectors: Mapping[str, Connector] | None = None) -> None:
         self.settings = settings
-        self.shares = dict(shares or {})
         self.redis = redis
         self.keys = Keys(settings.namespace)
         self.identity = Identity(redis, self.keys)
@@ -88,7 +87,8 @@ class Reconciler:
     def _connector(self, system: str) -> Connector:
         if system not in self._connectors:
             self._connectors[system] = build_connector(
-                system, self.settings.systems[system], share=self.shares.get(system, 1.0),
+                system, self.settings.systems[system], budget=shared_budget(self.redis, self.keys, system,
+                                                                            self.settings.systems[system]),
                 token_cache=RedisTokenCache(self.redis, self.keys, system))
         return self._connectors[system]
 

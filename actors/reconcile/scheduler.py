@@ -41,10 +41,8 @@ def next_due(job: ReconcileJob, last_ms: int | None, now: float) -> float | None
 
 
 class Scheduler(LoopActor):
-    def __init__(self, settings: Settings, redis_url: str, *, shares: dict[str, float] | None = None,
-                 redis: Redis | None = None, connectors: dict[str, Connector] | None = None) -> None:
+    def __init__(self, settings: Settings, redis_url: str, *, redis: Redis | None = None, connectors: dict[str, Connector] | None = None) -> None:
         super().__init__(settings, redis_url, redis)
-        self.shares = shares or {}
         self.connectors = connectors  # None: built from the settings (tests pass in-memory systems)
         self.token = uuid.uuid4().hex
         self.runs = 0
@@ -73,7 +71,7 @@ class Scheduler(LoopActor):
             await reconciler.aclose()
 
     def reconciler(self) -> Reconciler:
-        return Reconciler(self.settings, self.ctx.redis, self.connectors, shares=self.shares)
+        return Reconciler(self.settings, self.ctx.redis, self.connectors)
 
     async def tick(self, reconciler: Reconciler) -> int:
         """Run every job that is due now; returns how many ran."""

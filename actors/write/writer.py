@@ -45,7 +45,7 @@ class Writer(LoopActor):
     """Writes one entity's change records to each of its target systems."""
 
     def __init__(self, settings: Settings, entity: str, redis_url: str, *, replica: int = 0, epoch: int = 0,
-                 shares: dict[str, float] | None = None, connectors: dict[str, Connector] | None = None,
+                 connectors: dict[str, Connector] | None = None,
                  redis: Redis | None = None) -> None:
         super().__init__(settings, redis_url, redis)
         self.entity = entity
@@ -53,7 +53,6 @@ class Writer(LoopActor):
         self.token = f"{entity}/{replica}/{epoch}"
         self.targets = settings.targets_of(entity)
         self.ownership = Ownership.from_settings(entity, settings.entities[entity])
-        self.shares = shares or {}
         self._connectors: dict[str, Connector] = dict(connectors or {})
         self.call_stats: dict[str, CallStats] = defaultdict(CallStats)
         self._leases: Leases | None = None
@@ -71,8 +70,7 @@ class Writer(LoopActor):
     # -- lifecycle ---------------------------------------------------------------------------
     def connector(self, target: str) -> Connector:
         if target not in self._connectors:
-            self._connectors[target] = self.ctx.connector(
-                target, share=self.shares.get(target, 1.0), stats=self.call_stats[target])
+            self._connectors[target] = self.ctx.connector(target, stats=self.call_stats[target])
         return self._connectors[target]
 
     def lane(self, target: str) -> Lane:

@@ -22,6 +22,7 @@ import httpx
 import msgspec
 
 from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
+from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import Permanent
 from accord.connectors.harvest.billing_reader import PaymentFeed
 from accord.connectors.harvest.mapping import (
@@ -57,12 +58,12 @@ _ENCODER = msgspec.msgpack.Encoder(order="deterministic")
 class HarvestConnector:
     """The ``Connector`` for one Harvest v2 account (see ``accord.connectors.base.Connector``).
 
-    ``share`` is this caller's part of the account's 100 requests / 15 s; ``now`` (epoch seconds) bounds
+    ``budget`` is the account's shared request budget (100 requests / 15 s); ``now`` (epoch seconds) bounds
     the look-up-before-create window. ``token_cache`` is accepted for the common signature and unused.
     """
 
     def __init__(self, settings: HarvestSettings, *, name: str = "harvest", token_cache: TokenCache | None = None,
-                 share: float = 1.0, transport: httpx.AsyncBaseTransport | None = None,
+                 budget: RequestBudget | None = None, transport: httpx.AsyncBaseTransport | None = None,
                  stats: CallStats | None = None, now: Callable[[], float] = time.time) -> None:
         del token_cache  # a PAT is fixed; an OAuth token is refreshed outside Accord
         self.system = name
@@ -71,7 +72,7 @@ class HarvestConnector:
         self.scan_interval = float(settings.full_scan_interval)
         self.stats = stats or CallStats()
         self._now = now
-        self._session = HarvestSession(settings, system=name, share=share, transport=transport, stats=self.stats)
+        self._session = HarvestSession(settings, system=name, budget=budget, transport=transport, stats=self.stats)
         self._writer = HarvestWriter(self._session, now)
         self._payments = PaymentFeed(self._session)
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from accord.connectors.base import CallStats, retry_after_seconds
+from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import AuthExpired, ConnectorError, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.harvest.settings import HarvestSettings
 from accord.connectors.http import HttpSession
@@ -61,10 +62,10 @@ def error_for(system: str, response: httpx.Response, *, account_id: str) -> Conn
 class HarvestSession(HttpSession):
     """Requests to ``<base_url>/v2/...`` with the three required headers (a fixed access token)."""
 
-    def __init__(self, settings: HarvestSettings, *, system: str, share: float,
+    def __init__(self, settings: HarvestSettings, *, system: str, budget: RequestBudget | None,
                  transport: httpx.AsyncBaseTransport | None, stats: CallStats) -> None:
-        super().__init__(system=system, stats=stats, account=settings.account_id, rate=settings.rate_limit,
-                         share=share, timeout=settings.timeout, transport=transport,
+        super().__init__(system=system, stats=stats, limits=settings.limits(),
+                         budget=budget, timeout=settings.timeout, transport=transport,
                          base_url=settings.base_url.rstrip("/"), headers={
                              "Authorization": f"Bearer {settings.access_token}",
                              "Harvest-Account-Id": settings.account_id.strip(),

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from accord.config.systems import SystemSettings
-from accord.config.types import Duration, RateLimit
+from accord.config.types import AccountLimits, Duration, RateLimit
 
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=2000)]  # Harvest refuses per_page > 2000 with 422
 
@@ -33,6 +33,9 @@ class HarvestSettings(SystemSettings, frozen=True, tag="harvest"):
     rate_limit: RateLimit = RateLimit(requests=100, period=Duration(15.0))
     full_scan_interval: Duration = Duration(3600.0)
     lookup_window: Duration = Duration(86400.0)
+
+    def limits(self) -> AccountLimits:
+        return AccountLimits(windows=(self.rate_limit,))
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

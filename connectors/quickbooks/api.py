@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from accord.connectors.base import CallStats, TokenCache, retry_after_seconds
+from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import (
     AuthExpired,
     ConnectorError,
@@ -51,10 +52,10 @@ def error_for(system: str, response: httpx.Response) -> ConnectorError:
 class QboApi(HttpSession):
     """Authenticated JSON calls to ``/v3/company/{realm_id}/...`` (``minorversion`` on every call)."""
 
-    def __init__(self, settings: QuickBooksSettings, *, system: str, token_cache: TokenCache | None, share: float,
+    def __init__(self, settings: QuickBooksSettings, *, system: str, token_cache: TokenCache | None, budget: RequestBudget | None,
                  transport: httpx.AsyncBaseTransport | None, stats: CallStats, now: Callable[[], float]) -> None:
-        super().__init__(system=system, stats=stats, account=settings.realm_id, rate=settings.rate_limit,
-                         share=share, timeout=settings.timeout, transport=transport,
+        super().__init__(system=system, stats=stats, limits=settings.limits(),
+                         budget=budget, timeout=settings.timeout, transport=transport,
                          base_url=f"{settings.base_url.rstrip('/')}/v3/company/{settings.realm_id}")
         self.settings = settings
         self.tokens = qbo_tokens(settings, token_cache, self.send, now, system)
@@ -66,6 +67,10 @@ class QboApi(HttpSession):
 
     def error(self, response: httpx.Response) -> ConnectorError:
         return error_for(self.system, response)
+
+    def kind(self, method: str, url: str) -> str:
+        """``/batch`` requests count in the realm's batch window as well."""
+        return "batch" if url.rstrip("/").endswith("/batch") else "*"
 
     async def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                    **kwargs: Any) -> dict[str, Any]:

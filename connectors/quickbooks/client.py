@@ -24,6 +24,7 @@ import httpx
 from loguru import logger
 
 from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
+from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import Retryable
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.cursor import (
@@ -50,12 +51,12 @@ CDC_SAFE_AGE = 29 * 86400.0  # CDC covers 30 days; older watermarks re-read thro
 class QuickBooksConnector:
     """One QuickBooks Online company, as an Accord ``Connector``.
 
-    ``share`` is this caller's part of the realm's rate budget; ``now`` (epoch seconds) decides when
+    ``budget`` is the realm's shared request budget; ``now`` (epoch seconds) decides when
     the access token is due for a refresh and when a watermark is too old for CDC.
     """
 
     def __init__(self, settings: QuickBooksSettings, *, name: str = "quickbooks",
-                 token_cache: TokenCache | None = None, share: float = 1.0,
+                 token_cache: TokenCache | None = None, budget: RequestBudget | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, stats: CallStats | None = None,
                  now: Callable[[], float] = time.time) -> None:
         self.system = name
@@ -63,7 +64,7 @@ class QuickBooksConnector:
         self.batch_size = min(settings.batch_size, MAX_BATCH)
         self.stats = stats or CallStats()
         self._now = now
-        self._api = QboApi(settings, system=name, token_cache=token_cache, share=share,
+        self._api = QboApi(settings, system=name, token_cache=token_cache, budget=budget,
                            transport=transport, stats=self.stats, now=now)
         self._writer = BatchWriter(self._api, settings.page_size, {
             "income_account": settings.income_account_id, "expense_account": settings.expense_account_id,

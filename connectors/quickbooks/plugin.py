@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from accord.connectors.base import CallStats, Connector, TokenCache
+from accord.connectors.budget import RequestBudget
 from accord.connectors.quickbooks.settings import QuickBooksSettings
 from accord.connectors.spec import Capabilities, Mapper, SystemSpec
 
 
-def _connector(settings: QuickBooksSettings, *, name: str, token_cache: TokenCache | None, share: float,
+def _connector(settings: QuickBooksSettings, *, name: str, token_cache: TokenCache | None, budget: RequestBudget | None,
                stats: CallStats | None) -> Connector:
     from accord.connectors.quickbooks.client import QuickBooksConnector
 
-    return QuickBooksConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
+    return QuickBooksConnector(settings, name=name, token_cache=token_cache, budget=budget, stats=stats)
 
 
 def _mapper(_: QuickBooksSettings) -> Mapper:

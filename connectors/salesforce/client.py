@@ -16,6 +16,7 @@ import msgspec
 from loguru import logger
 
 from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
+from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.salesforce.mapping import (
     ENTITIES,
@@ -59,13 +60,13 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 class SalesforceConnector:
     """The ``Connector`` for a Salesforce org (see ``accord.connectors.base.Connector``)."""
 
-    def __init__(self, settings: SalesforceSettings, *, token_cache: TokenCache | None = None, share: float = 1.0,
+    def __init__(self, settings: SalesforceSettings, *, token_cache: TokenCache | None = None, budget: RequestBudget | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, stats: CallStats | None = None,
                  name: str = "salesforce") -> None:
         self.settings = settings
         self.batch_size = min(settings.batch_size, 200)
         self.stats = stats or CallStats()
-        self._session = SalesforceSession(settings, system=name, token_cache=token_cache, share=share,
+        self._session = SalesforceSession(settings, system=name, token_cache=token_cache, budget=budget,
                                           transport=transport, stats=self.stats)
 
     @property

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from accord.connectors.base import CallStats, Connector, TokenCache
+from accord.connectors.budget import RequestBudget
 from accord.connectors.salesforce.settings import SalesforceSettings
 from accord.connectors.spec import Capabilities, Mapper, SystemSpec
 
 
-def _connector(settings: SalesforceSettings, *, name: str, token_cache: TokenCache | None, share: float,
+def _connector(settings: SalesforceSettings, *, name: str, token_cache: TokenCache | None, budget: RequestBudget | None,
                stats: CallStats | None) -> Connector:
     from accord.connectors.salesforce.client import SalesforceConnector
 
-    return SalesforceConnector(settings, name=name, token_cache=token_cache, share=share, stats=stats)
+    return SalesforceConnector(settings, name=name, token_cache=token_cache, budget=budget, stats=stats)
 
 
 def _mapper(settings: SalesforceSettings) -> Mapper:

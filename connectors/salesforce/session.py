@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from accord.connectors.base import CallStats, TokenCache, retry_after_seconds
+from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import (
     AuthExpired,
     ConnectorError,
@@ -60,9 +60,9 @@ class SalesforceSession(HttpSession):
     ``instance_url``; ``Sforce-Limit-Info`` is kept as ``api_usage``."""
 
     def __init__(self, settings: SalesforceSettings, *, system: str, token_cache: TokenCache | None,
-                 share: float, transport: httpx.AsyncBaseTransport | None, stats: CallStats) -> None:
-        super().__init__(system=system, stats=stats, account=urlsplit(settings.base_url).netloc,
-                         rate=settings.rate_limit, share=share, timeout=settings.timeout, transport=transport)
+                 budget: RequestBudget | None, transport: httpx.AsyncBaseTransport | None, stats: CallStats) -> None:
+        super().__init__(system=system, stats=stats, limits=settings.limits(),
+                         budget=budget, timeout=settings.timeout, transport=transport)
         self.settings = settings
         self.api_usage: tuple[int, int] | None = None
         self._tokens = OAuthTokens(token_cache, self._grant, system=system)
@@ -83,6 +83,14 @@ class SalesforceSession(HttpSession):
     def throttled(self, response: httpx.Response) -> bool:
         return response.status_code == 429 or (response.status_code == 403 and
                                                _first_error(response)[0] == "REQUEST_LIMIT_EXCEEDED")
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """The daily quota's refusal names no wait: pause for ``limit_retry_after``."""
+        return super().retry_after(response) or (self.settings.limit_retry_after
+                                                 if response.status_code == 403 else None)
+
+    def quota_usage(self, response: httpx.Response) -> tuple[int, int] | None:
+        return self.api_usage
 
     def observe(self, response: httpx.Response) -> None:
         usage = _API_USAGE.search(response.headers.get("sforce-limit-info", ""))

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from accord.config.systems import SystemSettings
-from accord.config.types import Duration, RateLimit
+from accord.config.types import AccountLimits, Duration, RateLimit
 
 BatchSize = Annotated[int, msgspec.Meta(ge=1, le=200)]  # sObject Collections take at most 200 records
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=2000)]  # Sforce-Query-Options batchSize is capped at 2000
@@ -21,7 +21,8 @@ class SalesforceSettings(SystemSettings, frozen=True, tag="salesforce"):
     ``external_id_field`` is the unique External ID field that carries the Accord global id.
     ``page_size`` is the ``Sforce-Query-Options`` batchSize (Salesforce documents 200–2000 and may return
     fewer). ``limit_retry_after`` is how long to back off after 403 ``REQUEST_LIMIT_EXCEEDED`` (the daily
-    quota gives no Retry-After).
+    quota gives no Retry-After). Above ``usage_ceiling`` of the daily quota (as every answer's
+    ``Sforce-Limit-Info`` reports it) every caller pauses for ``limit_retry_after``.
     """
 
     base_url: str
@@ -36,6 +37,10 @@ class SalesforceSettings(SystemSettings, frozen=True, tag="salesforce"):
     rate_limit: RateLimit = RateLimit(requests=25, period=Duration(1.0))
     multi_currency: bool = True
     limit_retry_after: Duration = Duration(60.0)
+    usage_ceiling: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.95
+
+    def limits(self) -> AccountLimits:
+        return AccountLimits(windows=(self.rate_limit,), usage_ceiling=self.usage_ceiling)
 
     def __post_init__(self) -> None:
         major, dot, minor = self.api_version.partition(".")

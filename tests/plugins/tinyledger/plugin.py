@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from accord.connectors.base import CallStats, Connector, TokenCache
+from accord.connectors.budget import RequestBudget
 from accord.connectors.spec import Capabilities, Mapper, SystemSpec
 from tests.plugins.tinyledger.settings import TinyLedgerSettings
 
 
-def _connector(settings: TinyLedgerSettings, *, name: str, token_cache: TokenCache | None, share: float,
+def _connector(settings: TinyLedgerSettings, *, name: str, token_cache: TokenCache | None, budget: RequestBudget | None,
                stats: CallStats | None) -> Connector:
     from tests.plugins.tinyledger.connector import TinyLedgerConnector
 

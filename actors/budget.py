@@ -1,0 +1,142 @@
+"""The request budget of an external account kept in Redis, shared by every caller on every node.
+
+Implements ``accord.connectors.budget.BudgetStore`` with one Lua call per request, so all the account's
+limits are checked and taken atomically, on the Redis server's clock (``TIME``: callers on other nodes
+need not agree on time). The rule, the same as ``LocalStore``'s:
+
+* each rate window is a sorted set of the grants of its last ``period`` (+ ``JITTER``); a request is
+  granted when every window counting its kind holds fewer than ``requests × factor − reserve``;
+* ``reserve``: for each more urgent priority refused within two periods (it comes back when told), ``reserve(requests)`` grants are
+  left to it; ``factor`` drops to 0.8× (not under ``THROTTLE_FLOOR``) at each throttle and regains
+  ``RECOVERY`` per longest window;
+* a ``paused_until`` set by a throttle refuses everything until then;
+* in-flight slots are a sorted set of holders scored by lease expiry, given back after the request.
+
+A refusal returns how long until the binding window frees a grant. What survives a crash: everything
+(grants expire with their window, slots with their lease); a restarted Redis starts the windows empty,
+as a fresh account would (the server's own 429s then slow everyone down).
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from accord.config.systems import SystemSettings
+from accord.config.types import AccountLimits, RateLimit
+from accord.connectors.budget import JITTER, LEASE, RECOVERY, THROTTLE_FLOOR, Priority, RequestBudget
+from accord.streams.keys import Keys
+
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local priority, holder = tonumber(ARGV[1]), ARGV[2]
+local cap, longest, jitter = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local recovery, lease = tonumber(ARGV[6]), tonumber(ARGV[7])
+local s = redis.call('HMGET', KEYS[1], 'paused_until', 'factor', 'throttled_at', 'demand:0', 'demand:1')
+local wait = tonumber(s[1] or 0) - now
+local factor = 1
+if s[2] then factor = math.min(1, tonumber(s[2]) + recovery * (now - tonumber(s[3])) / longest) end
+local n_windows = #KEYS - 2
+for i = 1, n_windows do
+  local key = KEYS[i + 2]
+  local limit, period = tonumber(ARGV[6 + 2 * i]), tonumber(ARGV[7 + 2 * i]) + jitter
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
+  local kept = 0
+  for p = 0, priority - 1 do
+    if tonumber(s[4 + p] or 0) > now - 2 * period then kept = kept + math.max(1, math.floor(limit / 50)) end
+  end
+  local allowed = math.max(1, math.floor(limit * factor) - kept)
+  local n = redis.call('ZCARD', key)
+  if n >= allowed then
+    local oldest = redis.call('ZRANGE', key, n - allowed, n - allowed, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + period - now)
+  end
+end
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, 0.005) end
+end
+if wait > 0 then
+  redis.call('HSET', KEYS[1], 'demand:' .. priority, tostring(now))
+  redis.call('HINCRBY', KEYS[1], 'denied', 1)
+  return tostring(wait)
+end
+for i = 1, n_windows do
+  redis.call('ZADD', KEYS[i + 2], now, holder)
+  redis.call('PEXPIRE', KEYS[i + 2], math.ceil((tonumber(ARGV[7 + 2 * i]) + jitter) * 2000))
+end
+if cap > 0 then
+  redis.call('ZADD', KEYS[2], now + lease, holder)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(lease * 1000))
+end
+redis.call('HINCRBY', KEYS[1], 'granted', 1)
+return '0'
+"""
+
+_THROTTLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local pause, longest, recovery, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local s = redis.call('HMGET', KEYS[1], 'paused_until', 'factor', 'throttled_at')
+local factor = 1
+if s[2] then factor = math.min(1, tonumber(s[2]) + recovery * (now - tonumber(s[3])) / longest) end
+redis.call('HSET', KEYS[1], 'paused_until', tostring(math.max(tonumber(s[1] or 0), now + pause)),
+           'factor', tostring(math.max(floor, factor * 0.8)), 'throttled_at', tostring(now))
+redis.call('HINCRBY', KEYS[1], 'throttled', 1)
+return 1
+"""
+
+
+class RedisBudgetStore:
+    """The grants of one system's account in Redis (see the module docstring for the rule)."""
+
+    def __init__(self, redis: Redis, keys: Keys, system: str, limits: AccountLimits, *,
+                 lease: float = LEASE) -> None:
+        self.redis = redis
+        self.lease = lease
+        self.keys = keys
+        self.system = system
+        self.limits = limits
+        self.longest = max((w.period for w in limits.windows), default=1.0)
+        self._take = redis.register_script(_TAKE)
+        self._throttle = redis.register_script(_THROTTLE)
+
+    def window_key(self, window: RateLimit) -> str:
+        return self.keys.budget_window(self.system, window.kind, window.requests, window.period)
+
+    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str) -> float:
+        keys = [self.keys.budget(self.system), self.keys.budget_slots(self.system),
+                *(self.window_key(w) for w in windows)]
+        args: list[str | int | float] = [int(priority), holder, self.limits.concurrency or 0, self.longest, JITTER,
+                                         RECOVERY, self.lease]
+        for window in windows:
+            args += [window.requests, window.period]
+        return float(await self._take(keys=keys, args=args))
+
+    async def give_back(self, holder: str) -> None:
+        await self.redis.zrem(self.keys.budget_slots(self.system), holder)
+
+    async def throttle(self, pause: float) -> None:
+        await self._throttle(keys=[self.keys.budget(self.system)],
+                             args=[pause, self.longest, RECOVERY, THROTTLE_FLOOR])
+
+    async def used(self) -> dict[RateLimit, float]:
+        """Each window's grants in its last period over its limit (1.0: saturated)."""
+        now = await self.redis.time()
+        at = now[0] + now[1] / 1e6
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for window in self.limits.windows:
+                pipe.zcount(self.window_key(window), at - window.period, "+inf")
+            counts = await pipe.execute()
+        return {w: int(n) / w.requests for w, n in zip(self.limits.windows, counts, strict=True)}
+
+    async def counts(self) -> dict[str, int]:
+        """Grants, refusals and throttles so far (the hash's counters)."""
+        raw = await self.redis.hmget(self.keys.budget(self.system), "granted", "denied", "throttled")
+        return {name: int(v or 0) for name, v in zip(("granted", "denied", "throttled"), raw, strict=True)}
+
+
+def shared_budget(redis: Redis, keys: Keys, system: str, settings: SystemSettings) -> RequestBudget:
+    """The request budget of ``system``'s account as every process sees it (its grants in Redis)."""
+    limits = settings.limits()
+    return RequestBudget(limits, RedisBudgetStore(redis, keys, system, limits))

@@ -1,0 +1,191 @@
+"""The request budget of one external account, shared by every caller of it on every node.
+
+Every request a session sends first takes a grant from the account's ``RequestBudget``, which checks all
+the account's documented limits at once (``AccountLimits``: sliding rate windows, some counting only one
+kind of request such as QuickBooks' ``/batch``, and a cap on requests in flight whose slots expire if
+their holder dies) and the server's own signals: a ``429``/``Retry-After`` or a quota usage report near its
+ceiling pauses every caller of the account, not only the one that saw it, and lowers the account's
+effective limits for a while (they recover linearly).
+
+Shares are not fixed: an idle caller takes nothing, a backlog takes what is free. Callers say how urgent
+their requests are with ``requests_as(Priority...)`` (a context variable, so connectors keep their
+signatures): when a more urgent class was refused recently, a less urgent one leaves it a small reserve
+of every window, so a record changed just now is not stuck behind another entity's month-end backlog,
+and backlog writes go before routine polls. A poll that waited ``POLL_PATIENCE`` is promoted, so polls
+are never starved.
+
+Where the grants are kept is a ``BudgetStore``: ``LocalStore`` here (one process, used when no Redis is
+configured, e.g. by tests and one-off commands) or the Redis store in ``accord.actors.budget`` (every
+process). Both implement the same rule; ``tests/unit/test_budget.py`` runs one suite against both.
+What survives a crash: with Redis, every grant of the last window and every open slot (until its lease);
+locally, nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
+from enum import IntEnum
+from typing import Protocol
+
+from accord.config.types import AccountLimits, RateLimit
+
+POLL_PATIENCE = 5.0  # seconds a routine poll waits before it competes as a backlog write
+MAX_SLEEP = 1.0  # a refused caller re-asks at least this often (a pause may be lifted early)
+LEASE = 120.0  # an in-flight slot whose holder died frees itself after this long (QBO's request timeout)
+JITTER = 0.005  # seconds added to each window: a request granted at t reaches the server a little later
+RECOVERY = 0.1  # share of the limits regained per longest window after a throttle
+THROTTLE_FLOOR = 0.5  # the effective limits never drop below this share of the documented ones
+
+
+class Priority(IntEnum):
+    """How urgent a request is (lower goes first when the budget is contended)."""
+
+    FRESH = 0  # a change that just happened (a small write queue, provisioning)
+    BACKLOG = 1  # changes already waiting in numbers (month-end), parked work that can now go
+    POLL = 2  # routine reads: polls, reconciliation
+
+
+_priority: ContextVar[Priority] = ContextVar("accord_request_priority", default=Priority.FRESH)
+
+
+@contextlib.contextmanager
+def requests_as(priority: Priority) -> Iterator[None]:
+    """Requests sent inside this block (and tasks started in it) ask the budget with ``priority``."""
+    token = _priority.set(priority)
+    try:
+        yield
+    finally:
+        _priority.reset(token)
+
+
+def current_priority() -> Priority:
+    return _priority.get()
+
+
+def reserve(limit: int) -> int:
+    """Grants of a window kept for each more urgent class that was refused recently."""
+    return max(1, limit // 50)
+
+
+class BudgetStore(Protocol):
+    """Where an account's grants live. ``take`` grants a request (0.0) or says how long to wait."""
+
+    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str) -> float: ...
+
+    async def give_back(self, holder: str) -> None: ...
+
+    async def throttle(self, pause: float) -> None: ...
+
+
+class RequestBudget:
+    """The budget of one account: ``slot(kind)`` around every request, ``throttled``/``usage`` on signals."""
+
+    def __init__(self, limits: AccountLimits, store: BudgetStore, *, pause_on_usage: float = 60.0) -> None:
+        self.limits = limits
+        self.store = store
+        self.pause_on_usage = pause_on_usage
+        self.waited = 0.0  # seconds callers of this object spent waiting for grants (a metric)
+
+    def windows(self, kind: str) -> tuple[RateLimit, ...]:
+        return tuple(w for w in self.limits.windows if w.counts(kind))
+
+    @contextlib.asynccontextmanager
+    async def slot(self, kind: str = "*") -> AsyncIterator[None]:
+        """Hold a grant for one request of ``kind`` while it runs (its concurrency slot is freed after)."""
+        holder = uuid.uuid4().hex
+        await self._acquire(self.windows(kind), holder)
+        try:
+            yield
+        finally:
+            if self.limits.concurrency:
+                with contextlib.suppress(Exception):  # the lease frees a slot we could not give back
+                    await asyncio.shield(self.store.give_back(holder))
+
+    async def _acquire(self, windows: tuple[RateLimit, ...], holder: str) -> None:
+        priority, started = current_priority(), time.monotonic()
+        while True:
+            waited = time.monotonic() - started
+            if priority is Priority.POLL and waited >= POLL_PATIENCE:
+                priority = Priority.BACKLOG
+            wait = await self.store.take(windows, priority, holder)
+            if wait <= 0:
+                self.waited += waited
+                return
+            await asyncio.sleep(min(wait, MAX_SLEEP) * random.uniform(1.0, 1.1))
+
+    async def throttled(self, retry_after: float | None) -> None:
+        """The server refused a request for its quota: every caller pauses ``retry_after`` seconds."""
+        await self.store.throttle(retry_after if retry_after is not None else 1.0)
+
+    async def usage(self, used: int, limit: int) -> None:
+        """The server reported ``used`` of ``limit`` (a daily quota): pause everyone near the ceiling."""
+        if limit > 0 and used >= limit * self.limits.usage_ceiling:
+            await self.store.throttle(self.pause_on_usage)
+
+
+class LocalStore:
+    """The budget rule of ``accord.actors.budget`` kept in this process (one event loop's callers)."""
+
+    def __init__(self, limits: AccountLimits, clock: Callable[[], float] = time.monotonic, *,
+                 lease: float = LEASE) -> None:
+        self.concurrency = limits.concurrency or 0
+        self.lease = lease
+        self.longest = max((w.period for w in limits.windows), default=1.0)
+        self.clock = clock
+        self.logs: dict[RateLimit, list[float]] = {w: [] for w in limits.windows}
+        self.slots: dict[str, float] = {}
+        self.demand: dict[Priority, float] = {}
+        self.paused_until = 0.0
+        self.factor_at, self.throttled_at = 1.0, 0.0
+        self.granted = self.denied = 0
+
+    def factor(self, now: float) -> float:
+        return min(1.0, self.factor_at + RECOVERY * (now - self.throttled_at) / self.longest)
+
+    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str) -> float:
+        now = self.clock()
+        wait = max(self.paused_until - now, *(self._window_wait(w, priority, now) for w in windows), 0.0)
+        self.slots = {h: expiry for h, expiry in self.slots.items() if expiry > now}
+        if self.concurrency and len(self.slots) >= self.concurrency:
+            wait = max(wait, 0.005)
+        if wait > 0:
+            self.demand[priority] = now
+            self.denied += 1
+            return wait
+        for window in windows:
+            self.logs[window].append(now)
+        if self.concurrency:
+            self.slots[holder] = now + self.lease
+        self.granted += 1
+        return 0.0
+
+    def _window_wait(self, window: RateLimit, priority: Priority, now: float) -> float:
+        period = window.period + JITTER
+        log = self.logs[window]
+        del log[:bisect.bisect_right(log, now - period)]
+        kept = sum(reserve(window.requests) for p, at in self.demand.items()
+                   if p < priority and at > now - 2 * period)
+        allowed = max(1, int(window.requests * self.factor(now)) - kept)
+        if len(log) < allowed:
+            return 0.0
+        return log[len(log) - allowed] + period - now
+
+    async def give_back(self, holder: str) -> None:
+        self.slots.pop(holder, None)
+
+    async def throttle(self, pause: float) -> None:
+        now = self.clock()
+        self.paused_until = max(self.paused_until, now + pause)
+        self.factor_at, self.throttled_at = max(THROTTLE_FLOOR, self.factor(now) * 0.8), now
+
+
+def local_budget(limits: AccountLimits) -> RequestBudget:
+    """A budget for callers in this process only."""
+    return RequestBudget(limits, LocalStore(limits))

@@ -1,0 +1,175 @@
+"""The request budget's rule, run against both stores: in this process (``LocalStore``) and in a real Redis
+(``RedisBudgetStore``, on the embedded 6.2 and Debian's 7), on real time with short windows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from accord.actors.budget import RedisBudgetStore
+from accord.config.types import AccountLimits, Duration, RateLimit
+from accord.connectors.budget import (
+    JITTER,
+    POLL_PATIENCE,
+    BudgetStore,
+    LocalStore,
+    Priority,
+    RequestBudget,
+    requests_as,
+)
+from accord.redis_server import EmbeddedRedis
+from accord.streams.keys import Keys
+
+StoreMaker = Callable[..., BudgetStore]
+
+
+@pytest.fixture(params=["local", "6.2", "7"])
+async def make_store(request: pytest.FixtureRequest, redis_servers: dict[str, EmbeddedRedis]
+                     ) -> AsyncIterator[StoreMaker]:
+    """Stores of one account: each call is another caller (another client, when in Redis)."""
+    clients: list[Redis] = []
+    if request.param == "local":
+        shared: dict[AccountLimits, LocalStore] = {}
+
+        def local(limits: AccountLimits, lease: float = 120.0) -> BudgetStore:
+            return shared.setdefault(limits, LocalStore(limits, lease=lease))
+        yield local
+        return
+    if request.param not in redis_servers:
+        pytest.skip("no Redis 7 binary here; .ci/run installs Debian's redis-server")
+    url, keys = redis_servers[request.param].url, Keys(f"budget-{uuid.uuid4().hex[:8]}")
+
+    def redis_store(limits: AccountLimits, lease: float = 120.0) -> BudgetStore:
+        clients.append(Redis.from_url(url))
+        return RedisBudgetStore(clients[-1], keys, "erp", limits, lease=lease)
+    yield redis_store
+    for client in clients:
+        await client.aclose()
+
+
+def window(requests: int, period: float, kind: str = "*") -> RateLimit:
+    return RateLimit(requests=requests, period=Duration(period), kind=kind)
+
+
+async def take_all(store: BudgetStore, windows: tuple[RateLimit, ...], n: int,
+                   priority: Priority = Priority.BACKLOG) -> list[float]:
+    return [await store.take(windows, priority, uuid.uuid4().hex) for _ in range(n)]
+
+
+async def until_granted(store: BudgetStore, windows: tuple[RateLimit, ...], priority: Priority,
+                        deadline: float = 5.0) -> float:
+    """Ask as a caller would (sleeping the wait it is told) until granted; the seconds it took."""
+    started = time.monotonic()
+    while (wait := await store.take(windows, priority, uuid.uuid4().hex)) > 0:
+        assert time.monotonic() - started < deadline, "never granted"
+        await asyncio.sleep(wait)
+    return time.monotonic() - started
+
+
+async def test_a_window_grants_its_requests_then_names_the_wait(make_store: StoreMaker) -> None:
+    limits = AccountLimits(windows=(window(3, 0.4),))
+    store = make_store(limits)
+    waits = await take_all(store, limits.windows, 4)
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert 0.3 < waits[3] <= 0.4 + JITTER + 0.01  # until the first grant leaves the window
+    assert await until_granted(store, limits.windows, Priority.BACKLOG) <= 0.4 + JITTER + 0.1
+
+
+async def test_every_caller_shares_the_window(make_store: StoreMaker) -> None:
+    limits = AccountLimits(windows=(window(5, 30.0),))
+    callers = [make_store(limits) for _ in range(4)]
+    waits = [w for store in callers for w in await take_all(store, limits.windows, 3)]
+    assert waits.count(0.0) == 5 and all(w > 20 for w in waits if w)
+
+
+async def test_a_kind_window_counts_only_its_kind(make_store: StoreMaker) -> None:
+    limits = AccountLimits(windows=(window(5, 30.0), window(2, 30.0, "batch")))
+    store = make_store(limits)
+    batch = tuple(w for w in limits.windows if w.counts("batch"))
+    plain = tuple(w for w in limits.windows if w.counts("*"))
+    assert await take_all(store, batch, 3) == [0.0, 0.0, pytest.approx(30.0 + JITTER, abs=0.5)]
+    assert await take_all(store, plain, 4) == [0.0, 0.0, 0.0, pytest.approx(30.0 + JITTER, abs=0.5)]
+
+
+async def test_in_flight_slots_are_capped_given_back_and_lapse(make_store: StoreMaker) -> None:
+    limits = AccountLimits(windows=(window(100, 30.0),), concurrency=2)
+    store = make_store(limits, lease=0.3)
+    assert await store.take(limits.windows, Priority.FRESH, "a") == 0.0
+    assert await store.take(limits.windows, Priority.FRESH, "b") == 0.0
+    assert 0 < await store.take(limits.windows, Priority.FRESH, "c") < 0.1
+    await store.give_back("a")
+    assert await store.take(limits.windows, Priority.FRESH, "c") == 0.0
+    # neither b nor c is given back (their holders died): their slots lapse with the lease
+    assert await until_granted(store, limits.windows, Priority.FRESH) >= 0.2
+
+
+async def fill(store: BudgetStore, windows: tuple[RateLimit, ...], priority: Priority) -> int:
+    """Take grants until refused; how many were granted."""
+    granted = 0
+    while await store.take(windows, priority, uuid.uuid4().hex) == 0.0:
+        granted += 1
+        assert granted < 1000
+    return granted
+
+
+async def test_a_refused_urgent_request_gets_the_next_grants(make_store: StoreMaker) -> None:
+    limits = AccountLimits(windows=(window(10, 1.0),))
+    backlog, fresh = make_store(limits), make_store(limits)
+    assert await fill(backlog, limits.windows, Priority.BACKLOG) == 10
+    assert await fresh.take(limits.windows, Priority.FRESH, "f1") > 0  # refused: it asks again
+    await until_granted(backlog, limits.windows, Priority.BACKLOG)
+    await fill(backlog, limits.windows, Priority.BACKLOG)  # stops one short of the window: a reserve
+    assert await fresh.take(limits.windows, Priority.FRESH, "f2") == 0.0
+    assert await backlog.take(limits.windows, Priority.BACKLOG, "b") > 0
+
+
+async def test_backlog_writes_go_before_routine_polls(make_store: StoreMaker) -> None:
+    limits = AccountLimits(windows=(window(10, 1.0),))
+    poller, writer = make_store(limits), make_store(limits)
+    assert await fill(poller, limits.windows, Priority.POLL) == 10
+    assert await writer.take(limits.windows, Priority.BACKLOG, "w1") > 0  # refused: it asks again
+    await until_granted(writer, limits.windows, Priority.BACKLOG)
+    await fill(poller, limits.windows, Priority.POLL)
+    assert await writer.take(limits.windows, Priority.BACKLOG, "w2") == 0.0
+    assert await poller.take(limits.windows, Priority.POLL, "p") > 0
+
+
+async def test_a_throttle_pauses_every_caller_and_lowers_the_limits(make_store: StoreMaker) -> None:
+    limits = AccountLimits(windows=(window(10, 0.3), window(1000, 60.0)))  # recovery: 0.1 per 60 s
+    one, other = make_store(limits), make_store(limits)
+    await one.throttle(0.5)
+    assert 0.4 < await other.take(limits.windows, Priority.FRESH, "x") <= 0.5
+    await until_granted(other, limits.windows, Priority.FRESH)
+    granted = 1 + (await take_all(other, limits.windows, 10, Priority.FRESH)).count(0.0)
+    assert granted == 8, "after a throttle the account's limits drop to 0.8× and recover over time"
+
+
+async def test_a_session_budget_waits_for_its_grant_and_promotes_a_patient_poll(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    limits = AccountLimits(windows=(window(2, 0.3),))
+    budget = RequestBudget(limits, LocalStore(limits))
+    started = time.monotonic()
+    for _ in range(3):
+        async with budget.slot():
+            pass
+    assert time.monotonic() - started >= 0.25 and budget.waited >= 0.25
+    store = LocalStore(limits)
+    asked: list[Priority] = []
+    real_take = store.take
+
+    async def recording(windows: tuple[RateLimit, ...], priority: Priority, holder: str) -> float:
+        asked.append(priority)
+        return await real_take(windows, priority, holder)
+    monkeypatch.setattr(store, "take", recording)
+    monkeypatch.setattr("accord.connectors.budget.POLL_PATIENCE", 0.1)
+    store.demand[Priority.BACKLOG] = time.monotonic()  # a backlog is waiting: polls leave it a reserve
+    with requests_as(Priority.POLL):
+        for _ in range(2):
+            async with RequestBudget(limits, store).slot():
+                pass
+    assert asked[0] is Priority.POLL and asked[-1] is Priority.BACKLOG and POLL_PATIENCE > 0.1
