@@ -23,7 +23,15 @@ from redis.asyncio import Redis
 
 from accord.config.systems import SystemSettings
 from accord.config.types import AccountLimits, RateLimit
-from accord.connectors.budget import JITTER, LEASE, RECOVERY, THROTTLE_FLOOR, Priority, RequestBudget
+from accord.connectors.budget import (
+    JITTER,
+    LEASE,
+    RECOVERY,
+    SLOT_WAIT,
+    THROTTLE_FLOOR,
+    Priority,
+    RequestBudget,
+)
 from accord.streams.keys import Keys
 
 _TAKE = """
@@ -31,7 +39,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local priority, holder = tonumber(ARGV[1]), ARGV[2]
 local cap, longest, jitter = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local recovery, lease = tonumber(ARGV[6]), tonumber(ARGV[7])
+local recovery, lease, dry = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == '1'
 local s = redis.call('HMGET', KEYS[1], 'paused_until', 'factor', 'throttled_at', 'demand:0', 'demand:1')
 local wait = tonumber(s[1] or 0) - now
 local factor = 1
@@ -39,7 +47,7 @@ if s[2] then factor = math.min(1, tonumber(s[2]) + recovery * (now - tonumber(s[
 local n_windows = #KEYS - 2
 for i = 1, n_windows do
   local key = KEYS[i + 2]
-  local limit, period = tonumber(ARGV[6 + 2 * i]), tonumber(ARGV[7 + 2 * i]) + jitter
+  local limit, period = tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i]) + jitter
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
   local kept = 0
   for p = 0, priority - 1 do
@@ -54,8 +62,9 @@ for i = 1, n_windows do
 end
 if cap > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, 0.005) end
+  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, tonumber(ARGV[9 + 2 * n_windows])) end
 end
+if dry then return tostring(math.max(wait, 0)) end
 if wait > 0 then
   redis.call('HSET', KEYS[1], 'demand:' .. priority, tostring(now))
   redis.call('HINCRBY', KEYS[1], 'denied', 1)
@@ -63,7 +72,7 @@ if wait > 0 then
 end
 for i = 1, n_windows do
   redis.call('ZADD', KEYS[i + 2], now, holder)
-  redis.call('PEXPIRE', KEYS[i + 2], math.ceil((tonumber(ARGV[7 + 2 * i]) + jitter) * 2000))
+  redis.call('PEXPIRE', KEYS[i + 2], math.ceil((tonumber(ARGV[8 + 2 * i]) + jitter) * 2000))
 end
 if cap > 0 then
   redis.call('ZADD', KEYS[2], now + lease, holder)
@@ -104,13 +113,15 @@ class RedisBudgetStore:
     def window_key(self, window: RateLimit) -> str:
         return self.keys.budget_window(self.system, window.kind, window.requests, window.period)
 
-    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str) -> float:
+    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str, *,
+                   dry: bool = False) -> float:
         keys = [self.keys.budget(self.system), self.keys.budget_slots(self.system),
                 *(self.window_key(w) for w in windows)]
         args: list[str | int | float] = [int(priority), holder, self.limits.concurrency or 0, self.longest, JITTER,
-                                         RECOVERY, self.lease]
+                                         RECOVERY, self.lease, int(dry)]
         for window in windows:
             args += [window.requests, window.period]
+        args.append(SLOT_WAIT)
         return float(await self._take(keys=keys, args=args))
 
     async def give_back(self, holder: str) -> None:

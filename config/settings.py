@@ -88,6 +88,9 @@ class EntitySettings(_Section, frozen=True):
     ``on_violation``: what happens when a system edits a field it does not own: ``revert`` writes the
     owner's value back, ``review`` files an exception, ``count`` only counts and logs (all three count).
     ``park_timeout``: how long a record waits for a record it references to exist in the target.
+    ``poll_interval`` is how often the entity is polled while its polls find records; each empty poll
+    doubles the interval up to ``poll_max_interval`` (never below ``poll_interval``), and a poll that
+    finds records or a webhook hint brings it back.
     ``exclude``: per system, canonical fields not synced with it at all (e.g. a field its API can only
     hold lossily, like a free-text address).
     ``when``: per target system, the canonical field values a record must have to flow there, e.g.
@@ -99,6 +102,7 @@ class EntitySettings(_Section, frozen=True):
     fields: dict[str, str] = {}
     replicas: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1
     poll_interval: Duration = Duration(2.0)
+    poll_max_interval: Duration = Duration(60.0)
     match: list[list[str]] = []
     on_violation: Literal["revert", "review", "count"] = "revert"
     park_timeout: Duration = Duration(600.0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import random
 import time
 import uuid
@@ -39,6 +40,7 @@ from accord.config.types import AccountLimits, RateLimit
 POLL_PATIENCE = 5.0  # seconds a routine poll waits before it competes as a backlog write
 MAX_SLEEP = 1.0  # a refused caller re-asks at least this often (a pause may be lifted early)
 LEASE = 120.0  # an in-flight slot whose holder died frees itself after this long (QBO's request timeout)
+SLOT_WAIT = 0.005  # what a store answers when only the in-flight cap refuses (a slot frees any moment)
 JITTER = 0.005  # seconds added to each window: a request granted at t reaches the server a little later
 RECOVERY = 0.1  # share of the limits regained per longest window after a throttle
 THROTTLE_FLOOR = 0.5  # the effective limits never drop below this share of the documented ones
@@ -77,7 +79,10 @@ def reserve(limit: int) -> int:
 class BudgetStore(Protocol):
     """Where an account's grants live. ``take`` grants a request (0.0) or says how long to wait."""
 
-    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str) -> float: ...
+    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str, *,
+                   dry: bool = False) -> float:
+        """0.0 when granted, else the seconds to wait; ``dry`` only says which, taking nothing."""
+        ...
 
     async def give_back(self, holder: str) -> None: ...
 
@@ -92,6 +97,7 @@ class RequestBudget:
         self.store = store
         self.pause_on_usage = pause_on_usage
         self.waited = 0.0  # seconds callers of this object spent waiting for grants (a metric)
+        self._gate: asyncio.Lock | None = None  # one asker per process: refused callers queue here, not in Redis
 
     def windows(self, kind: str) -> tuple[RateLimit, ...]:
         return tuple(w for w in self.limits.windows if w.counts(kind))
@@ -108,17 +114,28 @@ class RequestBudget:
                 with contextlib.suppress(Exception):  # the lease frees a slot we could not give back
                     await asyncio.shield(self.store.give_back(holder))
 
+    async def available(self, kind: str = "*") -> bool:
+        """Whether a request of ``kind`` would be granted now (nothing is taken)."""
+        return await self.store.take(self.windows(kind), current_priority(), "", dry=True) <= 0
+
     async def _acquire(self, windows: tuple[RateLimit, ...], holder: str) -> None:
         priority, started = current_priority(), time.monotonic()
-        while True:
-            waited = time.monotonic() - started
-            if priority is Priority.POLL and waited >= POLL_PATIENCE:
-                priority = Priority.BACKLOG
-            wait = await self.store.take(windows, priority, holder)
-            if wait <= 0:
-                self.waited += waited
-                return
-            await asyncio.sleep(min(wait, MAX_SLEEP) * random.uniform(1.0, 1.1))
+        if await self.store.take(windows, priority, holder) <= 0:
+            return
+        if self._gate is None:
+            self._gate = asyncio.Lock()
+        async with self._gate:
+            for attempt in itertools.count():
+                waited = time.monotonic() - started
+                if priority is Priority.POLL and waited >= POLL_PATIENCE:
+                    priority = Priority.BACKLOG
+                wait = await self.store.take(windows, priority, holder)
+                if wait <= 0:
+                    self.waited += waited
+                    return
+                if wait <= SLOT_WAIT:  # only the in-flight cap: back off a little more each time
+                    wait = SLOT_WAIT * 2 ** min(attempt, 4)
+                await asyncio.sleep(min(wait, MAX_SLEEP) * random.uniform(1.0, 1.1))
 
     async def throttled(self, retry_after: float | None) -> None:
         """The server refused a request for its quota: every caller pauses ``retry_after`` seconds."""
@@ -149,12 +166,15 @@ class LocalStore:
     def factor(self, now: float) -> float:
         return min(1.0, self.factor_at + RECOVERY * (now - self.throttled_at) / self.longest)
 
-    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str) -> float:
+    async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str, *,
+                   dry: bool = False) -> float:
         now = self.clock()
         wait = max(self.paused_until - now, *(self._window_wait(w, priority, now) for w in windows), 0.0)
         self.slots = {h: expiry for h, expiry in self.slots.items() if expiry > now}
         if self.concurrency and len(self.slots) >= self.concurrency:
-            wait = max(wait, 0.005)
+            wait = max(wait, SLOT_WAIT)
+        if dry:
+            return wait
         if wait > 0:
             self.demand[priority] = now
             self.denied += 1

@@ -113,6 +113,10 @@ class Keys:
     def token(self, system: str) -> str:
         return f"{self.prefix}token:{system}"
 
+    def poll_pace(self, system: str) -> str:
+        """Hash: entity -> seconds between its last two polls in ``system`` (the achieved interval)."""
+        return f"{self.prefix}poll:{system}"
+
     def budget(self, system: str) -> str:
         """Hash: the request budget of one external account (pause, throttle factor, demand, counts)."""
         return f"{self.prefix}budget:{system}"

@@ -22,11 +22,13 @@ from accord.actors.governance import Ownership, is_stale_read, observe
 from accord.actors.loop import LoopActor
 from accord.actors.poll.edits import EditJudge
 from accord.actors.poll.indexes import index_billed, index_match_keys
+from accord.actors.poll.pace import PollPace
 from accord.actors.poll.page import DELETED_FIELD, PagePlan
 from accord.actors.poll.suspects import SuspectBook
 from accord.actors.references import References
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_delay
+from accord.connectors.budget import Priority, requests_as
 from accord.connectors.errors import ConnectorError, RateLimited
 from accord.connectors.registry import spec_of
 from accord.connectors.spec import IdScanner
@@ -55,7 +57,9 @@ class Poller(LoopActor):
         self.ownership = {e: Ownership.from_settings(e, settings.entities[e]) for e in self.entities}
         self._references: References | None = None
         self._connector = connector
-        self._next_due: dict[str, float] = {}
+        self.pace = PollPace.of({e: (settings.entities[e].poll_interval, settings.entities[e].poll_max_interval)
+                                 for e in self.entities})
+        self.found: Counter[str] = Counter()  # records fetched per entity (echoes included)
         self._next_scan: dict[str, float] = {}
         self._canonicaliser: Canonicaliser | None = None
         self._failures: Counter[str] = Counter()
@@ -109,17 +113,20 @@ class Poller(LoopActor):
             for entity in self.entities:
                 if self._stopping:
                     break
-                if time.monotonic() >= self._next_due.get(entity, 0.0):
-                    await self._poll_entity(entity)
+                if self.pace.due(entity):
+                    with requests_as(Priority.POLL):
+                        await self._poll_entity(entity)
             try:
                 await self._flush_call_stats({self.system: self.call_stats})
+                await self._flush_pace()
                 hint_id = await self._wait_for_hint(hint_id)
             except RedisError as exc:  # Redis restarting or failing over: the loop waits for it, never dies
                 logger.bind(system=self.system).warning("Redis unavailable ({}); retrying in 1s", exc)
                 await self._pause(1.0)
 
     async def _poll_entity(self, entity: str) -> None:
-        interval = self.settings.entities[entity].poll_interval
+        self.pace.started(entity)
+        found = self.found[entity]
         try:
             while await self.poll_page(entity) and not self._stopping:
                 pass
@@ -132,21 +139,28 @@ class Poller(LoopActor):
                 delay = max(delay, exc.retry_after)
             logger.bind(system=self.system, entity=entity).warning(
                 "poll failed ({}): {}; retrying in {:.1f}s", type(exc).__name__, exc.message, delay)
-            self._next_due[entity] = time.monotonic() + delay
+            self.pace.failed(entity, delay)
             return
         except Exception:
             self._failures[entity] += 1
             logger.bind(system=self.system, entity=entity).exception("poll crashed; retrying")
-            self._next_due[entity] = time.monotonic() + backoff_delay(self._failures[entity], 1.0, 60.0)
+            self.pace.failed(entity, backoff_delay(self._failures[entity], 1.0, 60.0))
             return
         self._failures[entity] = 0
-        self._next_due[entity] = time.monotonic() + interval
+        self.pace.polled(entity, self.found[entity] - found)
+
+    async def _flush_pace(self) -> None:
+        """The achieved interval between polls of each entity, for ``accord_poll_interval_seconds``."""
+        achieved = self.pace.achieved()
+        if achieved:
+            await self.ctx.redis.hset(self.ctx.keys.poll_pace(self.system),
+                                      mapping={e: f"{s:.3f}" for e, s in achieved.items()})
 
     async def _wait_for_hint(self, last_id: str) -> str:
         """Sleep until the next entity is due, or until a webhook hint arrives on the intake stream."""
         if self._stopping:
             return last_id
-        wait = max(0.0, min(self._next_due.values(), default=0.0) - time.monotonic())
+        wait = max(0.0, self.pace.next_due() - time.monotonic())
         block_ms = int(min(wait, 2.0) * 1000)
         if block_ms <= 0:
             return last_id
@@ -157,7 +171,7 @@ class Poller(LoopActor):
         for _id, fields in entries:
             entity = text(fields.get(b"entity") or b"")
             for name in self.entities if not entity else [entity]:
-                self._next_due[name] = 0.0
+                self.pace.hinted(name)
         return entries[-1][0]
 
     # -- deletes by full scan ------------------------------------------------------------------
@@ -206,6 +220,7 @@ class Poller(LoopActor):
         fetched_ms = now_ms()
         page = await self.connector.fetch(entity, cursor)
         self.pages += 1
+        self.found[entity] += len(page.records)
         plan = await self._plan(entity, page.records, resync=position.in_resync, fetched_ms=fetched_ms)
         self._queue(batch, entity, plan)
         ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms(), caught_up=not page.more,

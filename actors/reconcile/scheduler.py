@@ -21,6 +21,7 @@ from accord.actors.loop import LoopActor
 from accord.actors.reconcile.reconciler import Reconciler
 from accord.config.settings import ReconcileJob, Settings
 from accord.connectors.base import Connector
+from accord.connectors.budget import Priority, requests_as
 from accord.streams.replies import text_or_none
 
 TICK_S = 1.0
@@ -92,7 +93,8 @@ class Scheduler(LoopActor):
         if not await redis.set(lease, self.token, nx=True, px=15 * 60 * 1000):
             return 0  # another daemon runs it now
         try:
-            await reconciler.run(name, job)
+            with requests_as(Priority.POLL):  # routine reads: syncing changes goes first
+                await reconciler.run(name, job)
             self.runs += 1
         except Exception as exc:  # a job failing must not stop the others; it runs again when due
             self.failures += 1

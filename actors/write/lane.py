@@ -32,6 +32,7 @@ from accord.actors.write.outcome import Deferral, Delivery, Outcome, RecordWork
 from accord.actors.write.pending import IN_HAND, PARKED, RETRY, Held, PendingBook
 from accord.actors.write.waits import dependencies_met
 from accord.connectors.base import WriteResult, backoff_delay
+from accord.connectors.budget import Priority, requests_as
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.streams.batch import Batch
 from accord.streams.keys import Keys
@@ -121,12 +122,19 @@ class Lane:
         try:
             deliveries = self._take_due(parts, now) + await self._read_new(parts, now)
             if deliveries:
-                await self._handle(deliveries)
+                with requests_as(self._priority(deliveries)):
+                    await self._handle(deliveries)
         except BaseException:
             for part in parts:  # whatever was in hand is retried: nothing is left unscheduled
                 part.book.release_in_hand(time.monotonic() + 1.0, "the sweep failed")
             raise
         return len(deliveries)
+
+    def _priority(self, deliveries: list[Delivery]) -> Priority:
+        """A sweep with at least a full batch in hand is a backlog: it leaves the account's budget to
+        fresh changes of other entities first (``accord.connectors.budget``)."""
+        full = max(1, self.writer.connector(self.target).batch_size)
+        return Priority.BACKLOG if len(deliveries) >= full else Priority.FRESH
 
     # -- reading -----------------------------------------------------------------------------
     async def _recover(self, part: Partition) -> None:

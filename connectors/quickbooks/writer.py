@@ -1,6 +1,8 @@
 """Batched, idempotent writes to QuickBooks Online.
 
-One ``POST /batch?requestid=...`` per at most 30 ops. The requestid is derived from the ops' keys, so an
+One ``POST /batch?requestid=...`` per at most 30 ops; one op alone, or ops arriving while the realm's
+batch window (40 per minute) is spent but single requests are not, go as single idempotent requests
+(``POST /{entity}?requestid=...``), so a month-end drain uses both quotas. The requestid is derived from the ops' keys, so an
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
 name-list record (Customer, Employee, Item) is a sparse ``Active:false``; a delete of a transaction
@@ -14,6 +16,7 @@ are re-read and retried once in a follow-up batch with the fresh SyncToken.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -44,6 +47,13 @@ def request_id(entity: str, ops: Sequence[WriteOp], salt: str = "") -> str:
 def correlation_header(ops: Sequence[WriteOp]) -> str:
     ids = dict.fromkeys(op.correlation_id for op in ops if op.correlation_id)
     return ",".join(ids)[:512]
+
+
+def _headers(ops: Sequence[WriteOp]) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if correlation := correlation_header(ops):
+        headers["X-Correlation-ID"] = correlation
+    return headers
 
 
 def _written_names(spec: EntitySpec, op: WriteOp) -> set[str]:
@@ -149,18 +159,50 @@ class BatchWriter:
                 results[i] = WriteResult(gid=ops[i].gid, ok=False, error=exc)
         if not items:
             return []
+        if not await self._as_batch(len(items)):
+            return await self._run_singly(spec, ops, items, results, salt=salt)
         sent = [ops[int(b)] for b in items]
-        headers = {"Content-Type": "application/json"}
-        if correlation := correlation_header(sent):
-            headers["X-Correlation-ID"] = correlation
         body = await self._api.call("POST", "/batch", params={"requestid": request_id(spec.canonical, sent, salt)},
                                     json={"BatchItemRequest": [{"bId": b, **item} for b, item in items.items()]},
-                                    headers=headers)
+                                    headers=_headers(sent))
         answers = {str(a.get("bId")): a for a in body.get("BatchItemResponse") or [] if isinstance(a, dict)}
         stale: list[int] = []
         for bid in items:
             i = int(bid)
             outcome = self._outcome(spec, ops[i], answers.get(bid))
+            if outcome is None:
+                stale.append(i)
+            else:
+                results[i] = outcome
+        return stale
+
+    async def _as_batch(self, items: int) -> bool:
+        """One ``/batch`` for several items, unless the realm's batch window is spent while single
+        requests are still free (then each item goes alone: the month-end drain uses both quotas)."""
+        if items == 1:
+            return False  # one op alone costs one request, and leaves the batch window to full batches
+        budget = self._api.budget
+        return await budget.available("batch") or not await budget.available("*")
+
+    async def _run_singly(self, spec: EntitySpec, ops: list[WriteOp], items: dict[str, dict[str, Any]],
+                          results: dict[int, WriteResult], *, salt: str) -> list[int]:
+        """Send each item as its own idempotent request; the same outcomes as ``_run``'s batch."""
+        async def one(bid: str, item: dict[str, Any]) -> tuple[int, WriteResult | None]:
+            i = int(bid)
+            params = {"requestid": request_id(spec.canonical, [ops[i]], "single:" + salt)}
+            if item["operation"] == "delete":
+                params["operation"] = "delete"
+            try:
+                body = await self._api.call("POST", f"/{spec.qbo.lower()}", params=params, json=item[spec.qbo],
+                                            headers=_headers([ops[i]]))
+            except StaleVersion:
+                return i, None
+            except ConnectorError as exc:
+                return i, WriteResult(gid=ops[i].gid, ok=False, error=exc)
+            return i, self._outcome(spec, ops[i], body)
+
+        stale: list[int] = []
+        for i, outcome in await asyncio.gather(*(one(b, item) for b, item in items.items())):
             if outcome is None:
                 stale.append(i)
             else:

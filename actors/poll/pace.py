@@ -1,0 +1,71 @@
+"""Adaptive polling: when each entity of one system is polled next.
+
+An entity whose poll found records is polled again after its base ``poll_interval``; each empty poll
+doubles the interval up to ``poll_max_interval``; a webhook hint (or any sign of a change) brings it back
+to the base and makes it due at once. A failed poll waits its backoff without touching the interval.
+The interval actually achieved between two poll starts is kept for the ``accord_poll_interval_seconds``
+metric. Nothing here survives a restart: a restarted poller polls every entity at once, at the base.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EntityPace:
+    base: float
+    ceiling: float
+    interval: float = 0.0
+    due: float = 0.0
+    started: float | None = None
+    achieved: float | None = None  # seconds between the last two poll starts
+
+    def __post_init__(self) -> None:
+        self.ceiling = max(self.ceiling, self.base)
+        self.interval = self.base
+
+
+@dataclass
+class PollPace:
+    """The polling schedule of one system's entities (``clock`` is monotonic seconds)."""
+
+    paces: dict[str, EntityPace]
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+    @classmethod
+    def of(cls, intervals: dict[str, tuple[float, float]], clock: Callable[[], float] = time.monotonic) -> PollPace:
+        """``intervals``: entity -> (base interval, maximum interval)."""
+        return cls({e: EntityPace(base, ceiling) for e, (base, ceiling) in intervals.items()}, clock)
+
+    def due(self, entity: str) -> bool:
+        return self.clock() >= self.paces[entity].due
+
+    def next_due(self) -> float:
+        """Monotonic time when the next entity is due."""
+        return min((p.due for p in self.paces.values()), default=self.clock())
+
+    def started(self, entity: str) -> None:
+        pace, now = self.paces[entity], self.clock()
+        if pace.started is not None:
+            pace.achieved = now - pace.started
+        pace.started = now
+
+    def polled(self, entity: str, found: int) -> None:
+        """A poll ended: ``found`` records came back (echoes of our own writes included)."""
+        pace = self.paces[entity]
+        pace.interval = pace.base if found else min(pace.interval * 2, pace.ceiling)
+        pace.due = self.clock() + pace.interval
+
+    def failed(self, entity: str, delay: float) -> None:
+        self.paces[entity].due = self.clock() + delay
+
+    def hinted(self, entity: str) -> None:
+        """A change was announced (webhook): back to the base interval, due now."""
+        pace = self.paces[entity]
+        pace.interval, pace.due = pace.base, 0.0
+
+    def achieved(self) -> dict[str, float]:
+        return {e: p.achieved for e, p in self.paces.items() if p.achieved is not None}
