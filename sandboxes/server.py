@@ -198,13 +198,11 @@ def admin_routes(state: SandboxState) -> list[Route]:
         state.clock.advance(float(body.get("advance", 0)))
         return JSONResponse({"now": state.clock.now()})
 
-    return [
-        Route("/__sandbox__/requests", requests, methods=["GET"]),
-        Route("/__sandbox__/quotas", _quotas_endpoint(state), methods=["GET", "POST", "DELETE"]),
-        Route("/__sandbox__/faults", faults, methods=["GET", "POST", "DELETE"]),
-        Route("/__sandbox__/storm", storm, methods=["POST", "DELETE"]),
-        Route("/__sandbox__/clock", clock, methods=["POST"]),
-    ]
+    return [Route("/__sandbox__/requests", requests, methods=["GET"]),
+            Route("/__sandbox__/quotas", _quotas_endpoint(state), methods=["GET", "POST", "DELETE"]),
+            Route("/__sandbox__/faults", faults, methods=["GET", "POST", "DELETE"]),
+            Route("/__sandbox__/storm", storm, methods=["POST", "DELETE"]),
+            Route("/__sandbox__/clock", clock, methods=["POST"])]
 
 
 def _quotas_endpoint(state: SandboxState) -> Handler:
