@@ -16,7 +16,7 @@ A batch request counts toward all four. Every refusal is Intuit's gateway answer
 ``quota_scale > 1``); a concurrency refusal advises 1 s. The gateway checks the quotas before the token, so
 every call to a known realm counts, answered or not. A ``/batch`` with more than 30 (or no)
 ``BatchItemRequest`` payloads is a malformed request: 400 ``ValidationFault`` code 2050 "Batch size limit
-exceeded" (it counts toward the quotas; the Detail wording is the sandbox's own).
+exceeded" (it counts toward the quotas; the reference gives no wording, so code and text are the sandbox's).
 Left out: the 120 batch requests/min per realm across apps (one app here, whose 40/min binds first), the
 800/min combined with other Intuit endpoints, the 120 s request timeout, the monthly CorePlus call
 allowance, and any limit on the OAuth token endpoint (unlimited here).
