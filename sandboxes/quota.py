@@ -163,8 +163,8 @@ class Quotas:
     def admit(self, key: str, names: Sequence[str]) -> Ticket | Refusal:
         """Admit one request of ``key`` under the quotas ``names``, or say which one refuses and how long
         to wait (ties go to the first of ``names``)."""
-        now = self._now()
         with self._lock:
+            now = self._now()  # read under the lock: arrival times stay in order across threads
             refusals = [r for r in (self._refusal(name, key, now) for name in names) if r is not None]
             if refusals:
                 binding = max(refusals, key=lambda r: r.wait)
@@ -231,8 +231,8 @@ class Quotas:
 
     def stats(self) -> dict[str, Any]:
         """Everything a benchmark reads (``GET /__sandbox__/quotas``; see ``server``)."""
-        now = self._now()
         with self._lock:
+            now = self._now()
             limits: dict[str, dict[str, Any]] = {
                 w.name: {"limit": w.limit, "period": w.period, "window": w.period / self._scale}
                 for w in self._windows.values()}

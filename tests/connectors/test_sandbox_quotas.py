@@ -294,11 +294,13 @@ async def test_qbo_quota_admin_endpoint(qbo: Qbo) -> None:
 
 
 def test_quota_scale_reaches_every_sandbox_the_world_and_start_local() -> None:
-    world = World(quota_scale=20)
+    world = World(quota_scale=20, qbo_per_second=10, qbo_batch_limit=40)
     assert (world.crm.quota_scale, world.erp.quota_scale, world.psa.quota_scale) == (20.0, 20.0, 20.0)
     assert (world.erp.rate_limit, world.erp.per_second_limit, world.erp.max_concurrent) == (500, 10, 10)
-    assert (world.erp.batch_limit, world.crm.api_limit, world.psa.rate_limit) == (40, 1_000_000, 100_000)
-    assert World().erp.quota_scale == 1.0
+    assert world.erp.batch_limit == 40
+    demo = World()  # the demo's defaults: real per-minute and in-flight ERP quotas, the rest raised
+    assert (demo.erp.quota_scale, demo.erp.rate_limit, demo.erp.max_concurrent) == (1.0, 500, 10)
+    assert (demo.crm.api_limit, demo.psa.rate_limit, demo.erp.per_second_limit) == (1_000_000, 100_000, 1_000_000)
     running = start_local("accord.sandboxes.quickbooks.local:local", quota_scale=20)
     try:
         stats = httpx.get(f"{running.server.url}/__sandbox__/quotas").json()
