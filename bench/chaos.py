@@ -316,7 +316,8 @@ async def run_pass(opts: Options, faulted: bool, data_dir: Path) -> dict[str, An
     print(f"== {name} pass: {opts.records} accounts, {opts.contacts} contacts, {opts.edits} edits over "
           f"{opts.window * FEED_SHARE:.0f}s", flush=True)
     server = EmbeddedRedis(data_dir / "redis", binary=opts.redis_binary, appendfsync="everysec").start()
-    world = World(qbo_rate_limit=10**9, qbo_concurrency=64, sf_api_limit=10**9).start()
+    world = World(qbo_rate_limit=10**9, qbo_concurrency=64, qbo_per_second=10**9, qbo_batch_limit=10**9,
+                  sf_api_limit=10**9).start()
     world.psa.rate_limit = 10**9
     result: dict[str, Any] = {}
     try:

@@ -249,7 +249,8 @@ async def accord_run(url: str, n: int, data_dir: str, *, kill_at: float | None =
     redis = Redis.from_url(url)
     await redis.flushall()  # each run starts from an empty Redis (the floor and an earlier run used it)
     await redis.aclose()
-    world = World(qbo_rate_limit=10**9, qbo_concurrency=64, sf_api_limit=10**9).start()
+    world = World(qbo_rate_limit=10**9, qbo_concurrency=64, qbo_per_second=10**9, qbo_batch_limit=10**9,
+                  sf_api_limit=10**9).start()
     created_at: dict[str, float] = {}
     daemon = Daemon(bench_settings(world, url, data_dir))
     result: dict[str, Any] = {}

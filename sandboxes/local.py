@@ -47,9 +47,12 @@ def load_sandbox(reference: str) -> LocalSandbox:
     return sandbox
 
 
-def start_local(reference: str) -> RunningSandbox:
-    """A plug-in's simulator served on a free localhost port, with the settings that reach it."""
+def start_local(reference: str, *, quota_scale: float = 1.0) -> RunningSandbox:
+    """A plug-in's simulator served on a free localhost port, with the settings that reach it.
+    ``quota_scale`` divides every quota window of the simulator (``SandboxState.quota_scale``; a plug-in
+    whose state declares no quotas ignores it)."""
     sandbox = load_sandbox(reference)
+    sandbox.state.quota_scale = quota_scale
     server = SandboxServer(sandbox.app()).start()
     return RunningSandbox(sandbox=sandbox, server=server, settings=sandbox.settings(server.url))
 

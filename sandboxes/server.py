@@ -16,6 +16,17 @@ Admin endpoints (not part of the simulated API):
 * ``POST /__sandbox__/storm``    → ``{"rate": 0.3, "kinds": ["500", "503"], "seconds": 60, "seed": 7}``
   (a probabilistic storm, see ``Storm``); ``DELETE /__sandbox__/storm`` ends every storm
 * ``POST /__sandbox__/clock``    → ``{"advance": 5.0}`` moves the sandbox clock forward
+* ``GET  /__sandbox__/quotas``   → the API's quotas and what they did (``quota.Quotas.stats``)::
+
+      {"quota_scale": 1.0,
+       "limits":    {"per_minute": {"limit": 500, "period": 60.0, "window": 60.0},
+                     "concurrent": {"limit": 10, "in_flight": true}, ...},
+       "accepted":  {"per_minute": 1234, ...},   # admitted requests that counted toward each quota
+       "throttled": {"per_minute": 0, "per_second": 7, "concurrent": 1, "batch": 2},  # refusals by binding quota
+       "usage":     {"per_minute": {"<key>": 12}, ...}}   # per realm / token / org, now
+
+  (in Python: ``state.quota_stats()``); ``POST`` ``{"quota_scale": 20}`` rescales every window;
+  ``DELETE`` forgets the windows and the counters.
 """
 
 from __future__ import annotations
@@ -35,19 +46,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from accord.sandboxes.faults import Fault, FaultPlan, Storm
+from accord.sandboxes.quota import Quotas
 
 
 class Clock:
-    """The sandbox's notion of now. Real time plus an offset that tests can advance."""
+    """The sandbox's notion of now. Real time plus an offset that tests can advance; ``frozen``: time
+    stands still at ``start`` (default: now) and moves only by ``advance`` (exact quota tests)."""
 
-    def __init__(self, start: float | None = None) -> None:
+    def __init__(self, start: float | None = None, *, frozen: bool = False) -> None:
         self._offset = 0.0 if start is None else start - time.time()
+        self._frozen_at = (time.time() if start is None else start) if frozen else None
 
     def now(self) -> float:
+        if self._frozen_at is not None:
+            return self._frozen_at
         return time.time() + self._offset
 
     def advance(self, seconds: float) -> None:
-        self._offset += seconds
+        if self._frozen_at is not None:
+            self._frozen_at += seconds
+        else:
+            self._offset += seconds
 
 
 class LoggedRequest(msgspec.Struct, kw_only=True, frozen=True):
@@ -84,14 +103,29 @@ class RequestLog:
 
 
 class SandboxState:
-    """Base of each sandbox's state: clock, faults, request log and one lock for the data."""
+    """Base of each sandbox's state: clock, faults, request log, the API's quotas (``quota.Quotas``; each
+    sandbox declares its own) and one lock for the data. ``quota_scale`` divides every quota window."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, *, quota_scale: float = 1.0) -> None:
         self.clock = clock or Clock()
         self.faults = FaultPlan(now=self.clock.now)  # storms last ``seconds`` of the sandbox clock
         self.requests = RequestLog()
         self.lock = threading.RLock()
         self.started: Counter[str] = Counter()  # requests received per endpoint (logged ones have ended)
+        self.quotas = Quotas(self.clock.now, quota_scale)
+
+    @property
+    def quota_scale(self) -> float:
+        """Every quota window's length is divided by this (>= 1; 1 = the real API's windows)."""
+        return self.quotas.scale
+
+    @quota_scale.setter
+    def quota_scale(self, value: float) -> None:
+        self.quotas.scale = value
+
+    def quota_stats(self) -> dict[str, Any]:
+        """The quotas, their accepted and refused requests (``GET /__sandbox__/quotas``)."""
+        return self.quotas.stats()
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -164,12 +198,25 @@ def admin_routes(state: SandboxState) -> list[Route]:
         state.clock.advance(float(body.get("advance", 0)))
         return JSONResponse({"now": state.clock.now()})
 
-    return [
-        Route("/__sandbox__/requests", requests, methods=["GET"]),
-        Route("/__sandbox__/faults", faults, methods=["GET", "POST", "DELETE"]),
-        Route("/__sandbox__/storm", storm, methods=["POST", "DELETE"]),
-        Route("/__sandbox__/clock", clock, methods=["POST"]),
-    ]
+    return [Route("/__sandbox__/requests", requests, methods=["GET"]),
+            Route("/__sandbox__/quotas", _quotas_endpoint(state), methods=["GET", "POST", "DELETE"]),
+            Route("/__sandbox__/faults", faults, methods=["GET", "POST", "DELETE"]),
+            Route("/__sandbox__/storm", storm, methods=["POST", "DELETE"]),
+            Route("/__sandbox__/clock", clock, methods=["POST"])]
+
+
+def _quotas_endpoint(state: SandboxState) -> Handler:
+    async def quotas(request: Request) -> Response:
+        if request.method == "DELETE":
+            state.quotas.reset()
+        elif request.method == "POST":
+            try:
+                state.quota_scale = float((await request.json())["quota_scale"])
+            except (ValueError, KeyError, TypeError) as exc:
+                return JSONResponse({"error": f"send {{\"quota_scale\": <number >= 1>}}: {exc}"}, status_code=400)
+        return JSONResponse(state.quota_stats())
+
+    return quotas
 
 
 def _fault_status(state: SandboxState) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class DemoOptions:
     console: bool = True
     seed: int = 7
     settle_timeout: float = 180.0
+    quota_scale: float = 1.0  # divides the sandboxes' quota windows (see ``sandboxes.quota``)
 
 
 def demo_settings(data_dir: str, port: int) -> Settings:
@@ -98,7 +99,7 @@ def run_demo(options: DemoOptions) -> int:
         setup("INFO", json=False, sink=str(log_file))
     else:
         setup("INFO", json=False)
-    world = World().start()
+    world = World(quota_scale=options.quota_scale).start()
     try:
         rng = random.Random(options.seed)
         world.seed(options.accounts, rng, consultants=6)

@@ -31,17 +31,30 @@ HARVEST_TOKEN, HARVEST_ACCOUNT = "demo-pat", "1234567"
 
 
 class World:
-    """The CRM, PSA and ERP sandboxes, served over HTTP so Ray actors in other processes reach them."""
+    """The CRM, PSA and ERP sandboxes, served over HTTP so Ray actors in other processes reach them.
+
+    Quotas (see ``sandboxes.quota``): the ERP keeps QuickBooks' real per-minute (``qbo_rate_limit``) and
+    in-flight (``qbo_concurrency``) quotas per realm. The demo raises the rest so it settles quickly: the
+    CRM's daily limit (``sf_api_limit``), the PSA's per-token limit per 15 s (``psa_rate_limit``) and the
+    ERP's per-second (``qbo_per_second``, real: 10) and ``/batch`` per minute (``qbo_batch_limit``, real:
+    40) quotas; at the real ones the demo's final reconciliation reads the ERP faster than 10 requests/s
+    and gets 429s it does not retry. A benchmark passes the real numbers. ``quota_scale`` divides every
+    window of all three.
+    """
 
     def __init__(self, *, qbo_rate_limit: int = 500, qbo_concurrency: int = 10, sf_api_limit: int = 1_000_000,
-                 sf_max_batch: int = 2000) -> None:
+                 sf_max_batch: int = 2000, qbo_per_second: int = 1_000_000, qbo_batch_limit: int = 1_000_000,
+                 psa_rate_limit: int = 100_000, quota_scale: float = 1.0) -> None:
         self.crm = SalesforceState(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, api_limit=sf_api_limit,
-                                   max_batch=sf_max_batch)
+                                   max_batch=sf_max_batch, quota_scale=quota_scale)
         self.erp = QuickBooksState(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH,
-                                   rate_limit=qbo_rate_limit, max_concurrent=qbo_concurrency)
+                                   rate_limit=qbo_rate_limit, max_concurrent=qbo_concurrency,
+                                   per_second_limit=qbo_per_second, batch_limit=qbo_batch_limit,
+                                   quota_scale=quota_scale)
         self.crm_server = SandboxServer(build_sf(self.crm))
         self.erp_server = SandboxServer(build_qbo(self.erp))
-        self.psa = HarvestState(account_id=HARVEST_ACCOUNT, tokens=(HARVEST_TOKEN,), rate_limit=100_000)
+        self.psa = HarvestState(account_id=HARVEST_ACCOUNT, tokens=(HARVEST_TOKEN,), rate_limit=psa_rate_limit,
+                                quota_scale=quota_scale)
         self.psa_server = SandboxServer(build_harvest(self.psa))
         self.psa_seed: dict[str, list[int]] = {}
 

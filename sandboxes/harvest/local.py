@@ -11,5 +11,5 @@ def settings(state: HarvestState, base_url: str) -> HarvestSettings:
     return HarvestSettings(base_url=base_url, account_id=state.account_id, access_token=sorted(state.tokens)[0])
 
 
-def local() -> Simulator[HarvestState]:
-    return Simulator(HarvestState(), build_app, settings)
+def local(*, quota_scale: float = 1.0) -> Simulator[HarvestState]:
+    return Simulator(HarvestState(quota_scale=quota_scale), build_app, settings)

@@ -1,5 +1,5 @@
 """HTTP side of the Harvest sandbox: the guards every call passes (User-Agent, token and account id,
-100 requests / 15 s per token → 429 with ``Retry-After``), list paging (``page`` or ``cursor``,
+the per-token quota → 429 with ``Retry-After``, see ``sandbox``), list paging (``page`` or ``cursor``,
 ``per_page`` ≤ 2000, ``links``), filters, and the CRUD handlers of every resource (invoices with their
 nested ``messages`` and ``payments`` included; a payment has no GET or PATCH route, as in Harvest)."""
 
@@ -56,10 +56,11 @@ def guarded(state: HarvestState, endpoint: str, handler: Handler) -> Handler:
         account = request.headers.get("harvest-account-id") or request.query_params.get("account_id")
         if token not in state.tokens or account != state.account_id:
             return error(401, INVALID_TOKEN)
-        wait = state.take_request(token)
-        if wait is not None:  # logged by ``sandboxed`` like every other answer
-            return error(429, {"message": f"Retry later (100 requests per 15 seconds); retry in {wait} seconds"},
-                         {"Retry-After": str(wait)})
+        refused = state.take_request(token)
+        if refused is not None:  # logged by ``sandboxed`` like every other answer
+            return error(429, {"message": f"Retry later ({state.rate_limit} requests per {state.rate_period:g} "
+                                          f"seconds); retry in {refused.retry_after} seconds"},
+                         {"Retry-After": refused.retry_after})
         try:
             return await handler(request)
         except HarvestError as exc:

@@ -1,8 +1,16 @@
 """The Harvest sandbox: a local Harvest v2 account that answers the API the way Harvest does.
 
 ``HarvestState`` is the account: the data (``store.HarvestStore``), the valid access tokens, the
-account id, the per-token rate limit (100 requests / 15 s → 429 + ``Retry-After``), plus the shared
-sandbox clock, fault plan and request log. ``build_app(state)`` serves it (routes in ``routes.py``).
+account id, the per-token rate limit, plus the shared sandbox clock, fault plan and request log.
+``build_app(state)`` serves it (routes in ``routes.py``).
+
+Quota, after ``shared/reference/api-wire-formats.md`` §3.5: 100 requests per 15 s per access token
+(stats name ``per_15s``; ``rate_limit`` and ``rate_period`` tune it), a sliding window kept by the shared
+``sandboxes.quota`` bookkeeping (``quota_scale`` divides the 15 s). Over it: 429 with ``Retry-After``
+(whole seconds until the oldest request in the window leaves it; a decimal when ``quota_scale > 1``) and
+a ``{"message": ...}`` body (its wording is unverified). The quota is checked after the token and account,
+so requests answered 400/401 do not count. Left out: the Reports API's 100 requests per 15 minutes (the
+sandbox has no reports endpoints).
 Duplicate POSTs really duplicate: Harvest has no idempotency key.
 
 Python helpers for a demo "user activity" generator (thread-safe; ``state.lock`` guards the data; every
@@ -17,8 +25,6 @@ invoice_payments.
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,39 +32,45 @@ from starlette.applications import Starlette
 from accord.sandboxes.harvest.ledger import BillingStore
 from accord.sandboxes.harvest.routes import api_routes
 from accord.sandboxes.harvest.store import LOCKED_APPROVED, HarvestError
+from accord.sandboxes.quota import QuotaLimit, Refusal
 from accord.sandboxes.server import Clock, SandboxState, admin_routes
 
 __all__ = ["HarvestError", "HarvestState", "build_app"]
 
+QUOTA = "per_15s"  # the general API's requests per 15 s per token
+
 
 class HarvestState(SandboxState):
-    """One sandbox account. ``rate_limit`` requests per ``rate_period`` seconds per token (tunable)."""
+    """One sandbox account. ``rate_limit`` requests per ``rate_period`` seconds per token (tunable at any
+    time), the period divided by ``quota_scale``."""
+
+    rate_limit = QuotaLimit(QUOTA)
 
     def __init__(self, clock: Clock | None = None, *, account_id: str = "1234567",
                  tokens: tuple[str, ...] = ("sandbox-pat",), rate_limit: int = 100, rate_period: float = 15.0,
-                 approval_feature: bool = True) -> None:
-        super().__init__(clock)
+                 approval_feature: bool = True, quota_scale: float = 1.0) -> None:
+        super().__init__(clock, quota_scale=quota_scale)
+        self.quotas.window(QUOTA, rate_limit, rate_period)
         self.account_id = account_id
         self.tokens = set(tokens)
-        self.rate_limit = rate_limit
-        self.rate_period = rate_period
         self.approval_feature = approval_feature  # the company flag: invoices import approved time only
         self.store = BillingStore(self.clock.now, approval_feature=lambda: self.approval_feature)
-        self._hits: dict[str, deque[float]] = {}
 
     # -- limits -----------------------------------------------------------------------------------------
 
-    def take_request(self, token: str) -> int | None:
-        """Count one request of ``token``; when over the limit, the seconds to wait (``Retry-After``)."""
-        now = self.clock.now()
-        with self.lock:
-            hits = self._hits.setdefault(token, deque())
-            while hits and hits[0] <= now - self.rate_period:
-                hits.popleft()
-            if len(hits) >= self.rate_limit:
-                return max(1, math.ceil(hits[0] + self.rate_period - now))
-            hits.append(now)
-            return None
+    @property
+    def rate_period(self) -> float:
+        """The quota's window in real seconds (15); on the sandbox clock it is this / ``quota_scale``."""
+        return self.quotas.period(QUOTA, real=True)
+
+    @rate_period.setter
+    def rate_period(self, seconds: float) -> None:
+        self.quotas.set_period(QUOTA, seconds)
+
+    def take_request(self, token: str) -> Refusal | None:
+        """Count one request of ``token`` toward its quota; over it, the refusal (``Retry-After``)."""
+        admitted = self.quotas.admit(token, [QUOTA])
+        return admitted if isinstance(admitted, Refusal) else None
 
     def revoke_tokens(self) -> None:
         """Every token stops working (the next call answers 401 invalid_token)."""

@@ -13,5 +13,5 @@ def settings(state: QuickBooksState, base_url: str) -> QuickBooksSettings:
                               client_secret=state.client_secret, refresh_token=state.refresh_token)
 
 
-def local() -> Simulator[QuickBooksState]:
-    return Simulator(QuickBooksState(), build_app, settings)
+def local(*, quota_scale: float = 1.0) -> Simulator[QuickBooksState]:
+    return Simulator(QuickBooksState(quota_scale=quota_scale), build_app, settings)

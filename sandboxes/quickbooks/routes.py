@@ -1,4 +1,4 @@
-"""HTTP side of the QuickBooks sandbox: the guards every API call passes (per-realm limits, bearer
+"""HTTP side of the QuickBooks sandbox: the guards every API call passes (per-realm quotas, bearer
 token, company, ``minorversion``), requestid replay, the token endpoint and the API handlers."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from accord.connectors.quickbooks.faults import QboFault, auth_failed, qbo_time, system_fault, throttled
 from accord.sandboxes.faults import Fault
 from accord.sandboxes.quickbooks.store import ENTITY_TYPES, EntityType, Realm, entity_type
+from accord.sandboxes.quota import Refusal
 from accord.sandboxes.server import LoggedRequest
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ CDC_WINDOW = 30 * 86400.0
 CDC_MAX_OBJECTS = 1000
 BATCH_MAX_ITEMS = 30
 MIN_MINOR_VERSION = 75
+REALM_QUOTAS = ["per_minute", "per_second", "concurrent"]  # every API call; /batch also counts toward "batch"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 RealmHandler = Callable[[Request, Realm], Awaitable[Response]]
@@ -38,29 +40,25 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def limited(state: QuickBooksState, endpoint: str, inner: Endpoint) -> Endpoint:
-    """Per-realm limits: ``rate_limit`` accepted requests per 60 s and ``max_concurrent`` in flight."""
+    """The realm's quotas (see ``QuickBooksState``) before anything else, as Intuit's gateway does: a
+    refusal is a 429 with the gateway's throttle Fault and ``Retry-After``, logged with fault ``"limit"``.
+    The concurrency slot is held until ``inner`` returns or raises (a cancelled request frees it too)."""
+    quotas = [*REALM_QUOTAS, "batch"] if endpoint == "batch" else REALM_QUOTAS
 
     async def wrapped(request: Request) -> Response:
         realm = state.realms.get(request.path_params.get("realm", ""))
         if realm is None:
             return await inner(request)
-        now = state.clock.now()
-        with state.lock:
-            while realm.hits and realm.hits[0] <= now - 60.0:
-                realm.hits.popleft()
-            refused = len(realm.hits) >= state.rate_limit or realm.in_flight >= state.max_concurrent
-            if not refused:
-                realm.hits.append(now)
-                realm.in_flight += 1
-        if refused:
+        admitted = state.quotas.admit(realm.id, quotas)
+        if isinstance(admitted, Refusal):
             state.requests.add(LoggedRequest(method=request.method, path=request.url.path, endpoint=endpoint,
-                                             status=429, at=now, query=request.url.query, fault="limit"))
-            return json_response(throttled(), 429, {"Retry-After": "60"})
+                                             status=429, at=state.clock.now(), query=request.url.query,
+                                             fault="limit"))
+            return json_response(throttled(), 429, {"Retry-After": admitted.retry_after})
         try:
             return await inner(request)
         finally:
-            with state.lock:
-                realm.in_flight -= 1
+            admitted.release()
 
     return wrapped
 

@@ -1,6 +1,25 @@
 """A local QuickBooks Online: OAuth2 token endpoint with rotating refresh tokens, the v3 company API
 (query language, change data capture, batch, entity read/write with SyncToken), requestid replay,
-per-realm limits (500/min, 10 concurrent → 429), fault injection and a request log.
+per-realm quotas, fault injection and a request log.
+
+Quotas follow ``shared/reference/api-wire-formats.md`` §4.6 (limits) and §4.2 (``/batch``), per realm
+(the sandbox has one app, so "per realm+app" is per realm), with the shared sliding-window bookkeeping of
+``sandboxes.quota`` (``quota_scale`` divides every window). Stats name, quota, attribute:
+
+* ``per_minute``: accepted API requests per 60 s (``rate_limit``, default 500);
+* ``per_second``: accepted API requests per 1 s (``per_second_limit``, default 10);
+* ``concurrent``: API requests in flight (``max_concurrent``, default 10);
+* ``batch``: accepted ``POST /batch`` requests per 60 s (``batch_limit``, default 40).
+
+A batch request counts toward all four. Every refusal is Intuit's gateway answer: 429 with the lower-case
+``ThrottleExceeded`` Fault (code 3001) and ``Retry-After`` (see ``quota``: whole seconds, or a decimal when
+``quota_scale > 1``); a concurrency refusal advises 1 s. The gateway checks the quotas before the token, so
+every call to a known realm counts, answered or not. A ``/batch`` with more than 30 (or no)
+``BatchItemRequest`` payloads is a malformed request: 400 ``ValidationFault`` code 2050 "Batch size limit
+exceeded" (it counts toward the quotas; the reference gives no wording, so code and text are the sandbox's).
+Left out: the 120 batch requests/min per realm across apps (one app here, whose 40/min binds first), the
+800/min combined with other Intuit endpoints, the 120 s request timeout, the monthly CorePlus call
+allowance, and any limit on the OAuth token endpoint (unlimited here).
 
 ``QuickBooksState`` holds the companies (``store.Realm``) and offers thread-safe helpers a demo user
 activity generator calls to edit data as a person in the QuickBooks UI would (``user_create``,
@@ -36,6 +55,7 @@ from accord.sandboxes.quickbooks.routes import (
     token_endpoint,
 )
 from accord.sandboxes.quickbooks.store import ENTITY_TYPES, EntityType, Realm, Row, entity_type
+from accord.sandboxes.quota import QuotaLimit
 from accord.sandboxes.server import Clock, SandboxState, admin_routes, sandboxed
 
 STANDARD_TERMS = (("Due on receipt", 0), ("Net 15", 15), ("Net 30", 30), ("Net 60", 60))
@@ -54,25 +74,34 @@ class ChangeEvent(msgspec.Struct, frozen=True):
 
 
 class QuickBooksState(SandboxState):
-    """Companies, OAuth tokens and limits of the sandbox. ``state.lock`` guards all of it.
+    """Companies, OAuth tokens and quotas of the sandbox. ``state.lock`` guards the data.
 
-    ``rate_limit`` (requests per minute per realm) and ``max_concurrent`` (in-flight requests per realm)
-    may be raised by a benchmark; ``token_ttl`` is the access-token lifetime on the sandbox clock.
+    ``rate_limit`` (per minute), ``per_second_limit``, ``max_concurrent`` (in flight) and ``batch_limit``
+    (``/batch`` per minute) are per realm and may be changed at any time (a benchmark raises them);
+    ``quota_scale`` divides the windows; ``token_ttl`` is the access-token lifetime on the sandbox clock.
     """
+
+    rate_limit = QuotaLimit("per_minute")
+    per_second_limit = QuotaLimit("per_second")
+    max_concurrent = QuotaLimit("concurrent")
+    batch_limit = QuotaLimit("batch")
 
     def __init__(self, clock: Clock | None = None, *, realm_id: str = "9130350000000000",
                  company_name: str = "Accord Demo Professional Services", client_id: str = "accord-sandbox",
                  client_secret: str = "sandbox-secret", refresh_token: str = "AB11-sandbox-initial",
                  token_ttl: float = 3600.0, rate_limit: int = 500, max_concurrent: int = 10,
+                 per_second_limit: int = 10, batch_limit: int = 40, quota_scale: float = 1.0,
                  user_name: str = "Jane Doe") -> None:
-        super().__init__(clock)
+        super().__init__(clock, quota_scale=quota_scale)
+        self.quotas.window("per_minute", rate_limit, 60.0)
+        self.quotas.window("per_second", per_second_limit, 1.0)
+        self.quotas.cap("concurrent", max_concurrent)
+        self.quotas.window("batch", batch_limit, 60.0)
         self.realm_id = realm_id
         self.client_id = client_id
         self.client_secret = client_secret
         self.refresh_token = refresh_token
         self.token_ttl = token_ttl
-        self.rate_limit = rate_limit
-        self.max_concurrent = max_concurrent
         self.user_name = user_name
         self.access_tokens: dict[str, float] = {}  # token → expires at (sandbox clock)
         self.events: deque[ChangeEvent] = deque(maxlen=100_000)

@@ -16,7 +16,6 @@ payment applies to) are collected in ``touched`` for the change events. Callers 
 from __future__ import annotations
 
 import copy
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +64,7 @@ def _lookup(data: Any, path: str) -> Any:
 
 
 class Realm:
-    """One company: tables, id sequences, the requestid replay cache and the rate-limit counters."""
+    """One company: tables, id sequences and the requestid replay cache (its quotas: ``state.quotas``)."""
 
     def __init__(self, realm_id: str, company_name: str) -> None:
         self.id = realm_id
@@ -76,8 +75,6 @@ class Realm:
         self.next_doc = 1001  # the next automatic invoice DocNumber
         self.next_id: dict[str, int] = dict.fromkeys(ENTITY_TYPES, 1)
         self.replies: dict[str, tuple[int, bytes]] = {}  # requestid → (status, body)
-        self.hits: deque[float] = deque()  # accepted request times, for the per-minute limit
-        self.in_flight = 0
         self.last_editor: dict[tuple[str, str], str] = {}
 
     REPLAY_MAX = 20_000  # requestids remembered per company (oldest forgotten first)

@@ -11,5 +11,5 @@ def settings(state: SalesforceState, base_url: str) -> SalesforceSettings:
     return SalesforceSettings(base_url=base_url, client_id=state.client_id, client_secret=state.client_secret)
 
 
-def local() -> Simulator[SalesforceState]:
-    return Simulator(SalesforceState(), build_app, settings)
+def local(*, quota_scale: float = 1.0) -> Simulator[SalesforceState]:
+    return Simulator(SalesforceState(quota_scale=quota_scale), build_app, settings)

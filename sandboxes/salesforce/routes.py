@@ -2,10 +2,10 @@
 upsert by external id and sObject Collections, answered in Salesforce's own shapes.
 
 Every ``/services/data/vNN.N/...`` call is checked in Salesforce's order: a version below 46.0 → 404
-``NOT_FOUND``; a missing or expired session → 401 ``INVALID_SESSION_ID``; the daily limit used up → 403
-``REQUEST_LIMIT_EXCEEDED``. Every response carries ``Sforce-Limit-Info: api-usage=n/N``. Top-level errors
-are arrays of ``{"message","errorCode","fields"}``; per-record results use ``statusCode``.
-Fault endpoint names: ``token``, ``query``, ``sobject``, ``composite``, ``limits``.
+``NOT_FOUND``; a missing or expired session → 401 ``INVALID_SESSION_ID``; the daily limit used up (over
+the last 24 h, see ``sandbox``) → 403 ``REQUEST_LIMIT_EXCEEDED``. Every response carries
+``Sforce-Limit-Info: api-usage=n/N``. Top-level errors are arrays of ``{"message","errorCode","fields"}``;
+per-record results use ``statusCode``. Fault endpoint names: ``token``, ``query``, ``sobject``, ``composite``, ``limits``.
 """
 
 from __future__ import annotations

@@ -10,8 +10,18 @@ data): ``user_create``, ``user_update``, ``user_delete``, ``records``, ``get`` a
 changes under one SystemModstamp, as one Salesforce transaction). Their changes bump versions exactly like
 an API write. Admin and test hooks: ``expire_tokens``, ``invalidate_cursors``, ``lock_record``,
 ``add_validation_rule``, ``add_picklist_value``, ``set_stage``, ``set_conversion_rate``, ``max_batch``,
-``api_limit``, ``token_ttl``. The schema (objects, custom fields, lookups, master-detail relationships,
+``api_limit``, ``token_ttl``, ``quota_scale``. The schema (objects, custom fields, lookups, master-detail relationships,
 roll-up summaries, restricted picklists, stage table) is in ``schema.py``.
+
+Quota, after ``shared/reference/api-wire-formats.md`` §1.7: the org's daily API requests (stats name
+``daily``; ``api_limit``, default 15000), counted over a rolling 24 h window by the shared sliding-window
+bookkeeping of ``sandboxes.quota`` (``quota_scale`` divides the 24 h). Every response carries
+``Sforce-Limit-Info: api-usage=<used>/<limit>``; a call over the limit gets 403
+``[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`` with no
+``Retry-After`` (Salesforce sends none) and is not counted. Calls that fail the version or session check,
+the token endpoint and the versions list are not counted. Left out: ``per-app-api-usage`` and
+``api-bursts`` in the header, the concurrent long-running request limit (``ConcurrentPerOrgLongTxn``,
+unverified), and the Bulk API's batch allowance (``/limits`` reports it as untouched).
 """
 
 from __future__ import annotations
@@ -24,11 +34,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from accord.sandboxes.quota import QuotaLimit, Refusal
 from accord.sandboxes.salesforce.routes import api_routes
 from accord.sandboxes.salesforce.store import RecordError, SObjectStore, new_id
 from accord.sandboxes.server import Clock, SandboxState, admin_routes
 
 __all__ = ["RecordError", "SalesforceState", "build_app"]
+
+DAILY = "daily"  # the org's API requests per rolling 24 h
 
 
 @dataclass
@@ -42,6 +55,8 @@ class Cursor:
 
 class SalesforceState(SandboxState):
     """One sandbox org. Every attribute that tests tune is public and may change at any time."""
+
+    api_limit = QuotaLimit(DAILY)
 
     def __init__(
         self,
@@ -58,12 +73,13 @@ class SalesforceState(SandboxState):
         cursor_ttl: float = 900.0,
         max_cursors: int = 10,
         org_id: str = "00D5g000004XyZEAU",
+        quota_scale: float = 1.0,
     ) -> None:
-        super().__init__(clock)
+        super().__init__(clock, quota_scale=quota_scale)
+        self.quotas.window(DAILY, api_limit, 86400.0)
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_ttl = token_ttl
-        self.api_limit = api_limit
         self.max_batch = max_batch
         self.latest_version = latest_version
         self.cursor_ttl = cursor_ttl
@@ -72,8 +88,6 @@ class SalesforceState(SandboxState):
         self.store = SObjectStore(lambda: int(self.clock.now() * 1000), multi_currency=multi_currency,
                                   corporate_currency=corporate_currency)
         self._tokens: dict[str, float] = {}
-        self._usage = 0
-        self._usage_day = self._day()
         self._cursors: dict[str, Cursor] = {}
         self._cursor_counter = 0
 
@@ -109,26 +123,15 @@ class SalesforceState(SandboxState):
         with self.lock:
             self._tokens.clear()
 
-    # -- daily API limit ----------------------------------------------------------------------
-
-    def _day(self) -> int:
-        return int(self.clock.now() // 86400)
+    # -- daily API limit (a rolling 24 h window) -----------------------------------------------
 
     def usage(self) -> tuple[int, int]:
-        """``(used, max)`` API requests of the current day (the Sforce-Limit-Info numbers)."""
-        with self.lock:
-            if self._day() != self._usage_day:
-                self._usage, self._usage_day = 0, self._day()
-            return self._usage, self.api_limit
+        """``(used, max)`` API requests of the last 24 h (the Sforce-Limit-Info numbers)."""
+        return self.quotas.used(DAILY, self.org_id), self.api_limit
 
     def count_call(self) -> bool:
-        """Count one API request; False (and not counted) once the daily limit is used up."""
-        used, limit = self.usage()
-        with self.lock:
-            if used >= limit:
-                return False
-            self._usage += 1
-            return True
+        """Count one API request; False (and not counted) while the last 24 h used up the limit."""
+        return not isinstance(self.quotas.admit(self.org_id, [DAILY]), Refusal)
 
     # -- query cursors ------------------------------------------------------------------------
 

@@ -230,7 +230,7 @@ async def test_429_raises_rate_limited_with_retry_after(qbo_state, make_qbo) -> 
     assert info.value.retry_after == 7
     assert connector.stats.rate_limited == 1
 
-    qbo_state.rate_limit = len(qbo_state.realm().hits)  # the realm's per-minute budget is spent
+    qbo_state.rate_limit = qbo_state.quotas.used("per_minute", qbo_state.realm_id)  # the per-minute budget is spent
     with pytest.raises(RateLimited) as info:
         await connector.fetch("account", None)
     assert info.value.retry_after == 60

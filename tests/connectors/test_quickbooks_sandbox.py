@@ -289,8 +289,9 @@ async def test_rate_and_concurrency_limits(state, api) -> None:
     slow, second = await asyncio.gather(api.call("GET", "/term"), api.call("GET", "/term"))
     assert sorted([slow.status_code, second.status_code]) == [200, 429]
     throttled = slow if slow.status_code == 429 else second
-    assert throttled.headers["Retry-After"] == "60"
+    assert throttled.headers["Retry-After"] == "1"  # a concurrency refusal advises 1 s (see sandboxes.quota)
     assert throttled.json()["fault"]["error"][0]["code"] == "3001"
+    assert state.quota_stats()["throttled"] == {"per_minute": 1, "per_second": 0, "concurrent": 1, "batch": 0}
 
 
 async def test_injected_faults_render_as_qbo_errors(state, api) -> None:
