@@ -4,10 +4,13 @@ Implements ``accord.connectors.budget.BudgetStore`` with one Lua call per reques
 limits are checked and taken atomically, on the Redis server's clock (``TIME``: callers on other nodes
 need not agree on time). The rule, the same as ``LocalStore``'s:
 
-* each rate window is a sorted set of the grants of its last ``period`` (+ ``JITTER``); a request is
-  granted when every window counting its kind holds fewer than ``requests × factor − reserve``;
+* each rate window is a sorted set of the grants of its last ``period`` (+ ``margin``); a request is
+  granted when every window counting its kind holds fewer than ``requests × factor − reserve``, and
+  when the window's pace allows it: grants are spread one per ``period / requests`` with at most
+  ``burst(requests)`` at once (a theoretical arrival time per window, as in GCRA), so a minute's quota is
+  not spent in its first second and shorter windows, and the server's clock, see an even flow;
 * ``reserve``: for each more urgent priority refused within two periods (it comes back when told), ``reserve(requests)`` grants are
-  left to it; ``factor`` drops to 0.8× (not under ``THROTTLE_FLOOR``) at each throttle and regains
+  left to it; ``factor`` drops by ``THROTTLE_STEP`` (not under ``THROTTLE_FLOOR``) at each throttle and regains
   ``RECOVERY`` per longest window;
 * a ``paused_until`` set by a throttle refuses everything until then;
 * in-flight slots are a sorted set of holders scored by lease expiry, given back after the request.
@@ -24,13 +27,15 @@ from redis.asyncio import Redis
 from accord.config.systems import SystemSettings
 from accord.config.types import AccountLimits, RateLimit
 from accord.connectors.budget import (
-    JITTER,
     LEASE,
     RECOVERY,
     SLOT_WAIT,
     THROTTLE_FLOOR,
+    THROTTLE_STEP,
     Priority,
     RequestBudget,
+    burst,
+    margin,
 )
 from accord.streams.keys import Keys
 
@@ -38,16 +43,17 @@ _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local priority, holder = tonumber(ARGV[1]), ARGV[2]
-local cap, longest, jitter = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local cap, longest = tonumber(ARGV[3]), tonumber(ARGV[4])
 local recovery, lease, dry = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == '1'
 local s = redis.call('HMGET', KEYS[1], 'paused_until', 'factor', 'throttled_at', 'demand:0', 'demand:1')
 local wait = tonumber(s[1] or 0) - now
 local factor = 1
 if s[2] then factor = math.min(1, tonumber(s[2]) + recovery * (now - tonumber(s[3])) / longest) end
 local n_windows = #KEYS - 2
+local tats = {}
 for i = 1, n_windows do
   local key = KEYS[i + 2]
-  local limit, period = tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i]) + jitter
+  local limit, period, burst = tonumber(ARGV[6 + 3 * i]), tonumber(ARGV[7 + 3 * i]), tonumber(ARGV[8 + 3 * i])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
   local kept = 0
   for p = 0, priority - 1 do
@@ -59,10 +65,14 @@ for i = 1, n_windows do
     local oldest = redis.call('ZRANGE', key, n - allowed, n - allowed, 'WITHSCORES')
     wait = math.max(wait, tonumber(oldest[2]) + period - now)
   end
+  local interval = period / (limit * factor)
+  local tat = math.max(tonumber(redis.call('HGET', KEYS[1], key) or 0), now - (burst - 1) * interval)
+  wait = math.max(wait, tat - now)
+  tats[i] = tat + interval
 end
 if cap > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, tonumber(ARGV[9 + 2 * n_windows])) end
+  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, tonumber(ARGV[9 + 3 * n_windows])) end
 end
 if dry then return tostring(math.max(wait, 0)) end
 if wait > 0 then
@@ -72,7 +82,8 @@ if wait > 0 then
 end
 for i = 1, n_windows do
   redis.call('ZADD', KEYS[i + 2], now, holder)
-  redis.call('PEXPIRE', KEYS[i + 2], math.ceil((tonumber(ARGV[8 + 2 * i]) + jitter) * 2000))
+  redis.call('PEXPIRE', KEYS[i + 2], math.ceil(tonumber(ARGV[7 + 3 * i]) * 2000))
+  redis.call('HSET', KEYS[1], KEYS[i + 2], tostring(tats[i]))
 end
 if cap > 0 then
   redis.call('ZADD', KEYS[2], now + lease, holder)
@@ -86,11 +97,12 @@ _THROTTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local pause, longest, recovery, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local step = tonumber(ARGV[5])
 local s = redis.call('HMGET', KEYS[1], 'paused_until', 'factor', 'throttled_at')
 local factor = 1
 if s[2] then factor = math.min(1, tonumber(s[2]) + recovery * (now - tonumber(s[3])) / longest) end
 redis.call('HSET', KEYS[1], 'paused_until', tostring(math.max(tonumber(s[1] or 0), now + pause)),
-           'factor', tostring(math.max(floor, factor * 0.8)), 'throttled_at', tostring(now))
+           'factor', tostring(math.max(floor, factor * step)), 'throttled_at', tostring(now))
 redis.call('HINCRBY', KEYS[1], 'throttled', 1)
 return 1
 """
@@ -117,10 +129,10 @@ class RedisBudgetStore:
                    dry: bool = False) -> float:
         keys = [self.keys.budget(self.system), self.keys.budget_slots(self.system),
                 *(self.window_key(w) for w in windows)]
-        args: list[str | int | float] = [int(priority), holder, self.limits.concurrency or 0, self.longest, JITTER,
+        args: list[str | int | float] = [int(priority), holder, self.limits.concurrency or 0, self.longest, 0,
                                          RECOVERY, self.lease, int(dry)]
         for window in windows:
-            args += [window.requests, window.period]
+            args += [window.requests, window.period + margin(window.period), burst(window.requests)]
         args.append(SLOT_WAIT)
         return float(await self._take(keys=keys, args=args))
 
@@ -129,7 +141,7 @@ class RedisBudgetStore:
 
     async def throttle(self, pause: float) -> None:
         await self._throttle(keys=[self.keys.budget(self.system)],
-                             args=[pause, self.longest, RECOVERY, THROTTLE_FLOOR])
+                             args=[pause, self.longest, RECOVERY, THROTTLE_FLOOR, THROTTLE_STEP])
 
     async def used(self) -> dict[RateLimit, float]:
         """Each window's grants in its last period over its limit (1.0: saturated)."""

@@ -31,10 +31,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from accord.actors.context import connect
 from accord.app import Daemon
 from accord.logs import setup
 from accord.pipeline_metrics import read_counters
 from accord.redis_server import EmbeddedRedis
+from accord.sandboxes.quickbooks.sandbox import build_app as build_qbo
+from accord.sandboxes.server import SandboxServer
 from accord.streams.keys import Keys
 from accord.supervisor import set_replicas
 from bench.month_end_firm import MonthEndFirm, month_end_settings, naive_bodies, naive_drain, quota_bound_s
@@ -52,17 +55,15 @@ async def wait_until(predicate: Any, deadline_s: float, step: float = 0.1) -> bo
     return False
 
 
-async def references_synced(d: Daemon, firm: MonthEndFirm) -> bool:
+async def references_synced(redis: Redis, d: Daemon, firm: MonthEndFirm) -> bool:
     """Every reference the PSA published has reached the ERP (nothing lags)."""
-    redis = d.redis
-    assert redis is not None
     counters = await read_counters(redis, d.settings, Keys(d.settings.namespace))
     return counters.produced >= firm.references and not counters.lag
 
 
-async def drain(d: Daemon, firm: MonthEndFirm, entries: int, scale_to: int | None) -> dict[str, Any]:
+async def drain(d: Daemon, redis: Redis, firm: MonthEndFirm, entries: int, scale_to: int | None) -> dict[str, Any]:
     """Approve the month and time the ERP until it holds every entry (scaling half-way if asked)."""
-    if not await wait_until(lambda: references_synced(d, firm), WARM_UP_S):
+    if not await wait_until(lambda: references_synced(redis, d, firm), WARM_UP_S):
         raise SystemExit("the firm's references did not reach the ERP within the warm-up")
     calls_before, throttled_before = firm.erp.requests.count(), firm.erp.requests.count(status=429)
     await asyncio.to_thread(firm.close_month, entries)
@@ -71,8 +72,7 @@ async def drain(d: Daemon, firm: MonthEndFirm, entries: int, scale_to: int | Non
         async def half() -> bool:
             return firm.erp_count("TimeActivity") >= entries // 2
         await wait_until(half, 3600.0)
-        assert d.redis is not None
-        await set_replicas(d.redis, Keys(d.settings.namespace), "time_entry", scale_to)
+        await set_replicas(redis, Keys(d.settings.namespace), "time_entry", scale_to)
 
     async def all_in() -> bool:
         return firm.erp_count("TimeActivity") >= entries
@@ -82,7 +82,7 @@ async def drain(d: Daemon, firm: MonthEndFirm, entries: int, scale_to: int | Non
     calls = firm.erp.requests.count() - calls_before
     return {"drain_s": round(drained, 2), "throttled": firm.erp.requests.count(status=429) - throttled_before,
             "calls_per_entry": round(calls / entries, 3), "erp_calls": calls,
-            "batch_calls": sum(1 for e in firm.erp.requests.entries("batch")) }
+            "batch_calls": len(firm.erp.requests.entries("batch"))}
 
 
 async def one_run(url: str, data_dir: str, opts: argparse.Namespace, replicas: int,
@@ -97,9 +97,11 @@ async def one_run(url: str, data_dir: str, opts: argparse.Namespace, replicas: i
 
     async def on_ready(d: Daemon) -> None:
         async def measure() -> None:
+            redis = connect(d.redis_url)
             try:
-                result.update(await drain(d, firm, opts.entries, scale_to))
+                result.update(await drain(d, redis, firm, opts.entries, scale_to))
             finally:
+                await redis.aclose()
                 d.stop_event.set()
         asyncio.get_running_loop().create_task(measure())
 
@@ -115,12 +117,12 @@ async def one_run(url: str, data_dir: str, opts: argparse.Namespace, replicas: i
 
 def naive(firm: MonthEndFirm, entries: int) -> tuple[float, int]:
     """The naive reference on the last run's ERP (its references exist there), once its windows emptied."""
-    firm.erp_server.start()
+    server = SandboxServer(build_qbo(firm.erp)).start()
     try:
         time.sleep(60.0 / firm.quota_scale)
-        return asyncio.run(naive_drain(firm, naive_bodies(firm, entries)))
+        return asyncio.run(naive_drain(firm, server.url, naive_bodies(firm, entries)))
     finally:
-        firm.erp_server.stop()
+        server.stop()
 
 
 def report(runs: list[dict[str, Any]], naive_s: float, naive_429: int, opts: argparse.Namespace) -> dict[str, Any]:
@@ -137,7 +139,7 @@ def report(runs: list[dict[str, Any]], naive_s: float, naive_429: int, opts: arg
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=20_000)
-    parser.add_argument("--quota-scale", type=float, default=10.0)
+    parser.add_argument("--quota-scale", type=float, default=5.0)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--no-scale-run", action="store_true", help="skip the run that scales 1 -> 4 half-way")
     opts = parser.parse_args()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import itertools
 import random
 import time
 import uuid
@@ -41,9 +40,11 @@ POLL_PATIENCE = 5.0  # seconds a routine poll waits before it competes as a back
 MAX_SLEEP = 1.0  # a refused caller re-asks at least this often (a pause may be lifted early)
 LEASE = 120.0  # an in-flight slot whose holder died frees itself after this long (QBO's request timeout)
 SLOT_WAIT = 0.005  # what a store answers when only the in-flight cap refuses (a slot frees any moment)
-JITTER = 0.005  # seconds added to each window: a request granted at t reaches the server a little later
+JITTER = 0.01  # seconds added to each window: a request granted at t reaches the server a little later
+SHORT_WINDOW_MARGIN = 0.05  # and up to this much more (10% of the window) where a late arrival matters most
 RECOVERY = 0.1  # share of the limits regained per longest window after a throttle
-THROTTLE_FLOOR = 0.5  # the effective limits never drop below this share of the documented ones
+THROTTLE_STEP = 0.9  # each throttle lowers the effective limits to this share of what they were
+THROTTLE_FLOOR = 0.7  # the effective limits never drop below this share of the documented ones
 
 
 class Priority(IntEnum):
@@ -69,6 +70,17 @@ def requests_as(priority: Priority) -> Iterator[None]:
 
 def current_priority() -> Priority:
     return _priority.get()
+
+
+def margin(period: float) -> float:
+    """How much longer than ``period`` a window is kept: a request granted now reaches the server later,
+    by a delay that varies (a busy host, the network), and the server counts arrivals."""
+    return JITTER + min(0.1 * period, SHORT_WINDOW_MARGIN)
+
+
+def burst(limit: int) -> int:
+    """How many grants of a window may go at once after a pause (the rest are paced evenly)."""
+    return limit if limit <= 10 else max(3, limit // 100)
 
 
 def reserve(limit: int) -> int:
@@ -125,7 +137,7 @@ class RequestBudget:
         if self._gate is None:
             self._gate = asyncio.Lock()
         async with self._gate:
-            for attempt in itertools.count():
+            while True:
                 waited = time.monotonic() - started
                 if priority is Priority.POLL and waited >= POLL_PATIENCE:
                     priority = Priority.BACKLOG
@@ -133,8 +145,6 @@ class RequestBudget:
                 if wait <= 0:
                     self.waited += waited
                     return
-                if wait <= SLOT_WAIT:  # only the in-flight cap: back off a little more each time
-                    wait = SLOT_WAIT * 2 ** min(attempt, 4)
                 await asyncio.sleep(min(wait, MAX_SLEEP) * random.uniform(1.0, 1.1))
 
     async def throttled(self, retry_after: float | None) -> None:
@@ -159,6 +169,7 @@ class LocalStore:
         self.logs: dict[RateLimit, list[float]] = {w: [] for w in limits.windows}
         self.slots: dict[str, float] = {}
         self.demand: dict[Priority, float] = {}
+        self.tats: dict[RateLimit, float] = {}
         self.paused_until = 0.0
         self.factor_at, self.throttled_at = 1.0, 0.0
         self.granted = self.denied = 0
@@ -169,7 +180,11 @@ class LocalStore:
     async def take(self, windows: tuple[RateLimit, ...], priority: Priority, holder: str, *,
                    dry: bool = False) -> float:
         now = self.clock()
-        wait = max(self.paused_until - now, *(self._window_wait(w, priority, now) for w in windows), 0.0)
+        factor = self.factor(now)
+        paced = {w: max(self.tats.get(w, 0.0), now - (burst(w.requests) - 1) * self._interval(w, factor))
+                 for w in windows}
+        wait = max(self.paused_until - now, *(self._window_wait(w, priority, now) for w in windows),
+                   *(tat - now for tat in paced.values()), 0.0)
         self.slots = {h: expiry for h, expiry in self.slots.items() if expiry > now}
         if self.concurrency and len(self.slots) >= self.concurrency:
             wait = max(wait, SLOT_WAIT)
@@ -181,13 +196,18 @@ class LocalStore:
             return wait
         for window in windows:
             self.logs[window].append(now)
+            self.tats[window] = paced[window] + self._interval(window, factor)
         if self.concurrency:
             self.slots[holder] = now + self.lease
         self.granted += 1
         return 0.0
 
+    @staticmethod
+    def _interval(window: RateLimit, factor: float) -> float:
+        return (window.period + margin(window.period)) / (window.requests * factor)
+
     def _window_wait(self, window: RateLimit, priority: Priority, now: float) -> float:
-        period = window.period + JITTER
+        period = window.period + margin(window.period)
         log = self.logs[window]
         del log[:bisect.bisect_right(log, now - period)]
         kept = sum(reserve(window.requests) for p, at in self.demand.items()
@@ -203,7 +223,7 @@ class LocalStore:
     async def throttle(self, pause: float) -> None:
         now = self.clock()
         self.paused_until = max(self.paused_until, now + pause)
-        self.factor_at, self.throttled_at = max(THROTTLE_FLOOR, self.factor(now) * 0.8), now
+        self.factor_at, self.throttled_at = max(THROTTLE_FLOOR, self.factor(now) * THROTTLE_STEP), now
 
 
 def local_budget(limits: AccountLimits) -> RequestBudget:
