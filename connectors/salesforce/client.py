@@ -34,7 +34,10 @@ from accord.connectors.salesforce.session import SalesforceSession
 from accord.connectors.salesforce.settings import SalesforceSettings
 
 T = TypeVar("T")
-MAX_RECENT = 5_000  # de-dup pairs kept in a cursor; dropping one only repeats a record, never loses it
+# de-dup pairs kept in a cursor: one per record changed inside the overlap window, so it must exceed what a
+# window holds at the peak rate (a bulk load of 20,000 accounts puts ~10,000 in one); past it the oldest
+# pairs go first (dropping one only repeats a record, never loses it)
+MAX_RECENT = 50_000
 _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "SERVER_UNAVAILABLE",
                     "REQUEST_RUNNING_TOO_LONG"}
 
@@ -54,6 +57,15 @@ _CURSOR_DECODER = msgspec.json.Decoder(FetchCursor)
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def newest(pairs: list[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
+    """At most ``limit`` of ``(id, version)`` pairs, the highest versions kept. A record read again (it
+    was dropped from the set) is appended last; cutting by position would then evict newer pairs, which
+    come back on the next read and evict others: the overlap window would be re-read on every poll."""
+    if len(pairs) <= limit:
+        return pairs
+    return sorted(pairs, key=lambda pair: pair[1])[-limit:]
 
 
 class SalesforceConnector:
@@ -155,7 +167,7 @@ class SalesforceConnector:
             records.append(record)
         if wm is not None:
             floor = self._since(wm)
-            recent = [pair for pair in recent if pair[1] >= floor][-MAX_RECENT:]
+            recent = newest([pair for pair in recent if pair[1] >= floor], MAX_RECENT)
         nxt = None if body.get("done", True) else body.get("nextRecordsUrl")
         cursor = msgspec.json.encode(FetchCursor(wm=wm, recent=recent, next=nxt)).decode()
         return Page(records=records, cursor=cursor, more=nxt is not None)
