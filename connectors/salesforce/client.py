@@ -17,6 +17,7 @@ from loguru import logger
 
 from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
 from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable
+from accord.connectors.salesforce.fieldmap import parse_datetime_ms
 from accord.connectors.salesforce.mapping import (
     ENTITIES,
     EntityMap,
@@ -57,6 +58,17 @@ _CURSOR_DECODER = msgspec.json.Decoder(FetchCursor)
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _pair(raw: dict[str, Any]) -> tuple[str, int] | None:
+    """``(id, version)`` of a queried row as ``to_canonical`` reads them, or None when it cannot tell."""
+    stamp = raw.get("SystemModstamp")
+    if not isinstance(stamp, str) or raw.get("Id") is None:
+        return None
+    try:
+        return str(raw["Id"]), parse_datetime_ms(stamp)
+    except (ValueError, MappingError):
+        return None
 
 
 def newest(pairs: list[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
@@ -158,6 +170,10 @@ class SalesforceConnector:
         wm = state.wm
         records: list[SourceRecord] = []
         for raw in body.get("records", []):
+            pair = _pair(raw)
+            if pair is not None and pair in seen:  # a repeat from the overlap window: not mapped again
+                wm = pair[1] if wm is None else max(wm, pair[1])
+                continue
             record = self._record(emap, raw)
             wm = record.version if wm is None else max(wm, record.version)
             if (record.id, record.version) in seen:

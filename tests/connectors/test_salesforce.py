@@ -180,6 +180,25 @@ async def test_a_window_larger_than_the_dedup_set_repeats_only_its_oldest_record
         assert sorted(pair[0] for pair in json.loads(cursor)["recent"]) == sorted(ids[2:])
 
 
+async def test_repeats_from_the_overlap_window_are_not_mapped_again(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every poll re-reads the overlap window; rows already returned are dropped before mapping, so an idle
+    poll after a burst costs the transfer only (regression: each repeat was mapped, then dropped)."""
+    with sf_state.transaction():
+        ids = [sf_state.user_create("Account", {"Name": f"Burst {i}"}) for i in range(50)]
+    records, cursor = await drain(sf, None)
+    assert sorted(r.id for r in records) == sorted(ids)
+    mapped: list[str] = []
+    record = SalesforceConnector._record
+    monkeypatch.setattr(SalesforceConnector, "_record",
+                        lambda self, emap, raw: mapped.append(raw["Id"]) or record(self, emap, raw))
+    sf_state.clock.advance(0.5)
+    sf_state.user_update("Account", ids[7], {"Website": "https://seven.example"})
+    records, cursor = await drain(sf, cursor)
+    assert [r.id for r in records] == [ids[7]] and mapped == [ids[7]]
+    assert sf_state.requests.count("query") == 2  # the window was served again, all 51 rows of it
+
+
 async def test_incremental_fetch_returns_later_changes_once(sf_state: SalesforceState,
                                                             sf: SalesforceConnector) -> None:
     ids = seed_accounts(sf_state, 10, random.Random(3))
