@@ -1,6 +1,7 @@
 """Throughput benchmark: N account changes through the real pipeline, against a bare Redis loop.
 
     python -m bench.throughput --records 5000
+    python -m bench.throughput --records 5000,20000     # both sizes: is the cost per record the same?
     python -m bench.throughput --records 10000 --kills   # + a run with kill -9 of the writer and the ERP poller
 
 Both runs happen in the same process, on the same embedded Redis, one after the other, so the ratio
@@ -18,6 +19,11 @@ With ``--kills`` a third run follows (fresh Redis state and sandboxes): the same
 ``--kill-at`` of them reached the ERP, ``kill -9`` of the account writer's process and then of the ERP
 poller's (by pid); Ray restarts them and the supervisor restarts their loops. It reports records synced,
 ERP API calls (total and by endpoint) and finish time against the fault-free run (``with_kills``).
+
+With several sizes each runs on an emptied Redis and fresh sandboxes and Ray; per size the JSON has CPU
+seconds per process (``driver``, ``redis-server``, each actor by name) over the measured window (first
+create to all work done: ``bench.measure``), per 1,000 records, and Redis ``commandstats`` / ``SLOWLOG``
+of the window; the last line adds ``rate_ratio`` and ``cpu_per_1000_ratio`` (largest size / smallest).
 
 The last line printed is one JSON object (``accord_rps``, ``floor_rps``, ``ratio``, ``p50_ms``,
 ``p99_ms``, ``api_calls_per_record``, ``peak_rss_mb``, ``with_kills``, ...).
