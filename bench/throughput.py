@@ -1,6 +1,7 @@
 """Throughput benchmark: N account changes through the real pipeline, against a bare Redis loop.
 
     python -m bench.throughput --records 5000
+    python -m bench.throughput --records 5000,20000     # both sizes: is the cost per record the same?
     python -m bench.throughput --records 10000 --kills   # + a run with kill -9 of the writer and the ERP poller
 
 Both runs happen in the same process, on the same embedded Redis, one after the other, so the ratio
@@ -19,6 +20,11 @@ With ``--kills`` a third run follows (fresh Redis state and sandboxes): the same
 poller's (by pid); Ray restarts them and the supervisor restarts their loops. It reports records synced,
 ERP API calls (total and by endpoint) and finish time against the fault-free run (``with_kills``).
 
+With several sizes each runs on an emptied Redis and fresh sandboxes and Ray; per size the JSON has CPU
+seconds per process (``driver``, ``redis-server``, each actor by name) over the measured window (first
+create to all work done: ``bench.measure``), per 1,000 records, and Redis ``commandstats`` / ``SLOWLOG``
+of the window; the last line adds ``rate_ratio`` and ``cpu_per_1000_ratio`` (largest size / smallest).
+
 The last line printed is one JSON object (``accord_rps``, ``floor_rps``, ``ratio``, ``p50_ms``,
 ``p99_ms``, ``api_calls_per_record``, ``peak_rss_mb``, ``with_kills``, ...).
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -46,44 +53,19 @@ from accord.logs import setup
 from accord.redis_server import EmbeddedRedis
 from accord.sandboxes.firm.demo import demo_settings
 from accord.sandboxes.firm.world import World
+from accord.streams.keys import Keys
 from accord.streams.records import ChangeRecord, encode
-from bench.kills import ActorKiller
+from accord.streams.state import Stats
+from bench.chaos_audit import pipeline_state
+from bench.kills import ActorKiller, actor_pids
+from bench.measure import Window, _tree, linearity
 
 BATCH = 500
 
 
 # -- memory ---------------------------------------------------------------------------------------
-def _tree(root: int) -> dict[int, tuple[str, int, float]]:
-    """Every process under ``root`` (Ray's raylet, GCS and workers, Redis, ...): name, RSS bytes, CPU s."""
-    children: dict[int, list[int]] = {}
-    info: dict[int, tuple[str, int, float]] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                raw = fh.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read().split(b"\0")[0].decode(errors="replace")
-        except OSError:
-            continue
-        fields = raw.rsplit(")", 1)[1].split()
-        pid, ppid = int(entry), int(fields[1])
-        children.setdefault(ppid, []).append(pid)
-        name = cmd if cmd.startswith("ray::") else raw[raw.index("(") + 1: raw.rindex(")")]
-        info[pid] = (name, int(fields[21]) * os.sysconf("SC_PAGE_SIZE"), (int(fields[11]) + int(fields[12])) / tick)
-    out, stack = {}, [root]
-    while stack:
-        pid = stack.pop()
-        if pid in info:
-            out[pid] = info[pid]
-        stack.extend(children.get(pid, []))
-    return out
-
-
 class PeakRss:
-    """Peak RSS of the whole process tree, and CPU seconds per process name (sampled every 0.25 s)."""
+    """Peak RSS of the whole process tree, and CPU seconds per process name (sampled every 0.5 s)."""
 
     def __init__(self) -> None:
         self.peak = 0.0
@@ -98,7 +80,7 @@ class PeakRss:
             self.peak = max(self.peak, sum(rss for _, rss, _ in tree.values()) / 2**20)
             for pid, (name, _, cpu) in tree.items():
                 self.cpu[pid] = (name, cpu - self._start.get(pid, 0.0))
-            self._stop.wait(0.25)
+            self._stop.wait(0.5)
 
     def cpu_by_name(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -198,21 +180,38 @@ def feed(world: World, n: int, created_at: dict[str, float]) -> None:
                                                   "CurrencyIsoCode": "USD", "Website": f"https://client{j}.example"})
 
 
-def synced(world: World, names: set[str]) -> dict[str, float]:
-    """ERP create time of every live customer whose name is one of ``names`` (cheap: no rendering)."""
+def synced(world: World, names: set[str], found: dict[str, float] | None = None, start: int = 0
+           ) -> tuple[dict[str, float], int]:
+    """ERP create time of every live customer whose name is one of ``names`` (cheap: no rendering), looking
+    only at the rows after the first ``start`` (rows are only appended); the customers and the rows seen."""
     with world.erp.lock:
-        rows = list(world.erp.realm().tables["Customer"].values())
-    return {r.wire["DisplayName"]: r.created for r in rows if not r.deleted and r.wire.get("DisplayName") in names}
+        rows = list(itertools.islice(world.erp.realm().tables["Customer"].values(), start, None))
+    found = {} if found is None else found
+    found.update({r.wire["DisplayName"]: r.created for r in rows
+                  if not r.deleted and r.wire.get("DisplayName") in names})
+    return found, start + len(rows)
 
 
 async def wait_synced(world: World, names: set[str], deadline_s: float) -> dict[str, float]:
     """Wait until every one of ``names`` is an ERP customer, or the deadline; the ERP create times."""
     deadline = time.monotonic() + deadline_s
-    done = synced(world, names)
+    done, seen = synced(world, names)
     while len(done) < len(names) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-        done = synced(world, names)
+        done, seen = synced(world, names, done, seen)
     return done
+
+
+async def settle(redis: Redis, settings: Settings, n: int, timeout_s: float = 60.0) -> bool:
+    """Wait until the work the N records cause is done: the ERP poller has read them all back and the
+    streams are drained (nothing pending, nothing undelivered). False when ``timeout_s`` passed first."""
+    stats, deadline = Stats(Keys(settings.namespace)), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        polled = (await stats.read(redis, Stats.RECORDS)).get(("polled", "erp", "account"), 0)
+        if polled >= n and (await pipeline_state(redis, settings)).idle:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def kill_in_flight(d: Daemon, world: World, n: int, at: float, kills: list[dict[str, Any]]) -> None:
@@ -261,9 +260,17 @@ async def accord_run(url: str, n: int, data_dir: str, *, kill_at: float | None =
 
     async def _measure(d: Daemon) -> None:
         killing = asyncio.create_task(kill_in_flight(d, world, n, kill_at, kills)) if kill_at is not None else None
+        window = Window(Redis.from_url(url))
         try:
+            await window.open()
             await asyncio.to_thread(feed, world, n, created_at)
             done = await wait_synced(world, set(created_at), max(120.0, n / 50))
+            if kill_at is None:
+                result["settled"] = await settle(window.redis, d.settings, n)
+                assert d.supervisor is not None
+                result.update(await window.close(actor_pids(d.supervisor), n))
+                counts = await Stats(Keys(d.settings.namespace)).read(window.redis, Stats.RECORDS)
+                result["counters"] = {":".join(k): v for k, v in sorted(counts.items())}
             latencies = [done[k] - t for k, t in created_at.items() if k in done]
             first, last = min(created_at.values()), max(done.values(), default=time.time())
             result.update(records_synced=len(done), rps=len(done) / max(last - first, 1e-9),
@@ -273,6 +280,7 @@ async def accord_run(url: str, n: int, data_dir: str, *, kill_at: float | None =
         finally:
             if killing is not None:
                 killing.cancel()
+            await window.redis.aclose()
             d.stop_event.set()
 
     try:
@@ -303,33 +311,14 @@ def kill_figures(clean: dict[str, Any], faulted: dict[str, Any], n: int) -> dict
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=5000)
-    parser.add_argument("--redis-binary", default=None, help="redis-server to use (default: the embedded 6.2)")
-    parser.add_argument("--kills", action="store_true",
-                        help="also run with kill -9 of writer:account:0 and poller:erp while records are in flight, "
-                             "and compare with the fault-free run")
-    parser.add_argument("--kill-at", type=float, default=0.3,
-                        help="share of the records in the ERP when the kills happen (default 0.3)")
-    args = parser.parse_args()
-    setup("WARNING", json=False)
-    data_dir = tempfile.mkdtemp(prefix="accord-bench-")
-    server = EmbeddedRedis(Path(data_dir) / "redis", binary=args.redis_binary).start()
-    faulted: dict[str, Any] = {}
-    try:
-        version = server.version()
-        with PeakRss() as floor_mem:
-            bare = asyncio.run(floor(server.url, args.records))
-        print(f"floor : {bare['rps']:,.0f} rec/s  p50 {bare['p50_ms']} ms  p99 {bare['p99_ms']} ms  "
-              f"(bare XADD/XREADGROUP/XACK, Redis {version})")
-        with PeakRss() as accord_mem:
-            run = asyncio.run(accord_run(server.url, args.records, data_dir))
-        if args.kills:
-            faulted = asyncio.run(accord_run(server.url, args.records, data_dir, kill_at=args.kill_at))
-    finally:
-        server.stop()
-    n = args.records
+def one_size(server: EmbeddedRedis, n: int, data_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The floor and the fault-free pipeline run at N records: the summary, and the run's raw figures."""
+    with PeakRss() as floor_mem:
+        bare = asyncio.run(floor(server.url, n))
+    print(f"floor : {bare['rps']:,.0f} rec/s  p50 {bare['p50_ms']} ms  p99 {bare['p99_ms']} ms  "
+          f"(bare XADD/XREADGROUP/XACK, Redis {server.version()})")
+    with PeakRss() as accord_mem:
+        run = asyncio.run(accord_run(server.url, n, data_dir))
     summary = {
         "records": n,
         "records_synced": run.get("records_synced", 0),
@@ -341,19 +330,63 @@ def main() -> None:
         "floor_p50_ms": bare["p50_ms"],
         "floor_p99_ms": bare["p99_ms"],
         "finish_s": run.get("finish_s"),
+        "settled": run.get("settled"),
         "api_calls_per_record": round(run.get("erp_calls", 0) / n, 4),
         "crm_api_calls_per_record": round(run.get("crm_calls", 0) / n, 4),
         "api_calls": run.get("calls", {}),
         "peak_rss_mb": round(accord_mem.peak, 1),
-        "cpu_seconds": {k: v for k, v in accord_mem.cpu_by_name().items() if v >= 0.1},
+        "cpu_seconds_since_start": {k: v for k, v in accord_mem.cpu_by_name().items() if v >= 0.1},
+        "cpu_seconds": run.get("cpu_seconds", {}),  # the measured window: first create to work done
+        "cpu_s_per_1000": run.get("cpu_s_per_1000", {}),
+        "redis_commands": run.get("redis_commands", {}),
+        "slowlog": run.get("slowlog", {}),
+        "counters": run.get("counters", {}),
         "floor_peak_rss_mb": round(floor_mem.peak, 1),
-        "redis": version,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
     }
     print(f"accord: {summary['accord_rps']:,.0f} rec/s  p50 {summary['p50_ms']} ms  p99 {summary['p99_ms']} ms  "
           f"({summary['records_synced']}/{n} synced CRM → Ray poller → Redis Streams → Ray writer → ERP)")
+    print(f"  cpu s per 1000 records: {json.dumps(summary['cpu_s_per_1000'])}")
     print(f"ratio {summary['ratio']:.1%} of the floor; {summary['api_calls_per_record']} ERP API calls per record")
+    return summary, run
+
+
+def sizes(text: str) -> list[int]:
+    """``--records 5000,20000``: one run per size, smallest first."""
+    return sorted(int(x) for x in text.split(",") if x.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=sizes, default=[5000],
+                        help="records per run; several sizes (5000,20000) compare the cost per record")
+    parser.add_argument("--redis-binary", default=None, help="redis-server to use (default: the embedded 6.2)")
+    parser.add_argument("--kills", action="store_true",
+                        help="also run with kill -9 of writer:account:0 and poller:erp while records are in flight, "
+                             "and compare with the fault-free run (at the largest size)")
+    parser.add_argument("--kill-at", type=float, default=0.3,
+                        help="share of the records in the ERP when the kills happen (default 0.3)")
+    args = parser.parse_args()
+    setup("WARNING", json=False)
+    data_dir = tempfile.mkdtemp(prefix="accord-bench-")
+    server = EmbeddedRedis(Path(data_dir) / "redis", binary=args.redis_binary).start()
+    runs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    faulted: dict[str, Any] = {}
+    try:
+        version = server.version()
+        runs = [one_size(server, n, data_dir) for n in args.records]
+        if args.kills:
+            faulted = asyncio.run(accord_run(server.url, args.records[-1], data_dir, kill_at=args.kill_at))
+    finally:
+        server.stop()
+    summary, run = runs[-1]
+    n = summary["records"]
+    summary = {**summary, "redis": version, "python": platform.python_version(), "cpus": os.cpu_count()}
+    if len(runs) > 1:
+        summary = {"runs": [r for r, _ in runs], **linearity([r for r, _ in runs]), "redis": version,
+                   "python": platform.python_version(), "cpus": os.cpu_count()}
+        print(f"linear: rate {summary['rate_ratio']}x at {n} vs {runs[0][0]['records']} records; CPU s per 1000 "
+              f"records {json.dumps(summary['cpu_per_1000_ratio'])}; {'LINEAR' if summary['linear'] else 'NOT LINEAR'}"
+              " (rate >= 0.9x, every process <= 1.15x)")
     if args.kills:
         summary["with_kills"] = k = kill_figures(run, faulted, n)
         print(f"kills : {k['records_synced']}/{n} synced after {len(k['kills'])} kills; ERP calls {k['erp_calls']} vs "

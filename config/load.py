@@ -166,11 +166,13 @@ def _check_provisioning(settings: Settings) -> list[str]:
               f"{', '.join(sorted(settings.systems))}"
               for role, system in (("crm", prov.crm), ("psa", prov.psa), ("erp", prov.erp))
               if system not in settings.systems]
-    needs = {"opportunity": prov.crm, "account": prov.erp, "project": prov.psa, "task": prov.psa}
-    for entity, system in needs.items():
-        ent = settings.entities.get(entity)
-        if ent is None or system not in ent.systems:
-            errors.append(f"{base}: provisioning needs entities.{entity} synced with `{system}` "
+    for role, entity in (("crm", "opportunity"), ("erp", "account"), ("psa", "project"), ("psa", "task")):
+        system, ent = getattr(prov, role), settings.entities.get(entity)
+        if ent is None:
+            errors.append(f"{base}.{role}: provisioning needs entity `{entity}`, which is not configured under "
+                          f"[entities]; add [entities.{entity}] synced with `{system}`, or remove [provisioning]")
+        elif system not in ent.systems:
+            errors.append(f"{base}.{role}: provisioning needs entities.{entity} synced with `{system}` "
                           f"(add it to entities.{entity}.systems)")
     known = entity_fields("account")
     errors += [f"{base}.required[{i}]: `{f}` is not a field of account; expected one of {', '.join(known)}"
@@ -189,7 +191,8 @@ def _check_reconcile(settings: Settings) -> list[str]:
         base = f"$.reconcile.{name}"
         ent = settings.entities.get(job.entity)
         if ent is None:
-            errors.append(f"{base}.entity: `{job.entity}` is not configured under [entities]")
+            errors.append(f"{base}.entity: `{job.entity}` is not configured under [entities]; add "
+                          f"[entities.{job.entity}] or remove [reconcile.{name}]")
             continue
         errors += [f"{base}.{side}: `{system}` does not hold {job.entity}; expected one of {ent.systems}"
                    for side, system in (("source", job.source), ("target", job.target)) if system not in ent.systems]

@@ -20,7 +20,7 @@ import uvicorn
 from loguru import logger
 
 from accord.actors.context import connect
-from accord.config.load import ray_address
+from accord.config.load import ConfigError, check, ray_address
 from accord.config.settings import Settings
 from accord.redis_server import EmbeddedRedis
 from accord.supervisor import Supervisor
@@ -90,7 +90,11 @@ class Daemon:
         self.on_stop_request()
 
     async def run(self, *, on_ready: Hook | None = None, signals: bool = True, own_ray: bool = True) -> int:
-        """Run until ``stop_event`` is set; returns the process exit code."""
+        """Run until ``stop_event`` is set; returns the process exit code. Settings built in code (the demo,
+        the benchmarks) are checked like a loaded file: ``ConfigError`` before anything starts."""
+        errors = check(self.settings)
+        if errors:
+            raise ConfigError("settings", errors)
         self._main = asyncio.current_task()
         self.start_redis()
         if own_ray:

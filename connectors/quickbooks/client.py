@@ -37,7 +37,14 @@ from accord.connectors.quickbooks.cursor import (
     parse_time,
     shift,
 )
-from accord.connectors.quickbooks.mapping import ENTITIES, EntitySpec, MappingError, spec_for, to_canonical
+from accord.connectors.quickbooks.mapping import (
+    DELETED_VERSION,
+    ENTITIES,
+    EntitySpec,
+    MappingError,
+    spec_for,
+    to_canonical,
+)
 from accord.connectors.quickbooks.settings import QuickBooksSettings
 from accord.connectors.quickbooks.webhooks import parse_webhook, verify_webhook
 from accord.connectors.quickbooks.writer import MAX_BATCH, BatchWriter
@@ -46,6 +53,12 @@ __all__ = ["QuickBooksConnector", "parse_webhook", "verify_webhook"]
 
 CDC_CAP = 1000  # QBO returns at most 1000 objects per CDC response
 CDC_SAFE_AGE = 29 * 86400.0  # CDC covers 30 days; older watermarks re-read through the query
+
+
+def _pair(row: dict[str, Any]) -> tuple[str, int]:
+    """``(id, version)`` of a QBO object as ``to_canonical`` reads them (a deleted stub outranks all)."""
+    version = DELETED_VERSION if row.get("status") == "Deleted" else int(row.get("SyncToken", 0))
+    return str(row.get("Id")), version
 
 
 class QuickBooksConnector:
@@ -93,7 +106,8 @@ class QuickBooksConnector:
         body = await self._api.query(self._select(spec, state.after, state.start, size))
         rows = (body.get("QueryResponse") or {}).get(spec.qbo) or []
         since = state.since or self._server_time(body)
-        records = self._records(spec, rows)
+        seen = {(str(i), int(v)) for i, v in state.recent}  # returned already: skipped before mapping
+        records = self._records(spec, [row for row in rows if _pair(row) not in seen])
         recent = self._recent(state.recent, records, since)
         if len(rows) < size:
             return Page(records=records, cursor=encode(CdcCursor(since=since, recent=recent)))
@@ -105,8 +119,9 @@ class QuickBooksConnector:
         body = await self._api.call("GET", "/cdc", params={"entities": spec.cdc, "changedSince": changed_since})
         objects = [obj for response in body.get("CDCResponse") or []
                    for block in response.get("QueryResponse") or [] for obj in block.get(spec.cdc) or []]
-        if len(objects) >= CDC_CAP:  # capped: page this window through the query instead
-            return Page(records=[], cursor=encode(QueryCursor(after=changed_since)), more=True)
+        if len(objects) >= CDC_CAP:  # capped: page this window through the query instead, skipping what
+            # was returned already (without ``recent`` every cap re-read the whole window, all of it again)
+            return Page(records=[], cursor=encode(QueryCursor(after=changed_since, recent=state.recent)), more=True)
         records = self._records(spec, objects)
         seen = {(str(i), int(v)) for i, v in state.recent}
         since = self._server_time(body)

@@ -3,7 +3,8 @@
 * ``{"mode":"query","start":1001,"since":"..."}``: paging a query (a full load when ``after`` is absent,
   else a re-read of the records changed at or after ``after``). ``since`` is the server ``time`` of the
   first page: where change data capture picks up when the query is done; ``recent`` collects the records
-  already read that CDC will send again (changed inside the overlap before ``since``).
+  already read that CDC will send again (changed inside the overlap before ``since``) and, after a capped
+  CDC, starts with those the last CDC window returned: the query skips every pair it holds.
 * ``{"mode":"cdc","since":"...","recent":[[id, version], ...]}``: CDC from ``since`` minus the overlap;
   ``recent`` holds what the last response returned inside the overlap window so it is not emitted twice.
 """
@@ -17,7 +18,9 @@ import msgspec
 from accord.connectors.errors import Permanent
 from accord.connectors.quickbooks.mapping import SYSTEM
 
-RECENT_MAX = 2000  # bound on the overlap de-dup set
+# bound on the overlap de-dup set: one pair per record changed since the last watermark minus the overlap,
+# which after a capped CDC is everything a query window read (thousands while a bulk load is written)
+RECENT_MAX = 20_000
 
 
 class QueryCursor(msgspec.Struct, tag="query", tag_field="mode", omit_defaults=True, frozen=True):

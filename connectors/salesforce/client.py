@@ -18,6 +18,7 @@ from loguru import logger
 from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
 from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable
+from accord.connectors.salesforce.fieldmap import parse_datetime_ms
 from accord.connectors.salesforce.mapping import (
     ENTITIES,
     EntityMap,
@@ -35,7 +36,10 @@ from accord.connectors.salesforce.session import SalesforceSession
 from accord.connectors.salesforce.settings import SalesforceSettings
 
 T = TypeVar("T")
-MAX_RECENT = 5_000  # de-dup pairs kept in a cursor; dropping one only repeats a record, never loses it
+# de-dup pairs kept in a cursor: one per record changed inside the overlap window, so it must exceed what a
+# window holds at the peak rate (a bulk load of 20,000 accounts puts ~10,000 in one); past it the oldest
+# pairs go first (dropping one only repeats a record, never loses it)
+MAX_RECENT = 50_000
 _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "SERVER_UNAVAILABLE",
                     "REQUEST_RUNNING_TOO_LONG"}
 
@@ -55,6 +59,26 @@ _CURSOR_DECODER = msgspec.json.Decoder(FetchCursor)
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _pair(raw: dict[str, Any]) -> tuple[str, int] | None:
+    """``(id, version)`` of a queried row as ``to_canonical`` reads them, or None when it cannot tell."""
+    stamp = raw.get("SystemModstamp")
+    if not isinstance(stamp, str) or raw.get("Id") is None:
+        return None
+    try:
+        return str(raw["Id"]), parse_datetime_ms(stamp)
+    except (ValueError, MappingError):
+        return None
+
+
+def newest(pairs: list[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
+    """At most ``limit`` of ``(id, version)`` pairs, the highest versions kept. A record read again (it
+    was dropped from the set) is appended last; cutting by position would then evict newer pairs, which
+    come back on the next read and evict others: the overlap window would be re-read on every poll."""
+    if len(pairs) <= limit:
+        return pairs
+    return sorted(pairs, key=lambda pair: pair[1])[-limit:]
 
 
 class SalesforceConnector:
@@ -147,6 +171,10 @@ class SalesforceConnector:
         wm = state.wm
         records: list[SourceRecord] = []
         for raw in body.get("records", []):
+            pair = _pair(raw)
+            if pair is not None and pair in seen:  # a repeat from the overlap window: not mapped again
+                wm = pair[1] if wm is None else max(wm, pair[1])
+                continue
             record = self._record(emap, raw)
             wm = record.version if wm is None else max(wm, record.version)
             if (record.id, record.version) in seen:
@@ -156,7 +184,7 @@ class SalesforceConnector:
             records.append(record)
         if wm is not None:
             floor = self._since(wm)
-            recent = [pair for pair in recent if pair[1] >= floor][-MAX_RECENT:]
+            recent = newest([pair for pair in recent if pair[1] >= floor], MAX_RECENT)
         nxt = None if body.get("done", True) else body.get("nextRecordsUrl")
         cursor = msgspec.json.encode(FetchCursor(wm=wm, recent=recent, next=nxt)).decode()
         return Page(records=records, cursor=cursor, more=nxt is not None)

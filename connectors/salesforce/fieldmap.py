@@ -10,6 +10,7 @@ with no counterpart, naming the entity, the field, the value and the fix.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ def parse_datetime_ms(value: str) -> int:
     return (parsed - _EPOCH) // _MS
 
 
+@functools.lru_cache(maxsize=1 << 14)  # rows written together share a stamp: the sandbox renders it for each
 def format_datetime_ms(ms: int) -> str:
     """The wire form of epoch milliseconds: ``2026-04-02T10:15:30.000+0000``."""
     moment = _EPOCH + dt.timedelta(milliseconds=ms)

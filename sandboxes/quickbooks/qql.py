@@ -230,6 +230,13 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (2, str(value).casefold())
 
 
+def updated_floor(query: Query) -> float | None:
+    """The lowest ``Metadata.LastUpdatedTime`` a row must have to match (``>=`` / ``>`` conditions), if any."""
+    floors = [_literal_time(c.value, c.field) for c in query.where
+              if c.field.lower() == "metadata.lastupdatedtime" and c.op in (">=", ">")]
+    return max(floors, default=None)
+
+
 def run(query: Query, rows: Sequence[Any], resolve: Resolver, *, active_only: bool) -> tuple[list[Any], int]:
     """Filter, sort and page ``rows``. Returns (the page, total matches).
 

@@ -24,6 +24,7 @@ from accord.connectors.quickbooks.faults import QboFault, qbo_time
 from accord.sandboxes.quickbooks import qql, rules
 from accord.sandboxes.quickbooks.rulebase import business
 from accord.sandboxes.quickbooks.tables import CURRENCIES, ENTITY_TYPES, EntityType, entity_type
+from accord.sandboxes.recency import Recency
 
 __all__ = ["ENTITY_TYPES", "EntityType", "Realm", "Row", "entity_type"]
 
@@ -70,6 +71,7 @@ class Realm:
         self.id = realm_id
         self.company_name = company_name
         self.tables: dict[str, dict[str, Row]] = {name: {} for name in ENTITY_TYPES}
+        self.recency = {name: Recency.of(table, lambda row: row.updated) for name, table in self.tables.items()}
         self.names: dict[str, dict[str, str]] = {t.scope: {} for t in ENTITY_TYPES.values()}  # name → id
         self.touched: list[tuple[str, str]] = []  # (entity, id) changed as a side effect of a write
         self.next_doc = 1001  # the next automatic invoice DocNumber
@@ -111,7 +113,13 @@ class Realm:
         """The ``QueryResponse`` object for one statement."""
         parsed = qql.parse(text)
         etype = entity_type(parsed.entity)
-        rows = [r for r in self.tables[etype.name].values() if not r.deleted]
+        table = self.tables[etype.name]
+        floor = qql.updated_floor(parsed)
+        if floor is None:
+            rows = [r for r in table.values() if not r.deleted]
+        else:  # only the rows changed since: read through the recency index, in the table's (Id) order
+            rows = sorted((r for r in map(table.__getitem__, self.recency[etype.name].since(floor)) if not r.deleted),
+                          key=lambda r: int(r.wire["Id"]))
         page, total = qql.run(parsed, rows, self.resolve, active_only=etype.name_list)
         if parsed.count:
             return {"totalCount": total}
@@ -122,7 +130,7 @@ class Realm:
 
     def changed_since(self, names: list[str], since: float, limit: int) -> tuple[list[tuple[str, Row]], bool]:
         """Rows of ``names`` changed at or after ``since``, oldest first, at most ``limit``."""
-        changed = [(name, row) for name in names for row in self.tables[name].values() if row.updated >= since]
+        changed = [(name, self.tables[name][rid]) for name in names for rid in self.recency[name].since(since)]
         changed.sort(key=lambda item: item[1].updated)
         return changed[:limit], len(changed) > limit
 
@@ -209,6 +217,7 @@ class Realm:
         rules.prepare(self, etype, wire, None, now)
         row = Row(wire=wire, created=now, updated=now)
         self.tables[etype.name][record_id] = row
+        self.recency[etype.name].touch(record_id, now)
         self._index_name(etype, None, wire, record_id)
         self.last_editor[(etype.name, record_id)] = editor
         rules.after_write(self, etype, wire, None, now)
@@ -243,6 +252,7 @@ class Realm:
         wire["SyncToken"] = str(int(row.wire["SyncToken"]) + 1)
         self._index_name(etype, row.wire, wire, row.wire["Id"])
         old, row.wire, row.updated = row.wire, wire, now
+        self.recency[etype.name].touch(row.wire["Id"], now)
         self.last_editor[(etype.name, row.wire["Id"])] = editor
         rules.after_write(self, etype, wire, old, now)
         return row
@@ -272,6 +282,7 @@ class Realm:
             return
         wire["SyncToken"] = str(int(row.wire["SyncToken"]) + 1)
         row.wire, row.updated = wire, now
+        self.recency[name].touch(record_id, now)
         self.touched.append((name, record_id))
 
     def void(self, etype: EntityType, body: Mapping[str, Any], now: float, editor: str) -> Row:
@@ -286,6 +297,7 @@ class Realm:
         old, wire = row.wire, rules.voided(row.wire)
         wire["SyncToken"] = str(int(old["SyncToken"]) + 1)
         row.wire, row.updated = wire, now
+        self.recency[etype.name].touch(wire["Id"], now)
         self.last_editor[(etype.name, wire["Id"])] = editor
         rules.after_write(self, etype, wire, old, now)
         return row
@@ -300,5 +312,6 @@ class Realm:
             raise QboFault(400, "5010", "Stale Object Error", "Stale Object Error : the object changed")
         rules.before_delete(self, etype, row.wire, "delete")
         row.deleted, row.updated = True, now
+        self.recency[etype.name].touch(row.wire["Id"], now)
         rules.after_write(self, etype, None, row.wire, now)
         return row

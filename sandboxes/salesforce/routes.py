@@ -206,7 +206,11 @@ class _QueryRoutes:
                                                      "are attempting to use a custom object, be sure to append "
                                                      "the '__c' after the entity name.") from None
             bound = soql.bind(parsed, self.state.store.field_types(sobject))
-            live = [row for row in self.state.store.rows[sobject.name].values() if query_all or not row["IsDeleted"]]
+            floor = soql.modstamp_floor(bound) if bound.order else None  # ordered: the index's order is moot
+            rows = self.state.store.rows[sobject.name]
+            candidates = rows.values() if floor is None else map(rows.__getitem__, self.state.store.recency[
+                sobject.name].since(floor))
+            live = [row for row in candidates if query_all or not row["IsDeleted"]]
             return soql.run(bound, live, lambda row: self.state.store.render(
                 sobject, row, list(bound.fields), version=version.lstrip("v")))
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from accord.connectors.salesforce.fieldmap import format_datetime_ms
+from accord.sandboxes.recency import Recency
 from accord.sandboxes.salesforce.checks import RecordChecks, RecordError, id18, new_id, normalize_id
 from accord.sandboxes.salesforce.relations import (
     DEFAULT_RATES,
@@ -45,6 +46,7 @@ class SObjectStore(RecordChecks):
                       for code in self.currencies}
         self.types = {t.name.casefold(): t for t in SCHEMA_TYPES}
         self.rows: dict[str, dict[str, dict[str, Any]]] = {t.name: {} for t in SCHEMA_TYPES}
+        self.recency = {name: Recency.of(rows, lambda row: row["SystemModstamp"]) for name, rows in self.rows.items()}
         self.locked: set[str] = set()
         self.rules: dict[str, list[tuple[str, Callable[[dict[str, Any]], bool], str]]] = {}
         self.stages: dict[str, tuple[bool, bool, float]] = dict(STAGES)  # the org's OpportunityStage table
@@ -131,8 +133,10 @@ class SObjectStore(RecordChecks):
                     (ids.add if add else ids.discard)(rid)
         if row is None:
             del self.rows[obj][rid]
+            self.recency[obj].drop(rid)
         else:
             self.rows[obj][rid] = row
+            self.recency[obj].touch(rid, row["SystemModstamp"])
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -143,6 +143,26 @@ async def test_cdc_at_the_cap_falls_back_to_a_query_window(qbo_state, make_qbo) 
         f"ORDERBY Id STARTPOSITION {start} MAXRESULTS 1000" for start in (1, 1001)]
 
 
+async def test_a_capped_cdc_window_skips_what_was_returned_already(qbo_state, make_qbo) -> None:
+    """After a query window, the next CDC (from that window's start minus the overlap) returns everything
+    the window read; capped again, the query that replaces it skips those pairs and returns only what is
+    new (regression: the dedup set was dropped at the cap, so every cycle re-read the last one)."""
+    seed_customers(qbo_state, 1005, random.Random(3))
+    connector = make_qbo()
+    _, cursor = await drain(connector)
+    qbo_state.clock.advance(60)
+    for record_id in range(1, 1006):
+        qbo_state.user_update("Customer", str(record_id), {"Notes": "reviewed"})
+    pages, cursor = await drain(connector, cursor)
+    assert len([r for p in pages for r in p.records]) == 1005
+    qbo_state.clock.advance(0.5)  # inside the overlap: the next CDC sends all 1005 again, and is capped
+    for record_id in (7, 700, 1001):
+        qbo_state.user_update("Customer", str(record_id), {"Notes": "reviewed twice"})
+    pages, cursor = await drain(connector, cursor)
+    assert qbo_state.requests.count("cdc") >= 2 and isinstance(decode(cursor), CdcCursor)
+    assert sorted((int(r.id), r.version) for p in pages for r in p.records) == [(7, 2), (700, 2), (1001, 2)]
+
+
 async def test_watermark_older_than_cdc_window_requeries(qbo_state, make_qbo) -> None:
     seed_customers(qbo_state, 4, random.Random(4))
     connector = make_qbo()

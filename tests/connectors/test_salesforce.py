@@ -14,6 +14,7 @@ import pytest
 from accord.config.types import dec_hook
 from accord.connectors.base import Connector, MemoryTokenCache, SourceRecord, WriteOp
 from accord.connectors.errors import AuthExpired, Gone, Permanent, RateLimited, Retryable
+from accord.connectors.salesforce import client as client_module
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import (
     MappingError,
@@ -158,6 +159,44 @@ async def test_same_modstamp_straddling_pages_and_expired_locator(sf_state: Sale
     assert sf_state.requests.count("query", status=400) == 1
     again, _ = await drain(sf, cursor)
     assert again == []  # the overlap window is re-read but nothing repeats
+
+
+async def test_a_window_larger_than_the_dedup_set_repeats_only_its_oldest_records(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst inside one overlap window that outgrows the cursor's de-dup set repeats its oldest records
+    only, on every poll the same few: the newest pairs are kept (regression: the repeats were appended
+    last and evicted newer pairs, so each poll re-read a different part of the window, all of it over time)."""
+    monkeypatch.setattr(client_module, "MAX_RECENT", 4)
+    ids = []
+    for i in range(6):
+        ids.append(sf_state.user_create("Account", {"Name": f"Burst {i}"}))
+        sf_state.clock.advance(0.1)  # all six inside the 2 s overlap
+    records, cursor = await drain(sf, None)
+    assert [r.id for r in records] == ids
+    assert [pair[0] for pair in json.loads(cursor)["recent"]] == ids[2:]
+    for _ in range(3):
+        records, cursor = await drain(sf, cursor)
+        assert sorted(r.id for r in records) == sorted(ids[:2])  # the same two, never the newer four
+        assert sorted(pair[0] for pair in json.loads(cursor)["recent"]) == sorted(ids[2:])
+
+
+async def test_repeats_from_the_overlap_window_are_not_mapped_again(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every poll re-reads the overlap window; rows already returned are dropped before mapping, so an idle
+    poll after a burst costs the transfer only (regression: each repeat was mapped, then dropped)."""
+    with sf_state.transaction():
+        ids = [sf_state.user_create("Account", {"Name": f"Burst {i}"}) for i in range(50)]
+    records, cursor = await drain(sf, None)
+    assert sorted(r.id for r in records) == sorted(ids)
+    mapped: list[str] = []
+    record = SalesforceConnector._record
+    monkeypatch.setattr(SalesforceConnector, "_record",
+                        lambda self, emap, raw: mapped.append(raw["Id"]) or record(self, emap, raw))
+    sf_state.clock.advance(0.5)
+    sf_state.user_update("Account", ids[7], {"Website": "https://seven.example"})
+    records, cursor = await drain(sf, cursor)
+    assert [r.id for r in records] == [ids[7]] and mapped == [ids[7]]
+    assert sf_state.requests.count("query") == 2  # the window was served again, all 51 rows of it
 
 
 async def test_incremental_fetch_returns_later_changes_once(sf_state: SalesforceState,

@@ -86,6 +86,8 @@ async def running_daemon(server: EmbeddedRedis, tmp: Any, *, three_systems: bool
         if three_systems else
         {"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.3,
                                             systems=["crm", "erp"], exclude={})})
+    if not three_systems:  # accounts only: the demo's provisioning and reconciliation need other entities
+        settings = msgspec.structs.replace(settings, provisioning=None, reconcile={})
     if adjust is not None:
         settings = adjust(settings)
     daemon = Daemon(settings)

@@ -1,0 +1,128 @@
+"""What one benchmark run costs, process by process: CPU seconds over a measured window, Redis
+``INFO commandstats`` deltas and the ``SLOWLOG`` of the same window, and the ratios between sizes.
+
+The window opens just before the first record is created and closes when the pipeline has done all the
+work those records cause (every one in the target, read back there, nothing left in the streams), so
+start-up costs stay out of it and what a size costs can be compared per 1,000 records across sizes.
+Processes are named by role: ``driver`` (this process, with the sandboxes), ``redis-server``, each
+actor by its supervisor name (``poller:crm``, ``writer:account:0``, ...), Ray's own processes by name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+SLOW_US = 2000  # SLOWLOG threshold while measuring: commands of 2 ms and more
+
+
+def _tree(root: int) -> dict[int, tuple[str, int, float]]:
+    """Every process under ``root`` (Ray's raylet, GCS and workers, Redis, ...): name, RSS bytes, CPU s."""
+    children: dict[int, list[int]] = {}
+    info: dict[int, tuple[str, int, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                raw = fh.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        fields = raw.rsplit(")", 1)[1].split()
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        name = cmd if cmd.startswith("ray::") else raw[raw.index("(") + 1: raw.rindex(")")]
+        info[pid] = (name, int(fields[21]) * os.sysconf("SC_PAGE_SIZE"), (int(fields[11]) + int(fields[12])) / tick)
+    out, stack = {}, [root]
+    while stack:
+        pid = stack.pop()
+        if pid in info:
+            out[pid] = info[pid]
+        stack.extend(children.get(pid, []))
+    return out
+
+
+def cpu_by_pid(root: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every process under ``root``, with its name."""
+    return {pid: (name, cpu) for pid, (name, _rss, cpu) in _tree(root).items()}
+
+
+async def commandstats(redis: Redis) -> dict[str, tuple[int, int]]:
+    """``INFO commandstats``: command -> (calls, usec)."""
+    info = await redis.info("commandstats")
+    out = {}
+    for key, value in info.items():
+        if key.startswith("cmdstat_") and isinstance(value, dict):
+            out[key[len("cmdstat_"):]] = (int(value.get("calls", 0)), int(value.get("usec", 0)))
+    return out
+
+
+@dataclass
+class Window:
+    """One measured window: open before the records exist, close once their work is done."""
+
+    redis: Redis
+    root: int = field(default_factory=os.getpid)
+    cpu0: dict[int, tuple[str, float]] = field(default_factory=dict)
+    cmd0: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    async def open(self) -> None:
+        await self.redis.config_set("slowlog-log-slower-than", SLOW_US)
+        await self.redis.config_set("slowlog-max-len", 1000)
+        await self.redis.slowlog_reset()
+        self.cmd0 = await commandstats(self.redis)
+        self.cpu0 = cpu_by_pid(self.root)
+
+    async def close(self, actors: dict[str, int], records: int) -> dict[str, Any]:
+        """The window's figures; ``actors`` maps actor names to their pids."""
+        cpu1 = cpu_by_pid(self.root)
+        cmd1 = await commandstats(self.redis)
+        slow = await self.redis.slowlog_get(1000)
+        names = {pid: name for name, pid in actors.items()}
+        names[self.root] = "driver"
+        cpu: dict[str, float] = {}
+        for pid, (name, seconds) in cpu1.items():
+            label = names.get(pid, name)
+            cpu[label] = cpu.get(label, 0.0) + seconds - self.cpu0.get(pid, (name, 0.0))[1]
+        commands = {c: {"calls": calls - self.cmd0.get(c, (0, 0))[0], "usec": usec - self.cmd0.get(c, (0, 0))[1]}
+                    for c, (calls, usec) in cmd1.items()}
+        commands = {c: v for c, v in sorted(commands.items(), key=lambda kv: -kv[1]["usec"]) if v["calls"]}
+        per_1000 = {k: round(v * 1000 / max(1, records), 4) for k, v in cpu.items()}
+        return {"cpu_seconds": {k: round(v, 2) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.01},
+                "cpu_s_per_1000": {k: v for k, v in sorted(per_1000.items(), key=lambda kv: -kv[1]) if v >= 0.001},
+                "redis_commands": commands, "slowlog": _slow_summary(slow)}
+
+
+def _slow_summary(entries: list[Any]) -> dict[str, Any]:
+    """Slow-log entries grouped by command name: how many and the longest (µs)."""
+    out: dict[str, dict[str, int]] = {}
+    for entry in entries:
+        command = entry.get("command", b"") if isinstance(entry, dict) else b""
+        name = (command.split(b" ", 1)[0] if isinstance(command, bytes) else str(command).split(" ", 1)[0])
+        key = name.decode(errors="replace").upper() if isinstance(name, bytes) else str(name).upper()
+        item = out.setdefault(key, {"count": 0, "max_us": 0})
+        item["count"] += 1
+        item["max_us"] = max(item["max_us"], int(entry.get("duration", 0)))
+    return out
+
+
+# processes whose cost follows the records (Ray's own agents and daemons follow the clock instead)
+def tracked(label: str) -> bool:
+    return label in ("driver", "redis-server") or label.startswith(("poller:", "writer:", "scheduler", "provisioner"))
+
+
+def linearity(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The largest size against the smallest: rate ratio, and per tracked process the ratio of CPU
+    seconds per 1,000 records (the issue's bar: rate ≥ 0.9×, every process ≤ 1.15×)."""
+    small, large = runs[0], runs[-1]
+    rate = large["accord_rps"] / max(small["accord_rps"], 1e-9)
+    a, b = small["cpu_s_per_1000"], large["cpu_s_per_1000"]
+    ratios = {k: round(b.get(k, 0.0) / a[k], 3) for k in a if tracked(k) and a[k] > 0}
+    return {"sizes": [r["records"] for r in runs], "rate_ratio": round(rate, 3), "cpu_per_1000_ratio": ratios,
+            "linear": bool(rate >= 0.9 and all(r <= 1.15 for r in ratios.values()))}

@@ -1,0 +1,92 @@
+"""The sandboxes answer "changed since" reads from a recency index: a read costs what it returns, not the
+size of the table (regression: every incremental query and CDC call scanned the whole table, so the
+benchmark's driver paid more per record the more records a run had created)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from accord.connectors.quickbooks.client import QuickBooksConnector
+from accord.connectors.quickbooks.cursor import CdcCursor, decode, encode
+from accord.connectors.quickbooks.faults import qbo_time
+from accord.connectors.salesforce.client import SalesforceConnector
+from accord.sandboxes.quickbooks.sandbox import QuickBooksState
+from accord.sandboxes.quickbooks.seed import seed_customers
+from accord.sandboxes.quickbooks.store import Realm
+from accord.sandboxes.recency import Recency
+from accord.sandboxes.salesforce import soql
+from accord.sandboxes.salesforce.sandbox import SalesforceState
+
+
+def test_recency_lists_the_rows_stamped_since_oldest_first() -> None:
+    stamps: dict[str, float] = {}
+    index = Recency.of(stamps, lambda stamp: stamp)
+    for row_id, stamp in (("a", 1.0), ("b", 2.0), ("c", 3.0)):
+        stamps[row_id] = stamp
+        index.touch(row_id, stamp)
+    stamps["a"] = 4.0
+    index.touch("a", 4.0)  # rewritten: now the newest
+    assert index.since(2.0) == ["b", "c", "a"] and index.since(3.5) == ["a"] and index.since(9.0) == []
+    stamps["b"] = 0.5  # a write back in time (a rolled-back transaction restores an older row)
+    index.touch("b", 0.5)
+    assert index.since(1.0) == ["c", "a"] and index.since(0.0) == ["b", "c", "a"]
+    index.drop("c")
+    assert index.since(0.0) == ["b", "a"] and len(index) == 2
+
+
+def _count_resolves(realm: Realm, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    resolve = realm.resolve
+
+    def counting(row: Any, path: str) -> Any:
+        calls[0] += 1
+        return resolve(row, path)
+
+    monkeypatch.setattr(realm, "resolve", counting)
+    return calls
+
+
+async def test_quickbooks_incremental_reads_look_only_at_rows_changed_since(
+        qbo_state: QuickBooksState, make_qbo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_customers(qbo_state, 2000, random.Random(5))
+    connector: QuickBooksConnector = make_qbo()
+    realm = qbo_state.realm()
+    qbo_state.clock.advance(60)
+    since = qbo_time(qbo_state.clock.now(), millis=True)
+    qbo_state.clock.advance(1)
+    for record_id in ("1500", "7", "1999"):
+        qbo_state.user_update("Customer", record_id, {"Notes": "changed"})
+    calls = _count_resolves(realm, monkeypatch)
+    page = await connector.fetch("account", encode(CdcCursor(since=since)))
+    assert sorted(int(r.id) for r in page.records) == [7, 1500, 1999]
+    body = realm.query(f"SELECT * FROM Customer WHERE Metadata.LastUpdatedTime >= '{since}' MAXRESULTS 1000")
+    assert [c["Id"] for c in body["Customer"]] == ["7", "1500", "1999"]  # in the table's (Id) order
+    assert calls[0] <= 3 * 4  # a few conditions of three rows, not 2,000 rows
+    assert isinstance(decode(page.cursor), CdcCursor)
+
+
+async def test_salesforce_incremental_query_looks_only_at_rows_changed_since(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    with sf_state.transaction():
+        old = [sf_state.user_create("Account", {"Name": f"Old {i}"}) for i in range(500)]
+    page = await sf.fetch("account", None)
+    assert len(page.records) == 500 and not page.more
+    sf_state.clock.advance(60)
+    sf_state.user_create("Account", {"Name": "Marker"})  # moves the watermark past the 500
+    page = await sf.fetch("account", page.cursor)
+    sf_state.clock.advance(60)
+    sf_state.user_update("Account", old[3], {"Website": "https://changed.example"})
+    calls = [0]
+    matches = soql.matches
+
+    def counting(node: Any, row: dict[str, Any]) -> bool:
+        calls[0] += 1
+        return matches(node, row)
+
+    monkeypatch.setattr(soql, "matches", counting)
+    page = await sf.fetch("account", page.cursor)
+    assert [r.id for r in page.records] == [old[3]] and not page.more
+    assert calls[0] == 2  # the rows changed since the watermark minus the overlap: the marker and old[3]

@@ -1,0 +1,54 @@
+"""The benchmarks run valid configurations, and the daemon refuses one that is not (issue 10, item 7: the
+throughput benchmark kept the demo's provisioning and reconciliation jobs while syncing only accounts; its
+provisioner failed 929 times on `NOGROUP` and the jobs on `KeyError`, each with a full traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from accord.app import Daemon
+from accord.config.load import ConfigError, loads
+from accord.config.settings import ReconcileJob
+from tests.test_config import GOOD
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_CONFIG = """
+import json, sys
+from accord.config.load import check
+from accord.sandboxes.firm.world import World
+from bench.throughput import bench_settings
+world = World().start()
+try:
+    settings = bench_settings(world, "redis://127.0.0.1:1/0", sys.argv[1])
+finally:
+    world.stop()
+print(json.dumps({"errors": check(settings), "provisioning": settings.provisioning is not None,
+                  "reconcile": sorted(settings.reconcile), "entities": sorted(settings.entities)}))
+"""
+
+
+def test_the_throughput_benchmark_runs_a_valid_configuration(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", BENCH_CONFIG, str(tmp_path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)  # ``bench`` is imported from the repository root, as it is run
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found == {"errors": [], "provisioning": False, "reconcile": [], "entities": ["account"]}
+
+
+def test_the_daemon_refuses_settings_built_in_code_that_fail_the_checks() -> None:
+    settings = loads(GOOD, env={"SF_SECRET": "x"})
+    bad = msgspec.structs.replace(settings, reconcile={
+        "invoices": ReconcileJob(entity="invoice", source="erp", target="crm")})
+    daemon = Daemon(bad)
+    with pytest.raises(ConfigError) as err:
+        asyncio.run(daemon.run(signals=False, own_ray=False))
+    assert err.value.errors == ["$.reconcile.invoices.entity: `invoice` is not configured under [entities]; "
+                                "add [entities.invoice] or remove [reconcile.invoices]"]
+    assert daemon.embedded is None and daemon.supervisor is None  # refused before anything started
