@@ -1,7 +1,7 @@
 """Batched, idempotent writes to QuickBooks Online.
 
-One ``POST /batch?requestid=...`` per at most 30 ops; one op alone, or ops arriving while the realm's
-batch window (40 per minute) is spent but single requests are not, go as single idempotent requests
+One ``POST /batch?requestid=...`` per at most 30 ops; ops arriving while the realm's batch window (40
+per minute) is spent but single requests are not go as single idempotent requests
 (``POST /{entity}?requestid=...``), so a month-end drain uses both quotas. The requestid is derived from the ops' keys, so an
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
@@ -159,7 +159,7 @@ class BatchWriter:
                 results[i] = WriteResult(gid=ops[i].gid, ok=False, error=exc)
         if not items:
             return []
-        if not await self._as_batch(len(items)):
+        if not await self._as_batch():
             return await self._run_singly(spec, ops, items, results, salt=salt)
         sent = [ops[int(b)] for b in items]
         body = await self._api.call("POST", "/batch", params={"requestid": request_id(spec.canonical, sent, salt)},
@@ -176,11 +176,9 @@ class BatchWriter:
                 results[i] = outcome
         return stale
 
-    async def _as_batch(self, items: int) -> bool:
-        """One ``/batch`` for several items, unless the realm's batch window is spent while single
-        requests are still free (then each item goes alone: the month-end drain uses both quotas)."""
-        if items == 1:
-            return False  # one op alone costs one request, and leaves the batch window to full batches
+    async def _as_batch(self) -> bool:
+        """One ``/batch`` for the items, unless the realm's batch window is spent while single requests
+        are still free (then each item goes alone: a month-end drain uses both quotas)."""
         budget = self._api.budget
         return await budget.available("batch") or not await budget.available("*")
 

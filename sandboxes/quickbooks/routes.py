@@ -3,12 +3,13 @@ token, company, ``minorversion``), requestid replay, the token endpoint and the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 import msgspec
@@ -32,6 +33,8 @@ REALM_QUOTAS = ["per_minute", "per_second", "concurrent"]  # every API call; /ba
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 RealmHandler = Callable[[Request, Realm], Awaitable[Response]]
+
+T = TypeVar("T")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -138,6 +141,15 @@ def replayable(state: QuickBooksState, request: Request, realm: Realm, max_len: 
                     headers={"intuit_tid": uuid.uuid4().hex})
 
 
+async def off_loop(state: QuickBooksState, work: Callable[..., T], *args: Any) -> T:
+    """Run ``work`` under the state's lock in a worker thread: the event loop stays free to take (and
+    stamp, for the quotas) the requests arriving meanwhile, as a real service's many workers would."""
+    def locked() -> T:
+        with state.lock:
+            return work(*args)
+    return await asyncio.to_thread(locked)
+
+
 def token_endpoint(state: QuickBooksState) -> Endpoint:
     """``POST /oauth2/v1/tokens/bearer``: the refresh-token grant with HTTP Basic client auth."""
 
@@ -192,8 +204,7 @@ class Handlers:
 
     async def query(self, request: Request, realm: Realm) -> Response:
         text = (await request.body()).decode() if request.method == "POST" else request.query_params.get("query", "")
-        with self.state.lock:
-            result = realm.query(text)
+        result = await off_loop(self.state, realm.query, text)
         return json_response({"QueryResponse": result, "time": self.now()})
 
     async def cdc(self, request: Request, realm: Realm) -> Response:
@@ -213,13 +224,16 @@ class Handlers:
         if self.state.clock.now() - start > CDC_WINDOW:
             raise QboFault(400, "2010", "Invalid changedSince", f"changedSince {raw} is more than 30 days ago; "
                            "change data capture covers the last 30 days: run a full query", element="changedSince")
-        with self.state.lock:
+        def blocks() -> list[dict[str, Any]]:
             changed, _ = realm.changed_since(names, start, CDC_MAX_OBJECTS)
-            blocks = []
+            out = []
             for name in names:
                 objects = [realm.render(ENTITY_TYPES[name], row) for n, row in changed if n == name]
-                blocks.append({name: objects, "startPosition": 1, "maxResults": len(objects)} if objects else {})
-        return json_response({"CDCResponse": [{"QueryResponse": blocks}], "time": self.now()})
+                out.append({name: objects, "startPosition": 1, "maxResults": len(objects)} if objects else {})
+            return out
+
+        return json_response({"CDCResponse": [{"QueryResponse": await off_loop(self.state, blocks)}],
+                              "time": self.now()})
 
     def _batch_item(self, realm: Realm, item: dict[str, Any]) -> dict[str, Any]:
         bid = item.get("bId")
@@ -245,7 +259,7 @@ class Handlers:
         if "requestid" in request.query_params and any(len(str(i.get("bId", ""))) > 10 for i in items):
             raise QboFault(400, "2010", "Invalid bId", "bId must be at most 10 characters when requestid is set",
                            element="bId")
-        return replayable(self.state, request, realm, 36, lambda: {
+        return await asyncio.to_thread(replayable, self.state, request, realm, 36, lambda: {
             "BatchItemResponse": [self._batch_item(realm, i) for i in items], "time": self.now()})
 
     async def write(self, request: Request, realm: Realm, etype: EntityType) -> Response:
@@ -256,16 +270,15 @@ class Handlers:
             row = self.state.write(realm, etype, operation, body, "API app")
             return {etype.name: realm.render(etype, row), "time": self.now()}
 
-        return replayable(self.state, request, realm, 50, execute)
+        return await asyncio.to_thread(replayable, self.state, request, realm, 50, execute)
 
     async def read(self, request: Request, realm: Realm, etype: EntityType) -> Response:
-        with self.state.lock:
-            record = realm.render(etype, realm.row(etype, request.path_params["id"]))
+        record = await off_loop(self.state, lambda: realm.render(etype, realm.row(etype, request.path_params["id"])))
         return json_response({etype.name: record, "time": self.now()})
 
     async def listing(self, request: Request, realm: Realm, etype: EntityType) -> Response:
-        with self.state.lock:
-            rows = [realm.render(etype, r) for r in realm.tables[etype.name].values() if not r.deleted]
+        rows = await off_loop(self.state, lambda: [realm.render(etype, r) for r in realm.tables[etype.name].values()
+                                                   if not r.deleted])
         response = {etype.name: rows, "startPosition": 1, "maxResults": len(rows)} if rows else {}
         return json_response({"QueryResponse": response, "time": self.now()})
 
