@@ -105,18 +105,19 @@ async def budget_families(redis: Redis, settings: Settings, keys: Keys) -> list[
     used = GaugeMetricFamily("accord_api_budget_used_ratio",
                              "Grants in the window's last period over its limit (1: saturated; every caller "
                              "of the account shares it)", labels=["system", "window"])
-    counters = {name: CounterMetricFamily(f"accord_api_budget_{name}", doc, labels=["system"])
-                for name, doc in (("grants", "Requests the account's budget granted"),
-                                  ("refusals", "Requests the account's budget refused (the caller waited)"),
-                                  ("throttles", "Throttle signals (429, quota usage) that paused every caller"))}
+    counters = [(CounterMetricFamily(name, doc, labels=["system"]), field_name) for name, field_name, doc in (
+        ("accord_api_budget_grants", "granted", "Requests the account's budget granted"),
+        ("accord_api_budget_refusals", "denied", "Requests the account's budget refused (the caller waited)"),
+        ("accord_api_budget_throttles", "throttled", "Throttle signals (429, quota usage) that paused every caller"),
+    )]
     for system, system_settings in sorted(settings.systems.items()):
         store = RedisBudgetStore(redis, keys, system, system_settings.limits())
         for window, ratio in (await store.used()).items():
             used.add_metric([system, window_label(window)], ratio)
         counts = await store.counts()
-        for name, field_name in (("grants", "granted"), ("refusals", "denied"), ("throttles", "throttled")):
-            counters[name].add_metric([system], float(counts[field_name]))
-    return [used, *counters.values()]
+        for family, field_name in counters:
+            family.add_metric([system], float(counts[field_name]))
+    return [used, *(family for family, _ in counters)]
 
 
 async def poll_interval_family(redis: Redis, settings: Settings, keys: Keys) -> Any:

@@ -200,7 +200,7 @@ async def _act(settings: Settings, url: str, args: argparse.Namespace, entities:
     redis = connect(url)
     try:
         if args.show:
-            views = await gather(redis, settings, entities)
+            views = await gather(redis, settings, entities, gap=SAMPLE_GAP)
             print(show_json(views) if args.json else render_show(views))
             return EXIT_OK
         [entity] = entities
