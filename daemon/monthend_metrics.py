@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pipeline_metrics.render imports this module
     from accord.pipeline_metrics import Counters
 
 HORIZON = 300.0  # seconds of acked totals a drain rate is taken over
+MAX_SAMPLES = 1024  # per pair: a scraper far more eager than Prometheus shortens the horizon, not memory
 
 
 def window_label(window: RateLimit) -> str:
@@ -52,7 +53,7 @@ class DrainRates:
     def observe(self, acked: Mapping[tuple[str, str], int]) -> None:
         now = self.clock()
         for pair, total in acked.items():
-            samples = self._samples.setdefault(pair, deque())
+            samples = self._samples.setdefault(pair, deque(maxlen=MAX_SAMPLES))
             if samples and total < samples[-1][1]:
                 samples.clear()
             samples.append((now, total))

@@ -8,6 +8,7 @@ import math
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
@@ -22,6 +23,7 @@ from accord.pipeline_metrics import render
 from accord.scalecli import Budget, read_budgets, verdict
 from accord.streams.keys import Keys
 from accord.supervisor import Supervisor, desired_replicas, reset_replicas, set_replicas
+from accord.web import build_app
 from tests.helpers import CRM_AND_ERP
 
 # ERP windows an hour long, so nothing leaves them while a test runs
@@ -160,6 +162,21 @@ async def test_drain_eta_between_scrapes(real_redis: Redis, settings: Settings) 
     clock.now += 15
     assert (await eta())[erp] == math.inf  # lag, and nothing acked within the horizon
     assert "accord_backlog_drain_eta_seconds" not in (await render(real_redis, settings)).decode()
+
+
+async def test_the_web_app_keeps_drain_rates_between_scrapes(fake_redis: Redis, settings: Settings) -> None:
+    keys = Keys("m")
+    await fake_redis.hset(keys.produced("account"), mapping={"0": 9})
+    await fake_redis.hset(keys.acked("account", "crm"), mapping={"0": 9})
+    await fake_redis.hset(keys.acked("account", "erp"), mapping={"0": 4})
+    app = build_app(settings, fake_redis, supervisor=None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://accord") as client:
+        first = samples((await client.get("/metrics")).content)
+        second = samples((await client.get("/metrics")).content)
+    crm, erp = (("entity", "account"), ("target", "crm")), (("entity", "account"), ("target", "erp"))
+    assert first["accord_backlog_drain_eta_seconds", crm] == 0.0
+    assert ("accord_backlog_drain_eta_seconds", erp) not in first
+    assert second["accord_backlog_drain_eta_seconds", erp] == math.inf  # lag 5, nothing acked since the first
 
 
 # -- whether more writers help --------------------------------------------------------------------------------
