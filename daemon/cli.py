@@ -45,13 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     mapping.add_argument("--entity", required=True)
     mapping.add_argument("--to", action="store_true", help="canonical JSON in, the system's wire JSON out")
 
-    scale = sub.add_parser("scale", help="ask the running daemon to change an entity's writer replicas")
-    scale.add_argument("--config", required=True)
-    scale.add_argument("--entity", required=True)
-    scale.add_argument("--replicas", type=int, required=True)
+    from accord import deskcli, opscli, scalecli
 
-    from accord import deskcli, opscli
-
+    scalecli.add_parser(sub)
     deskcli.add_parsers(sub)
     opscli.add_parsers(sub)
     return parser
@@ -155,41 +151,16 @@ def _run(path: str) -> int:
         return EXIT_FAILED
 
 
-def _scale(path: str, entity: str, replicas: int) -> int:
-    from accord.actors.context import connect
-    from accord.config.load import load
-    from accord.streams.keys import Keys
-    from accord.supervisor import set_replicas
+def _scale(args: argparse.Namespace) -> int:
+    from accord.scalecli import run
 
-    settings = load(path)
-    if entity not in settings.entities:
-        print(f"--entity: `{entity}` is not configured; expected one of {', '.join(settings.entities)}",
-              file=sys.stderr)
-        return EXIT_CONFIG
-    if not 1 <= replicas <= settings.streams.partitions:
-        print(f"--replicas: {replicas} must be between 1 and streams.partitions ({settings.streams.partitions})",
-              file=sys.stderr)
-        return EXIT_CONFIG
-    if not settings.redis.url:
-        print("scale needs redis.url in the config", file=sys.stderr)
-        return EXIT_CONFIG
-
-    async def go() -> None:
-        redis = connect(settings.redis.url or "")
-        try:
-            await set_replicas(redis, Keys(settings.namespace), entity, replicas)
-        finally:
-            await redis.aclose()
-
-    asyncio.run(go())
-    print(f"asked for {replicas} {entity} writer replica(s)")
-    return EXIT_OK
+    return run(args)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": lambda args: _check(args.config, args.live),
     "run": lambda args: _run(args.config),
-    "scale": lambda args: _scale(args.config, args.entity, args.replicas),
+    "scale": _scale,
     "exceptions": _desk,
     "trace": _desk,
     "replay": _replay,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from accord.actors.provision.process import Provisions
 from accord.config.settings import Settings
+from accord.monthend_metrics import DrainRates, monthend_families
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
@@ -115,6 +116,7 @@ class Counters:
     produced: int  # change records ever added, every entity and partition
     acked: int  # change records ever acked, every target group
     lag: dict[tuple[str, str, int], int]  # (entity, target, partition) -> produced − acked, where positive
+    acked_by: dict[tuple[str, str], int] = field(default_factory=dict)  # (entity, target) -> acked, every partition
 
 
 async def read_counters(redis: Redis, settings: Settings, keys: Keys) -> Counters:
@@ -129,15 +131,16 @@ async def read_counters(redis: Redis, settings: Settings, keys: Keys) -> Counter
     n = len(settings.entities)
     produced = {e: int_map(r) for e, r in zip(settings.entities, replies[:n], strict=True)}
     lag: dict[tuple[str, str, int], int] = {}
-    acked_total = 0
+    acked_by: dict[tuple[str, str], int] = {}
     for (entity, target), acked_raw in zip(pairs, replies[n:], strict=True):
         acked = int_map(acked_raw)
-        acked_total += sum(acked.values())
+        acked_by[entity, target] = sum(acked.values())
         for p in range(settings.streams.partitions):
             behind = produced[entity].get(str(p), 0) - acked.get(str(p), 0)
             if behind > 0:
                 lag[(entity, target, p)] = behind
-    return Counters(produced=sum(sum(c.values()) for c in produced.values()), acked=acked_total, lag=lag)
+    return Counters(produced=sum(sum(c.values()) for c in produced.values()), acked=sum(acked_by.values()), lag=lag,
+                    acked_by=acked_by)
 
 
 class _Snapshot(Collector):
@@ -174,12 +177,14 @@ _API_KINDS = {
 }
 
 
-async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, Any] | None = None) -> bytes:
-    """The full /metrics page."""
+async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, Any] | None = None,
+                 drains: DrainRates | None = None) -> bytes:
+    """The full /metrics page (``drains``: the acked totals the app keeps between scrapes, for drain ETAs)."""
     keys = Keys(settings.namespace)
     stats = Stats(keys)
     families: list[Any] = []
     families.extend(_slot_families(await slot_stats(redis, settings, keys)))
+    families.extend(await monthend_families(redis, settings, keys, await read_counters(redis, settings, keys), drains))
     families.extend(_counter_families(await stats.read(redis, Stats.RECORDS), await stats.read(redis, Stats.API)))
     exc_len = GaugeMetricFamily("accord_exceptions_stream_length", "Entries in the exceptions stream")
     exc_len.add_metric([], float(await redis.xlen(keys.exceptions())))

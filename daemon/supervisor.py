@@ -25,7 +25,7 @@ from accord.actors.remote import poller_actor, provisioner_actor, scheduler_acto
 from accord.config.settings import Settings
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
-from accord.streams.replies import text_keys
+from accord.streams.replies import text_map
 
 
 def assign_partitions(partitions: int, replicas: int) -> list[list[int]]:
@@ -174,10 +174,10 @@ class Supervisor:
 
     # -- scale -------------------------------------------------------------------------------
     async def _load_control(self) -> None:
-        control = text_keys(await self.redis.hgetall(self.keys.control()))
-        for name, value in control.items():
-            if name.startswith("replicas:") and name[9:] in self.replicas:
-                self.replicas[name[9:]] = max(1, min(int(value), self.settings.streams.partitions))
+        """The replicas wanted now: the config's, with the overrides ``accord scale`` left on top (an
+        override deleted by ``accord scale --reset`` gives the config's value back)."""
+        control = text_map(await self.redis.hgetall(self.keys.control()))
+        self.replicas = {entity: wanted.replicas for entity, wanted in desired_replicas(self.settings, control).items()}
 
     async def _rescale_if_asked(self) -> None:
         before = dict(self.replicas)
@@ -213,6 +213,39 @@ class Supervisor:
         await asyncio.gather(*(stop(m) for m in managed))
 
 
+@dataclass(frozen=True)
+class Replicas:
+    """How many writer replicas of an entity run, and why: ``config`` or an ``override`` (``accord scale``)."""
+
+    replicas: int
+    source: str
+    configured: int
+
+
+def desired_replicas(settings: Settings, control: dict[str, str]) -> dict[str, Replicas]:
+    """Each entity's replicas: its config value, or the override in the control hash (clamped to
+    1..streams.partitions; an override that is not a number is ignored and logged)."""
+    wanted = {}
+    for entity, ent in settings.entities.items():
+        override = control.get(f"replicas:{entity}")
+        wanted[entity] = Replicas(ent.replicas, "config", ent.replicas)
+        if override is None:
+            continue
+        try:
+            replicas = int(override)
+        except ValueError:
+            logger.warning("control replicas:{} = {!r} is not a number; using the config's {}", entity, override,
+                           ent.replicas)
+            continue
+        wanted[entity] = Replicas(max(1, min(replicas, settings.streams.partitions)), "override", ent.replicas)
+    return wanted
+
+
 async def set_replicas(redis: Redis, keys: Keys, entity: str, replicas: int) -> None:
     """Ask the running supervisor to rescale an entity's writers (``accord scale``)."""
     await redis.hset(keys.control(), f"replicas:{entity}", replicas)
+
+
+async def reset_replicas(redis: Redis, keys: Keys, entity: str) -> bool:
+    """Drop the override of an entity's replicas, so the config's value applies again (False: there was none)."""
+    return bool(await redis.hdel(keys.control(), f"replicas:{entity}"))

@@ -21,6 +21,7 @@ from accord.config.settings import Settings
 from accord.config.systems import SystemSettings
 from accord.connectors.registry import spec_of
 from accord.deskweb import desk_routes
+from accord.monthend_metrics import DrainRates
 from accord.pipeline_metrics import render
 from accord.streams.keys import Keys
 
@@ -34,10 +35,11 @@ class StatusSource(Protocol):
 
 def build_app(settings: Settings, redis: Redis, supervisor: StatusSource | None) -> Starlette:
     keys = Keys(settings.namespace)
+    drains = DrainRates()  # acked totals between scrapes, for accord_backlog_drain_eta_seconds
 
     async def metrics(_: Request) -> Response:
         status = supervisor.status() if supervisor is not None else None
-        body = await render(redis, settings, status)
+        body = await render(redis, settings, status, drains)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def healthz(_: Request) -> Response:

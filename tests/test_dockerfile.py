@@ -29,6 +29,7 @@ KUBERNETES = ROOT / "deploy" / "kubernetes" / "accord.yaml"
 ALERTS = ROOT / "deploy" / "alerts.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
 PIPELINE_METRICS = ROOT / "daemon" / "pipeline_metrics.py"
+MONTHEND_METRICS = ROOT / "daemon" / "monthend_metrics.py"
 PRODUCTION_TOML = ROOT / "config" / "examples" / "production.toml"
 
 ENV_REF = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::-[^}]*)?\}")
@@ -421,7 +422,7 @@ def test_prometheus_scrapes_the_daemon() -> None:
 
 
 def test_alerts_use_metrics_the_daemon_exposes() -> None:
-    source = PIPELINE_METRICS.read_text(encoding="utf-8")
+    source = PIPELINE_METRICS.read_text(encoding="utf-8") + MONTHEND_METRICS.read_text(encoding="utf-8")
     exposed = set(re.findall(r"[\"'](accord_[a-z0-9_]+)[\"']", source))
     exprs = re.findall(r"^\s*expr:\s*(.+)$", ALERTS.read_text(encoding="utf-8"), re.M)
     assert len(exprs) >= 6
@@ -429,10 +430,11 @@ def test_alerts_use_metrics_the_daemon_exposes() -> None:
     assert used
     for name in sorted(used):
         base = name.removesuffix("_total")
-        assert base in exposed, f"alerts.yml uses {name}, which daemon/pipeline_metrics.py does not expose"
+        assert base in exposed, f"alerts.yml uses {name}, which daemon/*_metrics.py does not expose"
     for expr in exprs:
         for name in re.findall(r"\b(?:rate|increase|irate)\(\s*(accord_[a-z0-9_]+)", expr):
             assert name.endswith("_total"), f"{name}: counters are exposed with a _total suffix"
     for required in ("accord_stream_lag_seconds", "accord_stream_oldest_pending_seconds", "accord_exceptions_total",
-                     "accord_actor_up", "accord_api_rate_limited_total", "accord_governance_violations_total"):
+                     "accord_actor_up", "accord_api_rate_limited_total", "accord_governance_violations_total",
+                     "accord_backlog_drain_eta_seconds", "accord_api_budget_used_ratio"):
         assert required in used, f"no alert on {required}"
