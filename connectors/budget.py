@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import math
 import random
 import time
 import uuid
@@ -56,6 +57,11 @@ class Priority(IntEnum):
 
 
 _priority: ContextVar[Priority] = ContextVar("accord_request_priority", default=Priority.FRESH)
+_held: ContextVar[str | None] = ContextVar("accord_request_grant_held", default=None)
+
+
+class NotGranted(Exception):
+    """``slot(kind, within=...)`` found no grant in time (the caller does something else instead)."""
 
 
 @contextlib.contextmanager
@@ -114,14 +120,25 @@ class RequestBudget:
     def windows(self, kind: str) -> tuple[RateLimit, ...]:
         return tuple(w for w in self.limits.windows if w.counts(kind))
 
+    def pace(self, kind: str = "*") -> float:
+        """Seconds between two grants of ``kind`` when its windows are saturated (their even pace)."""
+        return max(((w.period + margin(w.period)) / w.requests for w in self.windows(kind)), default=0.0)
+
     @contextlib.asynccontextmanager
-    async def slot(self, kind: str = "*") -> AsyncIterator[None]:
-        """Hold a grant for one request of ``kind`` while it runs (its concurrency slot is freed after)."""
+    async def slot(self, kind: str = "*", *, within: float | None = None) -> AsyncIterator[None]:
+        """Hold a grant for one request of ``kind`` while it runs (its concurrency slot is freed after).
+        ``within``: give up with ``NotGranted`` when no grant came in that many seconds. A request sent
+        inside the block under the same ``kind`` (``HttpSession.send``) uses this grant."""
+        if _held.get() == kind:
+            yield
+            return
         holder = uuid.uuid4().hex
-        await self._acquire(self.windows(kind), holder)
+        await self._acquire(self.windows(kind), holder, within)
+        token = _held.set(kind)
         try:
             yield
         finally:
+            _held.reset(token)
             if self.limits.concurrency:
                 with contextlib.suppress(Exception):  # the lease frees a slot we could not give back
                     await asyncio.shield(self.store.give_back(holder))
@@ -130,10 +147,14 @@ class RequestBudget:
         """Whether a request of ``kind`` would be granted now (nothing is taken)."""
         return await self.store.take(self.windows(kind), current_priority(), "", dry=True) <= 0
 
-    async def _acquire(self, windows: tuple[RateLimit, ...], holder: str) -> None:
+    async def _acquire(self, windows: tuple[RateLimit, ...], holder: str, within: float | None = None) -> None:
         priority, started = current_priority(), time.monotonic()
-        if await self.store.take(windows, priority, holder) <= 0:
+        deadline = started + within if within is not None else math.inf
+        first = await self.store.take(windows, priority, holder)
+        if first <= 0:
             return
+        if started + first > deadline:
+            raise NotGranted(f"no grant within {within}s")
         if self._gate is None:
             self._gate = asyncio.Lock()
         async with self._gate:
@@ -145,6 +166,8 @@ class RequestBudget:
                 if wait <= 0:
                     self.waited += waited
                     return
+                if time.monotonic() + wait > deadline:
+                    raise NotGranted(f"no grant within {within}s")
                 await asyncio.sleep(min(wait, MAX_SLEEP) * random.uniform(1.0, 1.1))
 
     async def throttled(self, retry_after: float | None) -> None:

@@ -1,7 +1,7 @@
 """Batched, idempotent writes to QuickBooks Online.
 
-One ``POST /batch?requestid=...`` per at most 30 ops; ops arriving while the realm's batch window (40
-per minute) is spent but single requests are not go as single idempotent requests
+One ``POST /batch?requestid=...`` per at most 30 ops; when the realm's batch window (40 per minute)
+would keep them waiting longer than single requests would take, the ops go as single idempotent requests
 (``POST /{entity}?requestid=...``), so a month-end drain uses both quotas. The requestid is derived from the ops' keys, so an
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from accord.connectors.base import WriteOp, WriteResult, deep_merge
+from accord.connectors.budget import NotGranted
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.faults import first_error
@@ -159,12 +160,16 @@ class BatchWriter:
                 results[i] = WriteResult(gid=ops[i].gid, ok=False, error=exc)
         if not items:
             return []
-        if not await self._as_batch():
-            return await self._run_singly(spec, ops, items, results, salt=salt)
         sent = [ops[int(b)] for b in items]
-        body = await self._api.call("POST", "/batch", params={"requestid": request_id(spec.canonical, sent, salt)},
-                                    json={"BatchItemRequest": [{"bId": b, **item} for b, item in items.items()]},
-                                    headers=_headers(sent))
+        budget = self._api.budget
+        try:  # a batch, unless its window keeps us waiting longer than single requests would take
+            async with budget.slot("batch", within=len(items) * budget.pace("*")):
+                body = await self._api.call("POST", "/batch",
+                                            params={"requestid": request_id(spec.canonical, sent, salt)},
+                                            json={"BatchItemRequest": [{"bId": b, **item} for b, item in items.items()]},
+                                            headers=_headers(sent))
+        except NotGranted:
+            return await self._run_singly(spec, ops, items, results, salt=salt)
         answers = {str(a.get("bId")): a for a in body.get("BatchItemResponse") or [] if isinstance(a, dict)}
         stale: list[int] = []
         for bid in items:
@@ -175,12 +180,6 @@ class BatchWriter:
             else:
                 results[i] = outcome
         return stale
-
-    async def _as_batch(self) -> bool:
-        """One ``/batch`` for the items, unless the realm's batch window is spent while single requests
-        are still free (then each item goes alone: a month-end drain uses both quotas)."""
-        budget = self._api.budget
-        return await budget.available("batch") or not await budget.available("*")
 
     async def _run_singly(self, spec: EntitySpec, ops: list[WriteOp], items: dict[str, dict[str, Any]],
                           results: dict[int, WriteResult], *, salt: str) -> list[int]:
