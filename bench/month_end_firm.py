@@ -3,10 +3,11 @@
 * ``MonthEndFirm``: a Harvest PSA sandbox and a QuickBooks ERP sandbox enforcing their documented quotas,
   every window shortened by ``quota_scale``; the PSA holds a 200-consultant firm (clients, projects with
   their tasks, one project team per consultant) and, when ``close_month`` runs, a month of approved,
-  billable time (``entries`` time entries, all at once: the month's approvals).
+  billable time (``entries`` time entries, all at once: the month's approvals). Windows the scale would
+  make shorter than 1 s keep 1 s with a proportional count (``accord.sandboxes.quota``).
 * ``month_end_settings``: the daemon's configuration, written as TOML and loaded by the same loader as
   ``accord check`` (so it is a valid configuration): PSA clients, people, projects, tasks and time flow
-  to the ERP; the client's budget windows are the sandbox's scaled quotas.
+  to the ERP; the client's budget windows are the sandboxes' scaled quotas, read from the sandboxes.
 * ``naive_drain``: the reference a hand-written integration would be: one POST per entry, in order, and
   on a 429 wait what ``Retry-After`` says (1 s doubling when it says nothing).
 """
@@ -114,8 +115,12 @@ class MonthEndFirm:
 
 def month_end_settings(firm: MonthEndFirm, redis_url: str, data_dir: str, replicas: int) -> Settings:
     """The benchmark's configuration (loaded and validated as ``accord check`` would)."""
-    scale = firm.quota_scale
-    minute, second, harvest = QBO["minute"][1] / scale, QBO["second"][1] / scale, HARVEST[1] / scale
+    erp = firm.erp.quota_stats()["limits"]  # the sandboxes' windows as they count them (scaled)
+    psa = firm.psa.quota_stats()["limits"]["per_15s"]
+
+    def window(shape: dict[str, Any]) -> str:
+        return f'{{ requests = {shape["scaled_limit"]}, period = {shape["window"]} }}'
+
     text = f"""
 namespace = "monthend"
 data_dir = "{data_dir}"
@@ -127,7 +132,7 @@ num_cpus = 2
 actor_cpus = 0.05
 [streams]
 partitions = 16
-read_count = 200
+read_count = 30
 idle_wait = "50ms"
 lease_ttl = "5s"
 [systems.psa]
@@ -135,7 +140,7 @@ kind = "harvest"
 base_url = "{firm.psa_server.url}"
 account_id = "{ACCOUNT}"
 access_token = "{PAT}"
-rate_limit = {{ requests = {HARVEST[0]}, period = {harvest} }}
+rate_limit = {window(psa)}
 [systems.erp]
 kind = "quickbooks"
 base_url = "{firm.erp_server.url}"
@@ -144,9 +149,9 @@ realm_id = "{firm.erp.realm_id}"
 client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 refresh_token = "{REFRESH}"
-rate_limit = {{ requests = {QBO["minute"][0]}, period = {minute} }}
-second_limit = {{ requests = {QBO["second"][0]}, period = {second} }}
-batch_limit = {{ requests = {QBO["batch"][0]}, period = {minute} }}
+rate_limit = {window(erp["per_minute"])}
+second_limit = {window(erp["per_second"])}
+batch_limit = {window(erp["batch"])}
 max_concurrent = {QBO["concurrent"]}
 """
     for entity in ("account", "resource", "project", "task"):

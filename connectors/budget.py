@@ -53,7 +53,7 @@ class Priority(IntEnum):
 
     FRESH = 0  # a change that just happened (a small write queue, provisioning)
     BACKLOG = 1  # changes already waiting in numbers (month-end), parked work that can now go
-    POLL = 2  # routine reads: polls, reconciliation
+    POLL = 2  # routine reads (polls, reconciliation), and single requests standing in for a batch
 
 
 _priority: ContextVar[Priority] = ContextVar("accord_request_priority", default=Priority.FRESH)
@@ -86,7 +86,7 @@ def margin(period: float) -> float:
 
 def burst(limit: int) -> int:
     """How many grants of a window may go at once after a pause (the rest are paced evenly)."""
-    return limit if limit <= 10 else max(3, limit // 100)
+    return limit if limit <= 10 else 2
 
 
 def reserve(limit: int) -> int:
@@ -115,7 +115,8 @@ class RequestBudget:
         self.store = store
         self.pause_on_usage = pause_on_usage
         self.waited = 0.0  # seconds callers of this object spent waiting for grants (a metric)
-        self._gate: asyncio.Lock | None = None  # one asker per process: refused callers queue here, not in Redis
+        self._gates: dict[tuple[RateLimit, ...], asyncio.Lock] = {}  # one asker per process and kind: refused
+        # callers queue here, not in Redis
 
     def windows(self, kind: str) -> tuple[RateLimit, ...]:
         return tuple(w for w in self.limits.windows if w.counts(kind))
@@ -155,9 +156,7 @@ class RequestBudget:
             return
         if started + first > deadline:
             raise NotGranted(f"no grant within {within}s")
-        if self._gate is None:
-            self._gate = asyncio.Lock()
-        async with self._gate:
+        async with self._gates.setdefault(windows, asyncio.Lock()):
             while True:
                 waited = time.monotonic() - started
                 if priority is Priority.POLL and waited >= POLL_PATIENCE:

@@ -18,6 +18,12 @@ Rules:
 * **quota_scale** (float >= 1, default 1 = the real windows): every window's length is divided by it and
   the counts stay the same, so QuickBooks' 500 per 60 s becomes 500 per 3 s at ``quota_scale=20``. A
   benchmark of a month-end close then runs in minutes and still meets every quota at its real count.
+  **Except** a window that would become shorter than ``MIN_SCALED_WINDOW`` (1 s): it keeps 1 s (or its
+  real period, if shorter) and its count grows in proportion (QuickBooks' 10 per second becomes 50 per
+  second at ``quota_scale=5``, not 10 per 0.2 s): the same rate, but a window shorter than the delays of
+  a busy host (tens of ms between a client's decision and the server's arrival stamp) would refuse
+  requests that no real server sees bunched. A benchmark's client budget must use the same shapes
+  (``stats()["limits"][name]``: ``scaled_limit`` per ``window`` seconds).
 * **Retry-After** is the time until the binding quota frees a slot: for a window, until the oldest request
   that holds the slot leaves it; a concurrency cap cannot know when a request ends, so it advises its
   ``retry_after`` (1 s unless set), divided by ``quota_scale`` like a window.
@@ -81,6 +87,9 @@ class Ticket:
         release, self._release = self._release, None
         if release is not None:
             release()
+
+
+MIN_SCALED_WINDOW = 1.0  # seconds: shorter scaled windows are below a busy host's timing noise
 
 
 def check_scale(scale: float) -> float:
@@ -148,9 +157,9 @@ class Quotas:
             self._windows[name].period = float(period)
 
     def period(self, name: str, *, real: bool = False) -> float:
-        """The window's length on the sandbox clock (its ``real`` period divided by ``quota_scale``)."""
+        """The window's length on the sandbox clock (see ``_shape``), or its ``real`` period."""
         with self._lock:
-            return self._windows[name].period / (1.0 if real else self._scale)
+            return self._windows[name].period if real else self._shape(self._windows[name])[1]
 
     def _quota(self, name: str) -> Window | Cap:
         quota = self._windows.get(name) or self._caps.get(name)
@@ -190,14 +199,24 @@ class Quotas:
             if self._in_flight[(name, key)] < cap.limit:
                 return None
             return self._refused(name, cap.retry_after / self._scale)
-        window = self._windows[name]
+        limit, length = self._shape(self._windows[name])
         hits = self._live(name, key, now)
-        if len(hits) < window.limit:
+        if len(hits) < limit:
             return None
-        if window.limit <= 0:
-            return self._refused(name, window.period / self._scale)
+        if limit <= 0:
+            return self._refused(name, length)
         # the slot frees when the request at len - limit (the oldest that still holds one) leaves
-        return self._refused(name, hits[len(hits) - window.limit] + window.period / self._scale - now)
+        return self._refused(name, hits[len(hits) - limit] + length - now)
+
+    def _shape(self, window: Window) -> tuple[int, float]:
+        """The window's count and length on the sandbox clock: its period divided by ``quota_scale``,
+        except that a window is not shortened below ``MIN_SCALED_WINDOW`` (nor its real period): it
+        keeps that length and its count grows in proportion, so the rate stays the same."""
+        length = window.period / self._scale
+        floor = min(window.period, MIN_SCALED_WINDOW)
+        if length >= floor or length <= 0:
+            return window.limit, length
+        return round(window.limit * floor / length), floor
 
     def _refused(self, name: str, wait: float) -> Refusal:
         return Refusal(name, wait, retry_after_value(wait, self._scale))
@@ -205,7 +224,7 @@ class Quotas:
     def _live(self, name: str, key: str, now: float) -> deque[float]:
         """The arrival times in the window ``(now - period, now]`` (older ones are dropped)."""
         hits = self._hits.setdefault((name, key), deque())
-        edge = now - self._windows[name].period / self._scale
+        edge = now - self._shape(self._windows[name])[1]
         while hits and hits[0] <= edge:
             hits.popleft()
         return hits
@@ -234,8 +253,8 @@ class Quotas:
         with self._lock:
             now = self._now()
             limits: dict[str, dict[str, Any]] = {
-                w.name: {"limit": w.limit, "period": w.period, "window": w.period / self._scale}
-                for w in self._windows.values()}
+                w.name: {"limit": w.limit, "period": w.period, "scaled_limit": self._shape(w)[0],
+                         "window": self._shape(w)[1]} for w in self._windows.values()}
             limits.update({c.name: {"limit": c.limit, "in_flight": True} for c in self._caps.values()})
             usage: dict[str, dict[str, int]] = {name: {} for name in limits}
             for name, key in list(self._hits):

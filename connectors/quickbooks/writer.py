@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from accord.connectors.base import WriteOp, WriteResult, deep_merge
-from accord.connectors.budget import NotGranted
+from accord.connectors.budget import NotGranted, Priority, requests_as
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.faults import first_error
@@ -199,7 +199,9 @@ class BatchWriter:
             return i, self._outcome(spec, ops[i], body)
 
         stale: list[int] = []
-        for i, outcome in await asyncio.gather(*(one(b, item) for b, item in items.items())):
+        with requests_as(Priority.POLL):  # they take what batches leave of the realm's requests (30 per batch)
+            done = await asyncio.gather(*(one(b, item) for b, item in items.items()))
+        for i, outcome in done:
             if outcome is None:
                 stale.append(i)
             else:

@@ -261,15 +261,17 @@ async def test_qbo_quota_scale_shortens_windows_and_retry_after(make_qbo: Callab
         assert_throttled(await qbo.get(), "14.75")  # 60 s / 4 = 15 s, decimal seconds
         qbo.advance(14.75)
         assert await qbo.statuses(4) == [200, 200, 200, 429]
-        qbo.state.per_second_limit = 10  # the per-second window is 0.25 s now
+        qbo.state.per_second_limit = 10  # not 10 per 0.25 s (below the 1 s floor): 40 per 1 s, the same rate
         qbo.advance(15.0)
         assert await qbo.statuses(3) == [200] * 3
         qbo.state.rate_limit = 500
-        assert await qbo.statuses(8) == [200] * 7 + [429]
+        assert await qbo.statuses(38) == [200] * 37 + [429]
         assert qbo.state.quota_stats()["throttled"]["per_second"] == 1
-        qbo.advance(0.125)
-        assert_throttled(await qbo.get(), "0.125")
-        qbo.advance(0.125)
+        assert qbo.state.quota_stats()["limits"]["per_second"] == {"limit": 10, "period": 1.0, "scaled_limit": 40,
+                                                                    "window": 1.0}
+        qbo.advance(0.5)
+        assert_throttled(await qbo.get(), "0.5")
+        qbo.advance(0.5)
         assert (await qbo.get()).status_code == 200
 
 
@@ -278,9 +280,9 @@ async def test_qbo_quota_admin_endpoint(qbo: Qbo) -> None:
     stats = (await qbo.client.get("/__sandbox__/quotas")).json()
     assert stats == {
         "quota_scale": 1.0,
-        "limits": {"per_minute": {"limit": 500, "period": 60.0, "window": 60.0},
-                   "per_second": {"limit": 10, "period": 1.0, "window": 1.0},
-                   "batch": {"limit": 40, "period": 60.0, "window": 60.0},
+        "limits": {"per_minute": {"limit": 500, "period": 60.0, "scaled_limit": 500, "window": 60.0},
+                   "per_second": {"limit": 10, "period": 1.0, "scaled_limit": 10, "window": 1.0},
+                   "batch": {"limit": 40, "period": 60.0, "scaled_limit": 40, "window": 60.0},
                    "concurrent": {"limit": 10, "in_flight": True}},
         "accepted": {"per_minute": 1, "per_second": 1, "batch": 0, "concurrent": 1},
         "throttled": {"per_minute": 0, "per_second": 0, "batch": 0, "concurrent": 0},

@@ -166,5 +166,5 @@ async def test_sf_quota_scale_shortens_the_day() -> None:
         await sf_call(client, "1/3")
         admin = (await client.get("/__sandbox__/quotas")).json()
         assert admin["quota_scale"] == 96.0 and admin["limits"]["daily"] == {
-            "limit": 3, "period": 86400.0, "window": 900.0}
+            "limit": 3, "period": 86400.0, "scaled_limit": 3, "window": 900.0}
         assert admin["throttled"] == {"daily": 2} and admin["usage"]["daily"] == {state.org_id: 1}
