@@ -36,6 +36,7 @@ from accord.connectors.budget import (
     RequestBudget,
     burst,
     margin,
+    reserve,
 )
 from accord.streams.keys import Keys
 
@@ -53,11 +54,12 @@ local n_windows = #KEYS - 2
 local tats = {}
 for i = 1, n_windows do
   local key = KEYS[i + 2]
-  local limit, period, burst = tonumber(ARGV[6 + 3 * i]), tonumber(ARGV[7 + 3 * i]), tonumber(ARGV[8 + 3 * i])
+  local limit, period, burst = tonumber(ARGV[5 + 4 * i]), tonumber(ARGV[6 + 4 * i]), tonumber(ARGV[7 + 4 * i])
+  local reserve = tonumber(ARGV[8 + 4 * i])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
   local kept = 0
   for p = 0, priority - 1 do
-    if tonumber(s[4 + p] or 0) > now - 2 * period then kept = kept + math.max(1, math.floor(limit / 50)) end
+    if tonumber(s[4 + p] or 0) > now - 2 * period then kept = kept + reserve end
   end
   local allowed = math.max(1, math.floor(limit * factor) - kept)
   local n = redis.call('ZCARD', key)
@@ -72,7 +74,7 @@ for i = 1, n_windows do
 end
 if cap > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, tonumber(ARGV[9 + 3 * n_windows])) end
+  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, tonumber(ARGV[9 + 4 * n_windows])) end
 end
 if dry then return tostring(math.max(wait, 0)) end
 if wait > 0 then
@@ -82,7 +84,7 @@ if wait > 0 then
 end
 for i = 1, n_windows do
   redis.call('ZADD', KEYS[i + 2], now, holder)
-  redis.call('PEXPIRE', KEYS[i + 2], math.ceil(tonumber(ARGV[7 + 3 * i]) * 2000))
+  redis.call('PEXPIRE', KEYS[i + 2], math.ceil(tonumber(ARGV[6 + 4 * i]) * 2000))
   redis.call('HSET', KEYS[1], KEYS[i + 2], tostring(tats[i]))
 end
 if cap > 0 then
@@ -132,7 +134,8 @@ class RedisBudgetStore:
         args: list[str | int | float] = [int(priority), holder, self.limits.concurrency or 0, self.longest, 0,
                                          RECOVERY, self.lease, int(dry)]
         for window in windows:
-            args += [window.requests, window.period + margin(window.period), burst(window.requests)]
+            args += [window.requests, window.period + margin(window.period), burst(window.requests),
+                     reserve(window.requests)]
         args.append(SLOT_WAIT)
         return float(await self._take(keys=keys, args=args))
 
