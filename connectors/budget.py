@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import math
 import random
 import time
 import uuid
@@ -58,10 +57,6 @@ class Priority(IntEnum):
 
 _priority: ContextVar[Priority] = ContextVar("accord_request_priority", default=Priority.FRESH)
 _held: ContextVar[str | None] = ContextVar("accord_request_grant_held", default=None)
-
-
-class NotGranted(Exception):
-    """``slot(kind, within=...)`` found no grant in time (the caller does something else instead)."""
 
 
 @contextlib.contextmanager
@@ -127,15 +122,14 @@ class RequestBudget:
         return max(((w.period + margin(w.period)) / w.requests for w in self.windows(kind)), default=0.0)
 
     @contextlib.asynccontextmanager
-    async def slot(self, kind: str = "*", *, within: float | None = None) -> AsyncIterator[None]:
+    async def slot(self, kind: str = "*") -> AsyncIterator[None]:
         """Hold a grant for one request of ``kind`` while it runs (its concurrency slot is freed after).
-        ``within``: give up with ``NotGranted`` when no grant came in that many seconds. A request sent
-        inside the block under the same ``kind`` (``HttpSession.send``) uses this grant."""
+        A request sent inside the block under the same ``kind`` (``HttpSession.send``) uses this grant."""
         if _held.get() == kind:
             yield
             return
         holder = uuid.uuid4().hex
-        await self._acquire(self.windows(kind), holder, within)
+        await self._acquire(self.windows(kind), holder)
         token = _held.set(kind)
         try:
             yield
@@ -149,14 +143,10 @@ class RequestBudget:
         """Whether a request of ``kind`` would be granted now (nothing is taken)."""
         return await self.store.take(self.windows(kind), current_priority(), "", dry=True) <= 0
 
-    async def _acquire(self, windows: tuple[RateLimit, ...], holder: str, within: float | None = None) -> None:
+    async def _acquire(self, windows: tuple[RateLimit, ...], holder: str) -> None:
         priority, started = current_priority(), time.monotonic()
-        deadline = started + within if within is not None else math.inf
-        first = await self.store.take(windows, priority, holder)
-        if first <= 0:
+        if await self.store.take(windows, priority, holder) <= 0:
             return
-        if started + first > deadline:
-            raise NotGranted(f"no grant within {within}s")
         async with self._gates.setdefault(windows, asyncio.Lock()):
             while True:
                 waited = time.monotonic() - started
@@ -166,8 +156,6 @@ class RequestBudget:
                 if wait <= 0:
                     self.waited += waited
                     return
-                if time.monotonic() + wait > deadline:
-                    raise NotGranted(f"no grant within {within}s")
                 await asyncio.sleep(min(wait, MAX_SLEEP) * random.uniform(1.0, 1.1))
 
     async def throttled(self, retry_after: float | None) -> None:

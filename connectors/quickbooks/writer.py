@@ -1,8 +1,9 @@
 """Batched, idempotent writes to QuickBooks Online.
 
-One ``POST /batch?requestid=...`` per at most 30 ops; when the realm's batch window (40 per minute)
-would keep them waiting longer than single requests would take, the ops go as single idempotent requests
-(``POST /{entity}?requestid=...``), so a month-end drain uses both quotas. The requestid is derived from the ops' keys, so an
+One ``POST /batch?requestid=...`` per at most 30 ops; while ``BATCH_WAITERS`` batches of this process
+already wait for the realm's batch window (40 per minute), further ops go as single idempotent requests
+(``POST /{entity}?requestid=...``) at POLL priority, so a month-end drain uses both quotas and batches
+keep their share of the realm's 500 requests. The requestid is derived from the ops' keys, so an
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
 name-list record (Customer, Employee, Item) is a sparse ``Active:false``; a delete of a transaction
@@ -22,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from accord.connectors.base import WriteOp, WriteResult, deep_merge
-from accord.connectors.budget import NotGranted, Priority, requests_as
+from accord.connectors.budget import Priority, requests_as
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.faults import first_error
@@ -37,6 +38,7 @@ from accord.connectors.quickbooks.mapping import (
 from accord.connectors.quickbooks.mapping_base import Lookup
 
 MAX_BATCH = 30
+BATCH_WAITERS = 2  # batches of one process waiting for the batch window at once; further ops go singly
 
 
 def request_id(entity: str, ops: Sequence[WriteOp], salt: str = "") -> str:
@@ -71,6 +73,7 @@ class BatchWriter:
         self._accounts = dict(accounts or {})
         self._system = api.system
         self._page_size = page_size
+        self._batch_waiters = 0  # batches of this process waiting for the realm's batch window
 
     async def write(self, spec: EntitySpec, ops: Sequence[WriteOp]) -> list[WriteResult]:
         results: list[WriteResult] = []
@@ -161,15 +164,9 @@ class BatchWriter:
         if not items:
             return []
         sent = [ops[int(b)] for b in items]
-        budget = self._api.budget
-        try:  # a batch, unless its window keeps us waiting longer than single requests would take
-            async with budget.slot("batch", within=len(items) * budget.pace("*")):
-                body = await self._api.call("POST", "/batch",
-                                            params={"requestid": request_id(spec.canonical, sent, salt)},
-                                            json={"BatchItemRequest": [{"bId": b, **item} for b, item in items.items()]},
-                                            headers=_headers(sent))
-        except NotGranted:
+        if self._batch_waiters >= BATCH_WAITERS:  # enough ops of this process wait for the batch window
             return await self._run_singly(spec, ops, items, results, salt=salt)
+        body = await self._send_batch(spec.canonical, sent, items, salt)
         answers = {str(a.get("bId")): a for a in body.get("BatchItemResponse") or [] if isinstance(a, dict)}
         stale: list[int] = []
         for bid in items:
@@ -180,6 +177,22 @@ class BatchWriter:
             else:
                 results[i] = outcome
         return stale
+
+    async def _send_batch(self, entity: str, sent: list[WriteOp], items: dict[str, dict[str, Any]],
+                          salt: str) -> dict[str, Any]:
+        """One ``/batch`` request; while it waits for the realm's batch window it counts as a waiter."""
+        self._batch_waiters += 1
+        waiting = True
+        try:
+            async with self._api.budget.slot("batch"):
+                self._batch_waiters, waiting = self._batch_waiters - 1, False
+                return await self._api.call(
+                    "POST", "/batch", params={"requestid": request_id(entity, sent, salt)},
+                    json={"BatchItemRequest": [{"bId": b, **item} for b, item in items.items()]},
+                    headers=_headers(sent))
+        finally:
+            if waiting:
+                self._batch_waiters -= 1
 
     async def _run_singly(self, spec: EntitySpec, ops: list[WriteOp], items: dict[str, dict[str, Any]],
                           results: dict[int, WriteResult], *, salt: str) -> list[int]:
