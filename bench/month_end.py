@@ -76,8 +76,11 @@ async def drain(d: Daemon, redis: Redis, firm: MonthEndFirm, entries: int, scale
 
     async def all_in() -> bool:
         return firm.erp_count("TimeActivity") >= entries
-    if not await wait_until(all_in, 3600.0, step=0.05):
-        raise SystemExit("the ERP never received every entry")
+    if not await wait_until(all_in, max(120.0, 5 * quota_bound_s(entries, firm.quota_scale)), step=0.05):
+        desk = await redis.xrevrange(Keys(d.settings.namespace).exceptions(), count=3)
+        raise SystemExit(f"the ERP holds {firm.erp_count('TimeActivity')} of {entries} entries after 5x the "
+                         f"quota-bound minimum; {await redis.xlen(Keys(d.settings.namespace).exceptions())} "
+                         f"exception(s) filed, the last: {desk!r:.1500}")
     drained = time.monotonic() - started
     calls = firm.erp.requests.count() - calls_before
     return {"drain_s": round(drained, 2), "throttled": firm.erp.requests.count(status=429) - throttled_before,

@@ -81,7 +81,7 @@ def margin(period: float) -> float:
 
 def burst(limit: int) -> int:
     """How many grants of a window may go at once after a pause (the rest are paced evenly)."""
-    return limit if limit <= 10 else 2
+    return limit if limit <= 10 else 4
 
 
 def reserve(limit: int) -> int:

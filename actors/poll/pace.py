@@ -54,7 +54,7 @@ class PollPace:
         pace.started = now
 
     def polled(self, entity: str, found: int) -> None:
-        """A poll ended: ``found`` records came back (echoes of our own writes included)."""
+        """A poll ended: ``found`` records came back (not counting echoes of Accord's own writes)."""
         pace = self.paces[entity]
         pace.interval = pace.base if found else min(pace.interval * 2, pace.ceiling)
         pace.due = self.clock() + pace.interval

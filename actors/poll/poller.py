@@ -59,7 +59,7 @@ class Poller(LoopActor):
         self._connector = connector
         self.pace = PollPace.of({e: (settings.entities[e].poll_interval, settings.entities[e].poll_max_interval)
                                  for e in self.entities})
-        self.found: Counter[str] = Counter()  # records fetched per entity (echoes included)
+        self.found: Counter[str] = Counter()  # records fetched per entity, not counting echoes of our writes
         self._next_scan: dict[str, float] = {}
         self._canonicaliser: Canonicaliser | None = None
         self._failures: Counter[str] = Counter()
@@ -220,8 +220,8 @@ class Poller(LoopActor):
         fetched_ms = now_ms()
         page = await self.connector.fetch(entity, cursor)
         self.pages += 1
-        self.found[entity] += len(page.records)
         plan = await self._plan(entity, page.records, resync=position.in_resync, fetched_ms=fetched_ms)
+        self.found[entity] += len(page.records) - plan.counts[Stats.label("echoes", self.system, entity)]
         self._queue(batch, entity, plan)
         ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms(), caught_up=not page.more,
                         fetched_ms=fetched_ms)
