@@ -77,6 +77,7 @@ class LoggedRequest(msgspec.Struct, kw_only=True, frozen=True):
     at: float
     query: str = ""
     fault: str | None = None
+    arrived: float | None = None  # when the request reached the sandbox (``at``: when it was answered)
 
 
 class RequestLog:
@@ -139,12 +140,13 @@ def sandboxed(state: SandboxState, endpoint: str, handler: Handler, on_fault: Fa
     """
 
     async def wrapped(request: Request) -> Response:
+        arrived = state.clock.now()
         state.started[endpoint] += 1
         fault = state.faults.take(endpoint)
         if fault is not None and fault.kind in ("timeout", "slow"):
             await asyncio.sleep(fault.delay)
             if fault.kind == "timeout":
-                _log(state, request, endpoint, 504, fault.kind)
+                _log(state, request, endpoint, 504, fault.kind, arrived)
                 return Response(status_code=504)
         if fault is not None and fault.kind not in ("timeout", "slow", "drop"):
             response = on_fault(fault)
@@ -152,16 +154,17 @@ def sandboxed(state: SandboxState, endpoint: str, handler: Handler, on_fault: Fa
             response = await handler(request)
             if fault is not None and fault.kind == "drop":
                 response = on_fault(Fault(endpoint=endpoint, kind="503"))
-        _log(state, request, endpoint, response.status_code, fault.kind if fault else None)
+        _log(state, request, endpoint, response.status_code, fault.kind if fault else None, arrived)
         return response
 
     return wrapped
 
 
-def _log(state: SandboxState, request: Request, endpoint: str, status: int, fault: str | None) -> None:
+def _log(state: SandboxState, request: Request, endpoint: str, status: int, fault: str | None,
+         arrived: float) -> None:
     state.requests.add(LoggedRequest(method=request.method, path=request.url.path, endpoint=endpoint,
                                      status=status, at=state.clock.now(), query=request.url.query,
-                                     fault=fault))
+                                     fault=fault, arrived=arrived))
 
 
 def admin_routes(state: SandboxState) -> list[Route]:

@@ -1,8 +1,9 @@
 """Adaptive polling: when each entity of one system is polled next.
 
-An entity whose poll found records is polled again after its base ``poll_interval``; each empty poll
-doubles the interval up to ``poll_max_interval``; a webhook hint (or any sign of a change) brings it back
-to the base and makes it due at once. A failed poll waits its backoff without touching the interval.
+An entity whose poll found records is polled again after its base ``poll_interval`` and stays there while
+it is active (a find within ``ACTIVE_FOR`` seconds); after that each empty poll doubles the interval up to
+``poll_max_interval``; a webhook hint (or any sign of a change) brings it back to the base and makes it due
+at once. A failed poll waits its backoff without touching the interval.
 The interval actually achieved between two poll starts is kept for the ``accord_poll_interval_seconds``
 metric. Nothing here survives a restart: a restarted poller polls every entity at once, at the base.
 """
@@ -13,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+ACTIVE_FOR = 20.0  # seconds after its last find an entity is still polled at its base interval
+
 
 @dataclass
 class EntityPace:
@@ -22,6 +25,7 @@ class EntityPace:
     due: float = 0.0
     started: float | None = None
     achieved: float | None = None  # seconds between the last two poll starts
+    found_at: float = -ACTIVE_FOR  # when a poll last found records
 
     def __post_init__(self) -> None:
         self.ceiling = max(self.ceiling, self.base)
@@ -55,9 +59,12 @@ class PollPace:
 
     def polled(self, entity: str, found: int) -> None:
         """A poll ended: ``found`` records came back (not counting echoes of Accord's own writes)."""
-        pace = self.paces[entity]
-        pace.interval = pace.base if found else min(pace.interval * 2, pace.ceiling)
-        pace.due = self.clock() + pace.interval
+        pace, now = self.paces[entity], self.clock()
+        if found:
+            pace.found_at = now
+        active = now - pace.found_at < ACTIVE_FOR
+        pace.interval = pace.base if active else min(pace.interval * 2, pace.ceiling)
+        pace.due = now + pace.interval
 
     def failed(self, entity: str, delay: float) -> None:
         self.paces[entity].due = self.clock() + delay
@@ -65,7 +72,7 @@ class PollPace:
     def hinted(self, entity: str) -> None:
         """A change was announced (webhook): back to the base interval, due now."""
         pace = self.paces[entity]
-        pace.interval, pace.due = pace.base, 0.0
+        pace.interval, pace.due, pace.found_at = pace.base, 0.0, self.clock()
 
     def achieved(self) -> dict[str, float]:
         return {e: p.achieved for e, p in self.paces.items() if p.achieved is not None}
