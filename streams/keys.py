@@ -117,6 +117,11 @@ class Keys:
         """Hash: entity -> seconds between its last two polls in ``system`` (the achieved interval)."""
         return f"{self.prefix}poll:{system}"
 
+    def poll_finds(self, system: str, entity: str) -> str:
+        """List: for the last 1,000 polls of an active entity that found records, the seconds since its
+        previous poll (how long its changes waited to be seen, at most)."""
+        return f"{self.prefix}poll:{system}:{entity}:finds"
+
     def budget(self, system: str) -> str:
         """Hash: the request budget of one external account (pause, throttle factor, demand, counts)."""
         return f"{self.prefix}budget:{system}"

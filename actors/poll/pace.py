@@ -14,6 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from redis.asyncio import Redis
+
+from accord.streams.keys import Keys
+
 ACTIVE_FOR = 20.0  # seconds after its last find an entity is still polled at its base interval
 
 
@@ -38,6 +42,8 @@ class PollPace:
 
     paces: dict[str, EntityPace]
     clock: Callable[[], float] = field(default=time.monotonic)
+    finds: list[tuple[str, float]] = field(default_factory=list)  # (entity, seconds since its previous
+    # poll) for each poll of an active entity that found records: how long a change waited, at most
 
     @classmethod
     def of(cls, intervals: dict[str, tuple[float, float]], clock: Callable[[], float] = time.monotonic) -> PollPace:
@@ -60,6 +66,9 @@ class PollPace:
     def polled(self, entity: str, found: int) -> None:
         """A poll ended: ``found`` records came back (not counting echoes of Accord's own writes)."""
         pace, now = self.paces[entity], self.clock()
+        if found and pace.achieved is not None and pace.started is not None \
+                and pace.started - pace.found_at < ACTIVE_FOR:
+            self.finds.append((entity, pace.achieved))
         if found:
             pace.found_at = now
         active = now - pace.found_at < ACTIVE_FOR
@@ -74,5 +83,24 @@ class PollPace:
         pace = self.paces[entity]
         pace.interval, pace.due, pace.found_at = pace.base, 0.0, self.clock()
 
+    def take_finds(self) -> list[tuple[str, float]]:
+        finds, self.finds = self.finds, []
+        return finds
+
     def achieved(self) -> dict[str, float]:
         return {e: p.achieved for e, p in self.paces.items() if p.achieved is not None}
+
+
+async def flush_pace(redis: Redis, keys: Keys, system: str, pace: PollPace) -> None:
+    """The achieved interval between polls of each entity (``accord_poll_interval_seconds``), and how long
+    changes of active entities waited to be seen (``Keys.poll_finds``: the demo's freshness report)."""
+    achieved, finds = pace.achieved(), pace.take_finds()
+    if not achieved and not finds:
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        if achieved:
+            pipe.hset(keys.poll_pace(system), mapping={e: f"{s:.3f}" for e, s in achieved.items()})
+        for entity, waited in finds:
+            pipe.rpush(keys.poll_finds(system, entity), f"{waited:.3f}")
+            pipe.ltrim(keys.poll_finds(system, entity), -1000, -1)
+        await pipe.execute()

@@ -22,7 +22,7 @@ from accord.actors.governance import Ownership, is_stale_read, observe
 from accord.actors.loop import LoopActor
 from accord.actors.poll.edits import EditJudge
 from accord.actors.poll.indexes import index_billed, index_match_keys
-from accord.actors.poll.pace import PollPace
+from accord.actors.poll.pace import PollPace, flush_pace
 from accord.actors.poll.page import DELETED_FIELD, PagePlan
 from accord.actors.poll.suspects import SuspectBook
 from accord.actors.references import References
@@ -150,11 +150,7 @@ class Poller(LoopActor):
         self.pace.polled(entity, self.found[entity] - found)
 
     async def _flush_pace(self) -> None:
-        """The achieved interval between polls of each entity, for ``accord_poll_interval_seconds``."""
-        achieved = self.pace.achieved()
-        if achieved:
-            await self.ctx.redis.hset(self.ctx.keys.poll_pace(self.system),
-                                      mapping={e: f"{s:.3f}" for e, s in achieved.items()})
+        await flush_pace(self.ctx.redis, self.ctx.keys, self.system, self.pace)
 
     async def _wait_for_hint(self, last_id: str) -> str:
         """Sleep until the next entity is due, or until a webhook hint arrives on the intake stream."""
