@@ -41,6 +41,7 @@ from accord.logs import setup
 from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
 from accord.sandboxes.firm.activity import Activity
+from accord.sandboxes.firm.demo_report import api_use, freshness, report_lines
 from accord.sandboxes.firm.world import World
 from accord.settle import Facts, Settling, settle
 from accord.streams.keys import Keys
@@ -57,6 +58,7 @@ class Outcome:
     reconciliations: list[ReconcileReport] = field(default_factory=list)
     desk: Counter[tuple[str, str]] = field(default_factory=Counter)  # (state, reason) -> exceptions
     open_exceptions: list[str] = field(default_factory=list)  # the first few, as the desk lists them
+    api: list[str] = field(default_factory=list)  # API use and freshness (``demo_report``)
 
     @property
     def agree(self) -> bool:
@@ -160,6 +162,8 @@ async def _direct(daemon: Daemon, world: World, settings: Settings, options: Dem
             settling = await settle(redis, settings, since_ms=stopped_ms, limit_s=options.settle_timeout,
                                     on_check=refresh)
             result["outcome"] = await _final_checks(redis, settings, settling)
+            result["outcome"].api = report_lines(await api_use(redis, settings, world),
+                                                 await freshness(redis, settings))
     except Exception:
         logger.exception("demo director failed")
     finally:
@@ -221,6 +225,9 @@ def _print_outcome(console: Console, outcome: Outcome) -> None:
     console.rule("final report: every reconciliation job, CRM · PSA · ERP record by record")
     for recon in outcome.reconciliations:
         console.print(render_report(recon), markup=False)
+    console.rule("API use and freshness")
+    for line in outcome.api:
+        console.print(line, markup=False)
     console.rule("exception desk")
     if not outcome.desk:
         console.print("no exceptions filed")

@@ -1,0 +1,115 @@
+"""The demo's report on API use and freshness, measured, not configured.
+
+* **API calls per change**: every request a sandbox answered during the run (Accord's polls, writes,
+  reads and token calls; the firm's own edits are not API calls), over the changes Accord synced to or
+  from that system (records written there plus changes published from there).
+* **Freshness of active entities**: how long a change waited to be seen (``Keys.poll_finds``: for each
+  poll of an entity still active — it found records within ``ACTIVE_FOR`` — that found records, the time
+  since its previous poll; an upper bound of the wait) plus how long it then took to reach its target
+  (the audit trail: ``published`` to ``written`` of each flow). Both at the 95th percentile, against the
+  entity's base ``poll_interval`` plus 2 s.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from accord.config.settings import Settings
+from accord.sandboxes.firm.world import World
+from accord.streams.keys import Keys
+from accord.streams.replies import stream_entries, text, text_map
+from accord.streams.state import Stats
+
+MAX_CALLS_PER_CHANGE = 2.0
+PIPELINE_ALLOWANCE_S = 2.0
+
+
+@dataclass(frozen=True)
+class ApiUse:
+    system: str
+    calls: int
+    changes: int
+
+    @property
+    def per_change(self) -> float:
+        return self.calls / max(1, self.changes)
+
+    def line(self) -> str:
+        verdict = "ok" if self.per_change <= MAX_CALLS_PER_CHANGE else f"over {MAX_CALLS_PER_CHANGE:g}"
+        return (f"  {self.system:<4} {self.calls:>6} API calls / {self.changes:>5} changes synced to or from it = "
+                f"{self.per_change:.2f} per change ({verdict})")
+
+
+@dataclass(frozen=True)
+class Freshness:
+    system: str
+    entity: str
+    base_s: float
+    seen_p95_s: float  # how long a change of the active entity waited to be seen, at most (95th pct.)
+    written_p95_s: float  # from published to written in its target (95th pct.)
+    flows: int
+
+    @property
+    def total_s(self) -> float:
+        return self.seen_p95_s + self.written_p95_s
+
+    @property
+    def ok(self) -> bool:
+        return self.total_s <= self.base_s + PIPELINE_ALLOWANCE_S
+
+    def line(self) -> str:
+        return (f"  {self.system}.{self.entity:<11} seen within {self.seen_p95_s:4.1f}s + written within "
+                f"{self.written_p95_s:4.1f}s = {self.total_s:4.1f}s (p95 of {self.flows} flows) vs base "
+                f"{self.base_s:g}s + {PIPELINE_ALLOWANCE_S:g}s: {'ok' if self.ok else 'late'}")
+
+
+async def api_use(redis: Redis, settings: Settings, world: World) -> list[ApiUse]:
+    records = await Stats(Keys(settings.namespace)).read(redis, Stats.RECORDS)
+    states = {"crm": world.crm, "psa": world.psa, "erp": world.erp}
+    return [ApiUse(system, state.requests.count(),
+                   sum(n for key, n in records.items() if key[0] in ("written", "published") and key[1] == system))
+            for system, state in states.items() if system in settings.systems]
+
+
+def p95(values: list[float]) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=20)[-1]
+
+
+async def freshness(redis: Redis, settings: Settings) -> list[Freshness]:
+    """Per (source system, entity) with flows in the run."""
+    keys = Keys(settings.namespace)
+    written = await _published_to_written(redis, keys)
+    out = []
+    for (system, entity), delays in sorted(written.items()):
+        waits = [float(v) for v in await redis.lrange(keys.poll_finds(system, entity), 0, -1)]
+        base = float(settings.entities[entity].poll_interval)
+        out.append(Freshness(system, entity, base, p95(waits) if waits else base, p95(delays), len(delays)))
+    return out
+
+
+async def _published_to_written(redis: Redis, keys: Keys) -> dict[tuple[str, str], list[float]]:
+    """For each flow in the audit trail: seconds from its first ``published`` to its first ``written``."""
+    delays: dict[tuple[str, str], list[float]] = defaultdict(list)
+    async for key in redis.scan_iter(match=f"{keys.prefix}trace:*", count=500):
+        published: tuple[str, str, int] | None = None
+        for _, raw in stream_entries(await redis.xrange(text(key))):
+            event = text_map(raw)
+            at = int(event.get("at_ms") or 0)
+            if event.get("kind", "").startswith("published") and published is None:
+                published = (event.get("system", ""), event.get("entity", ""), at)
+            elif event.get("kind") == "written" and published is not None:
+                delays[(published[0], published[1])].append(max(0, at - published[2]) / 1000)
+                break
+    return delays
+
+
+def report_lines(uses: list[ApiUse], fresh: list[Freshness]) -> list[str]:
+    lines = ["API use (every request each sandbox answered during the run):", *(u.line() for u in uses),
+             "freshness of active entities (measured: poll waits and the audit trail):", *(f.line() for f in fresh)]
+    return lines
