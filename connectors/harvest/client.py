@@ -37,18 +37,25 @@ from accord.connectors.harvest.session import HarvestSession
 from accord.connectors.harvest.settings import HarvestSettings
 from accord.connectors.harvest.writer import HarvestWriter
 
-MAX_RECENT = 5_000  # de-dup keys kept in a cursor; dropping one only repeats a record, never loses it
+MAX_RECENT = 50_000  # de-dup keys kept in a cursor; dropping one only repeats a record, never loses it
 
 
 class FetchCursor(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The poll position: watermark (max updated_at seen, epoch ms), the (id, version, content hash)
-    triples already returned inside the overlap window, and the ``links.next`` of the listing in progress.
-    The hash is there because Harvest stamps ``updated_at`` to the second: two edits in one second share a
-    version, and the second must not be dropped as a repeat of the first."""
+    """The poll position: the watermark the next listing starts from (epoch ms), the (id, version, content
+    hash) triples already returned inside the overlap window, and for the listing in progress its
+    ``links.next``, when it started and the highest ``updated_at`` it returned so far.
+
+    A listing is sorted by date, not by ``updated_at``, and records change while it is paged: one on an
+    early page updated meanwhile is not returned again. So the watermark moves only when a listing ends,
+    and never past the time it started (``top`` capped at ``started``): what changed during the listing is
+    read by the next one. The hash is there because Harvest stamps ``updated_at`` to the second: two edits
+    in one second share a version, and the second must not be dropped as a repeat of the first."""
 
     wm: int | None = None
     recent: list[tuple[str, int, int]] = []
     next: str | None = None
+    started: int | None = None
+    top: int | None = None
 
 
 _CURSOR = msgspec.json.Decoder(FetchCursor)
@@ -123,6 +130,8 @@ class HarvestConnector:
             path, params = self._first(spec, since)
         if state.next:
             path, params = self._session.local(state.next), None
+        if not state.next:
+            state = msgspec.structs.replace(state, started=int(self._now() * 1000), top=None)
         if spec.parent is not None:
             body = await self._session.listing(path, "invoices", params)
             stamped, stamps = await self._payments.records(body)
@@ -136,9 +145,10 @@ class HarvestConnector:
               nxt: str | None) -> Page:
         """The new records (de-duplicated by id, stamp and content) and the cursor after them."""
         seen = set(state.recent)
-        recent, wm = list(state.recent), state.wm
-        if stamps:
-            wm = max(stamps) if wm is None else max(wm, *stamps)
+        recent, top = list(state.recent), max([*stamps, *([state.top] if state.top is not None else [])], default=None)
+        wm = state.wm
+        if not nxt and top is not None:  # the listing ended: what it saw, not past when it started
+            wm = max(wm or 0, min(top, state.started if state.started is not None else top))
         records: list[SourceRecord] = []
         for record, stamp in stamped:
             key = (record.id, stamp, zlib.crc32(_ENCODER.encode(record.fields)))
@@ -150,7 +160,8 @@ class HarvestConnector:
         if wm is not None:
             floor = self._since_ms(wm)
             recent = [key for key in recent if key[1] >= floor][-MAX_RECENT:]
-        encoded = msgspec.json.encode(FetchCursor(wm=wm, recent=recent, next=nxt)).decode()
+        listing = {"started": state.started, "top": top} if nxt else {}
+        encoded = msgspec.json.encode(FetchCursor(wm=wm, recent=recent, next=nxt, **listing)).decode()
         return Page(records=records, cursor=encoded, more=bool(nxt))
 
     def _records(self, spec: EntitySpec, body: dict[str, Any]) -> list[SourceRecord]:

@@ -74,6 +74,35 @@ async def test_incremental_uses_updated_since_with_overlap_and_dedups(harvest_st
     assert (await connector.fetch("account", same_second.cursor)).records == []
 
 
+async def test_a_record_changed_on_an_early_page_during_a_listing_is_read_by_the_next_one(
+        harvest_state, make_harvest, firm) -> None:
+    """Listings are sorted by date, not by updated_at: the watermark must not pass the listing's start
+    (a month-end approval run changes records on pages already read while later ones are fetched)."""
+    ids = [e["id"] for e in harvest_state.records("time_entries") if not e["is_locked"]][:15]
+    assert len(ids) == 15
+    connector = make_harvest(page_size=5)
+    _, cursor = await drain(connector, "time_entry")
+    harvest_state.clock.advance(60)
+    for entry in ids:  # fifteen entries change: three pages of five
+        harvest_state.user_update("time_entries", entry, {"notes": "reviewed"})
+    page = await connector.fetch("time_entry", cursor)
+    read = {r.id for r in page.records}
+    while page.more and not read:  # unchanged entries inside the overlap window come first (de-duplicated)
+        page = await connector.fetch("time_entry", page.cursor)
+        read |= {r.id for r in page.records}
+    assert page.more and read
+    early, late = sorted(read)[0], next(i for i in ids if str(i) not in read)  # late: on a page still to come
+    harvest_state.clock.advance(10)  # a manager approves while the poller reads the next pages
+    harvest_state.user_update("time_entries", int(early), {"notes": "approved early"})
+    harvest_state.clock.advance(10)
+    harvest_state.user_update("time_entries", late, {"notes": "approved late"})
+    while page.more:
+        page = await connector.fetch("time_entry", page.cursor)
+    following = await connector.fetch("time_entry", page.cursor)
+    assert early in {r.id: r for r in following.records}, "the early page's change is not lost"
+    assert {r.id: r.fields["notes"] for r in following.records}[early] == "approved early"
+
+
 async def test_time_entry_approval_locked_and_invoice_states_map(harvest_state, make_harvest, firm) -> None:
     connector = make_harvest()
     pages, _ = await drain(connector, "time_entry")
