@@ -78,7 +78,7 @@ async def api_use(redis: Redis, settings: Settings, world: World) -> list[ApiUse
 def p95(values: list[float]) -> float:
     if len(values) < 2:
         return values[0] if values else 0.0
-    return statistics.quantiles(values, n=20)[-1]
+    return statistics.quantiles(values, n=20, method="inclusive")[-1]
 
 
 async def freshness(redis: Redis, settings: Settings) -> list[Freshness]:
