@@ -46,7 +46,8 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local priority, holder = tonumber(ARGV[1]), ARGV[2]
 local cap, longest = tonumber(ARGV[3]), tonumber(ARGV[4])
 local recovery, lease, dry = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == '1'
-local s = redis.call('HMGET', KEYS[1], 'paused_until', 'factor', 'throttled_at', 'demand:0', 'demand:1')
+local s = redis.call('HMGET', KEYS[1], 'paused_until', 'factor', 'throttled_at', 'demand:0', 'demand:1',
+                    'demand:2')
 local wait = tonumber(s[1] or 0) - now
 local factor = 1
 if s[2] then factor = math.min(1, tonumber(s[2]) + recovery * (now - tonumber(s[3])) / longest) end

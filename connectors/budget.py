@@ -52,7 +52,8 @@ class Priority(IntEnum):
 
     FRESH = 0  # a change that just happened (a small write queue, provisioning)
     BACKLOG = 1  # changes already waiting in numbers (month-end), parked work that can now go
-    POLL = 2  # routine reads (polls, reconciliation), and single requests standing in for a batch
+    POLL = 2  # routine reads: polls, reconciliation (promoted to BACKLOG after ``POLL_PATIENCE``)
+    SPARE = 3  # what the others leave: single requests standing in for a batch (never promoted)
 
 
 _priority: ContextVar[Priority] = ContextVar("accord_request_priority", default=Priority.FRESH)

@@ -2,7 +2,7 @@
 
 One ``POST /batch?requestid=...`` per at most 30 ops; while ``BATCH_WAITERS`` batches of this process
 already wait for the realm's batch window (40 per minute), further ops go as single idempotent requests
-(``POST /{entity}?requestid=...``) at POLL priority, so a month-end drain uses both quotas and batches
+(``POST /{entity}?requestid=...``) at SPARE priority, so a month-end drain uses both quotas and batches
 keep their share of the realm's 500 requests. The requestid is derived from the ops' keys, so an
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
@@ -212,7 +212,7 @@ class BatchWriter:
             return i, self._outcome(spec, ops[i], body)
 
         stale: list[int] = []
-        with requests_as(Priority.POLL):  # they take what batches leave of the realm's requests (30 per batch)
+        with requests_as(Priority.SPARE):  # they take what batches leave of the realm's requests (30 per batch)
             done = await asyncio.gather(*(one(b, item) for b, item in items.items()))
         for i, outcome in done:
             if outcome is None:
