@@ -99,8 +99,10 @@ async def test_sixteen_writers_scaled_live_share_one_budget_within_every_quota(
     quotas = firm.erp.quota_stats()
     assert quotas["throttled"] == {"per_minute": 0, "per_second": 0, "batch": 0, "concurrent": 0}, quotas
     log = firm.erp.requests.entries()
-    minute = quotas["limits"]["per_minute"]
-    assert busiest_window(log, minute["window"]) >= 0.8 * minute["scaled_limit"], "the drain ran at the limit"
+    minute, batch = quotas["limits"]["per_minute"], quotas["limits"]["batch"]
+    use = max(busiest_window(log, minute["window"]) / minute["scaled_limit"],
+              busiest_window([e for e in log if e.endpoint == "batch"], batch["window"]) / batch["scaled_limit"])
+    assert use >= 0.8, f"the drain ran at a quota's limit (busiest window {use:.0%} full)"
     assert sum(1 for w in written if w.get("written")) >= 2, "several writer processes wrote"
 
     (throttle,) = [e for e in log if e.fault == "429"]
