@@ -146,6 +146,7 @@ async def settle(redis: Redis, settings: Settings, *, since_ms: int, limit_s: fl
             first = None  # busy (or it moved since the first idle check): start over
         elif first is None:
             first = facts
+            await ask_for_a_poll_round(redis, settings)
         settled = first is not None and facts is not first and not facts.behind(first.at_ms)
         said = _progress(facts, first, said)
         interrupted = stop is not None and stop.is_set()
@@ -159,6 +160,16 @@ async def settle(redis: Redis, settings: Settings, *, since_ms: int, limit_s: fl
         settling.stuck = await stuck_entries(redis, settings, limit=show)
     settling.provisions = await provisioning(redis, settings, explain=True)
     return settling
+
+
+async def ask_for_a_poll_round(redis: Redis, settings: Settings) -> None:
+    """Hint every poller to read all its entities now, as a webhook would (idle entities have backed off
+    to ``poll_max_interval``; the round that proves the quiet should not wait for them)."""
+    keys = Keys(settings.namespace)
+    async with redis.pipeline(transaction=False) as pipe:
+        for system in settings.systems:
+            pipe.xadd(keys.intake(system), {"entity": ""}, maxlen=1000, approximate=True)
+        await pipe.execute()
 
 
 def _progress(facts: Facts, first: Facts | None, said: str) -> str:

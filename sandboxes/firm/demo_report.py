@@ -6,7 +6,8 @@
 * **Freshness of active entities**: how long a change waited to be seen (``Keys.poll_finds``: for each
   poll of an entity still active — it found records within ``ACTIVE_FOR`` — that found records, the time
   since its previous poll; an upper bound of the wait) plus how long it then took to reach its target
-  (the audit trail: ``published`` to ``written`` of each flow). Both at the 95th percentile, against the
+  (the audit trail: the ``published`` that led to a ``written`` of each flow; a record waiting for one it
+  references, e.g. a task for its project, waits here too). Both at the 95th percentile, against the
   entity's base ``poll_interval`` plus 2 s.
 """
 
@@ -94,14 +95,15 @@ async def freshness(redis: Redis, settings: Settings) -> list[Freshness]:
 
 
 async def _published_to_written(redis: Redis, keys: Keys) -> dict[tuple[str, str], list[float]]:
-    """For each flow in the audit trail: seconds from its first ``published`` to its first ``written``."""
+    """For each flow in the audit trail: seconds from the ``published`` that led to its first ``written``
+    (a time entry published as a draft and again once approved counts from the approval)."""
     delays: dict[tuple[str, str], list[float]] = defaultdict(list)
     async for key in redis.scan_iter(match=f"{keys.prefix}trace:*", count=500):
         published: tuple[str, str, int] | None = None
         for _, raw in stream_entries(await redis.xrange(text(key))):
             event = text_map(raw)
             at = int(event.get("at_ms") or 0)
-            if event.get("kind", "").startswith("published") and published is None:
+            if event.get("kind", "").startswith("published"):  # the last one before the write led to it
                 published = (event.get("system", ""), event.get("entity", ""), at)
             elif event.get("kind") == "written" and published is not None:
                 delays[(published[0], published[1])].append(max(0, at - published[2]) / 1000)
