@@ -60,7 +60,7 @@ for i = 1, n_windows do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
   local kept = 0
   for p = 0, priority - 1 do
-    if tonumber(s[4 + p] or 0) > now - 2 * period then kept = kept + reserve end
+    if tonumber(s[4 + p] or 0) > now - 2 * period then kept = reserve end
   end
   local allowed = math.max(1, math.floor(limit * factor) - kept)
   local n = redis.call('ZCARD', key)
