@@ -9,9 +9,9 @@ need not agree on time). The rule, the same as ``LocalStore``'s:
   when the window's pace allows it: grants are spread one per ``period / requests`` with at most
   ``burst(requests)`` at once (a theoretical arrival time per window, as in GCRA), so a minute's quota is
   not spent in its first second and shorter windows, and the server's clock, see an even flow;
-* ``reserve``: for each more urgent priority refused within two periods (it comes back when told), ``reserve(requests)`` grants are
-  left to it; ``factor`` drops by ``THROTTLE_STEP`` (not under ``THROTTLE_FLOOR``) at each throttle and regains
-  ``RECOVERY`` per longest window;
+* ``reserve``: when a more urgent priority was refused within two periods (it comes back when told),
+  ``reserve(requests)`` grants are left to the more urgent ones; ``factor`` drops by ``THROTTLE_STEP``
+  (not under ``THROTTLE_FLOOR``) at each throttle and regains ``RECOVERY`` per longest window;
 * a ``paused_until`` set by a throttle refuses everything until then;
 * in-flight slots are a sorted set of holders scored by lease expiry, given back after the request.
 

@@ -178,8 +178,9 @@ async def naive_drain(firm: MonthEndFirm, url: str, bodies: list[dict[str, Any]]
         for i, body in enumerate(bodies):
             backoff = 1.0
             while True:
-                answer = await http.post(f"{base}/timeactivity", params={"requestid": f"naive-{i}"}, json=body,
-                                         headers=headers)
+                answer = await http.post(f"{base}/timeactivity", params={"requestid": f"naive-{i}",
+                                                                         "minorversion": 75},
+                                         json=body, headers=headers)
                 if answer.status_code != 429:
                     answer.raise_for_status()
                     break

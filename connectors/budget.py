@@ -86,8 +86,9 @@ def burst(limit: int) -> int:
 
 
 def reserve(limit: int) -> int:
-    """Grants of a window kept for each more urgent class that was refused recently: a tenth, so that
-    QuickBooks' 40 batches a minute still fit among 500 requests when single requests fill the rest."""
+    """Grants of a window kept for the more urgent classes when one was refused recently: a tenth, so that
+    QuickBooks' 40 batches a minute (and its polls) still fit among 500 requests when single requests fill
+    the rest."""
     return max(1, limit // 10)
 
 
@@ -222,8 +223,8 @@ class LocalStore:
         period = window.period + margin(window.period)
         log = self.logs[window]
         del log[:bisect.bisect_right(log, now - period)]
-        kept = sum(reserve(window.requests) for p, at in self.demand.items()
-                   if p < priority and at > now - 2 * period)
+        urgent = any(p < priority and at > now - 2 * period for p, at in self.demand.items())
+        kept = reserve(window.requests) if urgent else 0
         allowed = max(1, int(window.requests * self.factor(now)) - kept)
         if len(log) < allowed:
             return 0.0
