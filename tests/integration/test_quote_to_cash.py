@@ -84,7 +84,8 @@ async def test_approved_time_is_billed_and_paid_and_every_system_shows_it(
         await wait_for(lambda: run.world.psa.started["invoices"] > 0, timeout=60, message="an invoice call")
         ray.kill(supervisor.writers["invoice"][0].handle, no_restart=False)
 
-        psa_invoice = await wait_for(lambda: _psa_invoice(run, number), timeout=90, message="the invoice in the PSA")
+        psa_invoice = await wait_for(lambda: (_psa_invoice(run, number) or {}).get("state") == "open"
+                                     and _psa_invoice(run, number), timeout=90, message="the open invoice in the PSA")
         crm_invoice = await wait_for(lambda: _crm_invoice(run, number), timeout=90, message="the invoice in the CRM")
         total = Decimal(str(run.world.erp.get("Invoice", invoice_id)["TotalAmt"]))
         assert Decimal(str(psa_invoice["amount"])) == total > Decimal("120")  # 7.5 h at the task's rate + 120

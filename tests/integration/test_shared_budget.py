@@ -32,7 +32,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.redis]
 
 QUOTA_SCALE = 10.0  # QuickBooks' minute is 6 s here
 ENTRIES = 2500
-RETRY_AFTER = 1.5
+RETRY_AFTER = 2.0
+IN_FLIGHT = 0.5  # a request granted just before the pause may reach the sandbox this late (busy actors)
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ async def test_sixteen_writers_scaled_live_share_one_budget_within_every_quota(
 
     (throttle,) = [e for e in log if e.fault == "429"]
     assert throttle.at >= injected_at
-    paused = [e for e in log if throttle.at + 0.1 < (e.arrived or e.at) < throttle.at + RETRY_AFTER - 0.1]
+    paused = [e for e in log if throttle.at + IN_FLIGHT < (e.arrived or e.at) < throttle.at + RETRY_AFTER - 0.1]
     assert not paused, f"{len(paused)} request(s) arrived while every caller should have been paused"
     assert any(throttle.at + RETRY_AFTER <= (e.arrived or e.at) < throttle.at + RETRY_AFTER + 2 for e in log)
 
