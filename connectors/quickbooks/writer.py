@@ -38,7 +38,10 @@ from accord.connectors.quickbooks.mapping import (
 from accord.connectors.quickbooks.mapping_base import Lookup
 
 MAX_BATCH = 30
-BATCH_WAITERS = 2  # batches of one process waiting for the batch window at once; further ops go singly
+# batches of one process waiting for the batch window at once; further ops go singly. Off (very large)
+# until retries are proven to stay on one channel: a batch whose answer was lost, retried as single creates
+# under other requestids, may create twice (issue 10's note); bench.month_end's spill numbers used 2.
+BATCH_WAITERS = 1_000_000
 
 
 def request_id(entity: str, ops: Sequence[WriteOp], salt: str = "") -> str:
