@@ -40,13 +40,17 @@ async def compare(world: World, redis: Redis, settings: Settings, crm: str = "cr
 
 
 async def _erp_customers(world: World, redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
-    """ERP customers (not projects) by global id: linked through the xref, or made by Accord."""
+    """ERP customers (not projects) by global id: linked through the xref to another system, or made by
+    Accord. A customer finance made in the ERP has a global id as soon as a poller has read it, but is
+    linked to nothing until a sync pairs it: it is finance's own record, not one Accord should have paired."""
     by_gid: dict[str, dict[str, Any]] = {}
     for wire in world.erp.records("Customer"):
         if wire.get("Job"):
             continue  # a project (sub-customer), not an account
         record = qbo_mapping.to_canonical("account", wire)
-        gid = await linked_gid(redis, keys, "account", "erp", record.id) or record.gid
+        gid = await linked_gid(redis, keys, "account", "erp", record.id)
+        paired = bool(gid) and set(await redis.hkeys(keys.xref("account", gid or ""))) != {b"erp"}
+        gid = (gid if paired else None) or record.gid
         if gid:
             by_gid[gid] = {"id": record.id, **record.fields}
     return by_gid
