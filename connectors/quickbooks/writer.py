@@ -38,10 +38,10 @@ from accord.connectors.quickbooks.mapping import (
 from accord.connectors.quickbooks.mapping_base import Lookup
 
 MAX_BATCH = 30
-# batches of one process waiting for the batch window at once; further ops go singly. Off (very large)
-# until retries are proven to stay on one channel: a batch whose answer was lost, retried as single creates
-# under other requestids, may create twice (issue 10's note); bench.month_end's spill numbers used 2.
-BATCH_WAITERS = 1_000_000
+# batches of one process waiting for the batch window at once; further ops go singly. A retry may take the
+# other channel (another requestid): a create whose answer was lost is looked up by its gid marker before it
+# is sent again (the writer's ``maybe_written``), whichever channel carried it.
+BATCH_WAITERS = 2
 
 
 def request_id(entity: str, ops: Sequence[WriteOp], salt: str = "") -> str:

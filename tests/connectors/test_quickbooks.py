@@ -14,6 +14,7 @@ import pytest
 from accord.config.types import dec_hook
 from accord.connectors.base import MemoryTokenCache, Page, WriteOp
 from accord.connectors.errors import AuthExpired, Permanent, RateLimited, Retryable, StaleVersion
+from accord.connectors.quickbooks import writer as writer_module
 from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.cursor import CdcCursor, QueryCursor, decode, encode, shift
 from accord.connectors.quickbooks.faults import qbo_time
@@ -406,6 +407,33 @@ async def test_lost_batch_response_is_replayed_not_run_twice(qbo_state, make_qbo
     assert statuses(qbo_state, "batch") == [503, 200]
     first, second = qbo_state.requests.entries("batch")
     assert parse_qs(first.query)["requestid"] == parse_qs(second.query)["requestid"]
+
+
+async def test_spilled_single_create_lost_is_replayed_or_found_never_made_twice(
+        qbo_state, make_qbo, monkeypatch) -> None:
+    """While batches wait for the /batch window, ops go as single requests: a lost single create is
+    replayed by its own requestid, and a retry that goes as a batch instead (another requestid, which QBO
+    would run again) finds what the lost create made by its gid marker, as the writer does before it
+    creates again (``maybe_written``)."""
+    monkeypatch.setattr(writer_module, "BATCH_WAITERS", 0)  # every op spills to a single request
+    connector = make_qbo()
+    since_ms = int(qbo_state.clock.now() * 1000)
+    qbo_state.faults.add("customer", "drop")  # the server creates the customer, then the answer is lost
+    ops = [op("g-9", {"name": "Hooli"})]
+    (lost,) = await connector.write("account", ops)
+    assert not lost.ok and isinstance(lost.error, Retryable)
+    [made] = qbo_state.records("Customer")
+
+    (replayed,) = await connector.write("account", ops)  # singly again: the same requestid, replayed
+    assert replayed.ok and replayed.created and replayed.target_id == made["Id"]
+    assert statuses(qbo_state, "customer") == [503, 200] and statuses(qbo_state, "batch") == []
+    first, second = qbo_state.requests.entries("customer")
+    assert parse_qs(first.query)["requestid"] == parse_qs(second.query)["requestid"]
+
+    monkeypatch.setattr(writer_module, "BATCH_WAITERS", 2)  # the batch window is free again
+    found = await connector.find_created("account", ["g-9"], since_ms)
+    assert found["g-9"].id == made["Id"]
+    assert [r["Id"] for r in qbo_state.records("Customer")] == [made["Id"]]
 
 
 async def test_batch_partial_failure(qbo_state, make_qbo) -> None:
