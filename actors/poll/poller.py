@@ -45,6 +45,10 @@ from accord.streams.records import (
 from accord.streams.replies import read_entries, text, text_set
 from accord.streams.state import Stats
 
+# besides the changes it publishes, what a poll found that someone did (not Accord's own writes coming
+# back): keeps the entity's polls at their base interval (``pace``)
+ACTIVITY = ("violations", "unowned_new")
+
 
 class Poller(LoopActor):
     """Polls system ``system`` for each of its entities and publishes change records."""
@@ -59,7 +63,7 @@ class Poller(LoopActor):
         self._connector = connector
         self.pace = PollPace.of({e: (settings.entities[e].poll_interval, settings.entities[e].poll_max_interval)
                                  for e in self.entities})
-        self.found: Counter[str] = Counter()  # records fetched per entity, not counting echoes of our writes
+        self.found: Counter[str] = Counter()  # per entity: records changed by someone else (ACTIVITY)
         self._next_scan: dict[str, float] = {}
         self._canonicaliser: Canonicaliser | None = None
         self._failures: Counter[str] = Counter()
@@ -217,7 +221,7 @@ class Poller(LoopActor):
         page = await self.connector.fetch(entity, cursor)
         self.pages += 1
         plan = await self._plan(entity, page.records, resync=position.in_resync, fetched_ms=fetched_ms)
-        self.found[entity] += len(page.records) - plan.counts[Stats.label("echoes", self.system, entity)]
+        self.found[entity] += len(plan.changes) + sum(plan.counts[Stats.label(k, self.system, entity)] for k in ACTIVITY)
         self._queue(batch, entity, plan)
         ctx.cursors.put(batch, self.system, entity, page.cursor, now_ms(), caught_up=not page.more,
                         fetched_ms=fetched_ms)

@@ -2,8 +2,9 @@
 
 One ``POST /batch?requestid=...`` per at most 30 ops; while ``BATCH_WAITERS`` batches of this process
 already wait for the realm's batch window (40 per minute), further ops go as single idempotent requests
-(``POST /{entity}?requestid=...``) at SPARE priority, so a month-end drain uses both quotas and batches
-keep their share of the realm's 500 requests. The requestid is derived from the ops' keys, so an
+(``POST /{entity}?requestid=...``) at SPARE priority, and what is left of them joins a batch as soon as
+the wait shortens, so a month-end drain uses both quotas and batches keep their share of the realm's 500
+requests. The requestid is derived from the ops' keys, so an
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
 name-list record (Customer, Employee, Item) is a sparse ``Active:false``; a delete of a transaction
@@ -36,12 +37,14 @@ from accord.connectors.quickbooks.mapping import (
     with_gid,
 )
 from accord.connectors.quickbooks.mapping_base import Lookup
+from accord.connectors.quickbooks.spill import Pooled, SpillPool, settle
 
 MAX_BATCH = 30
 # batches of one process waiting for the batch window at once; further ops go singly. A retry may take the
 # other channel (another requestid): a create whose answer was lost is looked up by its gid marker before it
 # is sent again (the writer's ``maybe_written``), whichever channel carried it.
 BATCH_WAITERS = 2
+SINGLES_IN_FLIGHT = 4  # single requests of one spilled chunk sent at once
 
 
 def request_id(entity: str, ops: Sequence[WriteOp], salt: str = "") -> str:
@@ -77,6 +80,7 @@ class BatchWriter:
         self._system = api.system
         self._page_size = page_size
         self._batch_waiters = 0  # batches of this process waiting for the realm's batch window
+        self._pool = SpillPool()  # ops waiting for a batch while enough batches already wait
 
     async def write(self, spec: EntitySpec, ops: Sequence[WriteOp]) -> list[WriteResult]:
         results: list[WriteResult] = []
@@ -166,10 +170,14 @@ class BatchWriter:
                 results[i] = WriteResult(gid=ops[i].gid, ok=False, error=exc)
         if not items:
             return []
-        sent = [ops[int(b)] for b in items]
         if self._batch_waiters >= BATCH_WAITERS:  # enough ops of this process wait for the batch window
             return await self._run_singly(spec, ops, items, results, salt=salt)
-        body = await self._send_batch(spec.canonical, sent, items, salt)
+        return await self._run_batch(spec, ops, items, results, salt=salt)
+
+    async def _run_batch(self, spec: EntitySpec, ops: list[WriteOp], items: dict[str, dict[str, Any]],
+                         results: dict[int, WriteResult], *, salt: str) -> list[int]:
+        """One batch for ``items``; fill ``results`` and return the indexes that came back 5010."""
+        body = await self._send_batch(spec.canonical, [ops[int(b)] for b in items], items, salt)
         answers = {str(a.get("bId")): a for a in body.get("BatchItemResponse") or [] if isinstance(a, dict)}
         stale: list[int] = []
         for bid in items:
@@ -199,30 +207,69 @@ class BatchWriter:
 
     async def _run_singly(self, spec: EntitySpec, ops: list[WriteOp], items: dict[str, dict[str, Any]],
                           results: dict[int, WriteResult], *, salt: str) -> list[int]:
-        """Send each item as its own idempotent request; the same outcomes as ``_run``'s batch."""
-        async def one(bid: str, item: dict[str, Any]) -> tuple[int, WriteResult | None]:
-            i = int(bid)
-            params = {"requestid": request_id(spec.canonical, [ops[i]], "single:" + salt)}
-            if item["operation"] == "delete":
-                params["operation"] = "delete"
-            try:
-                body = await self._api.call("POST", f"/{spec.qbo.lower()}", params=params, json=item[spec.qbo],
-                                            headers=_headers([ops[i]]))
-            except StaleVersion:
-                return i, None
-            except ConnectorError as exc:
-                return i, WriteResult(gid=ops[i].gid, ok=False, error=exc)
-            return i, self._outcome(spec, ops[i], body)
-
+        """Pool the items (``spill``): send this chunk's own singly, a few at a time, while this process's
+        batches fill the wait for the batch window; once they no longer do, send a full batch of pooled ops
+        of any chunk. The same outcomes as a batch of these items."""
+        owner = self._pool.new_owner()
+        mine = self._pool.put(spec, ((ops[int(b)], item) for b, item in items.items()), salt, owner)
+        try:
+            while not all(p.outcome.done() for p in mine):
+                await self._spill_step(spec, mine, owner)
+        finally:
+            self._pool.withdraw(owner)
+            settle(mine, self._system, "the chunk stopped before this op was sent")
         stale: list[int] = []
-        with requests_as(Priority.SPARE):  # they take what batches leave of the realm's requests (30 per batch)
-            done = await asyncio.gather(*(one(b, item) for b, item in items.items()))
-        for i, outcome in done:
+        for bid, pooled in zip(items, mine, strict=True):
+            outcome = pooled.outcome.result()
             if outcome is None:
-                stale.append(i)
+                stale.append(int(bid))
             else:
-                results[i] = outcome
+                results[int(bid)] = outcome
         return stale
+
+    async def _spill_step(self, spec: EntitySpec, mine: list[Pooled], owner: int) -> None:
+        """Send one batch of pooled ops, or a wave of this chunk's own singly, or wait for an outcome."""
+        if self._batch_waiters < BATCH_WAITERS and (group := self._pool.take(spec.qbo, MAX_BATCH)):
+            await self._send_pooled(spec, group)
+        elif wave := self._pool.take(spec.qbo, SINGLES_IN_FLIGHT, owner):
+            try:
+                with requests_as(Priority.SPARE):  # they take what batches leave of the realm's requests
+                    done = await asyncio.gather(*(self._send_single(spec, p.op, p.item, p.salt) for p in wave))
+                for pooled, outcome in zip(wave, done, strict=True):
+                    pooled.resolve(outcome)
+            finally:
+                settle(wave, self._system, "the single request was not answered")
+        else:  # the rest of this chunk rides in batches other chunks send
+            await asyncio.wait([p.outcome for p in mine if not p.outcome.done()], return_when=asyncio.FIRST_COMPLETED)
+
+    async def _send_pooled(self, spec: EntitySpec, group: list[Pooled]) -> None:
+        """One batch of pooled ops (of any chunks); each op's outcome goes to its own chunk."""
+        items = {str(n): p.item for n, p in enumerate(group)}
+        salt = ",".join(sorted({p.salt for p in group}))
+        try:
+            body = await self._send_batch(spec.canonical, [p.op for p in group], items, salt)
+            answers = {str(a.get("bId")): a for a in body.get("BatchItemResponse") or [] if isinstance(a, dict)}
+            for bid, pooled in zip(items, group, strict=True):
+                pooled.resolve(self._outcome(spec, pooled.op, answers.get(bid)))
+        except ConnectorError as exc:
+            for pooled in group:
+                pooled.resolve(WriteResult(gid=pooled.op.gid, ok=False, error=exc))
+        finally:
+            settle(group, self._system, "the batch was not answered")
+
+    async def _send_single(self, spec: EntitySpec, op: WriteOp, item: dict[str, Any], salt: str) -> WriteResult | None:
+        """One op as its own request; ``None`` for a stale SyncToken (5010), as in a batch."""
+        params = {"requestid": request_id(spec.canonical, [op], "single:" + salt)}
+        if item["operation"] == "delete":
+            params["operation"] = "delete"
+        try:
+            body = await self._api.call("POST", f"/{spec.qbo.lower()}", params=params, json=item[spec.qbo],
+                                        headers=_headers([op]))
+        except StaleVersion:
+            return None
+        except ConnectorError as exc:
+            return WriteResult(gid=op.gid, ok=False, error=exc)
+        return self._outcome(spec, op, body)
 
     def _item(self, spec: EntitySpec, op: WriteOp, current: Mapping[str, dict[str, Any]],
               found: Mapping[Lookup, dict[str, Any] | None], *, fresh: bool) -> dict[str, Any]:

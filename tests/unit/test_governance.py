@@ -452,3 +452,25 @@ def test_a_records_suspects_are_parked_as_one() -> None:
     assert plan.parked == [
         ("r1", Suspect(gid="g", version=5, changed={"name": ("B", "C"), "website": ("x", "y")}, seen_ms=2)),
         ("r2", Suspect(gid="h", version=1, changed={"name": (None, "Z")}, seen_ms=2, adopted=True))]
+
+
+async def test_only_what_someone_else_did_keeps_polls_at_their_base_interval(rig: Rig) -> None:
+    """A poll's finds (``Poller.found``, which keeps an entity at its base interval) count changes to
+    publish, non-owner edits and records made outside Accord, never Accord's own writes read back."""
+    crm, erp = rig.pollers["crm"], rig.pollers["erp"]
+    await rig.poll("erp")  # the ERP's first full read, so creates can go
+    rig.crm.user_create({"name": "Acme", "country": "US"})
+    await rig.settle()
+    assert rig.erp.creates == 1
+    assert crm.found["account"] == 1 and erp.found["account"] == 0  # the ERP read back Accord's create
+
+    rid = next(iter(rig.erp.records))
+    rig.erp.user_update(rid, {"payment_terms": "net_45"})  # the ERP owns payment terms: a change to publish
+    await rig.poll("erp")
+    assert erp.found["account"] == 1
+    await rig.settle()
+    assert crm.found["account"] == 1 and erp.found["account"] == 1  # the CRM read back Accord's update
+
+    rig.erp.user_create({"name": "Initech", "country": "US"})  # made in the ERP, which does not own accounts
+    await rig.poll("erp")
+    assert erp.found["account"] == 2
