@@ -82,10 +82,11 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[-1]
 
 
-async def freshness(redis: Redis, settings: Settings) -> list[Freshness]:
-    """Per (source system, entity) with flows in the run."""
+async def freshness(redis: Redis, settings: Settings, since_ms: int = 0) -> list[Freshness]:
+    """Per (source system, entity) with flows published at or after ``since_ms`` (the initial load of the
+    records a firm already has is a backlog, not a measure of freshness)."""
     keys = Keys(settings.namespace)
-    written = await _published_to_written(redis, keys)
+    written = await _published_to_written(redis, keys, since_ms)
     out = []
     for (system, entity), delays in sorted(written.items()):
         waits = [float(v) for v in await redis.lrange(keys.poll_finds(system, entity), 0, -1)]
@@ -94,9 +95,10 @@ async def freshness(redis: Redis, settings: Settings) -> list[Freshness]:
     return out
 
 
-async def _published_to_written(redis: Redis, keys: Keys) -> dict[tuple[str, str], list[float]]:
-    """For each flow in the audit trail: seconds from the ``published`` that led to its first ``written``
-    (a time entry published as a draft and again once approved counts from the approval)."""
+async def _published_to_written(redis: Redis, keys: Keys, since_ms: int) -> dict[tuple[str, str], list[float]]:
+    """For each flow in the audit trail published at or after ``since_ms``: seconds from the ``published``
+    that led to its first ``written`` (a time entry published as a draft and again once approved counts
+    from the approval)."""
     delays: dict[tuple[str, str], list[float]] = defaultdict(list)
     async for key in redis.scan_iter(match=f"{keys.prefix}trace:*", count=500):
         published: tuple[str, str, int] | None = None
@@ -106,12 +108,13 @@ async def _published_to_written(redis: Redis, keys: Keys) -> dict[tuple[str, str
             if event.get("kind", "").startswith("published"):  # the last one before the write led to it
                 published = (event.get("system", ""), event.get("entity", ""), at)
             elif event.get("kind") == "written" and published is not None:
-                delays[(published[0], published[1])].append(max(0, at - published[2]) / 1000)
+                if published[2] >= since_ms:
+                    delays[(published[0], published[1])].append(max(0, at - published[2]) / 1000)
                 break
     return delays
 
 
 def report_lines(uses: list[ApiUse], fresh: list[Freshness]) -> list[str]:
     lines = ["API use (every request each sandbox answered during the run):", *(u.line() for u in uses),
-             "freshness of active entities (measured: poll waits and the audit trail):", *(f.line() for f in fresh)]
+             "freshness of the changes made during the activity (measured: poll waits and the audit trail):", *(f.line() for f in fresh)]
     return lines

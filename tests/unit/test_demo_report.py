@@ -39,3 +39,5 @@ async def test_freshness_reads_the_poll_waits_and_the_audit_trail(real_redis: Re
     (fresh,) = await freshness(real_redis, settings)
     assert (fresh.system, fresh.entity, fresh.flows) == ("crm", "account", 2)
     assert 1.1 <= fresh.seen_p95_s <= 1.2 and 0.8 <= fresh.written_p95_s <= 1.5 and fresh.ok
+    (later,) = await freshness(real_redis, settings, since_ms=1500)  # the initial load is not counted
+    assert later.flows == 1 and later.written_p95_s == 1.5
