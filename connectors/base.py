@@ -15,7 +15,6 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 import msgspec
-from aiolimiter import AsyncLimiter
 
 from accord.connectors.errors import (
     AuthExpired,
@@ -169,30 +168,6 @@ class MemoryTokenCache:
 # Shared HTTP plumbing
 # ------------------------------------------------------------------------------------------------
 
-_LIMITERS: dict[tuple[str, int], tuple[asyncio.AbstractEventLoop | None, AsyncLimiter]] = {}
-
-
-def account_limiter(account: str, max_rate: float, period: float) -> AsyncLimiter:
-    """The one in-process limiter for an external account (all clients on this event loop share it).
-
-    Across processes each caller is given an explicit share of the account's budget in ``max_rate``.
-    A limiter belongs to one event loop; one left by a closed loop (a finished test) is replaced.
-    """
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    for key, (owner, _) in list(_LIMITERS.items()):
-        if owner is not None and owner.is_closed():
-            del _LIMITERS[key]
-    key = (account, id(loop))
-    entry = _LIMITERS.get(key)
-    if entry is None or entry[1].max_rate != max_rate or entry[1].time_period != period:
-        entry = (loop, AsyncLimiter(max_rate, period))
-        _LIMITERS[key] = entry
-    return entry[1]
-
-
 class CallStats:
     """API call counters of one connector, drained by the owning actor into Redis."""
 
@@ -282,7 +257,6 @@ __all__ = [
     "TokenCache",
     "WriteOp",
     "WriteResult",
-    "account_limiter",
     "backoff_delay",
     "classify_transport_error",
     "deep_merge",
