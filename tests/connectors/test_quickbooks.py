@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from typing import Any
@@ -434,6 +435,32 @@ async def test_spilled_single_create_lost_is_replayed_or_found_never_made_twice(
     found = await connector.find_created("account", ["g-9"], since_ms)
     assert found["g-9"].id == made["Id"]
     assert [r["Id"] for r in qbo_state.records("Customer")] == [made["Id"]]
+
+
+async def test_spilled_chunks_pool_their_waiting_ops_into_full_batches(qbo_state, make_qbo, monkeypatch) -> None:
+    """Two chunks spill while a batch of the process waits for the /batch window: each sends a few of
+    its own singly, and once that batch got its grant the rest of both goes as one full batch."""
+    monkeypatch.setattr(writer_module, "BATCH_WAITERS", 1)
+    batches: list[int] = []
+    singles = 0
+
+    def hook(request: httpx.Request) -> None:
+        nonlocal singles
+        if request.url.path.endswith("/batch"):
+            batches.append(len(json.loads(request.content)["BatchItemRequest"]))
+        elif request.method == "POST" and request.url.path.endswith("/customer"):
+            singles += 1
+            if singles == 2 * writer_module.SINGLES_IN_FLIGHT:
+                connector._writer._batch_waiters = 0  # the waiting batch was granted and sent
+    connector = make_qbo(hook=hook)
+    connector._writer._batch_waiters = 1  # a batch of this process waits for the window
+    first = [op(f"a-{n}", {"name": f"Alpha {n}"}) for n in range(20)]
+    second = [op(f"b-{n}", {"name": f"Beta {n}"}) for n in range(20)]
+    results = [r for chunk in await asyncio.gather(connector.write("account", first), connector.write("account", second))
+               for r in chunk]
+    assert all(r.ok and r.created for r in results), [r.error for r in results if not r.ok]
+    assert len(qbo_state.records("Customer")) == 40 == len({r.target_id for r in results})
+    assert singles == 8 and batches[0] == 30 and sum(batches) == 32, (singles, batches)
 
 
 async def test_batch_partial_failure(qbo_state, make_qbo) -> None:
