@@ -87,7 +87,8 @@ async def drain(d: Daemon, redis: Redis, firm: MonthEndFirm, entries: int, scale
     calls = firm.erp.requests.count() - calls_before
     return {"drain_s": round(drained, 2), "throttled": firm.erp.requests.count(status=429) - throttled_before,
             "calls_per_entry": round(calls / entries, 3), "erp_calls": calls,
-            "batch_calls": len(firm.erp.requests.entries("batch"))}
+            "batch_calls": len(firm.erp.requests.entries("batch")),
+            "throttled_by": {quota: n for quota, n in firm.erp.quota_stats()["throttled"].items() if n}}
 
 
 async def one_run(url: str, data_dir: str, opts: argparse.Namespace, replicas: int,
@@ -160,7 +161,7 @@ def main() -> None:
             run, firm = asyncio.run(one_run(server.url, data_dir, opts, replicas, scale_to))
             runs.append(run)
             print(f"  {run['replicas']} writer(s): drained in {run['drain_s']} s ({run['ratio']}x the bound, "
-                  f"{run['throttled']} 429s)", flush=True)
+                  f"{run['throttled']} 429s{' by ' + str(run['throttled_by']) if run['throttled'] else ''})", flush=True)
             if naive_run is None:  # on the first run's ERP (its references exist), alongside the next runs
                 naive_run = threading.Thread(target=lambda f=firm: reference.append(naive(f, opts.entries)))
                 naive_run.start()
