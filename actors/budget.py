@@ -10,7 +10,7 @@ need not agree on time). The rule, the same as ``LocalStore``'s:
   ``burst(requests)`` at once (a theoretical arrival time per window, as in GCRA), so a minute's quota is
   not spent in its first second and shorter windows, and the server's clock, see an even flow;
 * ``reserve``: when a more urgent priority was refused within two periods (it comes back when told),
-  ``reserve(requests)`` grants are left to the more urgent ones; ``factor`` drops by ``THROTTLE_STEP``
+  ``reserve(window)`` grants are left to the more urgent ones; ``factor`` drops by ``THROTTLE_STEP``
   (not under ``THROTTLE_FLOOR``) at each throttle and regains ``RECOVERY`` per longest window;
 * a ``paused_until`` set by a throttle refuses everything until then;
 * in-flight slots are a sorted set of holders scored by lease expiry, given back after the request.
@@ -136,7 +136,7 @@ class RedisBudgetStore:
                                          RECOVERY, self.lease, int(dry)]
         for window in windows:
             args += [window.requests, window.period + margin(window.period), burst(window.requests),
-                     reserve(window.requests)]
+                     reserve(window, self.limits.windows)]
         args.append(SLOT_WAIT)
         return float(await self._take(keys=keys, args=args))
 

@@ -1,6 +1,6 @@
 """Month-end benchmark: a month of approved time drained into an ERP at the API's limit.
 
-    python -m bench.month_end                          # 20,000 entries, quota_scale 10, replicas 1 2 4 8 + 1→4
+    python -m bench.month_end                          # 20,000 entries, quota_scale 5, replicas 1 2 4 8 + 1→4
     python -m bench.month_end --entries 5000 --replicas 1 4 --no-scale-run
 
 The PSA sandbox (Harvest) holds a 200-consultant firm; the ERP sandbox (QuickBooks Online) enforces its
@@ -11,8 +11,9 @@ the month's ``--entries`` time entries at once and measures the drain: from the 
 TimeActivity in the ERP. The quota-bound minimum is the least time QuickBooks' write quotas allow for
 that many creates (``quota_bound_s``). One more run starts with 1 writer and scales to 4 half-way
 (``accord scale``'s path: the control hash the supervisor watches). The naive reference, measured in the
-same invocation on the first run's ERP (its own quota windows, alongside the later runs: it waits on the
-quota, not on the CPU), POSTs one TimeActivity per entry in order and waits out each 429.
+same invocation after the runs, alone (in the sandboxes' process, a client alongside a run would slow both),
+on the first run's ERP (its references exist there) once its windows emptied, POSTs one TimeActivity per
+entry in order and waits out each 429.
 
 The last line printed is one JSON object: ``entries``, ``quota_scale``, ``runs`` (per run: ``replicas``,
 ``drain_s``, ``bound_s``, ``ratio``, ``throttled``, ``calls_per_entry``, ``naive_drain_s``), ``machine``.
@@ -26,7 +27,6 @@ import json
 import os
 import platform
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -153,23 +153,21 @@ def main() -> None:
     data_dir = tempfile.mkdtemp(prefix="accord-monthend-")
     server = EmbeddedRedis(Path(data_dir) / "redis").start()
     runs: list[dict[str, Any]] = []
-    reference: list[tuple[float, int]] = []
-    naive_run: threading.Thread | None = None
+    first: MonthEndFirm | None = None
     try:
         plan = [(r, None) for r in opts.replicas] + ([] if opts.no_scale_run else [(1, 4)])
         for replicas, scale_to in plan:
             run, firm = asyncio.run(one_run(server.url, data_dir, opts, replicas, scale_to))
             runs.append(run)
+            by = f" by {run['throttled_by']}" if run["throttled"] else ""
             print(f"  {run['replicas']} writer(s): drained in {run['drain_s']} s ({run['ratio']}x the bound, "
-                  f"{run['throttled']} 429s{' by ' + str(run['throttled_by']) if run['throttled'] else ''})", flush=True)
-            if naive_run is None:  # on the first run's ERP (its references exist), alongside the next runs
-                naive_run = threading.Thread(target=lambda f=firm: reference.append(naive(f, opts.entries)))
-                naive_run.start()
-        assert naive_run is not None
-        naive_run.join()
+                  f"{run['throttled']} 429s{by})", flush=True)
+            first = first or firm
     finally:
         server.stop()
-    naive_s, naive_429 = reference[0]
+    assert first is not None
+    naive_s, naive_429 = naive(first, opts.entries)  # alone: neither it nor a run slows the other
+    print(f"  naive reference: {naive_s:.1f} s ({naive_429} 429s)", flush=True)
     print(json.dumps(report(runs, naive_s, naive_429, opts)))
 
 

@@ -29,7 +29,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from enum import IntEnum
 from typing import Protocol
@@ -85,11 +85,15 @@ def burst(limit: int) -> int:
     return limit if limit <= 10 else 4
 
 
-def reserve(limit: int) -> int:
-    """Grants of a window kept for the more urgent classes when one was refused recently: a tenth, so that
-    QuickBooks' 40 batches a minute (and its polls) still fit among 500 requests when single requests fill
-    the rest."""
-    return max(1, limit // 10)
+def reserve(window: RateLimit, windows: Sequence[RateLimit]) -> int:
+    """Grants of a window kept for the more urgent classes when one was refused recently: a tenth, but
+    no more than what a narrower kind window inside it lets through in the same time (QuickBooks' 40
+    batches a minute are all the reserve the 500 requests need when single requests fill the rest)."""
+    tenth = max(1, window.requests // 10)
+    if window.kind != "*":
+        return tenth
+    inner = [w.requests * window.period / w.period for w in windows if w.kind != "*"]
+    return max(1, min([tenth, *(int(n) for n in inner)]))
 
 
 class BudgetStore(Protocol):
@@ -179,6 +183,7 @@ class LocalStore:
         self.lease = lease
         self.longest = max((w.period for w in limits.windows), default=1.0)
         self.clock = clock
+        self.windows = limits.windows
         self.logs: dict[RateLimit, list[float]] = {w: [] for w in limits.windows}
         self.slots: dict[str, float] = {}
         self.demand: dict[Priority, float] = {}
@@ -224,7 +229,7 @@ class LocalStore:
         log = self.logs[window]
         del log[:bisect.bisect_right(log, now - period)]
         urgent = any(p < priority and at > now - 2 * period for p, at in self.demand.items())
-        kept = reserve(window.requests) if urgent else 0
+        kept = reserve(window, self.windows) if urgent else 0
         allowed = max(1, int(window.requests * self.factor(now)) - kept)
         if len(log) < allowed:
             return 0.0

@@ -21,6 +21,7 @@ from accord.connectors.budget import (
     RequestBudget,
     margin,
     requests_as,
+    reserve,
 )
 from accord.redis_server import EmbeddedRedis
 from accord.streams.keys import Keys
@@ -183,3 +184,10 @@ async def test_a_large_window_is_paced_evenly_after_a_small_burst(make_store: St
     assert await fill(store, limits.windows, Priority.BACKLOG) == 4  # burst(100): then one per 10 ms
     wait = await store.take(limits.windows, Priority.BACKLOG, "next")
     assert 0 < wait <= (1.0 + margin(1.0)) / 100 + 0.005
+
+
+def test_the_reserve_is_a_tenth_but_no_more_than_a_kind_window_inside_lets_through() -> None:
+    minute, second, batches = window(500, 60.0), window(10, 1.0), window(40, 60.0, "batch")
+    qbo = (minute, second, batches)
+    assert reserve(minute, qbo) == 40  # QuickBooks' 40 batches a minute need no more of the 500
+    assert reserve(minute, (minute, second)) == 50 and reserve(second, qbo) == 1 and reserve(batches, qbo) == 4
