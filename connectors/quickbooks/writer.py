@@ -43,7 +43,7 @@ MAX_BATCH = 30
 # batches of one process waiting for the batch window at once; further ops go singly. A retry may take the
 # other channel (another requestid): a create whose answer was lost is looked up by its gid marker before it
 # is sent again (the writer's ``maybe_written``), whichever channel carried it.
-BATCH_WAITERS = 2
+BATCH_WAITERS = 1
 SINGLES_IN_FLIGHT = 4  # single requests of one spilled chunk sent at once
 
 
