@@ -58,6 +58,7 @@ from accord.sandboxes.salesforce.seed import account_fields, contact_fields
 from accord.stuck import stuck_entries
 from bench import chaos_audit, chaos_faults
 from bench.kills import ActorKiller
+from bench.measure import quotas_raised
 
 ENTITIES = ("account", "contact", "opportunity", "project", "task")  # the provisioner needs the last three
 FEED_SHARE = 0.7  # the workload runs over this share of the fault window
@@ -88,7 +89,7 @@ def chaos_settings(world: World, redis_url: str, data_dir: Path, namespace: str)
     the ones the provisioner needs), with quotas raised so they are not the bottleneck."""
     base = world.configure(demo_settings(str(data_dir), 0))
     systems = {name: msgspec.structs.replace(
-        system, rate_limit=RateLimit(requests=10**6, period=Duration(1.0)),  # type: ignore[type-var]
+        quotas_raised(system), rate_limit=RateLimit(requests=10**6, period=Duration(1.0)),  # type: ignore[type-var]
         timeout=Duration(chaos_faults.CLIENT_TIMEOUT_S)) for name, system in base.systems.items()}
     # Salesforce answers a throttle with 403 REQUEST_LIMIT_EXCEEDED and no Retry-After: back off 1 s, not a minute
     systems["crm"] = msgspec.structs.replace(systems["crm"], limit_retry_after=Duration(1.0))  # type: ignore[type-var]

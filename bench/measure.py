@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 
 SLOW_US = 2000  # SLOWLOG threshold while measuring: commands of 2 ms and more
@@ -126,3 +127,13 @@ def linearity(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = {k: round(b.get(k, 0.0) / a[k], 3) for k in a if tracked(k) and a[k] > 0}
     return {"sizes": [r["records"] for r in runs], "rate_ratio": round(rate, 3), "cpu_per_1000_ratio": ratios,
             "linear": bool(rate >= 0.9 and all(r <= 1.15 for r in ratios.values()))}
+
+
+def quotas_raised(system: Any, requests: int = 10**8) -> Any:
+    """``system``'s settings with every request window (``rate_limit``, QuickBooks' ``second_limit`` and
+    ``batch_limit``) and in-flight cap raised out of the way: a benchmark of the pipeline, not of a quota."""
+    changes: dict[str, Any] = {name: msgspec.structs.replace(getattr(system, name), requests=requests)
+                               for name in ("rate_limit", "second_limit", "batch_limit") if hasattr(system, name)}
+    if hasattr(system, "max_concurrent"):
+        changes["max_concurrent"] = 1_000
+    return msgspec.structs.replace(system, **changes)

@@ -58,7 +58,7 @@ from accord.streams.records import ChangeRecord, encode
 from accord.streams.state import Stats
 from bench.chaos_audit import pipeline_state
 from bench.kills import ActorKiller, actor_pids
-from bench.measure import Window, _tree, linearity
+from bench.measure import Window, _tree, linearity, quotas_raised
 
 BATCH = 500
 
@@ -160,10 +160,7 @@ def bench_settings(world: World, url: str, data_dir: str) -> Settings:
         settings, log_level="WARNING", redis=msgspec.structs.replace(settings.redis, url=url),
         provisioning=None, reconcile={},  # they need entities this benchmark does not sync
         systems={**settings.systems,
-                 "crm": msgspec.structs.replace(settings.systems["crm"], rate_limit=msgspec.structs.replace(
-                     settings.systems["crm"].rate_limit, requests=10_000)),
-                 "erp": msgspec.structs.replace(settings.systems["erp"], rate_limit=msgspec.structs.replace(
-                     settings.systems["erp"].rate_limit, requests=10**8))},
+                 "crm": quotas_raised(settings.systems["crm"], 10_000), "erp": quotas_raised(settings.systems["erp"])},
         # the measured flow: CRM accounts to ERP customers (the PSA takes no part in this benchmark)
         entities={"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.2,
                                                      systems=["crm", "erp"], exclude={})})
