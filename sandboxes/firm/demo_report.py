@@ -6,8 +6,8 @@
 * **Freshness of active entities**: how long a change waited to be seen (``Keys.poll_finds``: for each
   poll of an entity still active — it found records within ``ACTIVE_FOR`` — that found records, the time
   since its previous poll; an upper bound of the wait) plus how long it then took to reach its target
-  (the audit trail: the ``published`` that led to a ``written`` of each flow; a record waiting for one it
-  references, e.g. a task for its project, waits here too). Both at the 95th percentile, against the
+  (the audit trail: from the ``published`` that led to the writes of each flow to its first ``written``
+  in its last target; a record waiting for one it references, e.g. a task for its project, waits here too). Both at the 95th percentile, against the
   entity's base ``poll_interval`` plus 2 s.
 """
 
@@ -97,20 +97,21 @@ async def freshness(redis: Redis, settings: Settings, since_ms: int = 0) -> list
 
 async def _published_to_written(redis: Redis, keys: Keys, since_ms: int) -> dict[tuple[str, str], list[float]]:
     """For each flow in the audit trail published at or after ``since_ms``: seconds from the ``published``
-    that led to its first ``written`` (a time entry published as a draft and again once approved counts
-    from the approval)."""
+    that led to the first ``written`` in each of its targets (a time entry published as a draft and again
+    once approved counts from the approval; a CRM account counts until it is in the PSA and in the ERP)."""
     delays: dict[tuple[str, str], list[float]] = defaultdict(list)
     async for key in redis.scan_iter(match=f"{keys.prefix}trace:*", count=500):
         published: tuple[str, str, int] | None = None
+        reached: dict[str, int] = {}  # target -> first written there after the publish
         for _, raw in stream_entries(await redis.xrange(text(key))):
             event = text_map(raw)
             at = int(event.get("at_ms") or 0)
-            if event.get("kind", "").startswith("published"):  # the last one before the write led to it
+            if event.get("kind", "").startswith("published") and not reached:  # the last one before a write
                 published = (event.get("system", ""), event.get("entity", ""), at)
-            elif event.get("kind") == "written" and published is not None:
-                if published[2] >= since_ms:
-                    delays[(published[0], published[1])].append(max(0, at - published[2]) / 1000)
-                break
+            elif event.get("kind") == "written" and published is not None and event.get("system") != published[0]:
+                reached.setdefault(event.get("system", ""), at)  # not a write back to where it came from
+        if published is not None and reached and published[2] >= since_ms:
+            delays[(published[0], published[1])].append(max(0, max(reached.values()) - published[2]) / 1000)
     return delays
 
 

@@ -41,3 +41,9 @@ async def test_freshness_reads_the_poll_waits_and_the_audit_trail(real_redis: Re
     assert 1.1 <= fresh.seen_p95_s <= 1.2 and 0.8 <= fresh.written_p95_s <= 1.5 and fresh.ok
     (later,) = await freshness(real_redis, settings, since_ms=1500)  # the initial load is not counted
     assert later.flows == 1 and later.written_p95_s == 1.5
+    # a flow with two targets has reached them when it is in the last one (a write back to its source is not one)
+    for kind, system, at in (("published upsert", "crm", 4000), ("written", "psa", 4100), ("written", "erp", 9000),
+                             ("published upsert", "erp", 9100), ("written", "crm", 9500)):
+        await real_redis.xadd(keys.trace("c3"), {"kind": kind, "entity": "account", "system": system, "at_ms": str(at)})
+    (both,) = await freshness(real_redis, settings, since_ms=3000)
+    assert both.flows == 1 and both.written_p95_s == 5.0
