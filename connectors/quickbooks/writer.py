@@ -4,7 +4,7 @@ One ``POST /batch?requestid=...`` per at most 30 ops; while ``BATCH_WAITERS`` ba
 already wait for the realm's batch window (40 per minute), further ops go as single idempotent requests
 (``POST /{entity}?requestid=...``) at SPARE priority, and what is left of them joins a batch as soon as
 the wait shortens, so a month-end drain uses both quotas and batches keep their share of the realm's 500
-requests. The requestid is derived from the ops' keys, so an
+requests. A few fresh changes go as single requests when no batch grant is free at once (``FEW_FRESH``). The requestid is derived from the ops' keys, so an
 HTTP-level retry of the same batch is replayed by QBO (the original response comes back and nothing runs
 twice). Creates carry the Accord gid marker; updates are sparse and carry the SyncToken; a delete of a
 name-list record (Customer, Employee, Item) is a sparse ``Active:false``; a delete of a transaction
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from accord.connectors.base import WriteOp, WriteResult, deep_merge
-from accord.connectors.budget import Priority, requests_as
+from accord.connectors.budget import Priority, current_priority, requests_as
 from accord.connectors.errors import ConnectorError, Gone, Permanent, Retryable, StaleVersion
 from accord.connectors.quickbooks.api import QboApi
 from accord.connectors.quickbooks.faults import first_error
@@ -45,6 +45,9 @@ MAX_BATCH = 30
 # is sent again (the writer's ``maybe_written``), whichever channel carried it.
 BATCH_WAITERS = 1
 SINGLES_IN_FLIGHT = 4  # single requests of one spilled chunk sent at once
+# a fresh chunk this small goes as single requests when the batch window has no grant now: a batch would
+# queue behind other entities' batches (40 a minute for the realm), a single costs one of its 500 requests
+FEW_FRESH = 4
 
 
 def request_id(entity: str, ops: Sequence[WriteOp], salt: str = "") -> str:
@@ -63,6 +66,17 @@ def _headers(ops: Sequence[WriteOp]) -> dict[str, str]:
     if correlation := correlation_header(ops):
         headers["X-Correlation-ID"] = correlation
     return headers
+
+
+def _fill(results: dict[int, WriteResult], outcomes: Iterable[tuple[str, WriteResult | None]]) -> list[int]:
+    """Put each item's outcome in ``results``; return the indexes that came back 5010 (stale SyncToken)."""
+    stale: list[int] = []
+    for bid, outcome in outcomes:
+        if outcome is None:
+            stale.append(int(bid))
+        else:
+            results[int(bid)] = outcome
+    return stale
 
 
 def _written_names(spec: EntitySpec, op: WriteOp) -> set[str]:
@@ -172,22 +186,29 @@ class BatchWriter:
             return []
         if self._batch_waiters >= BATCH_WAITERS:  # enough ops of this process wait for the batch window
             return await self._run_singly(spec, ops, items, results, salt=salt)
+        if await self._few_fresh_and_batches_busy(items):
+            return await self._run_each(spec, ops, items, results, salt=salt)
         return await self._run_batch(spec, ops, items, results, salt=salt)
+
+    async def _few_fresh_and_batches_busy(self, items: dict[str, dict[str, Any]]) -> bool:
+        """A few just-made changes and no ``/batch`` grant free now: single requests reach QuickBooks at
+        once, a batch would wait its turn behind every other entity's (a new customer's project waits)."""
+        if len(items) > FEW_FRESH or current_priority() is not Priority.FRESH:
+            return False
+        return not await self._api.budget.available("batch")
+
+    async def _run_each(self, spec: EntitySpec, ops: list[WriteOp], items: dict[str, dict[str, Any]],
+                        results: dict[int, WriteResult], *, salt: str) -> list[int]:
+        """Each item as its own request, all at once (the same outcomes as a batch of them)."""
+        done = await asyncio.gather(*(self._send_single(spec, ops[int(b)], item, salt) for b, item in items.items()))
+        return _fill(results, zip(items, done, strict=True))
 
     async def _run_batch(self, spec: EntitySpec, ops: list[WriteOp], items: dict[str, dict[str, Any]],
                          results: dict[int, WriteResult], *, salt: str) -> list[int]:
         """One batch for ``items``; fill ``results`` and return the indexes that came back 5010."""
         body = await self._send_batch(spec.canonical, [ops[int(b)] for b in items], items, salt)
         answers = {str(a.get("bId")): a for a in body.get("BatchItemResponse") or [] if isinstance(a, dict)}
-        stale: list[int] = []
-        for bid in items:
-            i = int(bid)
-            outcome = self._outcome(spec, ops[i], answers.get(bid))
-            if outcome is None:
-                stale.append(i)
-            else:
-                results[i] = outcome
-        return stale
+        return _fill(results, ((bid, self._outcome(spec, ops[int(bid)], answers.get(bid))) for bid in items))
 
     async def _send_batch(self, entity: str, sent: list[WriteOp], items: dict[str, dict[str, Any]],
                           salt: str) -> dict[str, Any]:
@@ -218,14 +239,7 @@ class BatchWriter:
         finally:
             self._pool.withdraw(owner)
             settle(mine, self._system, "the chunk stopped before this op was sent")
-        stale: list[int] = []
-        for bid, pooled in zip(items, mine, strict=True):
-            outcome = pooled.outcome.result()
-            if outcome is None:
-                stale.append(int(bid))
-            else:
-                results[int(bid)] = outcome
-        return stale
+        return _fill(results, ((bid, pooled.outcome.result()) for bid, pooled in zip(items, mine, strict=True)))
 
     async def _spill_step(self, spec: EntitySpec, mine: list[Pooled], owner: int) -> None:
         """Send one batch of pooled ops, or a wave of this chunk's own singly, or wait for an outcome."""

@@ -12,8 +12,9 @@ import httpx
 import msgspec
 import pytest
 
-from accord.config.types import dec_hook
+from accord.config.types import Duration, RateLimit, dec_hook
 from accord.connectors.base import MemoryTokenCache, Page, WriteOp
+from accord.connectors.budget import Priority, requests_as
 from accord.connectors.errors import AuthExpired, Permanent, RateLimited, Retryable, StaleVersion
 from accord.connectors.quickbooks import writer as writer_module
 from accord.connectors.quickbooks.client import QuickBooksConnector
@@ -461,6 +462,29 @@ async def test_spilled_chunks_pool_their_waiting_ops_into_full_batches(qbo_state
     assert all(r.ok and r.created for r in results), [r.error for r in results if not r.ok]
     assert len(qbo_state.records("Customer")) == 40 == len({r.target_id for r in results})
     assert singles == 8 and batches[0] == 30 and sum(batches) == 32, (singles, batches)
+
+
+async def test_a_few_fresh_changes_go_singly_when_the_batch_window_is_spent(qbo_state, make_qbo) -> None:
+    """A fresh chunk of a few ops does not queue behind the realm's /batch window: with no batch grant
+    free it goes as single requests at once; a larger chunk, or a backlog one, still waits for a batch."""
+    sent: list[tuple[str, int]] = []
+
+    def hook(request: httpx.Request) -> None:
+        if request.url.path.endswith("/batch"):
+            sent.append(("batch", len(json.loads(request.content)["BatchItemRequest"])))
+        elif request.method == "POST" and request.url.path.endswith("/customer"):
+            sent.append(("single", 1))
+    connector = make_qbo(hook=hook, batch_limit=RateLimit(requests=1, period=Duration(1.0)))
+    await connector.write("account", [op("a-0", {"name": "Alpha 0"})])  # takes the window's one grant
+    few = await connector.write("account", [op(f"b-{n}", {"name": f"Beta {n}"}) for n in range(writer_module.FEW_FRESH)])
+    with requests_as(Priority.BACKLOG):
+        backlog = await connector.write("account", [op("c-0", {"name": "Gamma 0"})])
+    more = await connector.write("account", [op(f"d-{n}", {"name": f"Delta {n}"})
+                                              for n in range(writer_module.FEW_FRESH + 1)])
+    assert all(r.ok and r.created for r in [*few, *backlog, *more])
+    assert sent == [("batch", 1), *[("single", 1)] * writer_module.FEW_FRESH, ("batch", 1),
+                    ("batch", writer_module.FEW_FRESH + 1)], sent
+    assert len(qbo_state.records("Customer")) == 2 * writer_module.FEW_FRESH + 3
 
 
 async def test_batch_partial_failure(qbo_state, make_qbo) -> None:
