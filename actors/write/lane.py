@@ -248,6 +248,7 @@ class Lane:
         rest = [d for d in deliveries if id(d) not in writing]
         if await self._commit(outcome, rest):
             self._schedule(outcome, rest)
+        await self.writer.nudger.send(self.redis, self.writer.ctx.keys, outcome.nudges)
 
     async def _write(self, works: list[RecordWork]) -> None:
         if not works:

@@ -103,6 +103,7 @@ class Outcome:
     retry_after: float = 0.0  # the target asked to be left alone this long (429 Retry-After)
     counts: Counter[str] = field(default_factory=Counter)
     events: list[TraceEvent] = field(default_factory=list)  # the audit trail of this sweep
+    nudges: set[tuple[str, str]] = field(default_factory=set)  # (system, entity) to read now: parked records wait
 
     def trace(self, deliveries: list[Delivery], kind: str, detail: str, record_id: str = "") -> None:
         """One trail event per business flow among ``deliveries`` (coalesced changes may span flows)."""

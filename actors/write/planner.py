@@ -295,6 +295,8 @@ class WritePlanner:
         for work, fields, gaps in zip(works, native, missing, strict=True):
             if gaps:
                 waits = frozenset(("xref", ref_entity, gid, target) for ref_entity, gid in gaps.values())
+                if work.source is not None:  # the source holds what its record references: read it now
+                    outcome.nudges |= {(work.source.source, ref_entity) for ref_entity, _ in gaps.values()}
                 self._park([work], outcome, f"referenced record(s) {', '.join(sorted(gaps))} not in {target} yet",
                            waits)
             else:

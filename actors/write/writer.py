@@ -30,6 +30,7 @@ from accord.actors.governance import Ownership
 from accord.actors.loop import LoopActor
 from accord.actors.write.commit import Committer
 from accord.actors.write.lane import Lane
+from accord.actors.write.nudge import Nudger
 from accord.actors.write.planner import WritePlanner
 from accord.config.settings import Settings
 from accord.connectors.base import CallStats, Connector
@@ -62,6 +63,7 @@ class Writer(LoopActor):
         self.write_slots = asyncio.Semaphore(settings.streams.write_concurrency)  # batch calls in flight
         self.planner = WritePlanner(settings, entity, lambda: self.ctx, self.connector)
         self.committer = Committer(settings, entity, lambda: self.ctx, self.planner)
+        self.nudger = Nudger(settings)  # asks pollers for referenced records parked writes wait for
         self.lanes = {target: Lane(self, target) for target in self.targets}
         self.stuck: Counter[str] = Counter()  # per target: entries the safety net had to re-read
         self.sweeps = 0

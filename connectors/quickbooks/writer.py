@@ -46,8 +46,9 @@ MAX_BATCH = 30
 BATCH_WAITERS = 1
 SINGLES_IN_FLIGHT = 4  # single requests of one spilled chunk sent at once
 # a fresh chunk this small goes as single requests when the batch window has no grant now: a batch would
-# queue behind other entities' batches (40 a minute for the realm), a single costs one of its 500 requests
-FEW_FRESH = 4
+# queue behind other entities' batches (40 a minute for the realm), a single costs one of its 500 requests;
+# ten at once are one second of the realm's per-second quota (a new project's tasks, a few new customers)
+FEW_FRESH = 10
 
 
 def request_id(entity: str, ops: Sequence[WriteOp], salt: str = "") -> str:

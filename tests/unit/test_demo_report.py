@@ -16,6 +16,8 @@ def test_api_use_per_change_and_its_verdict() -> None:
     assert ApiUse("psa", 300, 200).per_change == 1.5 and "(ok)" in ApiUse("psa", 300, 200).line()
     assert "over 2" in ApiUse("erp", 500, 200).line()
     assert ApiUse("erp", 5, 0).per_change == 5.0  # no change synced: every call counts against one
+    busy = ApiUse("erp", 9, 6, (("query", 5), ("batch", 3), ("item", 1))).line()
+    assert busy.splitlines()[1].split() == ["query", "5,", "batch", "3,", "item", "1"]  # where the calls went
 
 
 def test_freshness_is_seen_plus_written_against_base_plus_two_seconds() -> None:
@@ -30,7 +32,7 @@ async def test_freshness_reads_the_poll_waits_and_the_audit_trail(real_redis: Re
     settings = loads(CRM_AND_ERP + '[entities.account]\nowner = "crm"\nsystems = ["crm", "erp"]\n'
                      'poll_interval = "1s"\n', env={})
     keys = Keys(settings.namespace)
-    await real_redis.rpush(keys.poll_finds("crm", "account"), "1.0", "1.2", "0.9")
+    await real_redis.rpush(keys.poll_finds("crm", "account"), "1.0", "1.2", "0.9", "7.5:idle")
     for flow, (published, written) in {"c1": (1000, 1800), "c2": (2000, 3500)}.items():
         await real_redis.xadd(keys.trace(flow), {"kind": "published upsert", "entity": "account", "system": "crm",
                                                  "at_ms": str(published)})
@@ -39,6 +41,7 @@ async def test_freshness_reads_the_poll_waits_and_the_audit_trail(real_redis: Re
     (fresh,) = await freshness(real_redis, settings)
     assert (fresh.system, fresh.entity, fresh.flows) == ("crm", "account", 2)
     assert 1.1 <= fresh.seen_p95_s <= 1.2 and 0.8 <= fresh.written_p95_s <= 1.5 and fresh.ok
+    assert fresh.idle_waits == (7.5,) and "1 first change(s) after an idle spell, seen within 7.5s" in fresh.line()
     (later,) = await freshness(real_redis, settings, since_ms=1500)  # the initial load is not counted
     assert later.flows == 1 and later.written_p95_s == 1.5
     # a flow with two targets has reached them when it is in the last one (a write back to its source is not one)

@@ -13,6 +13,7 @@ from accord.actors.poll.edits import park
 from accord.actors.poll.page import PagePlan
 from accord.actors.poll.poller import Poller
 from accord.actors.poll.suspects import Suspect
+from accord.actors.write.nudge import Nudger
 from accord.actors.write.writer import Writer
 from accord.config.load import loads
 from accord.connectors.base import Page, SourceRecord
@@ -176,6 +177,8 @@ async def test_reference_is_translated_and_a_dangling_one_parks(rig: Rig) -> Non
     await rig.writers["contact"].sweep()
     assert rig.erp.tables["contact"].records == {}
     assert (await rig.counts())[("parked", "contact")] == 1
+    nudges = await rig.redis.xrange(rig.keys.intake("crm"))  # the CRM's poller is asked for the account now
+    assert [fields for _, fields in nudges] == [{b"entity": b"account"}]
     await rig.poll("crm")
     await rig.sweep()
     erp_account = next(iter(rig.erp.records))
@@ -474,3 +477,17 @@ async def test_only_what_someone_else_did_keeps_polls_at_their_base_interval(rig
     rig.erp.user_create({"name": "Initech", "country": "US"})  # made in the ERP, which does not own accounts
     await rig.poll("erp")
     assert erp.found["account"] == 2
+
+
+def test_a_nudge_per_system_and_entity_at_most_once_per_its_base_poll_interval() -> None:
+    """Parked records ask the source's poller for what they reference; a backlog of them asks no more
+    often than the referenced entity's poll schedule, and never a system that does not hold it."""
+    now = [100.0]
+    nudger = Nudger(loads(BASE.replace("{policy}", "revert").replace("{park}", "10m"), env={}), clock=lambda: now[0])
+    interval = nudger._settings.entities["account"].poll_interval
+    assert nudger.due([("crm", "account"), ("crm", "account"), ("psa", "account")]) == [("crm", "account")]
+    now[0] += interval / 2
+    assert nudger.due([("crm", "account")]) == []
+    assert nudger.due([("erp", "account")]) == [("erp", "account")]
+    now[0] += interval / 2
+    assert nudger.due([("crm", "account")]) == [("crm", "account")]

@@ -3,7 +3,7 @@ back to its base, and the interval achieved between polls is what the metric rep
 
 from __future__ import annotations
 
-from accord.actors.poll.pace import ACTIVE_FOR, PollPace
+from accord.actors.poll.pace import ACTIVE_FOR, ACTIVE_MAX, QUIET_GAPS, PollPace
 
 
 class Clock:
@@ -60,3 +60,22 @@ def test_the_achieved_interval_is_the_time_between_two_poll_starts() -> None:
 def test_a_maximum_below_the_base_interval_is_the_base() -> None:
     pace = PollPace.of({"a": (5.0, 1.0)}, Clock())
     assert pace.paces["a"].ceiling == 5.0
+
+
+def test_an_entity_that_changes_every_so_often_stays_at_its_base_between_changes() -> None:
+    """A change every 12 s keeps the entity at its base interval through the quiet between changes (a
+    backed-off poll would make the next change wait up to the backed-off interval); one that changed
+    once (an initial load) backs off after ACTIVE_FOR; the wait never exceeds ACTIVE_MAX."""
+    clock = Clock()
+    pace = PollPace.of({"expense": (2.0, 60.0), "resource": (2.0, 60.0)}, clock)
+    for _ in range(6):  # a find every 12 s: polls at 0, 2, ..., 10 find nothing, the one at 12 finds
+        intervals = [poll(pace, clock, "expense", 0) for _ in range(5)] + [poll(pace, clock, "expense", 1)]
+    assert intervals == [2.0] * 6
+    quiet = [poll(pace, clock, "expense", 0) for _ in range(40)]
+    active = quiet.index(4.0)  # three usual gaps at its base, then it backs off
+    assert 2.0 * active < QUIET_GAPS * 12.0 <= 2.0 * (active + 1) and QUIET_GAPS * 12.0 > ACTIVE_FOR
+    assert poll(pace, clock, "resource", 3) == 2.0
+    quiet = [poll(pace, clock, "resource", 0) for _ in range(20)]
+    assert 2.0 * quiet.index(4.0) < ACTIVE_FOR <= 2.0 * (quiet.index(4.0) + 1)
+    pace.paces["resource"].gap = 1000.0
+    assert pace.paces["resource"].active_for() == ACTIVE_MAX
