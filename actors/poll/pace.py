@@ -86,7 +86,7 @@ class PollPace:
     def polled(self, entity: str, found: int) -> None:
         """A poll ended: ``found`` records came back (not counting echoes of Accord's own writes)."""
         pace, now = self.paces[entity], self.clock()
-        if found and pace.achieved is not None and pace.started is not None:
+        if found and pace.achieved is not None and pace.started is not None and pace.last_find > float("-inf"):
             idle = pace.started - pace.last_find >= pace.active_for()  # a hint does not make it active
             self.finds.append((entity, pace.achieved, idle))
         if found:

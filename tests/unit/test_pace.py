@@ -79,3 +79,19 @@ def test_an_entity_that_changes_every_so_often_stays_at_its_base_between_changes
     assert 2.0 * quiet.index(4.0) < ACTIVE_FOR <= 2.0 * (quiet.index(4.0) + 1)
     pace.paces["resource"].gap = 1000.0
     assert pace.paces["resource"].active_for() == ACTIVE_MAX
+
+
+def test_finds_are_kept_apart_when_the_entity_had_been_idle_and_a_hint_does_not_hide_the_wait() -> None:
+    clock = Clock()
+    pace = PollPace.of({"expense": (2.0, 60.0)}, clock)
+    poll(pace, clock, "expense", 4)  # the first read of all: no wait to speak of
+    poll(pace, clock, "expense", 1)
+    for _ in range(30):
+        poll(pace, clock, "expense", 0)  # backs off
+    clock.now += 5.0
+    pace.hinted("expense")  # a hint brings the poll forward; the change may have waited since the last one
+    poll(pace, clock, "expense", 1)
+    finds = pace.take_finds()
+    assert finds[0] == ("expense", 2.0, False) and len(finds) == 2
+    entity, waited, idle = finds[1]
+    assert idle and waited == 5.0  # since the poll before, not since the hint
