@@ -20,7 +20,8 @@ FaultKind = Literal["429", "500", "503", "timeout", "slow", "drop"]
 
 
 class Fault(msgspec.Struct, kw_only=True):
-    """One injected fault: the next ``count`` requests to ``endpoint`` (``"*"`` = any) fail as ``kind``.
+    """One injected fault: the next ``count`` requests to ``endpoint`` (``"*"`` = any; several endpoints
+    separated by commas, e.g. ``"batch,customer"`` for a write that may go either way) fail as ``kind``.
 
     ``timeout`` holds the request for ``delay`` seconds and then drops it (the client times out);
     ``slow`` delays by ``delay`` and then answers normally; ``drop`` performs the request and then
@@ -34,6 +35,9 @@ class Fault(msgspec.Struct, kw_only=True):
     delay: float = 0.0
     after: int = 0
     retry_after: float = 1.0
+
+    def matches(self, endpoint: str) -> bool:
+        return self.endpoint == "*" or endpoint in self.endpoint.split(",")
 
 
 class Storm(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -152,7 +156,7 @@ class FaultPlan:
 
     def _take_counted(self, endpoint: str) -> Fault | None:
         for fault in self._faults:
-            if fault.endpoint not in ("*", endpoint):
+            if not fault.matches(endpoint):
                 continue
             if fault.after > 0:
                 fault.after -= 1

@@ -149,3 +149,11 @@ async def test_a_malformed_storm_is_refused_with_400(api: httpx.AsyncClient) -> 
         refused = await api.post("/__sandbox__/storm", json=body)
         assert refused.status_code == 400, body
     assert (await api.get("/__sandbox__/faults")).json()["storms"] == 0
+
+
+def test_a_counted_fault_may_name_several_endpoints_a_write_can_take() -> None:
+    plan = FaultPlan()
+    plan.add("batch,customer", "429", 2)
+    assert plan.take("item") is None and plan.pending() == 2
+    assert _decisions(plan, "customer", 1) + _decisions(plan, "batch", 2) == ["429", "429", None]
+    assert plan.pending() == 0

@@ -117,10 +117,11 @@ async def test_accounts_sync_both_ways_with_fault_storm(ray_session: None, redis
         run.world.seed(25, rng)
         report = await run.agreement()
         assert report.checked == 25
-        # a 429/5xx/timeout storm on the ERP's batch endpoint and the CRM's API while people keep working
-        run.world.erp.faults.add("batch", "429", 3, retry_after=0.2)
-        run.world.erp.faults.add("batch", "503", 2)
-        run.world.erp.faults.add("batch", "drop", 1)  # the ERP applies the batch, the response is lost
+        # a 429/5xx/timeout storm on the ERP's writes (a batch, or single requests for a few fresh changes)
+        # and the CRM's API while people keep working
+        run.world.erp.faults.add("batch,customer", "429", 3, retry_after=0.2)
+        run.world.erp.faults.add("batch,customer", "503", 2)
+        run.world.erp.faults.add("batch,customer", "drop", 1)  # the ERP applies the write, the response is lost
         run.world.erp.faults.add("cdc", "timeout", 1, delay=0.5)
         run.world.crm.faults.add("query", "503", 2)
         run.world.crm.faults.add("composite", "429", 2)
@@ -158,11 +159,15 @@ async def test_killed_writer_mid_batch_and_killed_poller_lose_and_duplicate_noth
         supervisor = run.daemon.supervisor
         assert supervisor is not None
         writer = supervisor.writers["account"][0]
-        # the next ERP batch hangs for 3 s; the writer is killed while the request is in flight
-        run.world.erp.faults.add("batch", "slow", 1, delay=3.0)
-        started = run.world.erp.started["batch"]
+        # the next ERP write (a batch, or a single request for a few fresh changes) hangs for 3 s; the
+        # writer is killed while the request is in flight
+        run.world.erp.faults.add("batch,customer", "slow", 1, delay=3.0)
+
+        def writes_started() -> int:
+            return run.world.erp.started["batch"] + run.world.erp.started["customer"]
+        started = writes_started()
         run.world.seed(12, rng)
-        await wait_for(lambda: run.world.erp.started["batch"] > started, timeout=30, message="a batch in flight")
+        await wait_for(lambda: writes_started() > started, timeout=30, message="a write in flight")
         ray.kill(writer.handle, no_restart=False)
         # and the CRM poller dies too, while more changes land
         activity = Activity(run.world, rng)
