@@ -28,6 +28,7 @@ import os
 import platform
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,7 @@ async def drain(d: Daemon, redis: Redis, firm: MonthEndFirm, entries: int, scale
     return {"drain_s": round(drained, 2), "throttled": firm.erp.requests.count(status=429) - throttled_before,
             "calls_per_entry": round(calls / entries, 3), "erp_calls": calls,
             "batch_calls": len(firm.erp.requests.entries("batch")),
+            "calls_by_endpoint": dict(Counter(e.endpoint for e in firm.erp.requests.entries()[calls_before:])),
             "throttled_by": {quota: n for quota, n in firm.erp.quota_stats()["throttled"].items() if n}}
 
 
