@@ -1,9 +1,10 @@
 """``SalesforceConnector``: reads changes with ``queryAll`` on SystemModstamp and writes with sObject
 Collections (update by Id, upsert by the Accord External ID, delete by Id).
 
-What survives a crash: nothing. The connector is stateless except the OAuth token in the ``TokenCache``.
-The poll position lives in the cursor the caller stores; writes are idempotent (upsert by external id;
-updates set absolute values; deleting a deleted record succeeds).
+What survives a crash: the OAuth token in the ``TokenCache`` and the poll position in the cursor the caller
+stores. The de-dup pairs of a large overlap window live in memory only (``dedup``): after a restart that
+window's rows are read once more. Writes are idempotent (upsert by external id; updates set absolute
+values; deleting a deleted record succeeds).
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from loguru import logger
 from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
 from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable
+from accord.connectors.salesforce.dedup import (
+    CURSOR_DECODER,
+    MAX_RECENT,
+    FetchCursor,
+    Pair,
+    Window,
+    WindowMemory,
+)
 from accord.connectors.salesforce.fieldmap import parse_datetime_ms
 from accord.connectors.salesforce.mapping import (
     ENTITIES,
@@ -36,24 +45,8 @@ from accord.connectors.salesforce.session import SalesforceSession
 from accord.connectors.salesforce.settings import SalesforceSettings
 
 T = TypeVar("T")
-# de-dup pairs kept in a cursor: one per record changed inside the overlap window, so it must exceed what a
-# window holds at the peak rate (a bulk load of 20,000 accounts puts ~10,000 in one); past it the oldest
-# pairs go first (dropping one only repeats a record, never loses it)
-MAX_RECENT = 50_000
 _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "SERVER_UNAVAILABLE",
                     "REQUEST_RUNNING_TOO_LONG"}
-
-
-class FetchCursor(msgspec.Struct, kw_only=True, omit_defaults=False):
-    """The poll position: watermark (max SystemModstamp seen, ms), the (id, version) pairs already
-    returned inside the overlap window, and the locator of the query in progress."""
-
-    wm: int | None = None
-    recent: list[tuple[str, int]] = []
-    next: str | None = None
-
-
-_CURSOR_DECODER = msgspec.json.Decoder(FetchCursor)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -61,7 +54,7 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start:start + size]
 
 
-def _pair(raw: dict[str, Any]) -> tuple[str, int] | None:
+def _pair(raw: dict[str, Any]) -> Pair | None:
     """``(id, version)`` of a queried row as ``to_canonical`` reads them, or None when it cannot tell."""
     stamp = raw.get("SystemModstamp")
     if not isinstance(stamp, str) or raw.get("Id") is None:
@@ -70,15 +63,6 @@ def _pair(raw: dict[str, Any]) -> tuple[str, int] | None:
         return str(raw["Id"]), parse_datetime_ms(stamp)
     except (ValueError, MappingError):
         return None
-
-
-def newest(pairs: list[tuple[str, int]], limit: int) -> list[tuple[str, int]]:
-    """At most ``limit`` of ``(id, version)`` pairs, the highest versions kept. A record read again (it
-    was dropped from the set) is appended last; cutting by position would then evict newer pairs, which
-    come back on the next read and evict others: the overlap window would be re-read on every poll."""
-    if len(pairs) <= limit:
-        return pairs
-    return sorted(pairs, key=lambda pair: pair[1])[-limit:]
 
 
 class SalesforceConnector:
@@ -92,6 +76,7 @@ class SalesforceConnector:
         self.stats = stats or CallStats()
         self._session = SalesforceSession(settings, system=name, token_cache=token_cache, budget=budget,
                                           transport=transport, stats=self.stats)
+        self._windows = WindowMemory()
 
     @property
     def system(self) -> str:
@@ -140,7 +125,7 @@ class SalesforceConnector:
         if cursor is None:
             return FetchCursor()
         try:
-            return _CURSOR_DECODER.decode(cursor)
+            return CURSOR_DECODER.decode(cursor)
         except msgspec.DecodeError as exc:
             raise Permanent(self.system, f"poll cursor {cursor[:80]!r} is not a Salesforce cursor ({exc}); "
                                          "reset the cursor to run a full load", code="BAD_CURSOR") from exc
@@ -163,31 +148,30 @@ class SalesforceConnector:
                 body = await self._start(emap, state.wm)
         else:
             body = await self._start(emap, state.wm)
-        return self._page(emap, state, body)
+        window = self._windows.window(entity, cursor, state)
+        records, wm = self._page(emap, state.wm, window, body)
+        if wm is not None:
+            window.prune(self._since(wm), MAX_RECENT)
+        nxt = None if body.get("done", True) else body.get("nextRecordsUrl")
+        saved = self._windows.save(entity, wm, nxt, window)
+        return Page(records=records, cursor=saved, more=nxt is not None)
 
-    def _page(self, emap: EntityMap, state: FetchCursor, body: dict[str, Any]) -> Page:
-        seen = set(state.recent)
-        recent = list(state.recent)
-        wm = state.wm
+    def _page(self, emap: EntityMap, wm: int | None, window: Window, body: dict[str, Any],
+              ) -> tuple[list[SourceRecord], int | None]:
+        """The page's records not in ``window`` (which gains them) and the new watermark."""
         records: list[SourceRecord] = []
         for raw in body.get("records", []):
             pair = _pair(raw)
-            if pair is not None and pair in seen:  # a repeat from the overlap window: not mapped again
+            if pair is not None and pair in window:  # a repeat from the overlap window: not mapped again
                 wm = pair[1] if wm is None else max(wm, pair[1])
                 continue
             record = self._record(emap, raw)
             wm = record.version if wm is None else max(wm, record.version)
-            if (record.id, record.version) in seen:
+            if (record.id, record.version) in window:
                 continue
-            seen.add((record.id, record.version))
-            recent.append((record.id, record.version))
+            window.add((record.id, record.version))
             records.append(record)
-        if wm is not None:
-            floor = self._since(wm)
-            recent = newest([pair for pair in recent if pair[1] >= floor], MAX_RECENT)
-        nxt = None if body.get("done", True) else body.get("nextRecordsUrl")
-        cursor = msgspec.json.encode(FetchCursor(wm=wm, recent=recent, next=nxt)).decode()
-        return Page(records=records, cursor=cursor, more=nxt is not None)
+        return records, wm
 
     def _record(self, emap: EntityMap, raw: dict[str, Any]) -> SourceRecord:
         """One queried row as a ``SourceRecord``. A value that cannot be mapped leaves its field out and

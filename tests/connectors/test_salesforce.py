@@ -15,6 +15,7 @@ from accord.config.types import dec_hook
 from accord.connectors.base import Connector, MemoryTokenCache, SourceRecord, WriteOp
 from accord.connectors.errors import AuthExpired, Gone, Permanent, RateLimited, Retryable
 from accord.connectors.salesforce import client as client_module
+from accord.connectors.salesforce import dedup
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import (
     MappingError,
@@ -199,6 +200,42 @@ async def test_repeats_from_the_overlap_window_are_not_mapped_again(
     assert sf_state.requests.count("query") == 2  # the window was served again, all 51 rows of it
 
 
+async def test_a_large_window_stays_out_of_the_cursor_and_a_restart_repeats_it_once(
+        sf_state: SalesforceState, sf: SalesforceConnector, sf_recorder: Recorder,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bulk load's window of de-dup pairs is kept in memory, not rewritten into the cursor with every
+    page (regression: a 20,000-record load stored ~600 KB of cursor per page and the cost per record grew
+    with the load). A new process with the stored cursor repeats that window once; nothing is lost."""
+    monkeypatch.setattr(dedup, "CURSOR_PAIRS", 3)
+    with sf_state.transaction():
+        ids = [sf_state.user_create("Account", {"Name": f"Bulk {i}"}) for i in range(20)]
+    records, cursor = await drain(sf, None)
+    assert sorted(r.id for r in records) == sorted(ids)
+    assert json.loads(cursor).get("recent") is None and len(cursor) < 200
+    assert (await drain(sf, cursor))[0] == []  # the same process remembers the window
+    restarted = SalesforceConnector(sf.settings, transport=sf_recorder)
+    records, cursor = await drain(restarted, cursor)
+    assert sorted(r.id for r in records) == sorted(ids)  # repeated once (writes are idempotent)...
+    assert (await drain(restarted, cursor))[0] == []  # ...then remembered
+    await restarted.aclose()
+
+
+async def test_a_page_fetched_again_from_an_older_cursor_is_not_skipped(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The poller fetches from the cursor it stored; if publishing a page failed, it asks again from the
+    older cursor. The window in memory then already holds that page's records: it must not be used."""
+    monkeypatch.setattr(dedup, "CURSOR_PAIRS", 3)
+    sf_state.max_batch = 5
+    with sf_state.transaction():
+        ids = [sf_state.user_create("Account", {"Name": f"Bulk {i}"}) for i in range(12)]
+    first = await sf.fetch("account", None)
+    second = await sf.fetch("account", first.cursor)  # fetched, then its publish failed
+    again = await sf.fetch("account", first.cursor)
+    assert [r.id for r in again.records] == [r.id for r in second.records] and len(again.records) == 5
+    rest, _ = await drain(sf, again.cursor)
+    assert sorted(r.id for r in [*first.records, *again.records, *rest]) == sorted(ids)
+
+
 async def test_incremental_fetch_returns_later_changes_once(sf_state: SalesforceState,
                                                             sf: SalesforceConnector) -> None:
     ids = seed_accounts(sf_state, 10, random.Random(3))
@@ -274,15 +311,19 @@ async def test_shared_token_cache_is_reused(sf_recorder: Recorder, sf_state: Sal
     await two.aclose()
 
 
-async def test_request_limit_exceeded_is_rate_limited(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
+async def test_request_limit_exceeded_is_rate_limited(sf_state: SalesforceState, sf: SalesforceConnector,
+                                                      sf_recorder: Recorder) -> None:
     sf_state.faults.add("query", "429")  # rendered the Salesforce way: 403 REQUEST_LIMIT_EXCEEDED
     with pytest.raises(RateLimited) as caught:
         await sf.fetch("account", None)
     assert (caught.value.status, caught.value.code, caught.value.retry_after) == (403, "REQUEST_LIMIT_EXCEEDED", 60.0)
+    assert sf.stats.rate_limited == 1
     sf_state.api_limit = sf_state.usage()[0]  # the daily quota is now used up
+    other = SalesforceConnector(settings(), transport=sf_recorder)  # another process: not paused by the first
     with pytest.raises(RateLimited):
-        await sf.write("account", [op("g-1", {"name": "Blocked"})])
-    assert sf.stats.rate_limited == 2 and sf_state.records("Account") == []
+        await other.write("account", [op("g-1", {"name": "Blocked"})])
+    assert other.stats.rate_limited == 1 and sf_state.records("Account") == []
+    await other.aclose()
 
 
 async def test_server_unavailable_is_retryable(sf_state: SalesforceState, sf: SalesforceConnector) -> None:
