@@ -10,7 +10,8 @@ need not agree on time). The rule, the same as ``LocalStore``'s:
   ``burst(requests)`` at once (a theoretical arrival time per window, as in GCRA), so a minute's quota is
   not spent in its first second and shorter windows, and the server's clock, see an even flow;
 * ``reserve``: when a more urgent priority was refused within two periods (it comes back when told),
-  ``reserve(window)`` grants are left to the more urgent ones; ``factor`` drops by ``THROTTLE_STEP``
+  ``reserve(window)`` grants are left to the more urgent ones (less what a narrower kind window the
+  reserve stands for already holds of the window, ``reserved_for``); ``factor`` drops by ``THROTTLE_STEP``
   (not under ``THROTTLE_FLOOR``) at each throttle and regains ``RECOVERY`` per longest window;
 * a ``paused_until`` set by a throttle refuses everything until then;
 * in-flight slots are a sorted set of holders scored by lease expiry, given back after the request.
@@ -37,6 +38,7 @@ from accord.connectors.budget import (
     burst,
     margin,
     reserve,
+    reserved_for,
 )
 from accord.streams.keys import Keys
 
@@ -55,12 +57,15 @@ local n_windows = #KEYS - 2
 local tats = {}
 for i = 1, n_windows do
   local key = KEYS[i + 2]
-  local limit, period, burst = tonumber(ARGV[5 + 4 * i]), tonumber(ARGV[6 + 4 * i]), tonumber(ARGV[7 + 4 * i])
-  local reserve = tonumber(ARGV[8 + 4 * i])
+  local limit, period, burst = tonumber(ARGV[4 + 5 * i]), tonumber(ARGV[5 + 5 * i]), tonumber(ARGV[6 + 5 * i])
+  local reserve, inner = tonumber(ARGV[7 + 5 * i]), ARGV[8 + 5 * i]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
   local kept = 0
   for p = 0, priority - 1 do
     if tonumber(s[4 + p] or 0) > now - 2 * period then kept = reserve end
+  end
+  if kept > 0 and inner ~= '' then  -- what the inner kind already holds of the window is its reserve
+    kept = math.max(0, kept - redis.call('ZCOUNT', inner, now - period, '+inf'))
   end
   local allowed = math.max(1, math.floor(limit * factor) - kept)
   local n = redis.call('ZCARD', key)
@@ -75,7 +80,7 @@ for i = 1, n_windows do
 end
 if cap > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, tonumber(ARGV[9 + 4 * n_windows])) end
+  if redis.call('ZCARD', KEYS[2]) >= cap then wait = math.max(wait, tonumber(ARGV[9 + 5 * n_windows])) end
 end
 if dry then return tostring(math.max(wait, 0)) end
 if wait > 0 then
@@ -85,7 +90,7 @@ if wait > 0 then
 end
 for i = 1, n_windows do
   redis.call('ZADD', KEYS[i + 2], now, holder)
-  redis.call('PEXPIRE', KEYS[i + 2], math.ceil(tonumber(ARGV[6 + 4 * i]) * 2000))
+  redis.call('PEXPIRE', KEYS[i + 2], math.ceil(tonumber(ARGV[5 + 5 * i]) * 2000))
   redis.call('HSET', KEYS[1], KEYS[i + 2], tostring(tats[i]))
 end
 if cap > 0 then
@@ -135,8 +140,9 @@ class RedisBudgetStore:
         args: list[str | int | float] = [int(priority), holder, self.limits.concurrency or 0, self.longest, 0,
                                          RECOVERY, self.lease, int(dry)]
         for window in windows:
+            inner = reserved_for(window, self.limits.windows)
             args += [window.requests, window.period + margin(window.period), burst(window.requests),
-                     reserve(window, self.limits.windows)]
+                     reserve(window, self.limits.windows), self.window_key(inner) if inner is not None else ""]
         args.append(SLOT_WAIT)
         return float(await self._take(keys=keys, args=args))
 

@@ -97,6 +97,18 @@ def reserve(window: RateLimit, windows: Sequence[RateLimit]) -> int:
     return max(1, min([tenth, *(int(n) for n in inner)]))
 
 
+def reserved_for(window: RateLimit, windows: Sequence[RateLimit]) -> RateLimit | None:
+    """The narrower kind window a window's reserve stands for, if any: the grants that kind already holds
+    of the window are its reserve, not on top of it (QuickBooks' batches in the last minute count toward
+    the 40 that single requests leave them; else singles got 460 less the batches)."""
+    if window.kind != "*":
+        return None
+    tenth = max(1, window.requests // 10)
+    inner = [(int(w.requests * window.period / w.period), w) for w in windows if w.kind != "*"]
+    smaller = [(n, w) for n, w in inner if 1 <= n < tenth]
+    return min(smaller, key=lambda nw: nw[0])[1] if smaller else None
+
+
 class BudgetStore(Protocol):
     """Where an account's grants live. ``take`` grants a request (0.0) or says how long to wait."""
 
@@ -231,6 +243,9 @@ class LocalStore:
         del log[:bisect.bisect_right(log, now - period)]
         urgent = any(p < priority and at > now - 2 * period for p, at in self.demand.items())
         kept = reserve(window, self.windows) if urgent else 0
+        inner = reserved_for(window, self.windows)
+        if kept and inner is not None:
+            kept = max(0, kept - (len(self.logs[inner]) - bisect.bisect_right(self.logs[inner], now - period)))
         allowed = max(1, int(window.requests * self.factor(now)) - kept)
         if len(log) < allowed:
             return 0.0

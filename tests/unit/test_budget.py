@@ -129,6 +129,32 @@ async def test_a_refused_urgent_request_gets_the_next_grants(make_store: StoreMa
     assert await backlog.take(limits.windows, Priority.BACKLOG, "b") > 0
 
 
+async def granted_just_now(store: BudgetStore, window: RateLimit, n: int) -> None:
+    """Put ``n`` grants of the last moment in ``window``'s log, without pacing (as if granted in bursts)."""
+    if isinstance(store, LocalStore):
+        store.logs[window].extend([store.clock() - 0.01] * n)
+        return
+    assert isinstance(store, RedisBudgetStore)
+    seconds, micros = await store.redis.time()
+    now = seconds + micros / 1e6 - 0.01
+    await store.redis.zadd(store.window_key(window), {uuid.uuid4().hex: now for _ in range(n)})
+
+
+async def test_the_batches_in_the_window_are_the_reserve_single_requests_leave_them(make_store: StoreMaker) -> None:
+    """QuickBooks: single requests (SPARE) leave the realm's window a reserve for batches as large as the
+    batch window (here 4 of 50); the batches already granted in the window count toward that reserve, not
+    on top of it (before: singles got 36 less the batches, and the 8-writer month-end ran 12% over the bound)."""
+    realm, batch = window(50, 30.0), window(4, 30.0, "batch")
+    limits = AccountLimits(windows=(realm, batch))
+    batches, singles = make_store(limits), make_store(limits)
+    for kind in (realm, batch):
+        await granted_just_now(batches, kind, 4)  # four batches, the batch window is full
+    await granted_just_now(singles, realm, 43)
+    assert await batches.take((realm, batch), Priority.BACKLOG, "b5") > 20  # refused: it will ask again
+    waits = [await singles.take((realm,), Priority.SPARE, uuid.uuid4().hex) for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0] and waits[3] > 20  # 4 batches + 46 singles: the window's 50
+
+
 async def test_backlog_writes_go_before_routine_polls(make_store: StoreMaker) -> None:
     limits = AccountLimits(windows=(window(10, 1.0),))
     poller, writer = make_store(limits), make_store(limits)
