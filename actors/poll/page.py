@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import msgspec
+
 from accord.actors.poll.suspects import Suspect
 from accord.connectors.base import SourceRecord
 from accord.streams.exceptions import ExceptionRecord
-from accord.streams.records import ChangeRecord
+from accord.streams.records import ChangeRecord, now_ms
 
 DELETED_FIELD = "_deleted"  # in a projection: the record was deleted (by its owner, or seen deleted)
 
@@ -33,3 +35,11 @@ class PagePlan:
         self.closing: dict[str, set[str]] = {}  # record id -> its mapping exceptions, closed by this page
         self.index: list[tuple[str, str]] = []
         self.unindex: list[tuple[str, str]] = []
+
+
+def mapping_exception(system: str, entity: str, record: SourceRecord, gid: str, message: str) -> ExceptionRecord:
+    """The exception a record that cannot be read files (one per record version; replayable)."""
+    return ExceptionRecord(
+        exception_id=f"map:{system}:{entity}:{record.id}:{record.version}", reason="mapping",
+        message=message, entity=entity, gid=gid, source=system, source_id=record.id,
+        payload=msgspec.msgpack.encode(record.fields), created_ms=now_ms())

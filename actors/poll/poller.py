@@ -8,6 +8,7 @@ crash after it has nothing to redo. ``start``, ``stop`` and ``poll_page`` are id
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Any
@@ -23,7 +24,7 @@ from accord.actors.loop import LoopActor
 from accord.actors.poll.edits import EditJudge
 from accord.actors.poll.indexes import index_billed, index_match_keys
 from accord.actors.poll.pace import PollPace, flush_pace
-from accord.actors.poll.page import DELETED_FIELD, PagePlan
+from accord.actors.poll.page import DELETED_FIELD, PagePlan, mapping_exception
 from accord.actors.poll.suspects import SuspectBook
 from accord.actors.references import References
 from accord.config.settings import Settings
@@ -35,19 +36,16 @@ from accord.connectors.spec import IdScanner
 from accord.model.entities import BILLS, validate_fields
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
-from accord.streams.exceptions import ExceptionRecord, file_exception
+from accord.streams.exceptions import file_exception
 from accord.streams.publish import publish
-from accord.streams.records import (
-    ChangeRecord,
-    Op,
-    now_ms,
-)
+from accord.streams.records import ChangeRecord, Op, now_ms
 from accord.streams.replies import read_entries, text, text_set
 from accord.streams.state import Stats
 
 # besides the changes it publishes, what a poll found that someone did (not Accord's own writes coming
 # back): keeps the entity's polls at their base interval (``pace``)
 ACTIVITY = ("violations", "unowned_new")
+POLL_CONCURRENCY = 4  # entities of one system polled at once (each polls its pages in order)
 
 
 class Poller(LoopActor):
@@ -114,12 +112,7 @@ class Poller(LoopActor):
     async def run(self) -> None:
         hint_id = "$"
         while not self._stopping:
-            for entity in self.entities:
-                if self._stopping:
-                    break
-                if self.pace.due(entity):
-                    with requests_as(Priority.POLL):
-                        await self._poll_entity(entity)
+            await self._poll_due()
             try:
                 await self._flush_call_stats({self.system: self.call_stats})
                 await self._flush_pace()
@@ -127,6 +120,18 @@ class Poller(LoopActor):
             except RedisError as exc:  # Redis restarting or failing over: the loop waits for it, never dies
                 logger.bind(system=self.system).warning("Redis unavailable ({}); retrying in 1s", exc)
                 await self._pause(1.0)
+
+    async def _poll_due(self) -> None:
+        """Poll every entity that is due, ``POLL_CONCURRENCY`` at once: a round takes as long as its
+        slowest entity, not their sum, so each entity's polls stay near its interval on a busy host."""
+        gate = asyncio.Semaphore(POLL_CONCURRENCY)
+
+        async def one(entity: str) -> None:
+            async with gate:
+                if not self._stopping:
+                    with requests_as(Priority.POLL):
+                        await self._poll_entity(entity)
+        await asyncio.gather(*(one(e) for e in self.entities if self.pace.due(e)))
 
     async def _poll_entity(self, entity: str) -> None:
         self.pace.started(entity)
@@ -327,7 +332,7 @@ class Poller(LoopActor):
         plan.changes.append(msgspec.structs.replace(change, replay=True) if plan.resync else change)
 
     def _plan_unreadable(self, entity: str, record: SourceRecord, gid: str, message: str, plan: PagePlan) -> None:
-        plan.exceptions.append(self._mapping_exception(entity, record, gid, message))
+        plan.exceptions.append(mapping_exception(self.system, entity, record, gid, message))
         plan.counts[Stats.label("mapping_errors", self.system, entity)] += 1
 
     def _plan_delete(self, entity: str, ownership: Ownership, record: SourceRecord, gid: str,
@@ -346,12 +351,6 @@ class Poller(LoopActor):
                 source: str | None = None) -> ChangeRecord:
         """A change observed in this system; a ``revert`` is issued on behalf of the owner ``source``."""
         return ChangeRecord.observed(self.system, entity, gid, op, record.id, record.version, fields, owner=source)
-
-    def _mapping_exception(self, entity: str, record: SourceRecord, gid: str, message: str) -> ExceptionRecord:
-        return ExceptionRecord(
-            exception_id=f"map:{self.system}:{entity}:{record.id}:{record.version}", reason="mapping",
-            message=message, entity=entity, gid=gid, source=self.system, source_id=record.id,
-            payload=msgspec.msgpack.encode(record.fields), created_ms=now_ms())
 
     def _queue(self, pipe: Batch, entity: str, plan: PagePlan) -> None:
         ctx = self.ctx

@@ -3,6 +3,7 @@ barrier, and non-owner edits reverted or sent to review. Runs on fakeredis, Redi
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -477,6 +478,28 @@ async def test_only_what_someone_else_did_keeps_polls_at_their_base_interval(rig
     rig.erp.user_create({"name": "Initech", "country": "US"})  # made in the ERP, which does not own accounts
     await rig.poll("erp")
     assert erp.found["account"] == 2
+
+
+async def test_an_entity_slow_to_answer_does_not_hold_back_the_others_polls(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poller polls its due entities concurrently: one stuck in a slow request (a busy host, a long
+    page) does not delay the next entity's poll past its interval (before: one after the other)."""
+    crm = rig.pollers["crm"]
+    released, fetch = asyncio.Event(), rig.crm.fetch
+
+    async def slow_accounts(entity: str, cursor: str | None) -> Page:
+        if entity == "account":
+            await released.wait()
+        return await fetch(entity, cursor)
+    monkeypatch.setattr(rig.crm, "fetch", slow_accounts)
+    round_ = asyncio.create_task(crm._poll_due())
+    try:
+        await wait_for(lambda: crm.pages == 1, timeout=5, message="contacts polled meanwhile")
+        assert not round_.done()
+    finally:
+        released.set()
+        await asyncio.wait_for(round_, timeout=5)
+    assert crm.pages == 2
 
 
 def test_a_nudge_per_system_and_entity_at_most_once_per_its_base_poll_interval() -> None:
