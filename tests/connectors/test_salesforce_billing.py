@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from accord.config.types import Duration
 from accord.connectors.errors import Permanent, RateLimited, Retryable
 from accord.connectors.salesforce.client import SalesforceConnector
 from accord.connectors.salesforce.mapping import MappingError, select_fields, to_canonical, to_wire
@@ -16,7 +17,7 @@ from accord.model.entities import entity_fields, normalise_fields
 from accord.sandboxes.salesforce.sandbox import SalesforceState
 from accord.sandboxes.salesforce.seed import seed_accounts
 from accord.sandboxes.salesforce.store import id18
-from tests.connectors.sf_rig import Recorder, drain, op
+from tests.connectors.sf_rig import Recorder, drain, op, settings
 
 STAMP = "2026-04-02T10:15:30.000+0000"
 INVOICE_HELD = {"account", "project", "number", "issue_date", "due_date", "total", "balance", "tax", "status",
@@ -130,9 +131,10 @@ async def test_retried_create_makes_no_duplicate(sf_state: SalesforceState, sf: 
 
 @pytest.mark.parametrize(("kind", "error"), [("drop", Retryable), ("503", Retryable), ("500", Retryable),
                                              ("429", RateLimited)])
-async def test_fault_during_collection_write_ends_with_one_record(sf_state: SalesforceState,
-                                                                  sf: SalesforceConnector, kind: Any,
-                                                                  error: type[Exception]) -> None:
+async def test_fault_during_collection_write_ends_with_one_record(sf_state: SalesforceState, sf_recorder: Recorder,
+                                                                  kind: Any, error: type[Exception]) -> None:
+    # the daily limit's refusal pauses every caller for ``limit_retry_after`` (60 s by default)
+    sf = SalesforceConnector(settings(limit_retry_after=Duration(0.2)), transport=sf_recorder)
     bill = await made_invoice(sf, sf_state)
     sf_state.faults.add("composite", kind)  # "drop": Salesforce saved the record, the answer was lost
     ops = [op("g-pay", {"invoice": bill, "amount": "250", "paid_date": "2026-03-02"})]
@@ -145,6 +147,7 @@ async def test_fault_during_collection_write_ends_with_one_record(sf_state: Sale
     assert result.ok and result.created == (kind != "drop")
     assert [r["Accord_Id__c"] for r in sf_state.records("Payment__c")] == ["g-pay"]
     assert sf_state.get("Invoice__c", bill)["Amount_Paid__c"] == 250.0  # type: ignore[index]  # counted once
+    await sf.aclose()
 
 
 # -- per-record errors --------------------------------------------------------------------------------------
