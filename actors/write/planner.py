@@ -106,8 +106,10 @@ class WritePlanner:
         return list(works.values())
 
     def _fold(self, work: RecordWork, applied: dict[tuple[str, str], int | None], outcome: Outcome) -> None:
-        """Keep changes newer than what the target has from each source; merge them in order. Once the
-        entity's owner deleted the record, later field changes from other systems do not revive it."""
+        """Keep changes not older than what the target has from each source; merge them in stream order.
+        A version equal to the applied one is another change, not a repeat (an entry is acked in the
+        commit that records its version; coarse stamps give two edits of one second one version). Once
+        the entity's owner deleted the record, later field changes from other systems do not revive it."""
         fields: dict[str, Any] = {}
         last: ChangeRecord | None = None
         last_owner: ChangeRecord | None = None
@@ -120,8 +122,8 @@ class WritePlanner:
                 fields.update(record.fields)
                 continue
             floor = max(applied.get((work.gid, record.source)) or -1, work.versions.get(record.source, -1))
-            if record.version < floor or (record.version == floor and not record.replay):
-                continue  # older than what the target has (a replay re-applies the version it has)
+            if record.version < floor:
+                continue  # older than what the target has
             work.versions[record.source] = record.version
             if deleted and record.source != self.ownership.owner:
                 continue  # a non-owner's field change to a record its owner deleted

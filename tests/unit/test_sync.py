@@ -213,6 +213,32 @@ async def test_version_guard_skips_older_and_replayed_changes(rig: Rig) -> None:
     assert (await rig.counts())[("skipped", "account", "stale_version")] == 1
 
 
+async def test_changes_sharing_a_version_are_all_applied_in_order(rig: Rig) -> None:
+    """Systems with coarse stamps (Harvest's ``updated_at`` is to the second) give two edits made within
+    one second one version; the poller publishes both (its de-dup keys hold the content too), so the
+    version guard must skip only older versions (regression: a time entry logged and approved within one
+    second reached the writer in one batch; the approval was dropped as "not newer", the draft was
+    filtered by the ERP's ``when`` and the entry never reached the ERP)."""
+    a = rig.crm.user_create({"name": "V1", "country": "US"})
+    await rig.settle()
+    gid = (await rig.redis.get(rig.keys.xid("account", "crm", a))).decode()
+    version = rig.crm.tables["account"].versions[a]
+
+    async def publish(*names: str, at: int) -> None:
+        for name in names:
+            change = ChangeRecord(change_id=f"c-{name}", entity="account", gid=gid, op="upsert", source="crm",
+                                  source_id=a, version=at, fields={"name": name})
+            await rig.redis.xadd(rig.keys.changes("account", partition_of(gid, 4)), {"d": encode(change)})
+        while await rig.writer.sweep():
+            pass
+
+    await publish("Same Second", at=version)  # the version the ERP already has, another edit
+    assert erp_view(rig)[gid]["name"] == "Same Second"
+    await publish("First", "Second", at=version + 1)  # two edits of one second in one batch
+    assert erp_view(rig)[gid]["name"] == "Second"
+    assert ("skipped", "account", "stale_version") not in await rig.counts()
+
+
 async def test_crash_after_write_before_ack_never_duplicates(rig: Rig) -> None:
     for i in range(4):
         rig.crm.user_create({"name": f"Firm {i}", "country": "US"})
