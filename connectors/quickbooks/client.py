@@ -27,6 +27,7 @@ from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, Wr
 from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import Retryable
 from accord.connectors.quickbooks.api import QboApi
+from accord.connectors.quickbooks.cdc import CdcGather
 from accord.connectors.quickbooks.cursor import (
     RECENT_MAX,
     CdcCursor,
@@ -51,7 +52,6 @@ from accord.connectors.quickbooks.writer import MAX_BATCH, BatchWriter
 
 __all__ = ["QuickBooksConnector", "parse_webhook", "verify_webhook"]
 
-CDC_CAP = 1000  # QBO returns at most 1000 objects per CDC response
 CDC_SAFE_AGE = 29 * 86400.0  # CDC covers 30 days; older watermarks re-read through the query
 
 
@@ -79,6 +79,7 @@ class QuickBooksConnector:
         self._now = now
         self._api = QboApi(settings, system=name, token_cache=token_cache, budget=budget,
                            transport=transport, stats=self.stats, now=now)
+        self._cdc = CdcGather(lambda params: self._api.call("GET", "/cdc", params=params))
         self._writer = BatchWriter(self._api, settings.page_size, {
             "income_account": settings.income_account_id, "expense_account": settings.expense_account_id,
             "payment_account": settings.payment_account_id})
@@ -116,15 +117,13 @@ class QuickBooksConnector:
 
     async def _fetch_cdc(self, spec: EntitySpec, state: CdcCursor) -> Page:
         changed_since = shift(state.since, -self.settings.overlap)
-        body = await self._api.call("GET", "/cdc", params={"entities": spec.cdc, "changedSince": changed_since})
-        objects = [obj for response in body.get("CDCResponse") or []
-                   for block in response.get("QueryResponse") or [] for obj in block.get(spec.cdc) or []]
-        if len(objects) >= CDC_CAP:  # capped: page this window through the query instead, skipping what
-            # was returned already (without ``recent`` every cap re-read the whole window, all of it again)
+        read = await self._cdc.read(spec.cdc, changed_since)  # with other entities' reads arriving now
+        if read.capped:  # capped: page this window through the query instead, skipping what was returned
+            # already (without ``recent`` every cap re-read the whole window, all of it again)
             return Page(records=[], cursor=encode(QueryCursor(after=changed_since, recent=state.recent)), more=True)
-        records = self._records(spec, objects)
+        records = self._records(spec, read.objects)
         seen = {(str(i), int(v)) for i, v in state.recent}
-        since = self._server_time(body)
+        since = self._server_time(read.body)
         fresh = [r for r in records if (r.id, r.version) not in seen]
         return Page(records=fresh, cursor=encode(CdcCursor(since=since, recent=self._recent([], records, since))))
 

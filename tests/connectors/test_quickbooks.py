@@ -34,10 +34,11 @@ from accord.sandboxes.quickbooks.seed import seed_customers
 from tests.connectors.qbo_rig import START
 
 
-async def drain(connector: QuickBooksConnector, cursor: str | None = None) -> tuple[list[Page], str]:
-    pages = [await connector.fetch("account", cursor)]
+async def drain(connector: QuickBooksConnector, cursor: str | None = None, *,
+                entity: str = "account") -> tuple[list[Page], str]:
+    pages = [await connector.fetch(entity, cursor)]
     while pages[-1].more:
-        pages.append(await connector.fetch("account", pages[-1].cursor))
+        pages.append(await connector.fetch(entity, pages[-1].cursor))
     return pages, pages[-1].cursor
 
 
@@ -98,6 +99,67 @@ async def test_cdc_returns_only_later_changes_and_deactivations(qbo_state, make_
     loaded = decode(cursor)
     assert isinstance(loaded, CdcCursor)
     assert sent["changedSince"] == [shift(loaded.since, -2.0)]  # the load's server time minus the overlap
+
+
+def employee(first: str) -> dict[str, Any]:
+    return {"GivenName": first, "FamilyName": "Lovelace", "PrimaryEmailAddr": {"Address": f"{first}@example.com"}}
+
+
+async def test_cdc_reads_arriving_together_go_as_one_request(qbo_state, make_qbo) -> None:
+    """A poller polls its entities concurrently; their CDC reads share one ``/cdc`` call from the earliest
+    watermark, and each gets what its own call would have returned (not the other's older changes)."""
+    seed_customers(qbo_state, 3, random.Random(5))
+    connector = make_qbo()
+    _, accounts = await drain(connector)
+    qbo_state.clock.advance(30)
+    qbo_state.user_create("Employee", employee("Early"))  # before the people's watermark: read already
+    qbo_state.clock.advance(30)
+    _, people = await drain(connector, None, entity="resource")
+    qbo_state.clock.advance(30)
+    qbo_state.user_update("Customer", "2", {"CompanyName": "Renamed Ltd"})
+    qbo_state.user_create("Employee", employee("Late"))
+    before = qbo_state.requests.count("cdc")
+
+    account_page, people_page = await asyncio.gather(connector.fetch("account", accounts),
+                                                     connector.fetch("resource", people))
+    assert [r.id for r in account_page.records] == ["2"]
+    assert [r.fields["email"] for r in people_page.records] == ["Late@example.com"]
+    assert qbo_state.requests.count("cdc") == before + 1
+    sent = parse_qs(qbo_state.requests.entries("cdc")[-1].query)
+    assert sent["entities"] == ["Customer,Employee"]
+    assert sent["changedSince"] == [shift(decode(accounts).since, -2.0)]  # type: ignore[union-attr]
+
+
+async def test_a_capped_shared_cdc_read_sends_every_reader_to_the_query(qbo_state, make_qbo) -> None:
+    """The 1000 objects of a response are counted across entities: when full, any entity may be cut, so
+    every reader in it pages its own window through the query."""
+    seed_customers(qbo_state, 990, random.Random(6))
+    connector = make_qbo()
+    _, accounts = await drain(connector)
+    _, people = await drain(connector, None, entity="resource")
+    qbo_state.clock.advance(60)
+    for record_id in range(1, 991):
+        qbo_state.user_update("Customer", str(record_id), {"Notes": "reviewed"})
+    for n in range(12):
+        qbo_state.user_create("Employee", employee(f"P{n}"))
+    account_page, people_page = await asyncio.gather(connector.fetch("account", accounts),
+                                                     connector.fetch("resource", people))
+    for page in (account_page, people_page):
+        assert page.records == [] and page.more and isinstance(decode(page.cursor), QueryCursor)
+    _, tail = await drain(connector, people_page.cursor, entity="resource")
+    assert isinstance(decode(tail), CdcCursor)
+
+
+async def test_a_failed_shared_cdc_read_fails_every_reader(qbo_state, make_qbo) -> None:
+    connector = make_qbo()
+    _, accounts = await drain(connector)
+    _, people = await drain(connector, None, entity="resource")
+    qbo_state.clock.advance(60)
+    qbo_state.faults.add("cdc", "500")
+    results = await asyncio.gather(connector.fetch("account", accounts), connector.fetch("resource", people),
+                                   return_exceptions=True)
+    assert all(isinstance(r, Retryable) for r in results), results
+    assert qbo_state.requests.count("cdc", status=500) == 1
 
 
 async def test_overlap_window_is_deduplicated(qbo_state, make_qbo) -> None:
