@@ -132,7 +132,7 @@ num_cpus = 2
 actor_cpus = 0.05
 [streams]
 partitions = 16
-read_count = 120
+read_count = 240
 idle_wait = "50ms"
 lease_ttl = "5s"
 [systems.psa]
