@@ -62,7 +62,8 @@ class CdcGather:
     def __init__(self, call: Callable[[dict[str, str]], Awaitable[dict[str, Any]]]) -> None:
         self._call = call
         self._readers: list[_Reader] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._sending: asyncio.Task[None] | None = None  # gathering readers now
+        self._in_flight: set[asyncio.Task[None]] = set()  # strong references until each request ends
 
     async def read(self, entity: str, changed_since: str) -> CdcRead:
         """``entity``'s objects changed at or after ``changed_since`` (an ISO time QuickBooks accepts)."""
@@ -70,22 +71,36 @@ class CdcGather:
         self._readers.append(_Reader(entity, parse_time(changed_since).timestamp(), changed_since, answer))
         if self._sending is None:  # the first reader's task context (its request priority) sends it
             self._sending = asyncio.create_task(self._send())
+            self._in_flight.add(self._sending)
+            self._sending.add_done_callback(self._finished)
         return await answer
 
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if task is self._sending:  # cancelled before it took its readers: they are cancelled too
+            readers, self._readers, self._sending = self._readers, [], None
+            for reader in readers:
+                reader.answer.cancel()
+
     async def _send(self) -> None:
-        await asyncio.sleep(GATHER_S)
-        readers, self._readers, self._sending = self._readers, [], None
-        earliest = min(readers, key=lambda r: r.since).changed_since
-        entities = ",".join(sorted({r.entity for r in readers}))
+        readers: list[_Reader] = []
         try:
+            await asyncio.sleep(GATHER_S)
+            readers, self._readers, self._sending = self._readers, [], None
+            earliest = min(readers, key=lambda r: r.since).changed_since
+            entities = ",".join(sorted({r.entity for r in readers}))
             body = await self._call({"entities": entities, "changedSince": earliest})
-        except BaseException as exc:
+        except BaseException as exc:  # every reader of this request gets the failure (cancelled too)
             for reader in readers:
                 if not reader.answer.done():
                     reader.answer.set_exception(exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        self._answer(readers, body)
+
+    @staticmethod
+    def _answer(readers: list[_Reader], body: dict[str, Any]) -> None:
         blocks = _objects_by_entity(body)
         capped = sum(len(objects) for objects in blocks.values()) >= CDC_CAP
         for reader in readers:

@@ -17,6 +17,7 @@ from accord.connectors.base import MemoryTokenCache, Page, WriteOp
 from accord.connectors.budget import Priority, requests_as
 from accord.connectors.errors import AuthExpired, Permanent, RateLimited, Retryable, StaleVersion
 from accord.connectors.quickbooks import writer as writer_module
+from accord.connectors.quickbooks.cdc import CdcGather
 from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.cursor import CdcCursor, QueryCursor, decode, encode, shift
 from accord.connectors.quickbooks.faults import qbo_time
@@ -160,6 +161,24 @@ async def test_a_failed_shared_cdc_read_fails_every_reader(qbo_state, make_qbo) 
                                    return_exceptions=True)
     assert all(isinstance(r, Retryable) for r in results), results
     assert qbo_state.requests.count("cdc", status=500) == 1
+
+
+async def test_a_shared_cdc_read_cancelled_while_gathering_fails_its_readers_and_the_next_read_works() -> None:
+    calls: list[dict[str, str]] = []
+
+    async def call(params: dict[str, str]) -> dict[str, Any]:
+        calls.append(params)
+        return {"CDCResponse": [{"QueryResponse": []}], "time": "2026-04-01T00:00:10+00:00"}
+    gather = CdcGather(call)
+    reader = asyncio.create_task(gather.read("Customer", "2026-04-01T00:00:00+00:00"))
+    await asyncio.sleep(0)
+    assert gather._sending is not None
+    gather._sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    read = await gather.read("Invoice", "2026-04-01T00:00:00+00:00")
+    assert read.objects == [] and not read.capped and calls == [
+        {"entities": "Invoice", "changedSince": "2026-04-01T00:00:00+00:00"}]
 
 
 async def test_overlap_window_is_deduplicated(qbo_state, make_qbo) -> None:
