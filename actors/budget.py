@@ -14,7 +14,9 @@ need not agree on time). The rule, the same as ``LocalStore``'s:
   reserve stands for already holds of the window, ``reserved_for``); ``factor`` drops by ``THROTTLE_STEP``
   (not under ``THROTTLE_FLOOR``) at each throttle and regains ``RECOVERY`` per longest window;
 * a ``paused_until`` set by a throttle refuses everything until then;
-* in-flight slots are a sorted set of holders scored by lease expiry, given back after the request.
+* in-flight slots are a sorted set of holders scored by lease expiry, given back after the request;
+* when a request ends, its grant is re-stamped in its windows with the end time (``_DONE``): the server
+  counted it on arrival, at the latest then, so a request sent late still holds its slot long enough.
 
 A refusal returns how long until the binding window frees a grant. What survives a crash: everything
 (grants expire with their window, slots with their lease); a restarted Redis starts the windows empty,
@@ -22,6 +24,8 @@ as a fresh account would (the server's own 429s then slow everyone down).
 """
 
 from __future__ import annotations
+
+import math
 
 from redis.asyncio import Redis
 
@@ -116,6 +120,18 @@ return 1
 """
 
 
+_DONE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREM', KEYS[1], ARGV[1])
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[i]))
+end
+return 1
+"""
+
+
 class RedisBudgetStore:
     """The grants of one system's account in Redis (see the module docstring for the rule)."""
 
@@ -129,6 +145,7 @@ class RedisBudgetStore:
         self.longest = max((w.period for w in limits.windows), default=1.0)
         self._take = redis.register_script(_TAKE)
         self._throttle = redis.register_script(_THROTTLE)
+        self._done = redis.register_script(_DONE)
 
     def window_key(self, window: RateLimit) -> str:
         return self.keys.budget_window(self.system, window.kind, window.requests, window.period)
@@ -146,8 +163,9 @@ class RedisBudgetStore:
         args.append(SLOT_WAIT)
         return float(await self._take(keys=keys, args=args))
 
-    async def give_back(self, holder: str) -> None:
-        await self.redis.zrem(self.keys.budget_slots(self.system), holder)
+    async def done(self, holder: str, windows: tuple[RateLimit, ...]) -> None:
+        keys = [self.keys.budget_slots(self.system), *(self.window_key(w) for w in windows)]
+        await self._done(keys=keys, args=[holder, *(math.ceil((w.period + margin(w.period)) * 2000) for w in windows)])
 
     async def throttle(self, pause: float) -> None:
         await self._throttle(keys=[self.keys.budget(self.system)],

@@ -119,7 +119,10 @@ class BudgetStore(Protocol):
         """0.0 when granted, else the seconds to wait; ``dry`` only says which, taking nothing."""
         ...
 
-    async def give_back(self, holder: str) -> None: ...
+    async def done(self, holder: str, windows: tuple[RateLimit, ...]) -> None:
+        """The request of ``holder``'s grant ended: free its in-flight slot and count it in ``windows``
+        from now on, not from its grant (the server stamped its arrival at the latest now)."""
+        ...
 
     async def throttle(self, pause: float) -> None: ...
 
@@ -145,20 +148,22 @@ class RequestBudget:
     @contextlib.asynccontextmanager
     async def slot(self, kind: str = "*") -> AsyncIterator[None]:
         """Hold a grant for one request of ``kind`` while it runs (its concurrency slot is freed after).
-        A request sent inside the block under the same ``kind`` (``HttpSession.send``) uses this grant."""
+        A request sent inside the block under the same ``kind`` (``HttpSession.send``) uses this grant.
+        When it ends the grant is re-stamped in its windows with the end time: a request sent late (a
+        descheduled actor, a server whose loop stalled) then still holds its slot as long as the server
+        counts it, so no margin has to cover the delay."""
         if _held.get() == kind:
             yield
             return
-        holder = uuid.uuid4().hex
-        await self._acquire(self.windows(kind), holder)
+        holder, windows = uuid.uuid4().hex, self.windows(kind)
+        await self._acquire(windows, holder)
         token = _held.set(kind)
         try:
             yield
         finally:
             _held.reset(token)
-            if self.limits.concurrency:
-                with contextlib.suppress(Exception):  # the lease frees a slot we could not give back
-                    await asyncio.shield(self.store.give_back(holder))
+            with contextlib.suppress(Exception):  # the lease frees a slot we could not give back
+                await asyncio.shield(self.store.done(holder, windows))
 
     async def available(self, kind: str = "*") -> bool:
         """Whether a request of ``kind`` would be granted now (nothing is taken)."""
@@ -201,6 +206,7 @@ class LocalStore:
         self.windows = limits.windows
         self.logs: dict[RateLimit, list[float]] = {w: [] for w in limits.windows}
         self.slots: dict[str, float] = {}
+        self.granted_at: dict[str, float] = {}  # holder -> when its grant went into the logs
         self.demand: dict[Priority, float] = {}
         self.tats: dict[RateLimit, float] = {}
         self.paused_until = 0.0
@@ -230,6 +236,7 @@ class LocalStore:
         for window in windows:
             self.logs[window].append(now)
             self.tats[window] = paced[window] + self._interval(window, factor)
+        self.granted_at[holder] = now
         if self.concurrency:
             self.slots[holder] = now + self.lease
         self.granted += 1
@@ -253,8 +260,15 @@ class LocalStore:
             return 0.0
         return log[len(log) - allowed] + period - now
 
-    async def give_back(self, holder: str) -> None:
+    async def done(self, holder: str, windows: tuple[RateLimit, ...]) -> None:
         self.slots.pop(holder, None)
+        granted, now = self.granted_at.pop(holder, None), self.clock()
+        for window in windows:
+            log = self.logs[window]
+            at = bisect.bisect_left(log, granted) if granted is not None else len(log)
+            if at < len(log) and log[at] == granted:
+                del log[at]
+            bisect.insort(log, now)
 
     async def throttle(self, pause: float) -> None:
         now = self.clock()

@@ -103,10 +103,24 @@ async def test_in_flight_slots_are_capped_given_back_and_lapse(make_store: Store
     assert await store.take(limits.windows, Priority.FRESH, "a") == 0.0
     assert await store.take(limits.windows, Priority.FRESH, "b") == 0.0
     assert 0 < await store.take(limits.windows, Priority.FRESH, "c") < 0.1
-    await store.give_back("a")
+    await store.done("a", limits.windows)
     assert await store.take(limits.windows, Priority.FRESH, "c") == 0.0
     # neither b nor c is given back (their holders died): their slots lapse with the lease
     assert await until_granted(store, limits.windows, Priority.FRESH) >= 0.2
+
+
+async def test_a_request_counts_in_its_windows_from_when_it_ended(make_store: StoreMaker) -> None:
+    """A request sent late (its actor descheduled after the grant) reaches the server late, which counts
+    it from its arrival: its grant is re-stamped when it ends and holds its slot until then + the window."""
+    limits = AccountLimits(windows=(window(2, 1.0),))
+    store = make_store(limits)
+    assert await store.take(limits.windows, Priority.FRESH, "prompt") == 0.0
+    assert await store.take(limits.windows, Priority.FRESH, "late") == 0.0
+    await store.done("prompt", limits.windows)
+    await asyncio.sleep(0.6)  # "late" is sent 0.6 s after its grant (no margin covers that) and ends
+    await store.done("late", limits.windows)
+    await until_granted(store, limits.windows, Priority.FRESH)  # "prompt" left the window
+    assert await store.take(limits.windows, Priority.FRESH, "next") > 0.3  # "late" holds its slot
 
 
 async def fill(store: BudgetStore, windows: tuple[RateLimit, ...], priority: Priority) -> int:
