@@ -7,6 +7,7 @@ is expected; ``load`` collects every cross-reference error before raising one ``
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
 import tomllib
@@ -19,6 +20,7 @@ import msgspec
 from accord.config.settings import NAME_PATTERN, EntitySettings, Settings
 from accord.config.systems import SystemSettings, plugins
 from accord.config.types import dec_hook
+from accord.config.validate import Filled, walk
 from accord.model.entities import ENTITY_TYPES, entity_fields
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -54,16 +56,21 @@ def loads(text: str, *, source: str = "<config>", env: Mapping[str, str] | None 
 
 
 def from_dict(raw: dict[str, Any], *, source: str = "<config>", env: Mapping[str, str]) -> Settings:
+    """Every error of the file at once (bad keys and values everywhere, then cross-references)."""
     errors: list[str] = []
     substituted = _substitute(raw, "$", env, errors)
     if errors:
         raise ConfigError(source, errors)
-    systems, errors = _decode_systems(substituted.get("systems", {}))
-    errors += _check_tables(substituted)
+    if not substituted.get("systems"):
+        errors.append("$.systems: no systems configured; add a [systems.NAME] table for each system Accord "
+                      "syncs (kind, base_url, credentials; see config/examples/)")
+    systems, system_errors = _decode_systems(substituted.get("systems", {}))
+    typed, found = walk({k: v for k, v in substituted.items() if k != "systems"}, Settings, "$")
+    errors += system_errors + found
     if errors:
         raise ConfigError(source, errors)
     try:
-        settings = msgspec.convert({**substituted, "systems": {}}, Settings, dec_hook=dec_hook)
+        settings = msgspec.convert({**typed, "systems": {}}, Settings, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         raise ConfigError(source, [_path_first(str(exc))]) from exc
     settings = msgspec.structs.replace(settings, systems=systems)
@@ -87,29 +94,20 @@ def _decode_systems(tables: Any) -> tuple[dict[str, SystemSettings], list[str]]:
             continue
         kind = table.get("kind") if isinstance(table, dict) else None
         if kind not in kinds:
-            errors.append(f"{base}.kind: unknown system kind {kind!r}; expected one of {', '.join(kinds)} "
+            close = difflib.get_close_matches(str(kind), list(kinds), n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            errors.append(f"{base}.kind: unknown system kind {kind!r}{hint}; expected one of {', '.join(kinds)} "
                           "(a plug-in adds more through the `accord.systems` entry points)")
             continue
+        typed, found = walk(table, kinds[kind].settings, base)
+        errors += found
+        if found:
+            continue
         try:
-            systems[name] = msgspec.convert(table, kinds[kind].settings, dec_hook=dec_hook)
+            systems[name] = msgspec.convert(typed, kinds[kind].settings, dec_hook=dec_hook)
         except msgspec.ValidationError as exc:
             errors.append(_path_first(str(exc), base))
     return systems, errors
-
-
-def _check_tables(raw: dict[str, Any]) -> list[str]:
-    """Decode each ``[entities.X]`` table alone, so errors name ``$.entities.X`` (msgspec reports dict
-    values as ``$.entities[...]``)."""
-    errors: list[str] = []
-    tables = raw.get("entities")
-    if not isinstance(tables, dict):
-        return errors
-    for name, table in tables.items():
-        try:
-            msgspec.convert(table, EntitySettings, dec_hook=dec_hook)
-        except msgspec.ValidationError as exc:
-            errors.append(_path_first(str(exc), f"$.entities.{name}"))
-    return errors
 
 
 def _path_first(message: str, root: str = "$") -> str:
@@ -138,7 +136,8 @@ def _substitute(value: Any, path: str, env: Mapping[str, str], errors: list[str]
                       f"`${{{name}:-default}}`")
         return ""
 
-    return _ENV_REF.sub(replace, value)
+    filled = _ENV_REF.sub(replace, value)
+    return Filled(filled) if filled != value or _ENV_REF.search(value) else filled
 
 
 def check(settings: Settings) -> list[str]:

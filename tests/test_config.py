@@ -53,17 +53,59 @@ def test_missing_env_names_path_and_variable() -> None:
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    (("partitions = 8", "partitions = 0"), "$.streams.partitions: Expected `int` >= 1"),
-    (("partitions = 8", "partitions = \"many\""), "$.streams.partitions: Expected `int`, got `str`"),
+    (("partitions = 8", "partitions = 0"), "$.streams.partitions: expected `int` >= 1; got `0`"),
+    (("partitions = 8", "partitions = \"many\""), "$.streams.partitions: expected `int`, got `str`"),
     (('retention = "2d"', 'retention = "soon"'), "$.streams.retention: expected a duration such as"),
-    (("[streams]", "[streams]\nbogus = 1"), "$.streams: Object contains unknown field `bogus`"),
+    (("[streams]", "[streams]\nbogus = 1"), "$.streams.bogus: unknown setting `bogus`; allowed here: partitions,"),
     (('kind = "salesforce"', 'kind = "sap"'), "$.systems.crm.kind: unknown system kind 'sap'"),
-    (('client_id = "id"', 'client_id = 5'), "$.systems.crm.client_id: Expected `str`, got `int`"),
+    (('client_id = "id"', 'client_id = 5'), "$.systems.crm.client_id: expected `str`, got `int`"),
 ])
 def test_type_errors_name_the_path(change: tuple[str, str], expected: str) -> None:
     with pytest.raises(ConfigError) as err:
         loads(GOOD.replace(*change), env={"SF_SECRET": "x"})
     assert err.value.errors[0].startswith(expected), err.value.errors
+
+
+def test_five_mistakes_get_five_errors_in_one_run_with_did_you_mean() -> None:
+    text = (GOOD.replace("partitions = 8", "partitions = -3\nidle_wait = \"soon\"")
+            .replace("[streams]", "log_levle = \"INFO\"\n[streams]", 1)
+            .replace('kind = "salesforce"', 'kind = "salesforc"')
+            + '\n[http]\nport = 99999\n')
+    with pytest.raises(ConfigError) as err:
+        loads(text, env={"SF_SECRET": "x"})
+    errors = err.value.errors
+    assert len(errors) == 5, errors
+    assert any(e.startswith("$.log_levle: unknown setting `log_levle` (did you mean `log_level`?)") for e in errors)
+    assert any(e.startswith("$.systems.crm.kind: unknown system kind 'salesforc' (did you mean `salesforce`?)")
+               for e in errors)
+    assert "$.streams.partitions: expected `int` >= 1; got `-3`" in errors
+    assert any(e.startswith("$.streams.idle_wait: expected a duration") and "'soon'" in e for e in errors)
+    assert "$.http.port: expected `int` <= 65535; got `99999`" in errors
+
+
+def test_a_wrong_choice_names_the_allowed_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        loads(GOOD.replace("[entities.account]", "[entities.account]\non_violation = \"revrt\""),
+              env={"SF_SECRET": "x"})
+    assert err.value.errors == ["$.entities.account.on_violation: `'revrt'` is not allowed (did you mean "
+                                "`revert`?); expected one of 'revert', 'review', 'count'"]
+
+
+def test_an_env_reference_fills_a_number_where_the_field_is_one() -> None:
+    text = GOOD + '\n[http]\nport = "${PORT:-9464}"\n'
+    assert loads(text, env={"SF_SECRET": "x"}).http.port == 9464
+    assert loads(text, env={"SF_SECRET": "x", "PORT": "9500"}).http.port == 9500
+    with pytest.raises(ConfigError) as err:
+        loads(text, env={"SF_SECRET": "x", "PORT": "ninety"})
+    assert err.value.errors == ["$.http.port: expected `int`, got `str`"]
+    assert loads(GOOD, env={"SF_SECRET": "12345"}).systems["crm"].client_secret == "12345"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("text", ["", "namespace = \"x\"\n"])
+def test_a_config_without_systems_is_an_error(text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        loads(text, env={})
+    assert err.value.errors[0].startswith("$.systems: no systems configured")
 
 
 def test_cross_reference_errors_are_all_reported() -> None:
