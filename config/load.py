@@ -73,7 +73,9 @@ def from_dict(raw: dict[str, Any], *, source: str = "<config>", env: Mapping[str
         settings = msgspec.convert({**typed, "systems": {}}, Settings, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
         raise ConfigError(source, [_path_first(str(exc))]) from exc
-    settings = msgspec.structs.replace(settings, systems=systems)
+    # a relative data_dir is the started-in directory's; absolute, so a unix:// URL built on it is a path
+    settings = msgspec.structs.replace(settings, systems=systems,
+                                       data_dir=str(Path(settings.data_dir).expanduser().absolute()))
     errors = check(settings)
     if errors:
         raise ConfigError(source, errors)

@@ -1,32 +1,49 @@
 """The ``accord`` command line.
 
-Exit codes: 0 success; 1 runtime failure (or, for ``demo``, systems that do not agree at the end);
-2 bad configuration or usage.
+Exit codes (``accord.cliargs``): 0 success; 1 runtime failure (or, for ``demo``, systems that do not agree
+at the end; for ``reconcile``, findings); 2 bad configuration or usage; 3 the daemon's Redis is unreachable.
+``--config`` may stand anywhere on the line; without it, ``$ACCORD_CONFIG`` names the file.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
 from accord import __version__
+from accord.cliargs import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    add_config,
+    config_flag,
+    config_path,
+    json_flag,
+    redis_errors,
+    unreachable,
+)
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+NEEDS_NO_CONFIG = {"demo"}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="accord", description="Governed streaming sync between CRM, PSA and ERP.")
+    parser = argparse.ArgumentParser(prog="accord", description="Governed streaming sync between CRM, PSA and ERP.",
+                                     parents=[config_flag()])
     parser.add_argument("--version", action="version", version=f"accord {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the daemon (production)")
-    run.add_argument("--config", required=True, help="TOML config file")
+    add_config(sub, "run", help="run the daemon (production)")
 
-    check = sub.add_parser("check", help="validate a config; with --live, also check the running daemon")
-    check.add_argument("--config", required=True)
-    check.add_argument("--live", action="store_true", help="exit 1 unless a daemon reported healthy recently")
+    check = add_config(sub, "check", help="validate a config; with --live, also check the running daemon")
+    check.add_argument("--live", action="store_true",
+                       help="exit 1 unless this host's daemon reported healthy within supervisor.health_ttl")
+    check.add_argument("--node", default=None, help="with --live: the daemon's host name (default: this host's)")
+    json_flag(check)
 
     demo = sub.add_parser("demo", help="run the demo: sandbox CRM and ERP, embedded Redis, local Ray")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of live activity (default 60)")
@@ -35,14 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default=None, help="where Redis keeps its AOF (default: a temp folder)")
     demo.add_argument("--port", type=int, default=0, help="/metrics port (default: any free port)")
     demo.add_argument("--no-console", action="store_true", help="plain log lines instead of the live console")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated users' activity (default 7)")
     demo.add_argument("--settle-timeout", type=float, default=180.0,
                       help="after the activity, how long to wait at most for the pipeline to settle (default 180)")
 
-    mapping = sub.add_parser("map", help="map one record read from stdin: wire -> canonical (or --to: back)")
-    mapping.add_argument("--config", required=True)
-    mapping.add_argument("--system", required=True)
-    mapping.add_argument("--entity", required=True)
+    mapping = add_config(sub, "map", help="map one record read from stdin: wire -> canonical (or --to: back)")
+    mapping.add_argument("--system", required=True, help="the configured system whose wire format is mapped")
+    mapping.add_argument("--entity", required=True, help="the entity, e.g. account, time_entry")
     mapping.add_argument("--to", action="store_true", help="canonical JSON in, the system's wire JSON out")
 
     from accord import deskcli, opscli, scalecli
@@ -57,11 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from accord.config.load import ConfigError
 
+    args.config = config_path(args)
+    if args.config is None and args.command not in NEEDS_NO_CONFIG:
+        print(f"accord {args.command}: no config; pass --config FILE or set ACCORD_CONFIG", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
+    except redis_errors() as exc:
+        print(unreachable(args.command, exc), file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 def _desk(args: argparse.Namespace) -> int:
@@ -102,36 +125,39 @@ def _demo(args: argparse.Namespace) -> int:
                                 seed=args.seed, settle_timeout=args.settle_timeout))
 
 
-def _check(path: str, live: bool) -> int:
+def _check(args: argparse.Namespace) -> int:
     from accord.config.load import load
 
-    settings = load(path)
-    print(f"{path}: OK ({len(settings.systems)} systems, {len(settings.entities)} entities)")
-    if not live:
+    settings = load(args.config)
+    if not args.live:
+        print(json.dumps({"config": args.config, "ok": True, "systems": len(settings.systems),
+                          "entities": len(settings.entities)}) if args.json else
+              f"{args.config}: OK ({len(settings.systems)} systems, {len(settings.entities)} entities)")
         return EXIT_OK
-    return asyncio.run(_check_live(settings))
+    node = args.node or socket.gethostname()
+    try:
+        healthy = asyncio.run(_check_live(settings, node))
+    except redis_errors() as exc:  # a health probe: unreachable is unhealthy (1), not 3
+        print(unreachable("check --live", exc), file=sys.stderr)
+        return EXIT_FAILED
+    verdict = f"daemon on {node} healthy" if healthy else f"no healthy daemon reported from {node}"
+    print(json.dumps({"config": args.config, "node": node, "healthy": healthy}) if args.json else verdict)
+    return EXIT_OK if healthy else EXIT_FAILED
 
 
-async def _check_live(settings: object) -> int:
+async def _check_live(settings: object, node: str) -> bool:
+    """Whether ``node``'s supervisor wrote its health key within ``supervisor.health_ttl`` (one GET)."""
     from accord.actors.context import connect
     from accord.config.settings import Settings
+    from accord.deskcli import redis_url
     from accord.streams.keys import Keys
 
     assert isinstance(settings, Settings)
-    if not settings.redis.url:
-        print("--live needs redis.url (the embedded Redis belongs to the running process)", file=sys.stderr)
-        return EXIT_FAILED
-    redis = connect(settings.redis.url)
+    redis = connect(redis_url(settings))
     try:
-        keys = [k async for k in redis.scan_iter(match=Keys(settings.namespace).pattern("health"))]
-        healthy = bool(keys)
-    except Exception as exc:
-        print(f"redis unreachable: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return bool(await redis.exists(Keys(settings.namespace).health(node)))
     finally:
         await redis.aclose()
-    print("daemon healthy" if healthy else "no healthy daemon reported")
-    return EXIT_OK if healthy else EXIT_FAILED
 
 
 def _run(path: str) -> int:
@@ -158,7 +184,7 @@ def _scale(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "check": lambda args: _check(args.config, args.live),
+    "check": _check,
     "run": lambda args: _run(args.config),
     "scale": _scale,
     "exceptions": _desk,

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from accord.actors.context import connect
 from accord.actors.desk import STATES, DeskError, Entry, ExceptionDesk, Filters
+from accord.cliargs import add_config, json_flag
 from accord.config.load import load
 from accord.config.settings import Settings
 from accord.config.types import Duration
@@ -33,39 +34,39 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_parsers(sub: Any) -> None:
-    desk = sub.add_parser("exceptions", help="the exception desk: list, show, retry, resolve or skip exceptions")
-    desk.add_argument("--config", required=True)
+    desk = add_config(sub, "exceptions", help="the exception desk: list, show, retry, resolve or skip exceptions")
     actions = desk.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="exceptions matching the filters (default: open ones)")
+    listing = add_config(actions, "list", help="exceptions matching the filters (default: open ones)")
     _filters(listing)
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    show = actions.add_parser("show", help="one exception in full, with its payload")
-    show.add_argument("ids", nargs="+")
+    json_flag(listing, "one exception")
+    show = add_config(actions, "show", help="one exception in full, with its payload")
+    show.add_argument("ids", nargs="+", help="exception ids (from `accord exceptions list`)")
+    json_flag(show, "each exception on one line")
     for name, what in (("retry", "re-publish the failed change to the system it did not reach"),
                        ("resolve", "mark fixed by hand"), ("skip", "mark as needing nothing")):
-        act = actions.add_parser(name, help=what)
+        act = add_config(actions, name, help=what)
         act.add_argument("ids", nargs="*", help="exception ids (or --all with filters)")
         act.add_argument("--all", action="store_true", help="every exception matching the filters")
         _filters(act)
         act.add_argument("--by", default=None, help="who acts (default: the login name)")
-        act.add_argument("--note", default="")
+        act.add_argument("--note", default="", help="why (kept in the desk's audit trail)")
+        json_flag(act, "each outcome")
         if name == "retry":
             act.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                              help="patch a canonical field before retrying (JSON values; repeatable)")
             act.add_argument("--edit", action="store_true", help="edit the fields in $EDITOR before retrying")
 
-    trace = sub.add_parser("trace", help="every event of one business flow, in order")
-    trace.add_argument("--config", required=True)
-    trace.add_argument("correlation_id")
-    trace.add_argument("--json", action="store_true")
+    trace = add_config(sub, "trace", help="every event of one business flow, in order")
+    trace.add_argument("correlation_id", help="the flow's correlation id (from an exception, a log line or a header)")
+    json_flag(trace, "each event")
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", default="open", choices=[*STATES, "all"])
-    parser.add_argument("--system")
-    parser.add_argument("--entity")
-    parser.add_argument("--reason")
-    parser.add_argument("--correlation-id")
+    parser.add_argument("--state", default="open", choices=[*STATES, "all"], help="desk state (default: open)")
+    parser.add_argument("--system", help="only exceptions of this system (source or target)")
+    parser.add_argument("--entity", help="only exceptions of this entity")
+    parser.add_argument("--reason", help="only this reason, e.g. violation, permanent, parked")
+    parser.add_argument("--correlation-id", help="only exceptions of this business flow")
     parser.add_argument("--older-than", help="age, e.g. 15m, 2h, 1d")
     parser.add_argument("--newer-than", help="age, e.g. 15m, 2h, 1d")
 
@@ -101,7 +102,8 @@ async def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             return await _list(desk, args)
         if args.action == "show":
             for eid in args.ids:
-                print(json.dumps((await desk.get(eid)).as_json(full=True), indent=2, default=str))
+                shown = (await desk.get(eid)).as_json(full=True)
+                print(json.dumps(shown, default=str) if args.json else json.dumps(shown, indent=2, default=str))
             return EXIT_OK
         return await _act(desk, args)
     finally:
@@ -152,20 +154,24 @@ async def _act(desk: ExceptionDesk, args: argparse.Namespace) -> int:
     failed = 0
     for eid in ids:
         try:
-            if args.action == "retry":
-                edit = await _edit_for(desk, eid, args)
-                print(f"{eid}: retried as {await desk.retry(eid, by, edit)}")
-            elif args.action == "resolve":
-                await desk.resolve(eid, by, args.note)
-                print(f"{eid}: resolved")
-            else:
-                await desk.skip(eid, by, args.note)
-                print(f"{eid}: skipped")
+            outcome = await _act_on(desk, eid, by, args)
+            print(json.dumps({"id": eid, "outcome": outcome}) if args.json else f"{eid}: {outcome}")
         except DeskError as exc:
             failed += 1
-            print(exc, file=sys.stderr)
+            print(json.dumps({"id": eid, "error": str(exc)}) if args.json else exc, file=sys.stderr)
     print(f"{len(ids) - failed} of {len(ids)} exception(s) {args.action} done", file=sys.stderr)
     return EXIT_OK if not failed else EXIT_FAILED
+
+
+async def _act_on(desk: ExceptionDesk, eid: str, by: str, args: argparse.Namespace) -> str:
+    if args.action == "retry":
+        edit = await _edit_for(desk, eid, args)
+        return f"retried as {await desk.retry(eid, by, edit)}"
+    if args.action == "resolve":
+        await desk.resolve(eid, by, args.note)
+        return "resolved"
+    await desk.skip(eid, by, args.note)
+    return "skipped"
 
 
 async def _edit_for(desk: ExceptionDesk, eid: str, args: argparse.Namespace) -> dict[str, Any] | None:

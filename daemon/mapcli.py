@@ -7,6 +7,7 @@ record (the connector's default map, then the configured ``mappings``, in canoni
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from typing import Any
@@ -26,6 +27,13 @@ def run_map(path: str, system: str, entity: str, *, to_wire: bool) -> int:
     settings = load(path)
     if system not in settings.systems:
         print(f"--system: `{system}` is not configured; expected one of {', '.join(settings.systems)}", file=sys.stderr)
+        return 2
+    held = settings.entities_of(system)
+    if entity not in held:
+        close = difflib.get_close_matches(entity, held, n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        print(f"--entity: `{entity}` is not an entity of {system}{hint}; expected one of {', '.join(held) or 'none'}",
+              file=sys.stderr)
         return 2
     try:
         record = json.load(sys.stdin)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import sys
 import time
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import msgspec
 
 from accord.actors.context import connect
+from accord.cliargs import add_config, json_flag
 from accord.config.load import load
 from accord.config.settings import Settings
 from accord.config.types import Duration
@@ -24,27 +26,26 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_parsers(sub: Any) -> None:
-    rep = sub.add_parser("replay", help="re-deliver retained change records (safe to run twice)")
-    rep.add_argument("--config", required=True)
-    rep.add_argument("--entity", required=True)
+    rep = add_config(sub, "replay", help="re-deliver retained change records (safe to run twice)")
+    rep.add_argument("--entity", required=True, help="the entity whose retained changes are re-delivered")
     rep.add_argument("--target", help="only to this system (default: every target)")
     rep.add_argument("--since", help="ISO time (2026-11-25T09:00Z) or an age (2h)")
     rep.add_argument("--until", help="ISO time or an age")
-    rep.add_argument("--correlation-id")
+    rep.add_argument("--correlation-id", help="only the changes of this business flow")
     rep.add_argument("--dry-run", action="store_true", help="count what would be replayed")
+    json_flag(rep)
 
-    res = sub.add_parser("resync", help="re-read a source from a point in time and re-deliver what it holds")
-    res.add_argument("--config", required=True)
-    res.add_argument("--system", required=True)
-    res.add_argument("--entity", required=True)
+    res = add_config(sub, "resync", help="re-read a source from a point in time and re-deliver what it holds")
+    res.add_argument("--system", required=True, help="the source system to re-read")
+    res.add_argument("--entity", required=True, help="the entity to re-read")
     res.add_argument("--since", required=True, help="ISO time (2026-11-25T09:00Z) or an age (2h)")
+    json_flag(res)
 
-    rec = sub.add_parser("reconcile", help="run reconciliation now and print the report (exit 1 on findings)")
-    rec.add_argument("--config", required=True)
-    rec.add_argument("--entity", required=True)
+    rec = add_config(sub, "reconcile", help="run reconciliation now and print the report (exit 1 on findings)")
+    rec.add_argument("--entity", required=True, help="the entity whose [reconcile] jobs run")
     rec.add_argument("--job", help="one job of [reconcile] (default: every job of the entity)")
     rec.add_argument("--period", help="a month, e.g. 2026-11 (default: all)")
-    rec.add_argument("--json", action="store_true")
+    json_flag(rec)
 
 
 def point_in_time(flag: str, value: str | None, now: float | None = None) -> int | None:
@@ -93,6 +94,11 @@ def run_replay(args: argparse.Namespace) -> int:
             report = await replay(redis, Scope.of(settings), selection, f"{int(time.time() * 1000):x}", dry_run=args.dry_run)
         finally:
             await redis.aclose()
+        if args.json:
+            print(json.dumps({"entity": args.entity, "target": args.target, "dry_run": args.dry_run,
+                              "replayed": report.replayed, "scanned": report.scanned,
+                              "by_source": report.by_source, "malformed": report.malformed}))
+            return EXIT_OK
         verb = "would replay" if args.dry_run else "replayed"
         sources = ", ".join(f"{n} from {s}" for s, n in sorted(report.by_source.items())) or "none"
         print(f"{verb} {report.replayed} of {report.scanned} retained {args.entity} change(s) "
@@ -181,6 +187,9 @@ def run_resync(args: argparse.Namespace) -> int:
 
     asyncio.run(go())
     when = dt.datetime.fromtimestamp(since_ms / 1000, dt.UTC).isoformat(timespec="seconds")
+    if args.json:
+        print(json.dumps({"run_id": run_id, "system": args.system, "entity": args.entity, "since": when}))
+        return EXIT_OK
     print(f"resync {run_id}: {args.system} {args.entity} from {when} requested; its poller re-reads and "
           "re-delivers at its next poll")
     return EXIT_OK

@@ -21,14 +21,12 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accord.actors.budget import RedisBudgetStore
 from accord.actors.context import connect
+from accord.cliargs import add_config, json_flag
 from accord.config.load import load
 from accord.config.settings import Settings
 from accord.deskcli import redis_url
@@ -50,15 +48,14 @@ class UsageError(ValueError):
 
 
 def add_parser(sub: Any) -> None:
-    scale = sub.add_parser("scale", help="show, set or reset the writer replicas of an entity on the running daemon")
-    scale.add_argument("--config", required=True)
+    scale = add_config(sub, "scale", help="show, set or reset the writer replicas of an entity on the running daemon")
     scale.add_argument("--entity", help="the entity (required with --replicas and --reset; --show: default all)")
     action = scale.add_mutually_exclusive_group(required=True)
     action.add_argument("--replicas", type=int, help="run N writer replicas (an override of the config's replicas)")
     action.add_argument("--reset", action="store_true", help="drop the override: the config's replicas apply again")
     action.add_argument("--show", action="store_true",
                         help="replicas, lag and API budgets per entity, and whether more writers would help")
-    scale.add_argument("--json", action="store_true", help="with --show: one JSON document")
+    json_flag(scale, "the outcome (with --show: one document)")
 
 
 @dataclass(frozen=True)
@@ -166,8 +163,6 @@ def check_args(settings: Settings, args: argparse.Namespace) -> list[str]:
     configured = ", ".join(settings.entities)
     if args.entity is not None and args.entity not in settings.entities:
         raise UsageError(f"--entity: `{args.entity}` is not configured; expected one of {configured}")
-    if args.json and not args.show:
-        raise UsageError("--json: only goes with --show")
     if args.show:
         return [args.entity] if args.entity else list(settings.entities)
     flag = "--reset" if args.reset else f"--replicas {args.replicas}"
@@ -187,13 +182,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    url = redis_url(settings)
-    try:
-        return asyncio.run(_act(settings, url, args, entities))
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        print(f"accord scale: cannot reach the daemon's Redis at {_without_secrets(url)} ({exc}); start it, or "
-              f"fix redis.url in {args.config}", file=sys.stderr)
-        return EXIT_FAILED
+    return asyncio.run(_act(settings, redis_url(settings), args, entities))
 
 
 async def _act(settings: Settings, url: str, args: argparse.Namespace, entities: list[str]) -> int:
@@ -208,21 +197,15 @@ async def _act(settings: Settings, url: str, args: argparse.Namespace, entities:
         keys = Keys(settings.namespace)
         if args.reset:
             had = await reset_replicas(redis, keys, entity)
-            print(f"{entity}: override removed; the config's {configured} writer replica(s) apply again" if had
+            print(json.dumps({"entity": entity, "replicas": configured, "source": "config", "override_removed": had})
+                  if args.json else
+                  f"{entity}: override removed; the config's {configured} writer replica(s) apply again" if had
                   else f"{entity}: no override was set; the config's {configured} writer replica(s) apply")
             return EXIT_OK
         await set_replicas(redis, keys, entity, args.replicas)
-        print(f"{entity}: asked for {args.replicas} writer replica(s), an override of the config's {configured} "
-              f"(undo with --reset)")
+        print(json.dumps({"entity": entity, "replicas": args.replicas, "source": "override", "config": configured})
+              if args.json else f"{entity}: asked for {args.replicas} writer replica(s), an override of the "
+              f"config's {configured} (undo with --reset)")
         return EXIT_OK
     finally:
         await redis.aclose()
-
-
-def _without_secrets(url: str) -> str:
-    """``url`` without a password (``redis://:secret@host`` -> ``redis://host``)."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    return parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host).geturl()

@@ -112,7 +112,6 @@ def test_reset_gives_the_config_value_back(config: Path, capsys: pytest.CaptureF
     (["--reset"], "--reset: says nothing about which entity; add --entity E (one of account)"),
     (["--replicas", "2"], "--replicas 2: says nothing about which entity; add --entity E (one of account)"),
     (["--show", "--entity", "invoice"], "--entity: `invoice` is not configured; expected one of account"),
-    (["--entity", "account", "--reset", "--json"], "--json: only goes with --show"),
 ])
 def test_usage_errors_name_the_flag_and_exit_2(config: Path, capsys: pytest.CaptureFixture[str], args: list[str],
                                                message: str) -> None:
@@ -130,16 +129,3 @@ def test_argument_and_config_errors_exit_2(config: Path, tmp_path: Path, capsys:
     broken.write_text(config.read_text().replace("partitions = 4", "partitions = 0"))
     assert scale(broken, "--show") == 2
     assert "partitions" in capsys.readouterr().err
-
-
-def test_unreachable_redis_is_one_line_without_secrets(config: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    away = tmp_path / "away.toml"
-    away.write_text(config.read_text().split("[redis]")[0] + '[redis]\nurl = "redis://:hunter2@127.0.0.1:1/0"\n')
-    for args in (["--show"], ["--entity", "account", "--reset"], ["--entity", "account", "--replicas", "2"]):
-        assert scale(away, *args) == 1
-        captured = capsys.readouterr()
-        assert captured.out == ""
-        [line] = captured.err.splitlines()
-        assert line.startswith("accord scale: cannot reach the daemon's Redis at redis://127.0.0.1:1/0 (")
-        assert f"fix redis.url in {away}" in line and "hunter2" not in line
