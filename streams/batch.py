@@ -149,6 +149,9 @@ class Batch:
             parts += [k, v]
         self._add(*parts)
 
+    def rpush(self, key: str, *values: Value) -> None:
+        self._add_many(["RPUSH", key], values)
+
     def zadd(self, key: str, member: str, score: int | float) -> None:
         self._add("ZADD", key, score, member)
 

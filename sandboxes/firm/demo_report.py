@@ -24,8 +24,9 @@ from redis.asyncio import Redis
 from accord.actors.poll.pace import IDLE_MARK
 from accord.config.settings import Settings
 from accord.sandboxes.firm.world import World
+from accord.streams.audit import read_trail
 from accord.streams.keys import Keys
-from accord.streams.replies import stream_entries, text, text_map
+from accord.streams.replies import text
 from accord.streams.state import Stats
 
 MAX_CALLS_PER_CHANGE = 2.0
@@ -119,13 +120,11 @@ async def _published_to_written(redis: Redis, keys: Keys, since_ms: int) -> dict
     async for key in redis.scan_iter(match=f"{keys.prefix}trace:*", count=500):
         published: tuple[str, str, int] | None = None
         reached: dict[str, int] = {}  # target -> first written there after the publish
-        for _, raw in stream_entries(await redis.xrange(text(key))):
-            event = text_map(raw)
-            at = int(event.get("at_ms") or 0)
-            if event.get("kind", "").startswith("published") and not reached:  # the last one before a write
-                published = (event.get("system", ""), event.get("entity", ""), at)
-            elif event.get("kind") == "written" and published is not None and event.get("system") != published[0]:
-                reached.setdefault(event.get("system", ""), at)  # not a write back to where it came from
+        for event in await read_trail(redis, text(key)):
+            if event.kind.startswith("published") and not reached:  # the last one before a write
+                published = (event.system, event.entity, event.at_ms)
+            elif event.kind == "written" and published is not None and event.system != published[0]:
+                reached.setdefault(event.system, event.at_ms)  # not a write back to where it came from
         if published is not None and reached and published[2] >= since_ms:
             delays[(published[0], published[1])].append(max(0, max(reached.values()) - published[2]) / 1000)
     return delays

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from accord.config.load import loads
 from accord.sandboxes.firm.demo_report import ApiUse, Freshness, freshness, p95
+from accord.streams.audit import AuditTrail, TraceEvent
 from accord.streams.keys import Keys
 from tests.helpers import CRM_AND_ERP
 
@@ -33,11 +34,16 @@ async def test_freshness_reads_the_poll_waits_and_the_audit_trail(real_redis: Re
                      'poll_interval = "1s"\n', env={})
     keys = Keys(settings.namespace)
     await real_redis.rpush(keys.poll_finds("crm", "account"), "1.0", "1.2", "0.9", "7.5:idle")
+    trail = AuditTrail(keys, 60)
+
+    async def event(flow: str, kind: str, system: str, at_ms: int) -> None:
+        async with real_redis.pipeline(transaction=False) as pipe:
+            trail.queue(pipe, TraceEvent(correlation_id=flow, kind=kind, entity="account", system=system, at_ms=at_ms))
+            await pipe.execute()
+
     for flow, (published, written) in {"c1": (1000, 1800), "c2": (2000, 3500)}.items():
-        await real_redis.xadd(keys.trace(flow), {"kind": "published upsert", "entity": "account", "system": "crm",
-                                                 "at_ms": str(published)})
-        await real_redis.xadd(keys.trace(flow), {"kind": "written", "entity": "account", "system": "erp",
-                                                 "at_ms": str(written)})
+        await event(flow, "published upsert", "crm", published)
+        await event(flow, "written", "erp", written)
     (fresh,) = await freshness(real_redis, settings)
     assert (fresh.system, fresh.entity, fresh.flows) == ("crm", "account", 2)
     assert 1.1 <= fresh.seen_p95_s <= 1.2 and 0.8 <= fresh.written_p95_s <= 1.5 and fresh.ok
@@ -47,6 +53,6 @@ async def test_freshness_reads_the_poll_waits_and_the_audit_trail(real_redis: Re
     # a flow with two targets has reached them when it is in the last one (a write back to its source is not one)
     for kind, system, at in (("published upsert", "crm", 4000), ("written", "psa", 4100), ("written", "erp", 9000),
                              ("published upsert", "erp", 9100), ("written", "crm", 9500)):
-        await real_redis.xadd(keys.trace("c3"), {"kind": kind, "entity": "account", "system": system, "at_ms": str(at)})
+        await event("c3", kind, system, at)
     (both,) = await freshness(real_redis, settings, since_ms=3000)
     assert both.flows == 1 and both.written_p95_s == 5.0
