@@ -82,9 +82,13 @@ WORKDIR /app
 # Owned by root and read-only to the daemon. Mount your own file over it to change the configuration.
 COPY config/examples/production.toml /etc/accord/accord.toml
 
+# The actors' JSON log lines reach `docker logs` through the driver as they are: no "(Actor pid=...)"
+# prefix, no de-duplication of lines that differ only in numbers (accord.actors.logs).
 ENV PYTHONUNBUFFERED=1 \
     HOME=/home/accord \
-    RAY_USAGE_STATS_ENABLED=0
+    RAY_USAGE_STATS_ENABLED=0 \
+    RAY_DEDUP_LOGS=0 \
+    RAY_DISABLE_WORKER_LOG_PREFIX=1
 
 # `ray start --block` (the compose/KubeRay alternatives) drains for this long on SIGTERM; Ray's default is
 # 30 s. 15 s leaves room inside the 40 s stop grace period for the daemon's own drain (supervisor

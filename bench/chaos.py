@@ -47,10 +47,10 @@ import ray
 from loguru import logger
 from redis.asyncio import Redis
 
+from accord.actors.logs import setup
 from accord.app import Daemon
 from accord.config.settings import Settings
 from accord.config.types import Duration, RateLimit
-from accord.logs import setup
 from accord.redis_server import EmbeddedRedis
 from accord.sandboxes.firm.demo import demo_settings
 from accord.sandboxes.firm.world import World

@@ -35,8 +35,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from accord.actors.context import connect
+from accord.actors.logs import setup
 from accord.app import Daemon
-from accord.logs import setup
 from accord.pipeline_metrics import read_counters
 from accord.redis_server import EmbeddedRedis
 from accord.sandboxes.quickbooks.sandbox import build_app as build_qbo

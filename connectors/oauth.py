@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from accord.config.secrets import redact
 from accord.connectors.base import MemoryTokenCache, TokenCache
 from accord.connectors.errors import AuthExpired
 
@@ -53,9 +54,11 @@ class OAuthTokens:
         return float(token.get("expires_at", 0)) - self._early > self._now()
 
     async def current(self) -> Token:
-        """A token that is not due; renewed first when the cached one is."""
+        """A token that is not due; renewed first when the cached one is. Every token handed out is a
+        secret of this process from then on (masked in its logs)."""
         token = await self._cache.load()
         if token is not None and self._usable(token, None):
+            redact(token.get("access_token"), token.get("refresh_token"))
             return token
         return await self.renew(stale=token.get("access_token") if token else None)
 
@@ -65,6 +68,11 @@ class OAuthTokens:
 
     async def renew(self, stale: str | None) -> Token:
         """A new token, unless another task or process already replaced ``stale`` (never handed out again)."""
+        token = await self._renewed(stale)
+        redact(token.get("access_token"), token.get("refresh_token"))
+        return token
+
+    async def _renewed(self, stale: str | None) -> Token:
         async with self._lock:
             cached = await self._cache.load()
             if cached is not None and self._usable(cached, stale):

@@ -20,6 +20,7 @@ import uvicorn
 from loguru import logger
 
 from accord.actors.context import connect
+from accord.actors.logs import forward_ray_lines_verbatim
 from accord.config.load import ConfigError, check, ray_address
 from accord.config.settings import Settings
 from accord.redis_server import EmbeddedRedis
@@ -40,8 +41,11 @@ class _Server(uvicorn.Server):
 class Daemon:
     """One ``accord run``: owns the Redis connection, the Ray driver, the supervisor and HTTP."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, forward_actor_logs: bool = True) -> None:
+        """``forward_actor_logs``: the actors' log lines are printed on this process's stderr (the
+        container's output) as they are; off, they stay in Ray's worker files (the demo's console)."""
         self.settings = settings
+        self.forward_actor_logs = forward_actor_logs
         self.embedded: EmbeddedRedis | None = None
         self.redis_url = settings.redis.url or ""
         self.supervisor: Supervisor | None = None
@@ -64,10 +68,13 @@ class Daemon:
         if ray.is_initialized():
             return
         address = ray_address(self.settings)
+        if self.forward_actor_logs:
+            forward_ray_lines_verbatim()
         if address:
-            ray.init(address=address, namespace=self.settings.ray.namespace, log_to_driver=False)
+            ray.init(address=address, namespace=self.settings.ray.namespace, log_to_driver=self.forward_actor_logs)
         else:
-            ray.init(num_cpus=self.settings.ray.num_cpus, include_dashboard=False, log_to_driver=False,
+            ray.init(num_cpus=self.settings.ray.num_cpus, include_dashboard=False,
+                     log_to_driver=self.forward_actor_logs,
                      namespace=self.settings.ray.namespace,
                      object_store_memory=self.settings.ray.object_store_mb * 1024 * 1024)
 

@@ -161,9 +161,9 @@ async def _check_live(settings: object, node: str) -> bool:
 
 
 def _run(path: str) -> int:
+    from accord.actors.logs import setup
     from accord.app import Daemon
     from accord.config.load import load
-    from accord.logs import setup
 
     settings = load(path)
     setup(settings.log_level)

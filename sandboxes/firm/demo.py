@@ -33,12 +33,12 @@ from rich.table import Table
 
 from accord.actors.context import connect
 from accord.actors.desk import ExceptionDesk, Filters
+from accord.actors.logs import setup
 from accord.actors.reconcile.reconciler import Reconciler
 from accord.actors.reconcile.reconciler import Report as ReconcileReport
 from accord.app import Daemon
 from accord.config.load import loads
 from accord.config.settings import Settings
-from accord.logs import setup
 from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
 from accord.sandboxes.firm.activity import Activity
@@ -121,7 +121,7 @@ def run_demo(options: DemoOptions) -> int:
 
 async def _main(world: World, settings: Settings, options: DemoOptions, rng: random.Random,
                 console: Console) -> Outcome | None:
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, forward_actor_logs=False)  # the console owns the terminal; actors log to Ray's files
     finish = asyncio.Event()
     daemon.on_stop_request = finish.set
     result: dict[str, Outcome] = {}
