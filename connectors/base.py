@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -168,6 +169,22 @@ class MemoryTokenCache:
 # Shared HTTP plumbing
 # ------------------------------------------------------------------------------------------------
 
+ERROR_CLASSES = ("transport", "auth", "rate_limited", "server", "client", "bad_body", "unmappable")
+"""What failed, as an operator acts on it: the network or a timeout (``transport``), credentials (``auth``:
+401/403 or a refused token grant), the quota (``rate_limited``), the service (``server``: 5xx), Accord's
+request (``client``: another 4xx), an answer that is not JSON (``bad_body``), a value that could not be
+mapped (``unmappable``)."""
+
+
+def error_class(status: int) -> str:
+    """The class of an HTTP error status."""
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limited"
+    return "server" if status >= 500 else "client"
+
+
 class CallStats:
     """API call counters of one connector, drained by the owning actor into Redis."""
 
@@ -175,10 +192,18 @@ class CallStats:
         self.calls = 0
         self.rate_limited = 0
         self.errors = 0
+        self.by_class: Counter[str] = Counter()
+
+    def error(self, kind: str) -> None:
+        """One failed call (or unmappable value) of class ``kind`` (one of ``ERROR_CLASSES``)."""
+        self.errors += 1
+        self.by_class[kind] += 1
 
     def drain(self) -> dict[str, int]:
-        out = {"calls": self.calls, "rate_limited": self.rate_limited, "errors": self.errors}
+        out = {"calls": self.calls, "rate_limited": self.rate_limited, "errors": self.errors,
+               **{f"error:{kind}": n for kind, n in self.by_class.items()}}
         self.calls = self.rate_limited = self.errors = 0
+        self.by_class.clear()
         return out
 
 

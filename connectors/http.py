@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import httpx
 
 from accord.config.types import AccountLimits
-from accord.connectors.base import CallStats, classify_transport_error, default_timeout
+from accord.connectors.base import CallStats, classify_transport_error, default_timeout, error_class
 from accord.connectors.budget import RequestBudget, local_budget
 from accord.connectors.errors import ConnectorError, Retryable
 
@@ -99,7 +99,7 @@ class HttpSession:
             try:
                 response = await self._http.request(method, url, **kwargs)
             except httpx.HTTPError as exc:
-                self.stats.errors += 1
+                self.stats.error("transport")
                 raise classify_transport_error(self.system, exc) from exc
         self.observe(response)
         if self.throttled(response):
@@ -120,7 +120,7 @@ class HttpSession:
             response = await self.send(method, target.url, headers={**target.headers, **(headers or {})},
                                        **kwargs)
         if response.status_code >= 300:
-            self.stats.errors += 1
+            self.stats.error(error_class(response.status_code))
             raise self.error(response)
         return response
 
@@ -133,6 +133,6 @@ class HttpSession:
         try:
             return response.json()
         except ValueError as exc:
-            self.stats.errors += 1
+            self.stats.error("bad_body")
             raise Retryable(self.system, f"{method} {path} → {response.status_code} with a body that is not "
                                          f"JSON: {response.text[:120]!r}", status=response.status_code) from exc

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from accord.actors.provision.process import Provisions
 from accord.config.settings import Settings
 from accord.monthend_metrics import DrainRates, monthend_families
+from accord.ops_metrics import known_label_sets, ops_families
 from accord.streams.exceptions import decode_exception
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
@@ -185,12 +186,14 @@ async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, 
     families: list[Any] = []
     families.extend(_slot_families(await slot_stats(redis, settings, keys)))
     families.extend(await monthend_families(redis, settings, keys, await read_counters(redis, settings, keys), drains))
-    families.extend(_counter_families(await stats.read(redis, Stats.RECORDS), await stats.read(redis, Stats.API)))
+    api = await stats.read(redis, Stats.API)
+    families.extend(_counter_families(await stats.read(redis, Stats.RECORDS), api, known_label_sets(settings)))
+    families.extend(await ops_families(redis, settings, keys, api))
     exc_len = GaugeMetricFamily("accord_exceptions_stream_length", "Entries in the exceptions stream")
     exc_len.add_metric([], float(await redis.xlen(keys.exceptions())))
     families.append(exc_len)
     families.extend(await _reconcile_families(redis, settings, keys))
-    families.append(await _open_exceptions_family(redis, keys))
+    families.extend(await _open_exceptions_families(redis, keys))
     if settings.provisioning is not None:
         families.append(await _provisioning_family(redis, keys))
     if supervisor_status is not None:
@@ -227,20 +230,27 @@ async def _provisioning_family(redis: Redis, keys: Keys) -> Any:
     return family
 
 
-async def _open_exceptions_family(redis: Redis, keys: Keys) -> Any:
-    """Open exceptions per entity and reason: what the desk still has to handle."""
+async def _open_exceptions_families(redis: Redis, keys: Keys) -> list[Any]:
+    """Open exceptions per entity and reason (what the desk still has to handle), and the oldest one's age."""
     family = GaugeMetricFamily("accord_exceptions_open", "Exceptions not yet retried, resolved, skipped or closed",
+                               labels=["entity", "reason"])
+    oldest = GaugeMetricFamily("accord_exceptions_open_oldest_seconds", "Age of the oldest open exception",
                                labels=["entity", "reason"])
     index = await redis.hgetall(keys.exception_index())
     closed = set(await redis.hkeys(keys.exception_state()))
     counts: Counter[tuple[str, str]] = Counter()
+    first_ms: dict[tuple[str, str], int] = {}
     for eid, data in index.items():
         if eid not in closed:
             record = decode_exception(binary(data))
-            counts[(record.entity, record.reason)] += 1
+            pair = (record.entity, record.reason)
+            counts[pair] += 1
+            first_ms[pair] = min(first_ms.get(pair, record.created_ms), record.created_ms)
+    now = time.time()
     for (entity, reason), n in sorted(counts.items()):
         family.add_metric([entity, reason], float(n))
-    return family
+        oldest.add_metric([entity, reason], max(0.0, now - first_ms[(entity, reason)] / 1000))
+    return [family, oldest]
 
 
 def _slot_families(slots: list[SlotStats]) -> list[Any]:
@@ -267,23 +277,26 @@ def _slot_families(slots: list[SlotStats]) -> list[Any]:
     return families
 
 
-def _counter_families(records: dict[tuple[str, ...], int], api: dict[tuple[str, ...], int]) -> list[Any]:
-    families: dict[str, CounterMetricFamily] = {}
-    for parts, value in sorted(records.items()):
+def _counter_families(records: dict[tuple[str, ...], int], api: dict[tuple[str, ...], int],
+                      known: dict[str, list[tuple[str, ...]]]) -> list[Any]:
+    """The ``stats:records`` and ``stats:api`` counters; every ``known`` label set is there, at 0 if need be."""
+    values: dict[str, dict[tuple[str, ...], float]] = {name: dict.fromkeys(sets, 0.0) for name, sets in known.items()}
+    labels_of = {name: list(labels) for name, labels in _RECORD_KINDS.values()}
+    for parts, count in records.items():
         spec = _RECORD_KINDS.get(parts[0])
-        if spec is None or len(parts) - 1 != len(spec[1]):
-            continue
-        name, labels = spec
-        family = families.setdefault(name, CounterMetricFamily(name, name.replace("_", " "), labels=list(labels)))
-        family.add_metric(list(parts[1:]), float(value))
-    for parts, value in sorted(api.items()):
+        if spec is not None and len(parts) - 1 == len(spec[1]):
+            values.setdefault(spec[0], {})[parts[1:]] = float(count)
+    for parts, count in api.items():
         api_name = _API_KINDS.get(parts[0])
-        if api_name is None or len(parts) != 2:
-            continue
-        family = families.setdefault(api_name, CounterMetricFamily(api_name, api_name.replace("_", " "),
-                                                                   labels=["system"]))
-        family.add_metric([parts[1]], float(value))
-    return list(families.values())
+        if api_name is not None and len(parts) == 2:
+            values.setdefault(api_name, {})[parts[1:]] = float(count)
+    families = []
+    for name, series in sorted(values.items()):
+        family = CounterMetricFamily(name, name.replace("_", " "), labels=labels_of.get(name, ["system"]))
+        for label_values, total in sorted(series.items()):
+            family.add_metric(list(label_values), total)
+        families.append(family)
+    return families
 
 
 def _actor_families(status: dict[str, Any]) -> list[Any]:

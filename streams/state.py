@@ -206,6 +206,7 @@ class Cursors:
     """Poll watermarks (opaque connector cursors) per system and entity."""
 
     FIELD = "cursor"
+    FAILING = "failing_since_ms"
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
@@ -242,6 +243,21 @@ class Cursors:
             mapping["loaded"] = 1  # the first full read of this system's records is complete
             pipe.hsetnx(self.keys.cursor(system, entity), "loaded_ms", now_ms)  # when it first was
         pipe.hset(self.keys.cursor(system, entity), mapping=mapping)
+        pipe.hdel(self.keys.cursor(system, entity), self.FAILING)  # a page committed: polls succeed again
+
+    async def failing(self, system: str, entity: str, now_ms: int) -> None:
+        """A poll failed; ``failing_since_ms`` keeps when the first of a row of failures did (until a page
+        commits). Read by /metrics (``accord_poll_failing_seconds``)."""
+        await self.redis.hsetnx(self.keys.cursor(system, entity), self.FAILING, now_ms)
+
+    async def health(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int | None, int | None]]:
+        """(last committed page, failing since), epoch ms, per (system, entity), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for system, entity in pairs:
+                pipe.hmget(self.keys.cursor(system, entity), ["updated_ms", self.FAILING])
+            replies = await pipe.execute()
+        return {pair: (int(ok) if ok else None, int(since) if since else None)
+                for pair, (ok, since) in zip(pairs, replies, strict=True)}
 
     async def fetched_ms(self, system: str, entity: str) -> int:
         """When the last committed fetch of ``system``'s ``entity`` records was sent (0: never)."""
@@ -280,6 +296,7 @@ class Stats:
 
     RECORDS = "records"
     API = "api"
+    LATENCY = "latency"  # accord.streams.latency
 
     def __init__(self, keys: Keys) -> None:
         self.keys = keys

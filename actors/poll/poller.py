@@ -9,6 +9,7 @@ crash after it has nothing to redo. ``start``, ``stop`` and ``poll_page`` are id
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from typing import Any
@@ -22,6 +23,7 @@ from accord.actors.canonical import Canonicaliser
 from accord.actors.governance import Ownership, is_stale_read, observe
 from accord.actors.loop import LoopActor
 from accord.actors.poll.edits import EditJudge
+from accord.actors.poll.fullscan import vanished_ids
 from accord.actors.poll.indexes import index_billed, index_match_keys
 from accord.actors.poll.pace import PollPace, flush_pace
 from accord.actors.poll.page import DELETED_FIELD, PagePlan, mapping_exception
@@ -32,14 +34,13 @@ from accord.connectors.base import CallStats, Connector, SourceRecord, backoff_d
 from accord.connectors.budget import Priority, requests_as
 from accord.connectors.errors import ConnectorError, RateLimited
 from accord.connectors.registry import spec_of
-from accord.connectors.spec import IdScanner
 from accord.model.entities import BILLS, validate_fields
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.exceptions import file_exception
 from accord.streams.publish import publish
 from accord.streams.records import ChangeRecord, Op, now_ms
-from accord.streams.replies import read_entries, text, text_set
+from accord.streams.replies import read_entries, text
 from accord.streams.state import Stats
 
 # besides the changes it publishes, what a poll found that someone did (not Accord's own writes coming
@@ -148,15 +149,21 @@ class Poller(LoopActor):
                 delay = max(delay, exc.retry_after)
             logger.bind(system=self.system, entity=entity).warning(
                 "poll failed ({}): {}; retrying in {:.1f}s", type(exc).__name__, exc.message, delay)
-            self.pace.failed(entity, delay)
+            await self._failed(entity, delay)
             return
         except Exception:
             self._failures[entity] += 1
             logger.bind(system=self.system, entity=entity).exception("poll crashed; retrying")
-            self.pace.failed(entity, backoff_delay(self._failures[entity], 1.0, 60.0))
+            await self._failed(entity, backoff_delay(self._failures[entity], 1.0, 60.0))
             return
         self._failures[entity] = 0
         self.pace.polled(entity, self.found[entity] - found)
+
+    async def _failed(self, entity: str, delay: float) -> None:
+        """Back off ``delay`` and note since when the entity's polls fail (a metric an alert watches)."""
+        self.pace.failed(entity, delay)
+        with contextlib.suppress(RedisError):  # Redis may be why it failed; the next success clears it
+            await self.ctx.cursors.failing(self.system, entity, now_ms())
 
     async def _flush_pace(self) -> None:
         await flush_pace(self.ctx.redis, self.ctx.keys, self.system, self.pace)
@@ -187,15 +194,8 @@ class Poller(LoopActor):
     async def scan_for_deletes(self, entity: str) -> int:
         """Compare every id the system has now with the ids Accord has seen; the missing ones were
         deleted there and are planned like deleted records (published when the system owns them)."""
-        ctx = self.ctx
-        scanner = self.connector
-        if not isinstance(scanner, IdScanner):
-            raise TypeError(f"system `{self.system}` declares deletes by scan, but its connector "
-                            f"{type(scanner).__name__} has no scan_ids")
-        live = await scanner.scan_ids(entity)
-        known = text_set(await ctx.redis.smembers(ctx.keys.known_ids(entity, self.system)))
-        vanished = sorted(known - {str(i) for i in live})
-        self._next_scan[entity] = time.monotonic() + scanner.scan_interval
+        vanished, next_scan_s = await vanished_ids(self.ctx, self.system, entity, self.connector)
+        self._next_scan[entity] = time.monotonic() + next_scan_s
         if not vanished:
             return 0
         stamp = now_ms()
@@ -203,7 +203,7 @@ class Poller(LoopActor):
         plan = await self._plan(entity, records)
         batch = Batch()
         self._queue(batch, entity, plan)
-        await batch.apply(ctx.redis)
+        await batch.apply(self.ctx.redis)
         logger.bind(system=self.system, entity=entity).info("full scan: {} record(s) deleted in {}",
                                                            len(vanished), self.system)
         return len(vanished)

@@ -25,8 +25,10 @@ from accord.connectors.base import WriteResult
 from accord.model.entities import normalise_fields
 from accord.streams.batch import Batch
 from accord.streams.exceptions import file_exception
+from accord.streams.latency import bucket_counts, started_ms
 from accord.streams.publish import publish
-from accord.streams.records import ChangeRecord
+from accord.streams.records import ChangeRecord, now_ms
+from accord.streams.state import Stats
 
 
 class Committer:
@@ -62,6 +64,7 @@ class Committer:
             if back is not None:
                 taken_over.append(back)
         publish(pipe, ctx.keys, self.settings.streams.partitions, taken_over)
+        self._queue_latency(pipe, target, outcome)
         settled = sorted({w.gid for w, _ in outcome.done} | {r.gid for r in outcome.exceptions if r.gid})
         if settled:
             ctx.projections.created(pipe, target, self.entity, settled)
@@ -69,6 +72,13 @@ class Committer:
             file_exception(pipe, ctx.keys, record)
         for event in outcome.events:
             ctx.audit.queue(pipe, event)
+
+    def _queue_latency(self, pipe: Batch, target: str, outcome: Outcome) -> None:
+        """Source change to this write, per written record (``stats:latency``)."""
+        now = now_ms()
+        latencies = [now - started_ms(w.source.version, w.source.observed_ms, now)
+                     for w, _ in outcome.done if w.source is not None]
+        self.ctx.stats.add(pipe, Stats.LATENCY, bucket_counts(self.entity, target, latencies))
 
     def _queue_written(self, pipe: Batch, target: str, work: RecordWork, result: WriteResult, target_id: str) -> None:
         """What one written record leaves: its link, the versions it applied, what the target holds now."""

@@ -174,7 +174,7 @@ class QuickBooksConnector:
             if row.get("status") != "Deleted" and not spec.accepts(row):
                 continue  # e.g. a project in the Customer table while reading accounts
             def report(exc: MappingError, row: dict[str, Any] = row) -> None:
-                self.stats.errors += 1
+                self.stats.error("unmappable")
                 logger.bind(system=self.system, entity=spec.canonical, record_id=row.get("Id"), field=exc.field,
                             reason=exc.message).warning("unmappable value left out of the record")
             records.append(to_canonical(spec.canonical, row, on_error=report))

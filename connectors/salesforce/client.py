@@ -179,7 +179,7 @@ class SalesforceConnector:
         problems: list[str] = []
 
         def skipped(exc: MappingError) -> None:
-            self.stats.errors += 1
+            self.stats.error("unmappable")
             problems.append(f"{emap.sobject} {raw.get('Id')}: {exc.message}")
             logger.bind(system=self.system, entity=emap.entity, record=raw.get("Id"), field=exc.field,
                         reason=exc.message).warning("unmappable value left out of the record")

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from accord.connectors.base import CallStats, TokenCache, retry_after_seconds
+from accord.connectors.base import CallStats, TokenCache, error_class, retry_after_seconds
 from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import (
     AuthExpired,
@@ -110,7 +110,7 @@ class SalesforceSession(HttpSession):
         return {**response.json(), "expires_at": time.time() + SESSION_SECONDS}
 
     def _token_error(self, response: httpx.Response) -> ConnectorError:
-        self.stats.errors += 1
+        self.stats.error(error_class(response.status_code))
         code, message = _first_error(response)
         where = f"token endpoint {self.settings.base_url}/services/oauth2/token answered {response.status_code}"
         if response.status_code >= 500 or response.status_code in (403, 429):
