@@ -476,5 +476,5 @@ async def test_transport_failures_are_classified() -> None:
         await conn.fetch("account", None)
     with pytest.raises(Retryable, match="ReadTimeout"):
         await conn.find_created("account", ["timeout"], 0)
-    assert conn.stats.drain() == {"calls": 3, "rate_limited": 0, "errors": 2}
+    assert conn.stats.drain() == {"calls": 3, "rate_limited": 0, "errors": 2, "error:transport": 1, "error:bad_body": 1}
     await conn.aclose()
