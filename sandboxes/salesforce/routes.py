@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -29,6 +30,7 @@ from accord.sandboxes.server import Handler, sandboxed
 if TYPE_CHECKING:
     from accord.sandboxes.salesforce.sandbox import SalesforceState
 
+Render = Callable[[dict[str, Any]], dict[str, Any]]
 _VERSION = re.compile(r"^v(\d+)\.(\d+)$")
 _BATCH = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
 
@@ -183,10 +185,10 @@ class _QueryRoutes:
         if not text:
             return _error(400, "MALFORMED_QUERY", "A query string has to be specified (q=SELECT ...)")
         try:
-            rows = self._run(text, query_all, request.path_params["version"])
+            rows, render = self._run(text, query_all, request.path_params["version"])
         except soql.SoqlError as exc:
             return _error(400, exc.code, exc.message)
-        return self._page(request, rows, None, 0, query_all)
+        return self._page(request, rows, render, None, 0, query_all)
 
     async def more(self, request: Request) -> Response:
         query_all = "/queryAll/" in request.url.path
@@ -194,9 +196,11 @@ class _QueryRoutes:
         cursor = self.state.cursor(cursor_id, query_all) if offset.isdigit() else None
         if cursor is None:
             return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        return self._page(request, cursor.rows, cursor_id, int(offset), query_all)
+        return self._page(request, cursor.rows, cursor.render, cursor_id, int(offset), query_all)
 
-    def _run(self, text: str, query_all: bool, version: str) -> list[dict[str, Any]]:
+    def _run(self, text: str, query_all: bool, version: str) -> tuple[list[dict[str, Any]], Render]:
+        """The rows a query selects (a snapshot: rows are replaced, never changed) and how to render one;
+        rendering waits for the page that returns the row, so a large result costs per page read."""
         parsed = soql.parse(text)
         with self.state.lock:
             try:
@@ -211,19 +215,20 @@ class _QueryRoutes:
             candidates = rows.values() if floor is None else map(rows.__getitem__, self.state.store.recency[
                 sobject.name].since(floor))
             live = [row for row in candidates if query_all or not row["IsDeleted"]]
-            return soql.run(bound, live, lambda row: self.state.store.render(
-                sobject, row, list(bound.fields), version=version.lstrip("v")))
+            fields = list(bound.fields)
+            return soql.select(bound, live), lambda row: self.state.store.render(
+                sobject, row, fields, version=version.lstrip("v"))
 
-    def _page(self, request: Request, rows: list[dict[str, Any]], cursor_id: str | None, offset: int,
-              query_all: bool) -> Response:
+    def _page(self, request: Request, rows: list[dict[str, Any]], render: Render, cursor_id: str | None,
+              offset: int, query_all: bool) -> Response:
         end = offset + self._batch(request)
         done = end >= len(rows)
         body: dict[str, Any] = {"totalSize": len(rows), "done": done}
         if done and cursor_id is not None:
             self.state.close_cursor(cursor_id)
         if not done:
-            cursor_id = cursor_id or self.state.open_cursor(rows, query_all)
+            cursor_id = cursor_id or self.state.open_cursor(rows, render, query_all)
             kind = "queryAll" if query_all else "query"
             body["nextRecordsUrl"] = f"/services/data/{request.path_params['version']}/{kind}/{cursor_id}-{end}"
-        body["records"] = rows[offset:end]
+        body["records"] = [render(row) for row in rows[offset:end]]
         return JSONResponse(body)

@@ -46,9 +46,11 @@ DAILY = "daily"  # the org's API requests per rolling 24 h
 
 @dataclass
 class Cursor:
-    """An open query cursor: the snapshot of rows it pages over."""
+    """An open query cursor: the snapshot of rows it pages over (rows are never changed in place, so the
+    references are the snapshot), rendered a page at a time as the query's fields and API version say."""
 
     rows: list[dict[str, Any]]
+    render: Callable[[dict[str, Any]], dict[str, Any]]
     query_all: bool
     used_at: float
 
@@ -135,12 +137,13 @@ class SalesforceState(SandboxState):
 
     # -- query cursors ------------------------------------------------------------------------
 
-    def open_cursor(self, rows: list[dict[str, Any]], query_all: bool) -> str:
+    def open_cursor(self, rows: list[dict[str, Any]], render: Callable[[dict[str, Any]], dict[str, Any]],
+                    query_all: bool) -> str:
         """Keep ``rows`` for paging; at most ``max_cursors`` stay open (the oldest is dropped)."""
         with self.lock:
             self._cursor_counter += 1
             cursor_id = new_id("01g", self._cursor_counter)
-            self._cursors[cursor_id] = Cursor(rows, query_all, self.clock.now())
+            self._cursors[cursor_id] = Cursor(rows, render, query_all, self.clock.now())
             while len(self._cursors) > self.max_cursors:
                 del self._cursors[next(iter(self._cursors))]
             return cursor_id

@@ -348,6 +348,11 @@ def modstamp_floor(query: Query) -> int | None:
 def run(query: Query, rows: Iterable[dict[str, Any]], project: Callable[[dict[str, Any]], dict[str, Any]],
         ) -> list[dict[str, Any]]:
     """Filter, sort, offset and limit ``rows`` with a bound query, then ``project`` each one."""
+    return [project(row) for row in select(query, rows)]
+
+
+def select(query: Query, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Filter, sort, offset and limit ``rows`` with a bound query (the rows themselves, not projected)."""
     selected = [row for row in rows if matches(query.where, row)]
     for order in reversed(query.order):  # stable sorts, last key first
         present = [row for row in selected if row.get(order.field) is not None]
@@ -357,7 +362,7 @@ def run(query: Query, rows: Iterable[dict[str, Any]], project: Callable[[dict[st
     selected = selected[query.offset:]
     if query.limit is not None:
         selected = selected[:query.limit]
-    return [project(row) for row in selected]
+    return selected
 
 
 def _sort_key(field: str, row: dict[str, Any]) -> Any:

@@ -122,6 +122,21 @@ async def test_query_pages_and_locators(state: SalesforceState, client: httpx.As
     assert [r["Id"] for r in gone["records"]] == [ids[0]]
 
 
+async def test_a_locator_pages_the_rows_as_they_were_when_the_query_ran(
+        state: SalesforceState, client: httpx.AsyncClient) -> None:
+    """Rows are rendered a page at a time, yet a later page still shows the query's snapshot."""
+    ids = seed_accounts(state, 4, random.Random(3))
+    state.max_batch = 2
+    first = (await query(client, "SELECT Id, Name FROM Account ORDER BY Id")).json()
+    later = sorted(ids)[3]
+    state.user_update("Account", later, {"Name": "Renamed after the query"})
+    second = (await client.get(first["nextRecordsUrl"])).json()
+    names = {row["Id"]: row["Name"] for row in first["records"] + second["records"]}
+    assert len(names) == 4 and names[later] != "Renamed after the query"
+    assert (await query(client, f"SELECT Name FROM Account WHERE Id = '{later}'")).json()["records"][0]["Name"] \
+        == "Renamed after the query"
+
+
 async def test_cursors_expire_and_are_capped(state: SalesforceState, client: httpx.AsyncClient) -> None:
     seed_accounts(state, 3, random.Random(2))
     state.max_batch = 1
