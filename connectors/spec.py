@@ -16,6 +16,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 from accord.config.systems import SystemSettings
 from accord.connectors.base import CallStats, Connector, SourceRecord, TokenCache
 from accord.connectors.budget import RequestBudget
+from accord.connectors.check import CheckHook
 
 S = TypeVar("S", bound=SystemSettings)
 S_contra = TypeVar("S_contra", bound=SystemSettings, contravariant=True)
@@ -64,7 +65,8 @@ class Capabilities:
 @dataclass(frozen=True, kw_only=True)
 class SystemSpec(Generic[S]):
     """One kind of system. ``connector`` and ``mapper`` import their modules lazily: an actor loads only
-    the systems it talks to. ``sandbox`` is ``"module:callable"``; the callable returns a
+    the systems it talks to. ``check_connection`` is the optional connection check
+    (``accord.connectors.check``). ``sandbox`` is ``"module:callable"``; the callable returns a
     ``accord.sandboxes.server.LocalSandbox``."""
 
     kind: str
@@ -73,4 +75,5 @@ class SystemSpec(Generic[S]):
     mapper: Callable[[S], Mapper]
     capabilities: Capabilities = Capabilities()
     verify_webhook: Callable[[S, bytes, Mapping[str, str]], bool] | None = None
+    check_connection: CheckHook[S] | None = None
     sandbox: str | None = None

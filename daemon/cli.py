@@ -1,7 +1,8 @@
 """The ``accord`` command line.
 
 Exit codes (``accord.cliargs``): 0 success; 1 runtime failure (or, for ``demo``, systems that do not agree
-at the end; for ``reconcile``, findings); 2 bad configuration or usage; 3 the daemon's Redis is unreachable.
+at the end; for ``reconcile``, findings; for ``check --connect``, refused credentials or something missing);
+2 bad configuration or usage; 3 the daemon's Redis is unreachable (for ``check --connect``: a system).
 ``--config`` may stand anywhere on the line; without it, ``$ACCORD_CONFIG`` names the file.
 """
 
@@ -39,10 +40,17 @@ def _parser() -> argparse.ArgumentParser:
 
     add_config(sub, "run", help="run the daemon (production)")
 
-    check = add_config(sub, "check", help="validate a config; with --live, also check the running daemon")
-    check.add_argument("--live", action="store_true",
-                       help="exit 1 unless this host's daemon reported healthy within supervisor.health_ttl")
+    check = add_config(sub, "check", help="validate a config; with --live, also check the running daemon; "
+                                          "with --connect, call every configured system")
+    mode = check.add_mutually_exclusive_group()
+    mode.add_argument("--live", action="store_true",
+                      help="exit 1 unless this host's daemon reported healthy within supervisor.health_ttl")
+    mode.add_argument("--connect", action="store_true",
+                      help="authenticate with every system, read from it once and report what the sync needs "
+                           "that it lacks (exit 1), or that it cannot be reached (exit 3)")
     check.add_argument("--node", default=None, help="with --live: the daemon's host name (default: this host's)")
+    check.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="with --connect: how long one request may take (default 10)")
     json_flag(check)
 
     demo = sub.add_parser("demo", help="run the demo: sandbox CRM and ERP, embedded Redis, local Ray")
@@ -129,6 +137,10 @@ def _check(args: argparse.Namespace) -> int:
     from accord.config.load import load
 
     settings = load(args.config)
+    if args.connect:
+        from accord.connectcheck import run
+
+        return run(settings, as_json=args.json, timeout=args.timeout)
     if not args.live:
         print(json.dumps({"config": args.config, "ok": True, "systems": len(settings.systems),
                           "entities": len(settings.entities)}) if args.json else

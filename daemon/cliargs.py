@@ -4,7 +4,9 @@
 Exit codes: 0 success; 1 the command ran and failed (or found what it reports as a failure: findings,
 disagreement, an unhealthy daemon); 2 bad configuration or usage; 3 the daemon's Redis is unreachable
 (the daemon is not running, or ``redis.url``/``data_dir`` point elsewhere). ``check --live`` is a health
-probe and answers 1 for an unreachable Redis too (Docker's "unhealthy").
+probe and answers 1 for an unreachable Redis too (Docker's "unhealthy"). ``check --connect`` answers 1
+when a system refused the credentials or lacks what the sync needs, and 3 when a system (or the Redis
+that keeps a rotated refresh token) could not be reached.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from accord.connectors.base import CallStats, Connector, TokenCache
 from accord.connectors.budget import RequestBudget
+from accord.connectors.check import CheckContext, Report
 from accord.connectors.harvest.settings import HarvestSettings
 from accord.connectors.spec import Capabilities, Mapper, SystemSpec
 
@@ -21,5 +22,13 @@ def _mapper(_: HarvestSettings) -> Mapper:
     return HarvestMapper()
 
 
+async def _check_connection(settings: HarvestSettings, context: CheckContext) -> Report:
+    from accord.connectors.harvest.check import check_connection
+
+    return await check_connection(settings, context)
+
+
 SYSTEM = SystemSpec(kind="harvest", settings=HarvestSettings, connector=_connector, mapper=_mapper,
-                    capabilities=Capabilities(deletes="scan"), sandbox="accord.sandboxes.harvest.local:local")
+                    check_connection=_check_connection,
+                    capabilities=Capabilities(deletes="scan"),
+                    sandbox="accord.sandboxes.harvest.local:local")

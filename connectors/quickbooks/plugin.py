@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from accord.connectors.base import CallStats, Connector, TokenCache
 from accord.connectors.budget import RequestBudget
+from accord.connectors.check import CheckContext, Report
 from accord.connectors.quickbooks.settings import QuickBooksSettings
 from accord.connectors.spec import Capabilities, Mapper, SystemSpec
 
@@ -32,6 +33,13 @@ def _verify_webhook(settings: QuickBooksSettings, body: bytes, headers: Mapping[
     return verify_webhook(body, headers.get("intuit-signature", ""), settings.webhook_verifier)
 
 
+async def _check_connection(settings: QuickBooksSettings, context: CheckContext) -> Report:
+    from accord.connectors.quickbooks.check import check_connection
+
+    return await check_connection(settings, context)
+
+
 SYSTEM = SystemSpec(kind="quickbooks", settings=QuickBooksSettings, connector=_connector, mapper=_mapper,
+                    check_connection=_check_connection,
                     capabilities=Capabilities(deletes="feed", webhooks=True), verify_webhook=_verify_webhook,
                     sandbox="accord.sandboxes.quickbooks.local:local")

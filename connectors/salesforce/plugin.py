@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from accord.connectors.base import CallStats, Connector, TokenCache
 from accord.connectors.budget import RequestBudget
+from accord.connectors.check import CheckContext, Report
 from accord.connectors.salesforce.settings import SalesforceSettings
 from accord.connectors.spec import Capabilities, Mapper, SystemSpec
 
@@ -21,5 +22,12 @@ def _mapper(settings: SalesforceSettings) -> Mapper:
     return SalesforceMapper(multi_currency=settings.multi_currency, external_id_field=settings.external_id_field)
 
 
+async def _check_connection(settings: SalesforceSettings, context: CheckContext) -> Report:
+    from accord.connectors.salesforce.check import check_connection
+
+    return await check_connection(settings, context)
+
+
 SYSTEM = SystemSpec(kind="salesforce", settings=SalesforceSettings, connector=_connector, mapper=_mapper,
+                    check_connection=_check_connection,
                     capabilities=Capabilities(deletes="feed"), sandbox="accord.sandboxes.salesforce.local:local")

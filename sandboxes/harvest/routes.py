@@ -1,7 +1,8 @@
 """HTTP side of the Harvest sandbox: the guards every call passes (User-Agent, token and account id,
 the per-token quota → 429 with ``Retry-After``, see ``sandbox``), list paging (``page`` or ``cursor``,
 ``per_page`` ≤ 2000, ``links``), filters, and the CRUD handlers of every resource (invoices with their
-nested ``messages`` and ``payments`` included; a payment has no GET or PATCH route, as in Harvest)."""
+nested ``messages`` and ``payments`` included; a payment has no GET or PATCH route, as in Harvest), and
+``GET /v2/company`` (the account's settings and module flags)."""
 
 from __future__ import annotations
 
@@ -204,7 +205,11 @@ def api_routes(state: HarvestState) -> list[Route]:
         return Route(path, sandboxed(state, endpoint, guarded(state, endpoint, handler), on_fault),
                      methods=methods, name=f"{endpoint}:{path}")
 
-    routes: list[Route] = []
+    async def company(_: Request) -> Response:
+        with state.lock:
+            return JSONResponse(state.company())
+
+    routes: list[Route] = [route("/v2/company", "company", company, ["GET"])]
     for name in ("clients", "contacts", "projects", "tasks", "users", "time_entries", "expenses",
                  "expense_categories"):
         res = Resource(state, name)

@@ -18,9 +18,10 @@ change bumps ``updated_at`` exactly like an API write): ``user_create``, ``user_
 ``user_archive``, ``log_time``, ``edit_time``, ``approve_time`` / ``unapprove_time`` (``is_closed`` and the
 approval lock), ``lock_period``, ``bill``, ``records`` and ``get``; finance staff's ``invoice`` (from
 tracked time and expenses), ``invoice_event``, ``record_payment``, ``delete_payment`` and ``payments``.
-Fault endpoint names are resource names: clients, contacts, projects, tasks, task_assignments, users,
-user_assignments, time_entries, expenses, expense_categories, invoices, invoice_messages,
-invoice_payments.
+``GET /v2/company`` answers ``company()`` (name, module flags ``expense_feature``, ``invoice_feature``,
+``approval_feature``, ``is_active``; tests change the attributes). Fault endpoint names are resource names:
+clients, contacts, projects, tasks, task_assignments, users, user_assignments, time_entries, expenses,
+expense_categories, invoices, invoice_messages, invoice_payments, and company.
 """
 
 from __future__ import annotations
@@ -48,12 +49,17 @@ class HarvestState(SandboxState):
 
     def __init__(self, clock: Clock | None = None, *, account_id: str = "1234567",
                  tokens: tuple[str, ...] = ("sandbox-pat",), rate_limit: int = 100, rate_period: float = 15.0,
-                 approval_feature: bool = True, quota_scale: float = 1.0) -> None:
+                 approval_feature: bool = True, quota_scale: float = 1.0,
+                 company_name: str = "Accord Demo Consulting") -> None:
         super().__init__(clock, quota_scale=quota_scale)
         self.quotas.window(QUOTA, rate_limit, rate_period)
         self.account_id = account_id
         self.tokens = set(tokens)
         self.approval_feature = approval_feature  # the company flag: invoices import approved time only
+        self.company_name = company_name
+        self.expense_feature = True  # the company's modules (``GET /v2/company``); tests turn them off
+        self.invoice_feature = True
+        self.is_active = True
         self.store = BillingStore(self.clock.now, approval_feature=lambda: self.approval_feature)
 
     # -- limits -----------------------------------------------------------------------------------------
@@ -76,6 +82,18 @@ class HarvestState(SandboxState):
         """Every token stops working (the next call answers 401 invalid_token)."""
         with self.lock:
             self.tokens.clear()
+
+    def company(self) -> dict[str, Any]:
+        """``GET /v2/company``: the account's settings and module flags, in Harvest's shape."""
+        domain = f"accord-demo-{self.account_id}.harvestapp.com"
+        return {"base_uri": f"https://{domain}", "full_domain": domain, "name": self.company_name,
+                "is_active": self.is_active, "week_start_day": "Monday", "wants_timestamp_timers": False,
+                "time_format": "decimal", "date_format": "%Y-%m-%d", "plan_type": "simple-v4", "clock": "24h",
+                "currency_code_display": "iso_code_none", "currency_symbol_display": "symbol_before",
+                "decimal_symbol": ".", "thousands_separator": ",", "color_scheme": "orange",
+                "weekly_capacity": 144000, "expense_feature": self.expense_feature,
+                "invoice_feature": self.invoice_feature, "estimate_feature": False,
+                "approval_feature": self.approval_feature}
 
     # -- generic user helpers -----------------------------------------------------------------------------
 

@@ -125,3 +125,17 @@ async def test_nested_task_assignments_and_rate_limit(harvest_sandbox, harvest_a
     assert (await harvest_api.get("/v2/users")).status_code == 500
     log = (await harvest_api.get("/__sandbox__/requests")).json()
     assert [e["status"] for e in log if e["endpoint"] == "users"][-2:] == [429, 500]
+
+
+async def test_company_answers_the_account_settings_and_module_flags(harvest_sandbox, harvest_api) -> None:
+    company = (await harvest_api.get("/v2/company")).json()
+    assert company["name"] == "Accord Demo Consulting" and company["is_active"] is True
+    assert {company[f] for f in ("expense_feature", "invoice_feature", "approval_feature")} == {True}
+    assert company["full_domain"].endswith(".harvestapp.com") and company["base_uri"] == f"https://{company['full_domain']}"
+    assert company["time_format"] in ("decimal", "hours_minutes") and company["clock"] in ("12h", "24h")
+    harvest_sandbox.expense_feature = harvest_sandbox.approval_feature = False
+    company = (await harvest_api.get("/v2/company")).json()
+    assert company["expense_feature"] is False and company["approval_feature"] is False
+    refused = await harvest_api.get("/v2/company", headers={"Authorization": "Bearer nope"})
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+    assert [e.status for e in harvest_sandbox.requests.entries("company")] == [200, 200, 401]
