@@ -578,8 +578,9 @@ def test_the_production_wheel_has_no_simulator_and_runs_without_the_demo_extra(
     context, out = tmp_path / "context", tmp_path / "wheels"
     _builder_context(dockerfile, context)
     assert not (context / "sandboxes").exists()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(context)], check=True, capture_output=True)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(out), str(context)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
     wheel = next(out.glob("accord_sync-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
