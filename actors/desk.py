@@ -27,6 +27,7 @@ from accord.actors.provision.process import Provisions
 from accord.model.entities import validate_fields
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch, smembers_many
+from accord.streams.exception_ledger import queue_settled
 from accord.streams.exceptions import ExceptionRecord, decode_exception, record_key
 from accord.streams.publish import publish
 from accord.streams.records import (
@@ -35,11 +36,12 @@ from accord.streams.records import (
     decode,
     now_ms,
 )
-from accord.streams.replies import binary, binary_or_none
+from accord.streams.replies import binary, binary_or_none, zset_scored
 from accord.streams.scope import Scope
 
 DeskState = Literal["open", "retried", "resolved", "skipped", "closed"]
 STATES: tuple[str, ...] = ("open", "retried", "resolved", "skipped", "closed")
+_CHUNK = 500  # exceptions read per round trip while paging
 
 
 class DeskStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -109,6 +111,11 @@ class Entry:
         return out
 
 
+Entries = list[Entry]
+MaybeEntries = list[Entry | None]
+Ids = list[tuple[str, int]]  # (exception id, filed ms)
+
+
 class ExceptionDesk:
     def __init__(self, redis: Redis, scope: Scope) -> None:
         self.redis = redis
@@ -117,17 +124,49 @@ class ExceptionDesk:
         self.audit = scope.audit
 
     # -- reading -----------------------------------------------------------------------------
-    async def list(self, filters: Filters) -> list[Entry]:
-        """Matching exceptions, oldest first."""
-        records = await self.redis.hgetall(self.keys.exception_index())
-        states = await self.redis.hgetall(self.keys.exception_state())
+    async def list(self, filters: Filters) -> Entries:
+        """Every matching exception, oldest first (read through the ledger: open ones only, by default)."""
+        entries, after = await self.page(filters, limit=_CHUNK)
+        while after:
+            more, after = await self.page(filters, limit=_CHUNK, after=after)
+            entries += more
+        return entries
+
+    async def page(self, filters: Filters, limit: int, after: str = "") -> tuple[Entries, str]:
+        """Up to ``limit`` matching exceptions filed after the cursor ``after``, oldest first, and the cursor
+        of the next page ("" after the last). Open ones are read from the open ledger, others from all."""
+        source = self.keys.exceptions_open_all() if filters.state == "open" else self.keys.exceptions_by_time()
+        mark = _Cursor.parse(after)
+        found: Entries = []
         now = now_ms()
-        out = []
-        for eid, data in records.items():
-            entry = Entry(decode_exception(binary(data)), _status(binary_or_none(states.get(eid))))
-            if filters.match(entry.record, entry.status, now):
-                out.append(entry)
-        return sorted(out, key=lambda e: (e.record.created_ms, e.record.exception_id))
+        while True:
+            ids = await self._ids_after(source, mark)
+            if not ids:
+                return found, ""
+            for (eid, ms), entry in zip(ids, await self._entries([eid for eid, _ in ids]), strict=True):
+                mark = _Cursor(ms, eid)
+                if entry is not None and filters.match(entry.record, entry.status, now):
+                    found.append(entry)
+                    if len(found) == limit:
+                        return found, str(mark)
+
+    async def _ids_after(self, source: str, mark: _Cursor) -> Ids:
+        """The next chunk of (id, filed ms) after ``mark``, in (time, id) order."""
+        ids: Ids = []
+        offset = 0
+        while not ids:
+            chunk = await self.redis.zrangebyscore(source, mark.ms, "+inf", start=offset, num=_CHUNK, withscores=True)
+            if not chunk:
+                return []
+            ids = [(m, int(score)) for m, score in zset_scored(chunk) if (int(score), m) > (mark.ms, mark.eid)]
+            offset += _CHUNK
+        return ids
+
+    async def _entries(self, ids: Sequence[str]) -> MaybeEntries:
+        records = await self.redis.hmget(self.keys.exception_index(), list(ids))
+        states = await self.redis.hmget(self.keys.exception_state(), list(ids))
+        return [Entry(decode_exception(binary(data)), _status(binary_or_none(state))) if data is not None else None
+                for data, state in zip(records, states, strict=True)]
 
     async def get(self, exception_id: str) -> Entry:
         data = await self.redis.hget(self.keys.exception_index(), exception_id)
@@ -197,6 +236,7 @@ class ExceptionDesk:
     def _close(self, pipe: Batch, entry: Entry, status: DeskStatus, action: str) -> None:
         record = entry.record
         pipe.hset(self.keys.exception_state(), record.exception_id, msgspec.msgpack.encode(status))
+        queue_settled(pipe, self.keys, record.entity, [record.exception_id], status.at_ms, record.reason)
         system, key = record_key(record)
         if system and key:
             pipe.srem(self.keys.exceptions_open(record.entity, system, key), record.exception_id)
@@ -254,9 +294,28 @@ class ExceptionDesk:
             pipe.xadd(self.keys.desk_audit(), {"at_ms": at, "by": "accord", "action": "close",
                                               "exception_id": eid, "note": why})
         pipe.srem(self.keys.exceptions_open(entity, system, record), *sorted(exception_ids))
+        queue_settled(pipe, self.keys, entity, exception_ids, at)
         self.audit.queue(pipe, TraceEvent(correlation_id=correlation_id, kind="exception closed", entity=entity,
                                           system=system, record=record,
                                           detail=f"{', '.join(sorted(exception_ids))}: {why}"))
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """A position in the desk's listing: after the exception ``eid`` filed at ``ms`` (text: ``ms-eid``)."""
+
+    ms: int = 0
+    eid: str = ""
+
+    @staticmethod
+    def parse(text_: str) -> _Cursor:
+        ms, _, eid = text_.partition("-")
+        if text_ and not ms.isdigit():
+            raise DeskError(f"page cursor {text_!r} is not one this desk handed out: start again without it")
+        return _Cursor(int(ms), eid) if text_ else _Cursor()
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.eid}"
 
 
 def _status(raw: bytes | None) -> DeskStatus:

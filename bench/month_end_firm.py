@@ -130,6 +130,9 @@ url = "{redis_url}"
 [ray]
 num_cpus = 2
 actor_cpus = 0.05
+[http]
+port = 0
+admin_port = 0
 [streams]
 partitions = 16
 read_count = 240

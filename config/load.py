@@ -155,7 +155,24 @@ def check(settings: Settings) -> list[str]:
         if ent.replicas > settings.streams.partitions:
             errors.append(f"{base}.replicas: {ent.replicas} replicas exceed streams.partitions "
                           f"({settings.streams.partitions}); each replica needs a partition")
-    return errors + _check_mappings(settings) + _check_reconcile(settings) + _check_provisioning(settings)
+    return (errors + _check_mappings(settings) + _check_reconcile(settings) + _check_provisioning(settings)
+            + _check_http(settings))
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_http(settings: Settings) -> list[str]:
+    http = settings.http
+    errors = []
+    if http.admin_host not in LOOPBACK and not http.admin_token:
+        errors.append(f"$.http.admin_token: required when $.http.admin_host ({http.admin_host}) is not the local "
+                      "host: the desk shows full payloads and acts on them; set admin_token (e.g. "
+                      "\"${ACCORD_ADMIN_TOKEN}\") or bind admin_host to 127.0.0.1")
+    if http.admin_port and http.admin_port == http.port and http.admin_host == http.host:
+        errors.append(f"$.http.admin_port: {http.admin_port} is also $.http.port; the admin listener needs its own "
+                      "port (it must not face the internet with /webhooks)")
+    return errors
 
 
 def _check_provisioning(settings: Settings) -> list[str]:

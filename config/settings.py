@@ -38,9 +38,16 @@ class RaySettings(_Section, frozen=True):
 
 
 class HttpSettings(_Section, frozen=True):
+    """Two listeners. ``host``/``port``: ``/metrics``, ``/healthz``, ``/readyz`` and ``/webhooks/{system}``
+    (what Prometheus and the systems' notifications reach). ``admin_host``/``admin_port``: the exception
+    desk (JSON and the web page) and flow traces, every route behind ``admin_token`` (without a token, only
+    clients on the local host are served; an admin listener on another address needs one)."""
+
     host: str = "127.0.0.1"
     port: Port = 9464
-    admin_token: str | None = None  # required by exception desk actions over HTTP (else local host only)
+    admin_host: str = "127.0.0.1"
+    admin_port: Port = 9465
+    admin_token: str | None = None
 
 
 class StreamSettings(_Section, frozen=True):
@@ -49,6 +56,7 @@ class StreamSettings(_Section, frozen=True):
     max_deliveries: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     retention: Duration = Duration(7 * 86400.0)
     audit_retention: Duration = Duration(30 * 86400.0)  # how long `accord trace` can follow a business flow
+    exception_retention: Duration = Duration(30 * 86400.0)  # settled (not open) exceptions kept for the desk
     trim_interval: Duration = Duration(30.0)
     idle_wait: Duration = Duration(0.1)
     lease_ttl: Duration = Duration(10.0)

@@ -22,7 +22,12 @@ ENTRY_POINT_GROUP = "accord.systems"
 
 
 class SystemSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
-    """Base of one ``[systems.<name>]`` table; a plug-in's subclass sets ``tag`` to its kind."""
+    """Base of one ``[systems.<name>]`` table; a plug-in's subclass sets ``tag`` to its kind.
+
+    ``webhook_secret``: verifies notifications sent to ``/webhooks/<name>`` where the system's API signs none
+    (Accord's ``X-Accord-Signature``) or where its plug-in asks for a shared secret (Salesforce)."""
+
+    webhook_secret: str | None = None
 
     def limits(self) -> AccountLimits:
         """Every documented limit of the account, enforced by its shared request budget (none here)."""

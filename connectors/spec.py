@@ -3,7 +3,8 @@
 A system lives in its own package (``accord.connectors.<kind>``) and names its spec in ``pyproject.toml``
 under the ``accord.systems`` entry points; nothing else in Accord names it. The config reads the spec's
 ``settings`` type, the actors build connectors through ``connector``, ``accord map`` uses ``mapper``, the
-web surface asks ``verify_webhook``, the poller reads ``capabilities``, and the demo and the tests start the
+web surface asks ``verify_webhook`` (True: verified; False: forged; None: nothing configured to verify
+with, so refused), the poller reads ``capabilities``, and the demo and the tests start the
 simulator named by ``sandbox`` (a dotted path, so product code never imports a simulator).
 """
 
@@ -49,6 +50,15 @@ class IdScanner(Protocol):
     async def scan_ids(self, entity: str) -> Sequence[str | int]: ...
 
 
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A notification as it arrived: raw body, headers (case-insensitive) and URL query parameters."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Capabilities:
     """What the generic code may expect of a system.
@@ -74,6 +84,8 @@ class SystemSpec(Generic[S]):
     connector: ConnectorFactory[S]
     mapper: Callable[[S], Mapper]
     capabilities: Capabilities = Capabilities()
-    verify_webhook: Callable[[S, bytes, Mapping[str, str]], bool] | None = None
+    verify_webhook: Callable[[S, WebhookRequest], bool | None] | None = None
+    webhook_secret_setting: str | None = None  # the setting ``verify_webhook`` needs (named when it is unset)
+    webhook_ack: tuple[str, bytes] | None = None  # (media type, body) a verified notification is answered with
     check_connection: CheckHook[S] | None = None
     sandbox: str | None = None

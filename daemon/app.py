@@ -18,6 +18,8 @@ from pathlib import Path
 import ray
 import uvicorn
 from loguru import logger
+from redis.asyncio import Redis
+from starlette.applications import Starlette
 
 from accord.actors.context import connect
 from accord.actors.logs import forward_ray_lines_verbatim
@@ -25,7 +27,7 @@ from accord.config.load import ConfigError, check, ray_address
 from accord.config.settings import Settings
 from accord.redis_server import EmbeddedRedis
 from accord.supervisor import Supervisor
-from accord.web import build_app
+from accord.web import build_admin_app, build_app
 
 Hook = Callable[["Daemon"], Awaitable[None]]
 
@@ -50,6 +52,7 @@ class Daemon:
         self.redis_url = settings.redis.url or ""
         self.supervisor: Supervisor | None = None
         self.http_port: int | None = None
+        self.admin_port: int | None = None
         self.stop_event = asyncio.Event()
         self._signalled_at = 0.0
         self._main: asyncio.Task[int] | None = None
@@ -109,23 +112,24 @@ class Daemon:
         if signals:
             self.install_signals()
         redis = connect(self.redis_url, self.settings.redis.socket_timeout)
-        server: uvicorn.Server | None = None
-        serve: asyncio.Task[None] | None = None
+        servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
         try:
             self.supervisor = Supervisor(self.settings, self.redis_url, redis)
             await self.supervisor.start()
-            server, serve = await self._serve_http(redis)
-            logger.info("accord running: {} systems, {} entities, metrics on http://{}:{}/metrics",
-                        len(self.settings.systems), len(self.settings.entities), self.settings.http.host,
-                        self.http_port)
+            servers = await self._serve_http(redis)
+            http = self.settings.http
+            logger.info("accord running: {} systems, {} entities, metrics on http://{}:{}/metrics, exception desk "
+                        "on http://{}:{}/desk", len(self.settings.systems), len(self.settings.entities), http.host,
+                        self.http_port, http.admin_host, self.admin_port)
             if on_ready is not None:
                 await on_ready(self)
             await self.supervisor.run(self.stop_event)
             await self.supervisor.drain()
             return 0
         finally:
-            if server is not None and serve is not None:
+            for server, _ in servers:
                 server.should_exit = True
+            for _, serve in servers:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(serve, 5)
             await redis.aclose()
@@ -134,17 +138,24 @@ class Daemon:
             if self.embedded is not None:
                 self.embedded.stop()
 
-    async def _serve_http(self, redis: object) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-        app = build_app(self.settings, redis, self.supervisor)  # type: ignore[arg-type]
-        config = uvicorn.Config(app, host=self.settings.http.host, port=self.settings.http.port,
-                                log_level="warning", access_log=False, lifespan="off")
-        server = _Server(config)
-        serve = asyncio.create_task(server.serve())
-        while not server.started:
-            if serve.done():
-                serve.result()
-                raise RuntimeError(f"HTTP server failed to start on port {self.settings.http.port}")
-            await asyncio.sleep(0.01)
-        sockets = [s for srv in server.servers for s in srv.sockets]
-        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
-        return server, serve
+    async def _serve_http(self, redis: Redis) -> list[tuple[uvicorn.Server, asyncio.Task[None]]]:
+        """The public listener (metrics, health, webhooks) and the admin one (desk, traces)."""
+        http = self.settings.http
+        public = await _serve(build_app(self.settings, redis, self.supervisor), http.host, http.port)
+        admin = await _serve(build_admin_app(self.settings, redis), http.admin_host, http.admin_port)
+        self.http_port, self.admin_port = public[2], admin[2]
+        return [public[:2], admin[:2]]
+
+
+async def _serve(app: Starlette, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """Start one uvicorn server; returns it, its task and the port it bound (``port`` 0: any free one)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    server = _Server(config)
+    serve = asyncio.create_task(server.serve())
+    while not server.started:
+        if serve.done():
+            serve.result()
+            raise RuntimeError(f"HTTP server failed to start on {host}:{port}")
+        await asyncio.sleep(0.01)
+    sockets = [s for srv in server.servers for s in srv.sockets]
+    return server, serve, sockets[0].getsockname()[1] if sockets else port

@@ -1,23 +1,26 @@
-"""The exception desk and flow trails as JSON over the daemon's HTTP API, for dashboards.
+"""The exception desk and flow traces as JSON on the daemon's admin listener (``http.admin_port``).
 
-``GET /exceptions`` (filters: state, system, entity, reason, correlation_id, older_than, newer_than),
+``GET /exceptions`` (filters: state, system, entity, reason, correlation_id, older_than, newer_than; pages:
+``limit`` (default 100, at most 1000) and ``after``, the ``next`` cursor of the previous page),
 ``GET /exceptions/{id}``, ``POST /exceptions/{id}/retry|resolve|skip`` (JSON body: ``by``, ``note``,
 ``edit`` — fields to patch before a retry), ``POST /exceptions/bulk`` (body: ``action``, ``ids`` or
 ``filters``), ``GET /trace/{correlation_id}``.
 
-Actions change data: they need ``Authorization: Bearer <http.admin_token>`` when a token is configured,
-and are refused from anywhere but the local host when none is.
+Every route, reads included (payloads hold tax ids and terms), needs ``Authorization: Bearer
+<http.admin_token>`` when a token is configured, and is refused from anywhere but the local host when none is.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from accord.actors.desk import STATES, DeskError, ExceptionDesk, Filters
@@ -30,11 +33,25 @@ from accord.streams.scope import Scope
 ACTIONS = ("retry", "resolve", "skip")
 
 
+DEFAULT_PAGE, MAX_PAGE = 100, 1000
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
 def desk_routes(settings: Settings, redis: Redis) -> list[Route]:
     api = _DeskApi(settings, redis)
-    return [Route("/exceptions", api.listing), Route("/exceptions/bulk", api.bulk, methods=["POST"]),
-            Route("/exceptions/{id}", api.show), Route("/exceptions/{id}/{action}", api.act, methods=["POST"]),
-            Route("/trace/{cid}", api.trace)]
+    guard = partial(_guarded, settings)
+    return [Route("/exceptions", guard(api.listing)), Route("/exceptions/bulk", guard(api.bulk), methods=["POST"]),
+            Route("/exceptions/{id}", guard(api.show)),
+            Route("/exceptions/{id}/{action}", guard(api.act), methods=["POST"]),
+            Route("/trace/{cid}", guard(api.trace))]
+
+
+def _guarded(settings: Settings, endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` behind the admin token (or the local host, when no token is configured)."""
+    async def guarded(request: Request) -> Response:
+        refused = refused_admin(settings, request)
+        return refused if refused is not None else await endpoint(request)
+    return guarded
 
 
 class _DeskApi:
@@ -45,12 +62,14 @@ class _DeskApi:
         self.trail = AuditTrail(Keys(settings.namespace), settings.streams.audit_retention)
 
     async def listing(self, request: Request) -> JSONResponse:
+        params = dict(request.query_params)
         try:
-            filters = _filters(dict(request.query_params))
+            filters = filters_from(params)
+            limit = _limit(params.get("limit"))
+            entries, after = await self.desk.page(filters, limit, params.get("after", ""))
         except ValueError as exc:
             return _error(400, str(exc))
-        entries = await self.desk.list(filters)
-        return JSONResponse({"count": len(entries), "exceptions": [e.as_json() for e in entries]})
+        return JSONResponse({"count": len(entries), "exceptions": [e.as_json() for e in entries], "next": after})
 
     async def show(self, request: Request) -> JSONResponse:
         try:
@@ -63,14 +82,14 @@ class _DeskApi:
         action, eid = request.path_params["action"], request.path_params["id"]
         if action not in ACTIONS:
             return _error(404, f"unknown action `{action}`; use one of {', '.join(ACTIONS)}")
-        body = await _authorised_body(self.settings, request)
+        body = await _body(request)
         if isinstance(body, JSONResponse):
             return body
-        result = await _apply(self.desk, action, eid, body)
+        result = await apply_action(self.desk, action, eid, body)
         return JSONResponse(result, status_code=200 if result["ok"] else 409)
 
     async def bulk(self, request: Request) -> JSONResponse:
-        body = await _authorised_body(self.settings, request)
+        body = await _body(request)
         if isinstance(body, JSONResponse):
             return body
         action = body.get("action")
@@ -78,10 +97,10 @@ class _DeskApi:
             return _error(400, f"`action` must be one of {', '.join(ACTIONS)}, got {action!r}")
         try:
             ids = body.get("ids") or [
-                e.record.exception_id for e in await self.desk.list(_filters(body.get("filters") or {}))]
+                e.record.exception_id for e in await self.desk.list(filters_from(body.get("filters") or {}))]
         except ValueError as exc:
             return _error(400, str(exc))
-        results = [await _apply(self.desk, action, eid, body) for eid in ids]
+        results = [await apply_action(self.desk, action, eid, body) for eid in ids]
         return JSONResponse({"done": sum(r["ok"] for r in results), "results": results})
 
     async def trace(self, request: Request) -> JSONResponse:
@@ -90,12 +109,7 @@ class _DeskApi:
                              "events": [msgspec.to_builtins(e) for e in events]})
 
 
-async def _authorised_body(settings: Settings, request: Request) -> dict[str, Any] | JSONResponse:
-    refused = _refused(settings, request)
-    return refused if refused is not None else await _body(request)
-
-
-async def _apply(desk: ExceptionDesk, action: str, eid: str, body: dict[str, Any]) -> dict[str, Any]:
+async def apply_action(desk: ExceptionDesk, action: str, eid: str, body: dict[str, Any]) -> dict[str, Any]:
     by, note = str(body.get("by") or "api"), str(body.get("note") or "")
     try:
         if action == "retry":
@@ -109,7 +123,7 @@ async def _apply(desk: ExceptionDesk, action: str, eid: str, body: dict[str, Any
         return {"id": eid, "ok": False, "error": str(exc)}
 
 
-def _filters(params: dict[str, Any]) -> Filters:
+def filters_from(params: dict[str, Any]) -> Filters:
     state = params.get("state", "open")
     if state not in (*STATES, "all"):
         raise ValueError(f"state: {state!r} is not one of {', '.join((*STATES, 'all'))}")
@@ -121,17 +135,27 @@ def _filters(params: dict[str, Any]) -> Filters:
                    newer_than_s=Duration.parse(newer) if newer else None)
 
 
-def _refused(settings: Settings, request: Request) -> JSONResponse | None:
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ValueError(f"limit: {raw!r} is not a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def refused_admin(settings: Settings, request: Request) -> Response | None:
+    """None when the request may use the admin listener, else the refusal (401 without the right token; 403
+    from another host when no token is configured)."""
     token = settings.http.admin_token
     if token:
         sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if hmac.compare_digest(sent.encode(), token.encode()):
             return None
-        return _error(401, "send Authorization: Bearer <http.admin_token> to act on exceptions")
+        return _error(401, "send Authorization: Bearer <http.admin_token> to use the exception desk")
     host = request.client.host if request.client else ""
     if host in ("127.0.0.1", "::1", "localhost", "testclient"):
         return None
-    return _error(403, "exception desk actions from other hosts need http.admin_token in the config")
+    return _error(403, "the exception desk from other hosts needs http.admin_token in the config")
 
 
 async def _body(request: Request) -> dict[str, Any] | JSONResponse:

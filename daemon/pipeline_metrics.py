@@ -22,10 +22,10 @@ from accord.actors.provision.process import Provisions
 from accord.config.settings import Settings
 from accord.monthend_metrics import DrainRates, monthend_families
 from accord.ops_metrics import known_label_sets, ops_families
-from accord.streams.exceptions import decode_exception
+from accord.streams.exception_ledger import REASONS, open_kinds
 from accord.streams.keys import Keys
 from accord.streams.log import id_ms
-from accord.streams.replies import binary, int_map, stream_entries, text
+from accord.streams.replies import int_map, stream_entries, text
 from accord.streams.state import Stats
 
 
@@ -193,7 +193,7 @@ async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, 
     exc_len.add_metric([], float(await redis.xlen(keys.exceptions())))
     families.append(exc_len)
     families.extend(await _reconcile_families(redis, settings, keys))
-    families.extend(await _open_exceptions_families(redis, keys))
+    families.extend(await _open_exceptions_families(redis, keys, settings))
     if settings.provisioning is not None:
         families.append(await _provisioning_family(redis, keys))
     if supervisor_status is not None:
@@ -230,26 +230,20 @@ async def _provisioning_family(redis: Redis, keys: Keys) -> Any:
     return family
 
 
-async def _open_exceptions_families(redis: Redis, keys: Keys) -> list[Any]:
-    """Open exceptions per entity and reason (what the desk still has to handle), and the oldest one's age."""
+async def _open_exceptions_families(redis: Redis, keys: Keys, settings: Settings) -> list[Any]:
+    """Open exceptions per entity and reason (what the desk still has to handle), and the oldest one's age,
+    counted from the desk's ledger (two O(1) reads per label set; every configured entity and reason
+    starts at 0)."""
     family = GaugeMetricFamily("accord_exceptions_open", "Exceptions not yet retried, resolved, skipped or closed",
                                labels=["entity", "reason"])
-    oldest = GaugeMetricFamily("accord_exceptions_open_oldest_seconds", "Age of the oldest open exception",
-                               labels=["entity", "reason"])
-    index = await redis.hgetall(keys.exception_index())
-    closed = set(await redis.hkeys(keys.exception_state()))
-    counts: Counter[tuple[str, str]] = Counter()
-    first_ms: dict[tuple[str, str], int] = {}
-    for eid, data in index.items():
-        if eid not in closed:
-            record = decode_exception(binary(data))
-            pair = (record.entity, record.reason)
-            counts[pair] += 1
-            first_ms[pair] = min(first_ms.get(pair, record.created_ms), record.created_ms)
+    oldest = GaugeMetricFamily("accord_exceptions_open_oldest_seconds", "Age of the oldest open exception "
+                               "(0 when none is open)", labels=["entity", "reason"])
+    kinds = [(entity, reason) for entity in sorted(settings.entities) for reason in REASONS]
     now = time.time()
-    for (entity, reason), n in sorted(counts.items()):
-        family.add_metric([entity, reason], float(n))
-        oldest.add_metric([entity, reason], max(0.0, now - first_ms[(entity, reason)] / 1000))
+    for (entity, reason), kind in (await open_kinds(redis, keys, kinds)).items():
+        family.add_metric([entity, reason], float(kind.count))
+        age = max(0.0, now - kind.oldest_ms / 1000) if kind.oldest_ms is not None else 0.0
+        oldest.add_metric([entity, reason], age)
     return [family, oldest]
 
 

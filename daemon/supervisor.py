@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from accord.actors.provision.provisioner import GROUP as PROVISION_GROUP
 from accord.actors.remote import poller_actor, provisioner_actor, scheduler_actor, writer_actor
 from accord.config.settings import Settings
+from accord.streams.exception_ledger import build_once, trim_settled
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
 from accord.streams.replies import text_map
@@ -59,6 +60,7 @@ class Supervisor:
         self.replicas = {e: ent.replicas for e, ent in settings.entities.items()}
         self.epoch: dict[str, int] = dict.fromkeys(settings.entities, 0)
         self.started_at = time.time()
+        self._desk_trimmed_at = float("-inf")
 
     # -- start -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -67,6 +69,9 @@ class Supervisor:
             await ensure_groups(self.redis, self.keys, entity, [*self.settings.targets_of(entity), *extra],
                                 self.settings.streams.partitions)
         await self._load_control()
+        built = await build_once(self.redis, self.keys)
+        if built:
+            logger.info("exception desk: {} exceptions filed by an earlier version listed in its ledger", built)
         cpus = self.settings.ray.actor_cpus
         Poller = poller_actor(cpus)
         for system in self.settings.systems:
@@ -119,6 +124,7 @@ class Supervisor:
                 await self.check()
                 await self._rescale_if_asked()
                 await self._publish_health()
+                await self._trim_desk()
             except RedisError as exc:
                 logger.warning("supervisor: Redis unavailable ({}); continuing", exc)
             except Exception:
@@ -173,6 +179,16 @@ class Supervisor:
         await self.redis.psetex(self.keys.health(self.node), ttl_ms, json.dumps(self.status()))
 
     # -- scale -------------------------------------------------------------------------------
+    async def _trim_desk(self) -> None:
+        """Forget settled exceptions older than ``streams.exception_retention`` (open ones stay)."""
+        if time.monotonic() - self._desk_trimmed_at < self.settings.streams.trim_interval:
+            return
+        self._desk_trimmed_at = time.monotonic()
+        retention_ms = int(self.settings.streams.exception_retention * 1000)
+        dropped = await trim_settled(self.redis, self.keys, retention_ms, int(time.time() * 1000))
+        if dropped:
+            logger.info("exception desk: {} settled exceptions older than the retention dropped", dropped)
+
     async def _load_control(self) -> None:
         """The replicas wanted now: the config's, with the overrides ``accord scale`` left on top (an
         override deleted by ``accord scale --reset`` gives the config's value back)."""

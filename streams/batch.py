@@ -37,6 +37,11 @@ while i <= n do
     local old = redis.call('GET', cmd[2])
     if old and old ~= cmd[3] then redis.call('SET', cmd[4] .. old, cmd[3]) end
     redis.call('SET', cmd[2], cmd[3])
+  elseif cmd[1] == 'ACCORD.ZADD_UNLESS_HEXISTS' then
+    -- ZADD member to each set unless the hash has the member as a field (an exception already settled)
+    if redis.call('HEXISTS', cmd[2], cmd[3]) == 0 then
+      for k = 5, argc do redis.call('ZADD', cmd[k], cmd[4], cmd[3]) end
+    end
   else
     redis.call(unpack(cmd))
   end
@@ -157,6 +162,10 @@ class Batch:
 
     def zrem(self, key: str, *members: str) -> None:
         self._add_many(["ZREM", key], members)
+
+    def zadd_unless_hexists(self, hash_key: str, member: str, score: int | float, *zsets: str) -> None:
+        """ZADD ``member`` to each of ``zsets`` unless ``hash_key`` holds a field named ``member``."""
+        self._add("ACCORD.ZADD_UNLESS_HEXISTS", hash_key, member, score, *zsets)
 
     def hsetnx(self, key: str, field: str, value: Value) -> None:
         self._add("HSETNX", key, field, value)

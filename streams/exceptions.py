@@ -49,8 +49,8 @@ def record_key(record: ExceptionRecord) -> tuple[str, str]:
 
 
 def file_exception(pipe: Batch, keys: Keys, record: ExceptionRecord) -> None:
-    """Queue the stream entry, the index entry and the open-set membership onto ``pipe`` (the caller's
-    atomic batch)."""
+    """Queue the stream entry, the index entry, the open-set membership and the ledger entries onto
+    ``pipe`` (the caller's atomic batch)."""
     data = pack(msgspec.to_builtins(record))
     pipe.xadd(keys.exceptions(), {"d": data, "reason": record.reason, "entity": record.entity,
                                   "target": record.target, "gid": record.gid})
@@ -58,6 +58,15 @@ def file_exception(pipe: Batch, keys: Keys, record: ExceptionRecord) -> None:
     system, key = record_key(record)
     if system and key:
         pipe.sadd(keys.exceptions_open(record.entity, system, key), record.exception_id)
+    queue_opened(pipe, keys, record)
+
+
+def queue_opened(pipe: Batch, keys: Keys, record: ExceptionRecord) -> None:
+    """List a new exception by time, as open, and under its entity and reason (``accord.exception_ledger``);
+    the same exception filed again after the desk settled it (a source record read twice) stays settled."""
+    pipe.zadd(keys.exceptions_by_time(), record.exception_id, record.created_ms)
+    pipe.zadd_unless_hexists(keys.exception_state(), record.exception_id, record.created_ms,
+                             keys.exceptions_open_all(), keys.exceptions_open_kind(record.entity, record.reason))
 
 
 def decode_exception(data: bytes) -> ExceptionRecord:

@@ -41,6 +41,27 @@ class Keys:
         """Set of open exception ids of one record (its gid in a target, or its id in a source)."""
         return f"{self.prefix}exceptions:open:{entity}:{system}:{record}"
 
+    def exceptions_by_time(self) -> str:
+        """Sorted set: every exception id the desk keeps, scored by when it was filed (ms): the desk's pages."""
+        return f"{self.prefix}exceptions:by_time"
+
+    def exceptions_open_all(self) -> str:
+        """Sorted set: open exception ids by filing time (ms)."""
+        return f"{self.prefix}exceptions:open_all"
+
+    def exceptions_open_kind(self, entity: str, reason: str) -> str:
+        """Sorted set: open exception ids of one entity and reason by filing time (ms): counts and ages for
+        the metrics without reading a single exception."""
+        return f"{self.prefix}exceptions:open_kind:{entity}:{reason}"
+
+    def exceptions_settled(self) -> str:
+        """Sorted set: exception ids no longer open, scored by when they were settled (ms): the retention queue."""
+        return f"{self.prefix}exceptions:settled"
+
+    def exceptions_ledger_built(self) -> str:
+        """Set once the sorted sets above were built for the exceptions filed before they existed."""
+        return f"{self.prefix}exceptions:ledger_built"
+
     def desk_audit(self) -> str:
         """Stream of every exception desk action (who, what, when)."""
         return f"{self.prefix}audit:desk"

@@ -44,6 +44,16 @@ def zset_members(reply: ZSetRangeResponse) -> list[str]:
     return [_member(m) for m in reply]
 
 
+def zset_scored(reply: ZSetRangeResponse) -> list[tuple[str, float]]:
+    """(member, score) pairs of a ZRANGE-family reply asked for WITHSCORES."""
+    out = []
+    for item in reply:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise TypeError(f"a (member, score) pair, not {item!r}: ask with scores")
+        out.append((_member(item[0]), float(item[1])))
+    return out
+
+
 def _member(value: object) -> str:
     if not isinstance(value, bytes | str):
         raise TypeError(f"a sorted-set member, not {value!r}: ask without scores")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from accord.connectors.base import CallStats, Connector, TokenCache
 from accord.connectors.budget import RequestBudget
 from accord.connectors.check import CheckContext, Report
 from accord.connectors.quickbooks.settings import QuickBooksSettings
-from accord.connectors.spec import Capabilities, Mapper, SystemSpec
+from accord.connectors.spec import Capabilities, Mapper, SystemSpec, WebhookRequest
 
 
 def _connector(settings: QuickBooksSettings, *, name: str, token_cache: TokenCache | None, budget: RequestBudget | None,
@@ -24,13 +22,14 @@ def _mapper(_: QuickBooksSettings) -> Mapper:
     return QuickBooksMapper()
 
 
-def _verify_webhook(settings: QuickBooksSettings, body: bytes, headers: Mapping[str, str]) -> bool:
-    """Intuit signs each notification (``intuit-signature``) with the app's verifier token, when one is set."""
+def _verify_webhook(settings: QuickBooksSettings, hook: WebhookRequest) -> bool | None:
+    """Intuit signs each notification (``intuit-signature``) with the app's verifier token; None (refused)
+    when no verifier is configured."""
     if not settings.webhook_verifier:
-        return True
+        return None
     from accord.connectors.quickbooks.webhooks import verify_webhook
 
-    return verify_webhook(body, headers.get("intuit-signature", ""), settings.webhook_verifier)
+    return verify_webhook(hook.body, hook.headers.get("intuit-signature", ""), settings.webhook_verifier)
 
 
 async def _check_connection(settings: QuickBooksSettings, context: CheckContext) -> Report:
@@ -42,4 +41,4 @@ async def _check_connection(settings: QuickBooksSettings, context: CheckContext)
 SYSTEM = SystemSpec(kind="quickbooks", settings=QuickBooksSettings, connector=_connector, mapper=_mapper,
                     check_connection=_check_connection,
                     capabilities=Capabilities(deletes="feed", webhooks=True), verify_webhook=_verify_webhook,
-                    sandbox="accord.sandboxes.quickbooks.local:local")
+                    webhook_secret_setting="webhook_verifier", sandbox="accord.sandboxes.quickbooks.local:local")

@@ -6,6 +6,8 @@ from accord.connectors.base import CallStats, Connector, TokenCache
 from accord.connectors.budget import RequestBudget
 from accord.connectors.check import CheckContext, Report
 from accord.connectors.salesforce.settings import SalesforceSettings
+from accord.connectors.salesforce.webhooks import ACK as OUTBOUND_ACK
+from accord.connectors.salesforce.webhooks import verify_outbound_message
 from accord.connectors.spec import Capabilities, Mapper, SystemSpec
 
 
@@ -30,4 +32,6 @@ async def _check_connection(settings: SalesforceSettings, context: CheckContext)
 
 SYSTEM = SystemSpec(kind="salesforce", settings=SalesforceSettings, connector=_connector, mapper=_mapper,
                     check_connection=_check_connection,
-                    capabilities=Capabilities(deletes="feed"), sandbox="accord.sandboxes.salesforce.local:local")
+                    capabilities=Capabilities(deletes="feed"), verify_webhook=verify_outbound_message,
+                    webhook_secret_setting="webhook_secret", webhook_ack=("text/xml", OUTBOUND_ACK),
+                    sandbox="accord.sandboxes.salesforce.local:local")

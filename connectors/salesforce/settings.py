@@ -38,6 +38,7 @@ class SalesforceSettings(SystemSettings, frozen=True, tag="salesforce"):
     multi_currency: bool = True
     limit_retry_after: Duration = Duration(60.0)
     usage_ceiling: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.95
+    org_id: str | None = None
 
     def limits(self) -> AccountLimits:
         return AccountLimits(windows=(self.rate_limit,), usage_ceiling=self.usage_ceiling)

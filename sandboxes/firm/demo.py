@@ -152,8 +152,8 @@ async def _main(world: World, settings: Settings, options: DemoOptions, rng: ran
     result: dict[str, Outcome] = {}
 
     async def director(d: Daemon) -> None:
-        console.print(f"metrics: http://{settings.http.host}:{d.http_port}/metrics  ·  "
-                      f"running for {options.duration:.0f}s (Ctrl-C ends early)")
+        console.print(f"metrics: http://{settings.http.host}:{d.http_port}/metrics  ·  exception desk: "
+                      f"http://{settings.http.admin_host}:{d.admin_port}/desk  ·  running for {options.duration:.0f}s (Ctrl-C ends early)")
         asyncio.get_running_loop().create_task(_direct(d, world, settings, options, rng, console, finish, result))
 
     code = await daemon.run(on_ready=director)

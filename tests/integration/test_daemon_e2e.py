@@ -141,13 +141,17 @@ async def test_accounts_sync_both_ways_with_fault_storm(ray_session: None, redis
             body = (await client.get(f"http://127.0.0.1:{run.daemon.http_port}/metrics")).text
         assert 'accord_records_written_total{entity="account",system="erp"}' in body
         assert "accord_stream_lag_seconds" in body and "accord_api_rate_limited_total" in body
-        # a webhook is a hint on the system's intake stream (the poller fetches the data itself)
+        # a webhook is a hint on the system's intake stream (the poller fetches the data itself); one that
+        # cannot be verified (no verifier configured for the ERP here) is refused
         async with httpx.AsyncClient() as client:
             hook = await client.post(f"http://127.0.0.1:{run.daemon.http_port}/webhooks/erp?entity=account",
                                      content=b"{}")
             unknown = await client.post(f"http://127.0.0.1:{run.daemon.http_port}/webhooks/nope", content=b"{}")
-        assert hook.status_code == 200 and unknown.status_code == 404
-        assert await run.redis.xlen(run.keys.intake("erp")) == 1
+            desk = await client.get(f"http://127.0.0.1:{run.daemon.http_port}/exceptions")
+            admin = await client.get(f"http://127.0.0.1:{run.daemon.admin_port}/exceptions")
+        assert (hook.status_code, unknown.status_code) == (403, 404)
+        assert await run.redis.xlen(run.keys.intake("erp")) == 0
+        assert desk.status_code == 404 and admin.status_code == 200  # the desk is on the admin listener only
 
 
 async def test_killed_writer_mid_batch_and_killed_poller_lose_and_duplicate_nothing(

@@ -28,6 +28,10 @@ from tests.helpers import wait_for
 CONFIG = """
 namespace = "{namespace}"
 
+[http]
+port = 0
+admin_port = 0
+
 [streams]
 partitions = 4
 idle_wait = "50ms"

@@ -48,6 +48,7 @@ data_dir = "{tmp_path / 'data'}"
 num_cpus = 2
 [http]
 port = {port}
+admin_port = 0
 [systems.crm]
 kind = "salesforce"
 base_url = "{world.crm_server.url}"

@@ -108,23 +108,29 @@ async def test_http_api_lists_shows_and_acts_with_the_admin_token(rig: Rig) -> N
         assert again.status_code == 409 and "already skipped" in again.json()["error"]
 
 
-async def test_http_actions_need_the_token_when_one_is_configured(rig: Rig) -> None:
+async def test_http_reads_and_actions_need_the_token_when_one_is_configured(rig: Rig) -> None:
     _, eid = await _failed_create(rig)
     settings = msgspec.structs.replace(
         rig.settings, http=msgspec.structs.replace(rig.settings.http, admin_token="s3cret"))
     async with _client(settings, rig) as client:
+        for path in ("/exceptions", f"/exceptions/{eid}", "/trace/some-flow"):
+            assert (await client.get(path)).status_code == 401, path
+        assert (await client.get(f"/exceptions/{eid}", headers={"Authorization": "Bearer wrong"})).status_code == 401
+        shown = await client.get(f"/exceptions/{eid}", headers={"Authorization": "Bearer s3cret"})
+        assert shown.status_code == 200 and shown.json()["payload"]["fields"]["name"] == "Bad Name"
         assert (await client.post(f"/exceptions/{eid}/resolve")).status_code == 401
         ok = await client.post(f"/exceptions/{eid}/resolve", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["ok"]
 
 
-async def test_http_actions_from_another_host_need_a_token(rig: Rig) -> None:
+async def test_http_reads_and_actions_from_another_host_need_a_token(rig: Rig) -> None:
     _, eid = await _failed_create(rig)
     app = Starlette(routes=desk_routes(rig.settings, rig.redis))
     transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
     async with httpx.AsyncClient(transport=transport, base_url="http://accord") as client:
         refused = await client.post(f"/exceptions/{eid}/skip")
         assert refused.status_code == 403 and "admin_token" in refused.json()["error"]
+        assert (await client.get(f"/exceptions/{eid}")).status_code == 403
 
 
 def _client(settings: Settings, rig: Rig) -> httpx.AsyncClient:
