@@ -3,7 +3,7 @@
 # Accord production image: `accord run` as a non-root user, with a local Ray started in-process.
 #
 #   docker build --target runtime -t accord:0.1.0 .
-#   docker run --rm --init --shm-size=512m --stop-timeout=40 --env-file deploy/.env -p 9464:9464 accord:0.1.0
+#   docker run --rm --init --shm-size=512m --stop-timeout=40 --env-file deploy/.env -p 9464:9464 -p 127.0.0.1:9465:9465 accord:0.1.0
 #
 # What the image holds: the product (accord, its connectors) and the dependencies `accord run` needs
 # (pyproject.toml's [project] dependencies, Ray pinned to one exact version). Not the simulators
@@ -119,7 +119,7 @@ ENV RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=15
 ENV RAY_AUTH_MODE=token
 
 # /metrics, /healthz, /readyz and /webhooks/{system} ([http] port in production.toml).
-EXPOSE 9464
+EXPOSE 9464 9465
 
 # The daemon drains on SIGTERM: stop polling, finish and ack in-flight batches, close clients, ray.shutdown().
 STOPSIGNAL SIGTERM

@@ -126,7 +126,12 @@ def _map(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from accord.sandboxes.firm.demo import DemoOptions, run_demo  # the CLI's one door to the simulators
+    try:
+        from accord.sandboxes.firm.demo import DemoOptions, run_demo  # the CLI's one door to the simulators
+    except ModuleNotFoundError as exc:  # the production image ships without the simulators
+        print(f"accord demo: the simulators are not installed here ({exc.name} is missing); the demo runs from a checkout: "
+              "pip install -e '.[demo]'", file=sys.stderr)
+        return 2
 
     return run_demo(DemoOptions(duration=args.duration, accounts=args.accounts, rate=args.rate,
                                 data_dir=args.data_dir, port=args.port, console=not args.no_console,

@@ -73,3 +73,14 @@ def test_the_embedded_redis_falls_back_to_a_redis_server_on_path(monkeypatch: py
     with pytest.raises(NoEmbeddedRedis) as caught:
         bundled_binary()
     assert "\n" not in str(caught.value) and caught.value.errors[0].startswith("$.redis.url:")
+
+
+def test_demo_in_the_production_image_without_the_simulators_says_so_in_one_line() -> None:
+    without_simulators = WITHOUT_EXTRA.replace('sys.modules["rich"] = None',
+                                               'sys.modules["rich"] = None\nsys.modules["accord.sandboxes"] = None')
+    done = subprocess.run([sys.executable, "-c", without_simulators, "demo"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip() == ("accord demo: the simulators are not installed here (accord.sandboxes.firm is "
+                                   "missing); the demo "
+                                   "runs from a checkout: pip install -e '.[demo]'")

@@ -316,7 +316,8 @@ def test_stop_signal_and_port(final: Stage, production: Settings) -> None:
     signal = final.last("STOPSIGNAL")
     assert signal is not None and signal.args == "SIGTERM"
     exposed = {w.split("/")[0] for i in final.all("EXPOSE") for w in i.words()}
-    assert exposed == {"9464"} and production.http.port == 9464 and production.http.host == "0.0.0.0"
+    assert exposed == {"9464", "9465"} and production.http.port == 9464 and production.http.host == "0.0.0.0"
+    assert production.http.admin_port == 9465 and production.http.admin_token  # a token: the desk is not open
 
 
 def test_environment_decides_ray_settings(final: Stage) -> None:
