@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from accord.actors.provision.provisioner import GROUP as PROVISION_GROUP
 from accord.actors.remote import poller_actor, provisioner_actor, scheduler_actor, writer_actor
 from accord.config.settings import Settings
-from accord.streams.exception_ledger import build_once, trim_settled
+from accord.streams.exception_ledger import build_once, trim_settled, trim_streams
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
 from accord.streams.replies import text_map
@@ -185,7 +185,9 @@ class Supervisor:
             return
         self._desk_trimmed_at = time.monotonic()
         retention_ms = int(self.settings.streams.exception_retention * 1000)
-        dropped = await trim_settled(self.redis, self.keys, retention_ms, int(time.time() * 1000))
+        now = int(time.time() * 1000)
+        dropped = await trim_settled(self.redis, self.keys, retention_ms, now)
+        await trim_streams(self.redis, self.keys, retention_ms, int(self.settings.streams.audit_retention * 1000), now)
         if dropped:
             logger.info("exception desk: {} settled exceptions older than the retention dropped", dropped)
 

@@ -88,6 +88,16 @@ async def trim_settled(redis: Redis, keys: Keys, retention_ms: int, now_ms: int)
         dropped += len(ids)
 
 
+async def trim_streams(redis: Redis, keys: Keys, exception_retention_ms: int, audit_retention_ms: int,
+                       now_ms: int) -> int:
+    """Drop entries of the ``exceptions`` stream (no group reads it; the index and the ledger are the desk)
+    and of the desk's audit stream older than their retentions. Returns how many were removed."""
+    removed = 0
+    for stream, retention_ms in ((keys.exceptions(), exception_retention_ms), (keys.desk_audit(), audit_retention_ms)):
+        removed += int(await redis.xtrim(stream, minid=f"{max(0, now_ms - retention_ms)}-0", approximate=False))
+    return removed
+
+
 async def build_once(redis: Redis, keys: Keys) -> int:
     """Add the exceptions filed before this ledger existed (once per Redis; the flag is set last, so a crash
     only makes the next start build again). Returns how many exceptions were read."""

@@ -5,6 +5,7 @@ earlier version listed on the next start (fakeredis, embedded Redis 6.2, Redis 7
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import msgspec
@@ -17,7 +18,7 @@ from accord.config.settings import Settings
 from accord.deskweb import desk_routes
 from accord.pipeline_metrics import render
 from accord.streams.batch import Batch
-from accord.streams.exception_ledger import build_once, trim_settled
+from accord.streams.exception_ledger import build_once, trim_settled, trim_streams
 from accord.streams.exceptions import ExceptionRecord, file_exception
 from accord.streams.keys import Keys
 from accord.streams.scope import Scope
@@ -119,6 +120,10 @@ async def test_retention_drops_settled_exceptions_and_keeps_open_ones(any_redis:
     assert await any_redis.hlen(keys.exception_index()) == 1 and await any_redis.hlen(keys.exception_state()) == 0
     assert [e.record.exception_id for e in await desk.list(Filters(state=None))] == [ids[2]]
     assert await trim_settled(any_redis, keys, retention_ms=0, now_ms=now + 10**9) == 0  # open: kept
+    filed, acted = await any_redis.xlen(keys.exceptions()), await any_redis.xlen(keys.desk_audit())
+    assert (filed, acted) == (3, 2)
+    assert await trim_streams(any_redis, keys, 10**12, 10**12, now_ms=now) == 0
+    assert await trim_streams(any_redis, keys, 0, 0, now_ms=int(time.time() * 1000) + 1) == 5
 
 
 async def test_exceptions_filed_before_the_ledger_are_listed_once_on_start(any_redis: Redis) -> None:
