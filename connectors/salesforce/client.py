@@ -9,6 +9,7 @@ values; deleting a deleted record succeeds).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -77,6 +78,8 @@ class SalesforceConnector:
         self._session = SalesforceSession(settings, system=name, token_cache=token_cache, budget=budget,
                                           transport=transport, stats=self.stats)
         self._windows = WindowMemory()
+        self._settle_started: dict[str, float] = {}  # entity -> when its last settling read began
+        self._clock = time.monotonic
 
     @property
     def system(self) -> str:
@@ -101,8 +104,22 @@ class SalesforceConnector:
     # -- reading ------------------------------------------------------------------------------
 
     def _since(self, wm: int) -> int:
-        """The lower bound of the next query: watermark minus overlap, floored to the SOQL second."""
+        """Watermark minus overlap, floored to the SOQL second: a settling read's floor."""
         return (wm - int(self.settings.overlap * 1000)) // 1000 * 1000
+
+    def _settle_due(self, entity: str, state: FetchCursor) -> bool:
+        """A settling read re-reads from ``settled`` (late commits: a transaction may commit after a later
+        one and carry an earlier stamp); it is due once per ``overlap`` (and after a restart). Reads in
+        between start at the watermark's second, so a busy org's window is not re-read on every poll."""
+        started = self._settle_started.get(entity)
+        return state.settled is None or started is None or self._clock() - started >= self.settings.overlap
+
+    def _floor(self, state: FetchCursor, settle: bool) -> int | None:
+        if state.wm is None:
+            return None
+        if settle:
+            return state.settled if state.settled is not None else self._since(state.wm)
+        return state.wm // 1000 * 1000
 
     def _soql(self, emap: EntityMap, where: str = "") -> str:
         fields = select_fields(emap.entity, multi_currency=self.settings.multi_currency,
@@ -117,9 +134,14 @@ class SalesforceConnector:
             raise Retryable(self.system, f"GET {path} returned {type(body).__name__}, not a query result")
         return body
 
-    async def _start(self, emap: EntityMap, wm: int | None) -> dict[str, Any]:
-        where = f" WHERE SystemModstamp >= {soql_datetime(self._since(wm))}" if wm is not None else ""
+    async def _start(self, emap: EntityMap, floor: int | None) -> dict[str, Any]:
+        where = f" WHERE SystemModstamp >= {soql_datetime(floor)}" if floor is not None else ""
         return await self._query("queryAll", f"{self._soql(emap, where)} ORDER BY SystemModstamp ASC, Id ASC")
+
+    async def _begin(self, emap: EntityMap, state: FetchCursor, settle: bool) -> dict[str, Any]:
+        if settle:
+            self._settle_started[emap.entity] = self._clock()
+        return await self._start(emap, self._floor(state, settle))
 
     def _decode_cursor(self, cursor: str | None) -> FetchCursor:
         if cursor is None:
@@ -138,6 +160,7 @@ class SalesforceConnector:
         """One page of changes after ``cursor`` (``None``: everything), deletes included (queryAll)."""
         emap = entity_map(entity)
         state = self._decode_cursor(cursor)
+        settling = state.settling
         if state.next:
             try:
                 body = await self._query(state.next)
@@ -145,15 +168,21 @@ class SalesforceConnector:
                 if exc.code != "INVALID_QUERY_LOCATOR":
                     raise
                 logger.bind(system=self.system, entity=entity).info("query locator expired; restarting query")
-                body = await self._start(emap, state.wm)
+                settling = True
+                body = await self._begin(emap, state, settle=True)
         else:
-            body = await self._start(emap, state.wm)
+            settling = self._settle_due(entity, state)
+            body = await self._begin(emap, state, settling)
         window = self._windows.window(entity, cursor, state)
         records, wm = self._page(emap, state.wm, window, body)
-        if wm is not None:
-            window.prune(self._since(wm), MAX_RECENT)
         nxt = None if body.get("done", True) else body.get("nextRecordsUrl")
-        saved = self._windows.save(entity, wm, nxt, window)
+        settled = state.settled
+        if settling and nxt is None and wm is not None:
+            settled = self._since(wm)  # everything stamped before it was visible to this read or an earlier one
+        if wm is not None:
+            window.prune(settled if settled is not None else self._since(wm), MAX_RECENT)
+        position = FetchCursor(wm=wm, settled=settled, settling=settling and nxt is not None, next=nxt)
+        saved = self._windows.save(entity, position, window)
         return Page(records=records, cursor=saved, more=nxt is not None)
 
     def _page(self, emap: EntityMap, wm: int | None, window: Window, body: dict[str, Any],

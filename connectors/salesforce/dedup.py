@@ -33,10 +33,14 @@ CURSOR_PAIRS = 256
 
 
 class FetchCursor(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The poll position: watermark (max SystemModstamp seen, ms), the locator of the query in progress,
-    the de-dup pairs when the window is small, and ``memo``: which in-memory pairs belong to it."""
+    """The poll position: watermark (max SystemModstamp seen, ms), ``settled`` (the floor of the next
+    settling read: every row stamped below it that will ever commit was visible to an earlier settling
+    read), ``settling`` (the query in progress is one), the locator of the query in progress, the de-dup
+    pairs when the window is small, and ``memo``: which in-memory pairs belong to it."""
 
     wm: int | None = None
+    settled: int | None = None
+    settling: bool = False
     recent: list[Pair] = []
     next: str | None = None
     memo: str | None = None
@@ -95,11 +99,11 @@ class WindowMemory:
             return saved[1]
         return Window(list(state.recent))
 
-    def save(self, entity: str, wm: int | None, nxt: str | None, window: Window) -> str:
-        """The cursor for this position; ``window`` is kept in memory under it."""
+    def save(self, entity: str, position: FetchCursor, window: Window) -> str:
+        """The cursor for ``position`` (its pairs filled in here); ``window`` is kept in memory under it."""
         small = len(window.pairs) <= CURSOR_PAIRS
-        cursor = FetchCursor(wm=wm, next=nxt, recent=list(window.pairs) if small else [],
-                             memo=None if small else f"{self._token}.{next(self._serial)}")
+        cursor = msgspec.structs.replace(position, recent=list(window.pairs) if small else [],
+                                         memo=None if small else f"{self._token}.{next(self._serial)}")
         text = msgspec.json.encode(cursor).decode()
         self._windows[entity] = (text, window)
         return text

@@ -239,6 +239,8 @@ async def test_a_page_fetched_again_from_an_older_cursor_is_not_skipped(
 async def test_incremental_fetch_returns_later_changes_once(sf_state: SalesforceState,
                                                             sf: SalesforceConnector) -> None:
     ids = seed_accounts(sf_state, 10, random.Random(3))
+    now = [0.0]
+    sf._clock = lambda: now[0]  # the connector's own clock: when a settling read is due
     _, cursor = await drain(sf, None)
     sf_state.clock.advance(60)
     sf_state.user_update("Account", ids[2], {"Name": "Renamed Partners LLP"})
@@ -248,6 +250,7 @@ async def test_incremental_fetch_returns_later_changes_once(sf_state: Salesforce
     assert "WHERE SystemModstamp >= " in where and where.endswith("ORDER BY SystemModstamp ASC, Id ASC")
     sf_state.clock.advance(0.5)  # inside the 2 s overlap: ids[2] is read again and dropped as a repeat
     sf_state.user_update("Account", ids[5], {"Website": "https://renamed.example"})
+    now[0] += 2.0  # a settling read: from the first read's watermark minus overlap, every repeat dropped
     records, cursor = await drain(sf, cursor)
     assert [(r.id, r.fields["website"]) for r in records] == [(ids[5], "https://renamed.example")]
     assert [pair[0] for pair in json.loads(cursor)["recent"]] == [ids[2], ids[5]]  # old pairs pruned
@@ -478,3 +481,55 @@ async def test_transport_failures_are_classified() -> None:
         await conn.find_created("account", ["timeout"], 0)
     assert conn.stats.drain() == {"calls": 3, "rate_limited": 0, "errors": 2, "error:transport": 1, "error:bad_body": 1}
     await conn.aclose()
+
+
+def _commit_late(state: SalesforceState, name: str, stamp_ms: int) -> str:
+    """A row whose transaction began (and took its SystemModstamp) before rows already read, and commits now."""
+    rid = state.user_create("Account", {"Name": name})
+    with state.lock:
+        row = {**state.store.rows["Account"][rid], "SystemModstamp": stamp_ms, "LastModifiedDate": stamp_ms}
+        state.store._put("Account", rid, row)
+    return rid
+
+
+async def test_between_settling_reads_a_busy_org_is_read_from_the_watermark_and_late_commits_still_arrive(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polls inside one ``overlap`` start at the watermark's second, so a busy org's last seconds are not
+    transferred again on every poll; once per ``overlap`` a settling read re-reads from the last settled
+    floor and returns what committed late with an earlier stamp (regression: every poll re-read the whole
+    window: ten times the rows at a 0.2 s poll interval and a 2 s overlap)."""
+    now = [0.0]
+    sf._clock = lambda: now[0]
+    transferred: list[int] = []
+    query = SalesforceConnector._query
+
+    async def counting(self: SalesforceConnector, path: str, soql: str | None = None) -> dict[str, Any]:
+        body = await query(self, path, soql)
+        transferred.append(len(body.get("records", [])))
+        return body
+
+    monkeypatch.setattr(SalesforceConnector, "_query", counting)
+    with sf_state.transaction():
+        burst = [sf_state.user_create("Account", {"Name": f"Burst {i}"}) for i in range(50)]
+    records, cursor = await drain(sf, None)
+    assert len(records) == 50
+    wm = json.loads(cursor)["wm"]
+    fresh = []
+    for i in range(5):  # five polls 0.2 s apart, one new account each
+        sf_state.clock.advance(1.0)
+        now[0] += 0.2
+        fresh.append(sf_state.user_create("Account", {"Name": f"Fresh {i}"}))
+        records, cursor = await drain(sf, cursor)
+        assert [r.id for r in records] == [fresh[-1]]
+    # each poll: the new row, plus what shares the watermark's second (SOQL compares whole seconds), not the
+    # whole 2 s window again (which would have been 51, 52, 3, 3, 3)
+    assert transferred[1:] == [51, 2, 2, 2, 2]
+    late = _commit_late(sf_state, "Late Committer", wm + 500)  # stamped among rows already read
+    records, cursor = await drain(sf, cursor)
+    assert records == []  # not yet: a fast read starts at the watermark
+    now[0] += 2.0
+    records, cursor = await drain(sf, cursor)
+    assert [r.id for r in records] == [late]  # the settling read finds it, and nothing else again
+    assert transferred[-1] == len(burst) + 5 + 1  # from the first read's watermark minus overlap
+    now[0] += 2.0
+    assert (await drain(sf, cursor))[0] == []
