@@ -150,3 +150,31 @@ async def test_a_mapping_exception_closes_when_the_record_reads_cleanly(rig: Rig
     status = (await desk.get(entry.record.exception_id)).status
     assert status.state == "closed" and "reads cleanly" in status.note
     assert [f["name"] for f in rig.erp.records.values()] == ["Acme"]
+
+
+async def test_desk_page_signs_in_with_the_token_and_refuses_forged_forms(rig: Rig) -> None:
+    """The page sends a browser without the session cookie to sign in; the cookie holds an HMAC of the token,
+    never the token; an action without the form's CSRF field is refused and changes nothing."""
+    from accord.deskpage import COOKIE, desk_page_routes, session_value
+
+    _, eid = await _failed_create(rig)
+    settings = msgspec.structs.replace(rig.settings, http=msgspec.structs.replace(rig.settings.http,
+                                                                                  admin_token="s3cret"))
+    app = Starlette(routes=desk_page_routes(settings, rig.redis))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://accord") as client:
+        first = await client.get(f"/desk/{eid}")
+        assert first.status_code == 303 and first.headers["location"].startswith("/desk/login?next=")
+        wrong = await client.post("/desk/login", data={"token": "guess", "next": f"/desk/{eid}"})
+        assert wrong.status_code == 401 and COOKIE not in client.cookies
+        signed = await client.post("/desk/login", data={"token": "s3cret", "name": "Fiona", "next": f"/desk/{eid}"})
+        assert signed.status_code == 303 and client.cookies[COOKIE] == session_value("s3cret") != "s3cret"
+        page = await client.get(f"/desk/{eid}")
+        assert page.status_code == 200 and "Bad Name" in page.text and 'name=csrf' in page.text
+        forged = await client.post(f"/desk/{eid}/skip", data={"note": "no csrf"})
+        assert forged.status_code == 403
+        assert (await ExceptionDesk(rig.redis, Scope.of(settings)).get(eid)).status.state == "open"
+        csrf = page.text.split("name=csrf value='", 1)[1].split("'", 1)[0]
+        done = await client.post(f"/desk/{eid}/skip", data={"note": "duplicate", "csrf": csrf})
+        assert done.status_code == 303 and "skip%3A+done" in done.headers["location"]
+        status = (await ExceptionDesk(rig.redis, Scope.of(settings)).get(eid)).status
+        assert (status.state, status.by, status.note) == ("skipped", "Fiona", "duplicate")
