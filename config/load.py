@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from accord.config.business import check_business
 from accord.config.settings import NAME_PATTERN, EntitySettings, Settings
 from accord.config.systems import SystemSettings, plugins
 from accord.config.types import dec_hook
@@ -156,7 +157,7 @@ def check(settings: Settings) -> list[str]:
             errors.append(f"{base}.replicas: {ent.replicas} replicas exceed streams.partitions "
                           f"({settings.streams.partitions}); each replica needs a partition")
     return (errors + _check_mappings(settings) + _check_reconcile(settings) + _check_provisioning(settings)
-            + _check_http(settings))
+            + _check_http(settings) + check_business(settings))
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

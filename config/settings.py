@@ -186,6 +186,58 @@ class ProvisioningSettings(_Section, frozen=True):
     retry_backoff_cap: Duration = Duration(60.0)
 
 
+Process = Literal["quote-to-cash", "project-to-revenue", "resource-to-margin"]
+PROCESS_OF: dict[str, Process] = {  # the business process an entity's records serve (``business.processes`` overrides)
+    "account": "quote-to-cash", "contact": "quote-to-cash", "opportunity": "quote-to-cash",
+    "project": "project-to-revenue", "task": "project-to-revenue", "time_entry": "project-to-revenue",
+    "expense": "project-to-revenue", "invoice": "project-to-revenue", "payment": "project-to-revenue",
+    "resource": "resource-to-margin",
+}
+INVOICE_RUN = "invoice run"
+
+
+class BusinessSettings(_Section, frozen=True):
+    """Business-process KPIs (``accord.business_metrics``). ``processes``: entity -> process, over
+    ``PROCESS_OF``; ``invoice_runs``: when the ERP's invoice run happens (cron, 5 fields, UTC), the deadline
+    of SLAs with ``before = "invoice run"``; ``backlog``: entities whose records waiting for a target are
+    counted (``accord_backlog_records``); the age buckets' upper edges of open exceptions and unbilled time.
+    """
+
+    processes: dict[str, Process] = {}
+    invoice_runs: str | None = None
+    backlog: list[str] = msgspec.field(default_factory=lambda: ["invoice", "time_entry", "expense"])
+    exception_age_buckets: list[Duration] = msgspec.field(
+        default_factory=lambda: [Duration(3600.0), Duration(86400.0), Duration(7 * 86400.0)])
+    unbilled_age_buckets: list[Duration] = msgspec.field(
+        default_factory=lambda: [Duration(7 * 86400.0), Duration(30 * 86400.0), Duration(60 * 86400.0),
+                                 Duration(90 * 86400.0)])
+
+
+class SlaSettings(_Section, frozen=True):
+    """One service level of a business process. ``track``: what starts and stops the clock.
+    ``provisioning``: a deal won (its provisioning process starts) until its customer is in the ERP and its
+    project in the PSA (the project step done). ``delivery``: a change of ``entity`` that meets the
+    ``target``'s ``when`` read from its source, until it is written to ``target``.
+    The deadline is ``within`` after the start, or the first ``invoice_runs`` time after it (``before =
+    "invoice run"``). An item is at risk ``at_risk`` before its deadline (default a fifth of ``within``,
+    or a day before the invoice run); past it, it is overdue and counted once as a breach.
+    """
+
+    process: Process
+    track: Literal["provisioning", "delivery"]
+    entity: str | None = None
+    target: str | None = None
+    within: Duration | None = None
+    before: Literal["invoice run"] | None = None
+    at_risk: Duration | None = None
+    severity: Literal["critical", "warning"] = "warning"
+
+    def risk_window(self) -> float:
+        if self.at_risk is not None:
+            return float(self.at_risk)
+        return float(self.within) / 5 if self.within is not None else 86400.0
+
+
 class SupervisorSettings(_Section, frozen=True):
     check_interval: Duration = Duration(1.0)
     health_ttl: Duration = Duration(15.0)
@@ -207,10 +259,16 @@ class Settings(_Section, frozen=True):
     lookups: dict[str, dict[str, str]] = {}  # named wire value -> canonical value tables
     reconcile: dict[Name, ReconcileJob] = {}
     provisioning: ProvisioningSettings | None = None
+    business: BusinessSettings = BusinessSettings()
+    sla: dict[Name, SlaSettings] = {}
 
     def targets_of(self, entity: str) -> list[str]:
         """Every system an entity's changes are written to (each gets a consumer group)."""
         return list(self.entities[entity].systems)
+
+    def process_of(self, entity: str) -> str:
+        """The business process an entity serves (``business.processes``, else ``PROCESS_OF``)."""
+        return self.business.processes.get(entity) or PROCESS_OF.get(entity, "project-to-revenue")
 
     def entities_of(self, system: str) -> list[str]:
         return [name for name, ent in self.entities.items() if system in ent.systems]

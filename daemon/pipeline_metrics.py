@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from accord.actors.provision.process import Provisions
+from accord.business_metrics import business_families
 from accord.config.settings import Settings
 from accord.monthend_metrics import DrainRates, monthend_families
 from accord.ops_metrics import known_label_sets, ops_families
@@ -179,8 +180,9 @@ _API_KINDS = {
 
 
 async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, Any] | None = None,
-                 drains: DrainRates | None = None) -> bytes:
-    """The full /metrics page (``drains``: the acked totals the app keeps between scrapes, for drain ETAs)."""
+                 drains: DrainRates | None = None, now_ms: int | None = None) -> bytes:
+    """The full /metrics page (``drains``: the acked totals the app keeps between scrapes, for drain ETAs;
+    ``now_ms``: the business metrics' clock, the wall clock unless a test gives one)."""
     keys = Keys(settings.namespace)
     stats = Stats(keys)
     families: list[Any] = []
@@ -194,6 +196,7 @@ async def render(redis: Redis, settings: Settings, supervisor_status: dict[str, 
     families.append(exc_len)
     families.extend(await _reconcile_families(redis, settings, keys))
     families.extend(await _open_exceptions_families(redis, keys, settings))
+    families.extend(await business_families(redis, settings, keys, now_ms or int(time.time() * 1000)))
     if settings.provisioning is not None:
         families.append(await _provisioning_family(redis, keys))
     if supervisor_status is not None:

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from accord.actors.provision.provisioner import GROUP as PROVISION_GROUP
 from accord.actors.remote import poller_actor, provisioner_actor, scheduler_actor, writer_actor
 from accord.config.settings import Settings
+from accord.streams.business import sweep as sweep_slas
 from accord.streams.exception_ledger import build_once, trim_settled, trim_streams
 from accord.streams.keys import Keys
 from accord.streams.log import ensure_groups
@@ -125,6 +126,7 @@ class Supervisor:
                 await self._rescale_if_asked()
                 await self._publish_health()
                 await self._trim_desk()
+                await sweep_slas(self.redis, self.keys, self.settings.sla, int(time.time() * 1000))
             except RedisError as exc:
                 logger.warning("supervisor: Redis unavailable ({}); continuing", exc)
             except Exception:

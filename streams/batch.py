@@ -160,6 +160,10 @@ class Batch:
     def zadd(self, key: str, member: str, score: int | float) -> None:
         self._add("ZADD", key, score, member)
 
+    def zadd_nx(self, key: str, member: str, score: int | float) -> None:
+        """ZADD only if ``member`` is not in the set yet (its score stays)."""
+        self._add("ZADD", key, "NX", score, member)
+
     def zrem(self, key: str, *members: str) -> None:
         self._add_many(["ZREM", key], members)
 

@@ -167,6 +167,27 @@ class Keys:
         """Hash: the last report of one reconciliation job (and its counts, for metrics)."""
         return f"{self.prefix}reconcile:{job}"
 
+    # -- business-process KPIs and SLAs (``streams.business``) ---------------------------------------
+    def sla_due(self, sla: str) -> str:
+        """Sorted set: items of one SLA whose clock runs, scored by their deadline (epoch ms)."""
+        return f"{self.prefix}sla:{sla}:due"
+
+    def sla_overdue(self, sla: str) -> str:
+        """Sorted set: items past their deadline and not yet done (each counted once as a breach)."""
+        return f"{self.prefix}sla:{sla}:overdue"
+
+    def awaiting(self, entity: str, target: str) -> str:
+        """Sorted set: gids of records waiting to be written to ``target``, scored by when they began to wait."""
+        return f"{self.prefix}awaiting:{entity}:{target}"
+
+    def unbilled(self, system: str, entity: str) -> str:
+        """Hash: record id -> its unbilled contribution (``day|milli-hours|cents|currency``)."""
+        return f"{self.prefix}unbilled:{system}:{entity}"
+
+    def unbilled_totals(self, system: str, entity: str) -> str:
+        """Hash: ``day|measure[|currency]`` -> unbilled milli-hours, cents or count of that work day."""
+        return f"{self.prefix}unbilled:{system}:{entity}:totals"
+
     # -- counters and control ------------------------------------------------------------------
     def stats(self, kind: str) -> str:
         return f"{self.prefix}stats:{kind}"

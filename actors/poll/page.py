@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -35,6 +36,11 @@ class PagePlan:
         self.closing: dict[str, set[str]] = {}  # record id -> its mapping exceptions, closed by this page
         self.index: list[tuple[str, str]] = []
         self.unindex: list[tuple[str, str]] = []
+        self.later: list[Callable[[Any], None]] = []  # more to queue onto the batch (``poll.business``)
+
+    def queue_later(self, pipe: Any) -> None:
+        for queue in self.later:
+            queue(pipe)
 
 
 def mapping_exception(system: str, entity: str, record: SourceRecord, gid: str, message: str) -> ExceptionRecord:

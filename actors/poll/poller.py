@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from accord.actors.canonical import Canonicaliser
 from accord.actors.governance import Ownership, is_stale_read, observe
 from accord.actors.loop import LoopActor
+from accord.actors.poll.business import plan_business
 from accord.actors.poll.edits import EditJudge
 from accord.actors.poll.fullscan import vanished_ids
 from accord.actors.poll.indexes import index_billed, index_match_keys
@@ -265,9 +266,8 @@ class Poller(LoopActor):
         plan.closing = await self._mapped_again(entity, [r.id for r in records if not r.error])
         await judge.check_adopted(entity, plan)
         await judge.plan_reverts(entity, plan)
-        drift = self.canonicaliser.drift.pop(entity, 0)
-        if drift:
-            plan.counts[Stats.label("drift", self.system, entity)] += drift
+        plan.counts[Stats.label("drift", self.system, entity)] += self.canonicaliser.drift.pop(entity, 0)
+        await plan_business(ctx.redis, ctx.keys, self.settings, self.system, entity, plan, plan.fetched_ms)
         return plan
 
     async def _mapped_again(self, entity: str, ids: list[str]) -> dict[str, set[str]]:
@@ -388,6 +388,7 @@ class Poller(LoopActor):
             pipe.srem(key, gid)
         for key, gid in plan.billed:
             pipe.sadd(key, gid)
+        plan.queue_later(pipe)  # business KPIs and SLA clocks (``poll.business``)
         for record_id, eids in plan.closing.items():
             ctx.desk.queue_closed(pipe, entity, self.system, record_id, eids,
                                   f"{self.system} {record_id} reads cleanly now")

@@ -21,9 +21,11 @@ from redis.asyncio import Redis
 from accord.actors.loop import LoopActor
 from accord.actors.provision.process import STEPS, Provision, Provisions
 from accord.actors.provision.steps import Next, ProvisionSteps, Wait
-from accord.config.settings import ProvisioningSettings, Settings
+from accord.config.business import deadline_ms
+from accord.config.settings import ProvisioningSettings, Settings, SlaSettings
 from accord.connectors.base import CallStats, Connector, backoff_delay
 from accord.connectors.errors import ConnectorError, Permanent
+from accord.streams import business as kpi
 from accord.streams.audit import TraceEvent
 from accord.streams.batch import Batch
 from accord.streams.exceptions import ExceptionRecord, file_exception
@@ -133,10 +135,16 @@ class Provisioner(LoopActor):
                                 correlation_id=change.correlation_id, started_ms=now_ms())
             pipe.hsetnx(self.ctx.keys.provisions(), change.gid, msgspec.msgpack.encode(process))
             pipe.zadd(self.ctx.keys.provisions_due(), change.gid, 0)
+            for name, sla in self._slas():  # won: the clock to customer and project starts
+                kpi.queue_clock(pipe, self.ctx.keys, name, change.gid,
+                                deadline_ms(sla, self.settings.business.invoice_runs, process.started_ms))
             self.ctx.audit.queue(pipe, TraceEvent(correlation_id=change.correlation_id, kind="provisioning started",
                                                   entity="opportunity", gid=change.gid, system=self.conf.crm,
                                                   record=change.source_id, detail="deal won"))
             self.started += 1
+
+    def _slas(self) -> list[tuple[str, SlaSettings]]:
+        return [(name, sla) for name, sla in self.settings.sla.items() if sla.track == "provisioning"]
 
     # -- running processes ----------------------------------------------------------------------
     async def run_due(self) -> int:
@@ -174,6 +182,9 @@ class Provisioner(LoopActor):
             process.done_ms = now_ms()
             await self._close_exceptions(pipe, process)
         self.store.save(pipe, process, next_ms)
+        if STEPS.index(process.step) > STEPS.index("project"):  # customer linked, project made
+            for name, _ in self._slas():
+                kpi.queue_met(pipe, self.ctx.keys, name, [process.opportunity])
         if exception is not None:
             file_exception(pipe, self.ctx.keys, exception)
         self.ctx.audit.queue(pipe, TraceEvent(correlation_id=process.correlation_id, kind=kind, entity="opportunity",

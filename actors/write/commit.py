@@ -24,6 +24,7 @@ from accord.config.settings import Settings
 from accord.connectors.base import WriteResult
 from accord.model.entities import normalise_fields
 from accord.streams.batch import Batch
+from accord.streams.business import queue_delivered
 from accord.streams.exceptions import file_exception
 from accord.streams.latency import bucket_counts, started_ms
 from accord.streams.publish import publish
@@ -65,6 +66,8 @@ class Committer:
                 taken_over.append(back)
         publish(pipe, ctx.keys, self.settings.streams.partitions, taken_over)
         self._queue_latency(pipe, target, outcome)
+        queue_delivered(pipe, ctx.keys, self.settings, self.entity, target,  # SLA clocks, backlog
+                        {w.gid for w, _ in outcome.done} | outcome.settled)
         settled = sorted({w.gid for w, _ in outcome.done} | {r.gid for r in outcome.exceptions if r.gid})
         if settled:
             ctx.projections.created(pipe, target, self.entity, settled)

@@ -104,6 +104,7 @@ class Outcome:
     counts: Counter[str] = field(default_factory=Counter)
     events: list[TraceEvent] = field(default_factory=list)  # the audit trail of this sweep
     nudges: set[tuple[str, str]] = field(default_factory=set)  # (system, entity) to read now: parked records wait
+    settled: set[str] = field(default_factory=set)  # gids skipped with nothing left to write (not owed any more)
 
     def trace(self, deliveries: list[Delivery], kind: str, detail: str, record_id: str = "") -> None:
         """One trail event per business flow among ``deliveries`` (coalesced changes may span flows)."""
@@ -118,6 +119,7 @@ class Outcome:
     def skip(self, work: RecordWork, reason: str) -> None:
         """Nothing to write for this record: ack its deliveries and count why."""
         work.ready = False
+        self.settled.add(work.gid)
         for d in work.deliveries:
             self.ack(d)
         self.counts[Stats.label("skipped", self.entity, reason)] += len(work.deliveries)
