@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 ALERTS, ALERT_TESTS, RUNBOOK = DEPLOY / "alerts.yml", DEPLOY / "alerts_test.yml", DEPLOY / "runbook.md"
-METRIC_SOURCES = [ROOT / "daemon" / f"{name}_metrics.py" for name in ("pipeline", "monthend", "ops")]
+METRIC_SOURCES = [ROOT / "daemon" / f"{name}_metrics.py" for name in ("pipeline", "monthend", "ops", "business")]
 
 
 def promtool() -> str:
