@@ -1,14 +1,20 @@
-"""The QuickBooks Online query language, as much of it as the sandbox needs.
+"""The QuickBooks Online query language, as Intuit's "Query operations" page and the reference (§4.3) give it.
 
-Grammar (keywords case-insensitive)::
+Grammar (keywords case-insensitive, any amount of white space between tokens)::
 
-    SELECT * | COUNT(*) FROM Entity
+    SELECT * | *, field, ... | field, ... | COUNT(*) FROM Entity
       [WHERE cond [AND cond ...]]          cond: field op value | field IN (v, ...) | field LIKE 'x%'
-      [ORDERBY field [ASC|DESC]]           op: = < > <= >= ;  values: 'text', 12, 1.5, true, false
+      [ORDERBY | ORDER BY field [ASC|DESC] [, field [ASC|DESC] ...]]
       [STARTPOSITION n] [MAXRESULTS m]     1-based; MAXRESULTS defaults to 100 and is at most 1000
 
-Fields may be dotted (``Metadata.LastUpdatedTime``) and match wire keys case-insensitively. LIKE works
-only on name fields (``%`` is the wildcard). Errors raise ``QboFault`` 4000 (parse) / 4001 (validation).
+op is one of the documented ``= < > <= >=``; values are 'text' (``\\'`` escapes a quote, a backslash
+escapes any character), numbers, true and false. Fields may be dotted (``Metadata.LastUpdatedTime``) and
+match wire keys case-insensitively. LIKE works only on name fields (``%`` is the only wildcard). What the
+page says QBO does not support is refused as QBO refuses it: ``OR`` (and anything else after the
+conditions) is a parse error. ``SELECT *, field`` returns whole objects; a list of fields returns those
+(with ``Id``) marked ``"sparse": true`` (the page calls projections unsupported, yet the service accepts
+them and flags partial objects with ``sparse``). Errors raise ``QboFault`` 4000 (parse) / 4001
+(validation). Left out: ``ITERATOR`` and the ``' '`` null literal of IN lists.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from accord.connectors.quickbooks.faults import QboFault
@@ -44,7 +51,8 @@ class Query:
     entity: str
     count: bool = False
     where: tuple[Condition, ...] = ()
-    order: tuple[str, bool] | None = None  # (field, descending)
+    order: tuple[tuple[str, bool], ...] = ()  # (field, descending), most significant first
+    fields: tuple[str, ...] | None = None  # a projection; None: whole objects
     start: int = 1
     max_results: int = DEFAULT_MAX_RESULTS
     mentions: frozenset[str] = field(default_factory=frozenset)  # lower-cased fields used in WHERE
@@ -131,16 +139,42 @@ class _Parser:
         return Condition(name, "IN", tuple(values))
 
 
+def _select(p: _Parser) -> tuple[bool, tuple[str, ...] | None]:
+    """(COUNT(*)?, the projected fields or None for whole objects)."""
+    if p.peek()[1].upper() == "COUNT" and p.items[p.pos + 1:p.pos + 2] == [("punct", "(")]:
+        p.take()
+        p.expect("(*)", [p.take()[1] for _ in range(3)] == ["(", "*", ")"], "")
+        return True, None
+    star, fields = False, []
+    while True:
+        kind, text = p.take()
+        p.expect("* or a property name", text == "*" or (kind == "word" and text.upper() != "FROM"), text)
+        star = star or text == "*"
+        if text != "*":
+            fields.append(text)
+        if p.peek()[1] != ",":
+            return False, None if star else tuple(fields)
+        p.take()
+
+
+def _order(p: _Parser) -> tuple[tuple[str, bool], ...]:
+    if not (p.keyword("ORDERBY") or (p.keyword("ORDER") and p.keyword("BY"))):
+        return ()
+    keys = []
+    while True:
+        kind, name = p.take()
+        p.expect("a field name", kind == "word", name)
+        keys.append((name, p.keyword("ASC", "DESC") == "DESC"))
+        if p.peek()[1] != ",":
+            return tuple(keys)
+        p.take()
+
+
 def parse(text: str) -> Query:
     """Parse one query statement, or raise ``QboFault`` (400, 4000/4001)."""
     p = _Parser(text)
     p.expect("SELECT", p.keyword("SELECT") is not None, p.peek()[1])
-    count = p.keyword("COUNT") is not None
-    if count:
-        p.expect("(*)", [p.take()[1] for _ in range(3)] == ["(", "*", ")"], "")
-    else:
-        star = p.take()[1]
-        p.expect("*", star == "*", star)
+    count, fields = _select(p)
     p.expect("FROM", p.keyword("FROM") is not None, p.peek()[1])
     kind, entity = p.take()
     p.expect("an entity name", kind == "word", entity)
@@ -149,14 +183,11 @@ def parse(text: str) -> Query:
         where.append(p.condition())
         while p.keyword("AND"):
             where.append(p.condition())
-    order = None
-    if p.keyword("ORDERBY") or (p.keyword("ORDER") and p.keyword("BY")):
-        kind, name = p.take()
-        p.expect("a field name", kind == "word", name)
-        order = (name, p.keyword("ASC", "DESC") == "DESC")
+    order = _order(p)
     start = p.integer("STARTPOSITION") if p.keyword("STARTPOSITION") else 1
     max_results = p.integer("MAXRESULTS") if p.keyword("MAXRESULTS") else DEFAULT_MAX_RESULTS
-    p.expect("the end of the query", p.peek()[0] == "end", p.peek()[1])
+    p.expect('one of: <EOF> "and" "orderby" "order by" "startposition" "maxresults" (OR is not supported)',
+             p.peek()[0] == "end", p.peek()[1])
     if start < 1:
         raise validation_error(f"STARTPOSITION {start} must be 1 or more")
     if not 1 <= max_results <= MAX_RESULTS:
@@ -165,7 +196,13 @@ def parse(text: str) -> Query:
         if cond.op == "LIKE" and cond.field.lower() not in LIKE_FIELDS:
             raise validation_error(f"LIKE is not supported on property {cond.field}; use it on DisplayName")
     return Query(entity=entity, count=count, where=tuple(where), order=order, start=start,
-                 max_results=max_results, mentions=frozenset(c.field.lower() for c in where))
+                 max_results=max_results, mentions=frozenset(c.field.lower() for c in where), fields=fields)
+
+
+def named_fields(query: Query) -> list[str]:
+    """Every property the query names (projection, WHERE, ORDERBY), top-level part only."""
+    names = [*(query.fields or ()), *(c.field for c in query.where), *(name for name, _ in query.order)]
+    return [name.split(".")[0] for name in names]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,6 +267,10 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (2, str(value).casefold())
 
 
+def _row_key(resolve: Resolver, name: str, row: Any) -> tuple[int, Any]:
+    return _sort_key(resolve(row, name))
+
+
 def updated_floor(query: Query) -> float | None:
     """The lowest ``Metadata.LastUpdatedTime`` a row must have to match (``>=`` / ``>`` conditions), if any."""
     floors = [_literal_time(c.value, c.field) for c in query.where
@@ -247,8 +288,7 @@ def run(query: Query, rows: Sequence[Any], resolve: Resolver, *, active_only: bo
         conditions.append(Condition("Active", "=", True))
     hits = [row for row in rows
             if all(_matches(c, resolve(row, c.field.lower())) for c in conditions)]
-    if query.order is not None:
-        name, descending = query.order
-        hits.sort(key=lambda row: _sort_key(resolve(row, name.lower())), reverse=descending)
+    for name, descending in reversed(query.order):  # stable sorts, least significant key first
+        hits.sort(key=partial(_row_key, resolve, name.lower()), reverse=descending)
     offset = query.start - 1
     return hits[offset:offset + query.max_results], len(hits)

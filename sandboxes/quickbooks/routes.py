@@ -187,7 +187,8 @@ class Handlers:
             ("query", "/v3/company/{realm}/query", self.query, ["GET", "POST"]),
             ("cdc", "/v3/company/{realm}/cdc", self.cdc, ["GET"]),
             ("batch", "/v3/company/{realm}/batch", self.batch, ["POST"]),
-            ("companyinfo", "/v3/company/{realm}/companyinfo/{id}", self.company_info, ["GET"])]
+            ("companyinfo", "/v3/company/{realm}/companyinfo/{id}", self.company_info, ["GET"]),
+            ("preferences", "/v3/company/{realm}/preferences", self.preferences, ["GET"])]
         for etype in ENTITY_TYPES.values():
             base = f"/v3/company/{{realm}}/{etype.path}"
             out += [(etype.path, base, self._bind(self.write, etype), ["POST"]),
@@ -283,6 +284,12 @@ class Handlers:
         return json_response({"QueryResponse": response, "time": self.now()})
 
     async def company_info(self, request: Request, realm: Realm) -> Response:
-        return json_response({"CompanyInfo": {
-            "Id": "1", "SyncToken": "0", "domain": "QBO", "sparse": False, "CompanyName": realm.company_name,
-            "LegalName": realm.company_name, "Country": "US", "SupportedLanguages": "en"}, "time": self.now()})
+        """``GET /companyinfo/{realmId}`` (any id is answered: the company has one CompanyInfo)."""
+        return await self._account(realm, "CompanyInfo")
+
+    async def preferences(self, request: Request, realm: Realm) -> Response:
+        return await self._account(realm, "Preferences")
+
+    async def _account(self, realm: Realm, name: str) -> Response:
+        record = await off_loop(self.state, realm.render, None, realm.account[name])
+        return json_response({name: record, "time": self.now()})

@@ -28,7 +28,7 @@ activity generator calls to edit data as a person in the QuickBooks UI would (``
 bump SyncToken and LastUpdatedTime like API writes, and side effects (a payment lowering its invoice's
 Balance, an invoice marking time HasBeenBilled) bump the affected records too.
 ``build_app(state)`` returns the starlette app. Fault endpoint names: token, query, cdc, batch,
-companyinfo and each entity path (customer, term, account, employee, item, timeactivity, purchase,
+companyinfo, preferences and each entity path (customer, term, account, employee, item, timeactivity, purchase,
 invoice, payment, estimate).
 """
 
@@ -112,9 +112,9 @@ class QuickBooksState(SandboxState):
         """A new company, seeded with the four standard terms (ids "1".."4"), a small chart of accounts
         (``STANDARD_ACCOUNTS``: ids "1".."4") and the default "Services" item (id "1")."""
         with self.lock:
-            realm = Realm(realm_id, company_name)
-            self.realms[realm_id] = realm
             now = self.clock.now()
+            realm = Realm(realm_id, company_name, now)
+            self.realms[realm_id] = realm
             for name, days in STANDARD_TERMS:
                 realm.create(ENTITY_TYPES["Term"], {"Name": name, "DueDays": days}, now, "QuickBooks")
             for name, kind in STANDARD_ACCOUNTS:

@@ -21,14 +21,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from accord.connectors.quickbooks.faults import QboFault, qbo_time
-from accord.sandboxes.quickbooks import qql, rules
+from accord.sandboxes.quickbooks import account, qql, rules
 from accord.sandboxes.quickbooks.rulebase import business
 from accord.sandboxes.quickbooks.tables import CURRENCIES, ENTITY_TYPES, EntityType, entity_type
 from accord.sandboxes.recency import Recency
 
 __all__ = ["ENTITY_TYPES", "EntityType", "Realm", "Row", "entity_type"]
 
-READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time"})
+READ_ONLY = frozenset({"time"})  # accepted besides each entity's documented ones (``EntityType.known``)
+
+
+def unknown_property(etype: EntityType, key: str) -> QboFault:
+    """QBO's answer to a property its schema lacks: the JSON binder's "Unrecognized field" text."""
+    known = ", ".join(f'"{name}"' for name in sorted(etype.known))
+    return QboFault(400, "2010", "Request has invalid or unsupported property",
+                    f'Property Name:Unrecognized field "{key}" (class com.intuit.schema.finance.v3.{etype.name}), '
+                    f"not marked as ignorable ({len(etype.known)} known properties: {known}]) specified is "
+                    "unsupported or invalid", element=key)
 
 
 @dataclass
@@ -64,12 +73,20 @@ def _lookup(data: Any, path: str) -> Any:
     return data
 
 
+def _project(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The named properties of ``record`` (and its Id), marked sparse: a query's projection."""
+    wanted = {f.split(".")[0].lower() for f in fields} | {"id"}
+    return {"domain": "QBO", "sparse": True, **{k: v for k, v in record.items() if k.lower() in wanted}}
+
+
 class Realm:
     """One company: tables, id sequences and the requestid replay cache (its quotas: ``state.quotas``)."""
 
-    def __init__(self, realm_id: str, company_name: str) -> None:
+    def __init__(self, realm_id: str, company_name: str, created: float = 0.0) -> None:
         self.id = realm_id
         self.company_name = company_name
+        self.account = {"CompanyInfo": Row(account.company_info(company_name, realm_id), created, created),
+                        "Preferences": Row(account.preferences(), created, created)}
         self.tables: dict[str, dict[str, Row]] = {name: {} for name in ENTITY_TYPES}
         self.recency = {name: Recency.of(table, lambda row: row.updated) for name, table in self.tables.items()}
         self.names: dict[str, dict[str, str]] = {t.scope: {} for t in ENTITY_TYPES.values()}  # name → id
@@ -87,7 +104,7 @@ class Realm:
             del self.replies[next(iter(self.replies))]
 
     # -- reads ----------------------------------------------------------------------------------
-    def render(self, etype: EntityType, row: Row) -> dict[str, Any]:
+    def render(self, etype: EntityType | None, row: Row) -> dict[str, Any]:
         meta = {"CreateTime": qbo_time(row.created), "LastUpdatedTime": qbo_time(row.updated)}
         if row.deleted:
             return {"domain": "QBO", "status": "Deleted", "Id": row.wire["Id"], "MetaData": meta}
@@ -112,6 +129,26 @@ class Realm:
     def query(self, text: str) -> dict[str, Any]:
         """The ``QueryResponse`` object for one statement."""
         parsed = qql.parse(text)
+        name, rows, known, name_list = self._source(parsed)
+        for field_name in qql.named_fields(parsed):
+            if field_name.lower() not in known:
+                raise qql.validation_error(f"property '{field_name}' is not queryable for {name}")
+        page, total = qql.run(parsed, rows, self.resolve, active_only=name_list)
+        if parsed.count:
+            return {"totalCount": total}
+        if not page:
+            return {}
+        rendered = [self.render(None, r) for r in page]
+        if parsed.fields is not None:
+            rendered = [_project(r, parsed.fields) for r in rendered]
+        return {name: rendered, "startPosition": parsed.start, "maxResults": len(page)}
+
+    def _source(self, parsed: qql.Query) -> tuple[str, list[Row], frozenset[str], bool]:
+        """(entity name, candidate rows, lower-cased queryable properties, name list?) of a query."""
+        single = account.singleton(parsed.entity)
+        if single is not None:
+            row = self.account[single]
+            return single, [row], frozenset(k.lower() for k in (*row.wire, "MetaData")), False
         etype = entity_type(parsed.entity)
         table = self.tables[etype.name]
         floor = qql.updated_floor(parsed)
@@ -120,13 +157,7 @@ class Realm:
         else:  # only the rows changed since: read through the recency index, in the table's (Id) order
             rows = sorted((r for r in map(table.__getitem__, self.recency[etype.name].since(floor)) if not r.deleted),
                           key=lambda r: int(r.wire["Id"]))
-        page, total = qql.run(parsed, rows, self.resolve, active_only=etype.name_list)
-        if parsed.count:
-            return {"totalCount": total}
-        if not page:
-            return {}
-        return {etype.name: [self.render(etype, r) for r in page], "startPosition": parsed.start,
-                "maxResults": len(page)}
+        return etype.name, rows, frozenset(k.lower() for k in etype.known), etype.name_list
 
     def changed_since(self, names: list[str], since: float, limit: int) -> tuple[list[tuple[str, Row]], bool]:
         """Rows of ``names`` changed at or after ``since``, oldest first, at most ``limit``."""
@@ -142,12 +173,10 @@ class Realm:
     def _check_body(self, etype: EntityType, body: Mapping[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for key, value in body.items():
-            if key in READ_ONLY or key in etype.computed:
-                continue
-            if key not in etype.writable:
-                raise QboFault(400, "2010", "Request has invalid or unsupported property",
-                               f"Property Name:{key} is not a valid property of {etype.name}", element=key)
-            values[key] = value
+            if key in etype.writable:
+                values[key] = value
+            elif key not in etype.known and key not in READ_ONLY:
+                raise unknown_property(etype, key)
         for ref_field, target in etype.refs.items():
             ref = values.get(ref_field)
             if isinstance(ref, dict) and not self.exists(target, str(ref.get("value"))):

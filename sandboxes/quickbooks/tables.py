@@ -33,14 +33,24 @@ class EntityType:
     unique_scope: str | None = None  # entities sharing one name space (Customer/Employee DisplayName)
     refs: Mapping[str, str] = field(default_factory=dict)  # ref field → referenced entity name
     fixed: frozenset[str] = frozenset()  # set on create only: an update keeps it (a change is refused: 6000)
+    read_only: frozenset[str] = frozenset()  # documented, accepted on write and ignored (besides ``computed``)
+
+    @property
+    def known(self) -> frozenset[str]:
+        """Every property the entity documents: a write naming anything else is refused (2010)."""
+        return self.writable | self.read_only | frozenset(self.computed) | META
 
     @property
     def scope(self) -> str:
         return self.unique_scope or self.name
 
 
+META = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse"})  # every entity's; read-only
 _TXN = frozenset({"TxnDate", "PrivateNote", "CurrencyRef", "ExchangeRate", "DepartmentRef", "ClassRef",
-                  "TxnSource", "DocNumber"})
+                  "TxnSource", "DocNumber", "TransactionLocationType"})
+_SALES = frozenset({"ShipFromAddr", "ShipDate", "TrackingNum", "ShipMethodRef", "BillEmailCc", "BillEmailBcc",
+                    "ApplyTaxAfterDiscount", "GlobalTaxCalculation", "TxnTaxDetail", "FreeFormAddress"})
+_SALES_RO = frozenset({"HomeTotalAmt", "RecurDataRef", "TaxExemptionRef"})
 
 ENTITY_TYPES: dict[str, EntityType] = {
     "Customer": EntityType(
@@ -50,7 +60,11 @@ ENTITY_TYPES: dict[str, EntityType] = {
             "PrintOnCheckName", "PrimaryEmailAddr", "PrimaryPhone", "Mobile", "Fax", "AlternatePhone",
             "WebAddr", "BillAddr", "ShipAddr", "Notes", "Active", "Job", "BillWithParent", "ParentRef",
             "Taxable", "CurrencyRef", "SalesTermRef", "PaymentMethodRef", "PreferredDeliveryMethod",
-            "PrimaryTaxIdentifier", "ResaleNum", "DefaultTaxCodeRef", "IsProject"}),
+            "PrimaryTaxIdentifier", "ResaleNum", "DefaultTaxCodeRef", "IsProject", "SecondaryTaxIdentifier",
+            "ARAccountRef", "CustomerTypeRef", "BusinessNumber", "GSTIN", "GSTRegistrationType",
+            "TaxExemptionReasonId", "Source"}),
+        # Balance/OpenBalanceDate open a balance on create in QBO; the sandbox keeps none and ignores them
+        read_only=frozenset({"FullyQualifiedName", "Level", "OpenBalanceDate", "V4IDPseudonym"}),
         defaults={"Active": True, "Job": False, "BillWithParent": False, "Taxable": False,
                   "IsProject": False, "PreferredDeliveryMethod": "Print", "CurrencyRef": HOME_CURRENCY},
         computed={"Balance": 0, "BalanceWithJobs": 0},
@@ -61,24 +75,32 @@ ENTITY_TYPES: dict[str, EntityType] = {
         name="Term", path="term", name_list=True, unique="Name",
         writable=frozenset({"Name", "Active", "Type", "DueDays", "DiscountPercent", "DiscountDays",
                             "DayOfMonthDue", "DueNextMonthDays", "DiscountDayOfMonth"}),
+        read_only=frozenset({"AttachableRef"}),
         defaults={"Active": True, "Type": "STANDARD"}),
     "Account": EntityType(
         name="Account", path="account", name_list=True, unique="Name",
         writable=frozenset({"Name", "Active", "AccountType", "AccountSubType", "Description", "AcctNum",
-                            "CurrencyRef"}),
+                            "CurrencyRef", "SubAccount", "ParentRef", "AccountAlias", "TxnLocationType",
+                            "TaxCodeRef"}),
+        read_only=frozenset({"FullyQualifiedName", "Classification", "CurrentBalanceWithSubAccounts"}),
         defaults={"Active": True, "CurrencyRef": HOME_CURRENCY}, computed={"CurrentBalance": 0}),
     "Employee": EntityType(
         name="Employee", path="employee", name_list=True, unique="DisplayName", unique_scope="party",
         writable=frozenset({"DisplayName", "Title", "GivenName", "MiddleName", "FamilyName", "Suffix",
                             "PrintOnCheckName", "Active", "PrimaryPhone", "Mobile", "PrimaryEmailAddr",
                             "EmployeeNumber", "PrimaryAddr", "BillableTime", "BillRate", "CostRate",
-                            "HiredDate", "ReleasedDate", "Gender", "BirthDate"}),
+                            "HiredDate", "ReleasedDate", "Gender", "BirthDate", "SSN", "Organization"}),
+        read_only=frozenset({"FullyQualifiedName", "V4IDPseudonym"}),
         defaults={"Active": True, "BillableTime": False}),
     "Item": EntityType(
         name="Item", path="item", name_list=True, unique="Name",
         writable=frozenset({"Name", "Sku", "Description", "PurchaseDesc", "Active", "Type", "UnitPrice",
                             "PurchaseCost", "Taxable", "IncomeAccountRef", "ExpenseAccountRef", "SubItem",
-                            "ParentRef", "TrackQtyOnHand"}),
+                            "ParentRef", "TrackQtyOnHand", "QtyOnHand", "InvStartDate", "AssetAccountRef",
+                            "SalesTaxIncluded", "PurchaseTaxIncluded", "SalesTaxCodeRef", "PurchaseTaxCodeRef",
+                            "PrefVendorRef", "ClassRef", "ReorderPoint", "ItemCategoryType", "AbatementRate",
+                            "ReverseChargeRate", "ServiceType", "TaxClassificationRef", "UQCDisplayText", "UQCId"}),
+        read_only=frozenset({"FullyQualifiedName", "Level"}),
         defaults={"Active": True, "Taxable": False, "UnitPrice": 0, "Type": "Service", "TrackQtyOnHand": False},
         refs={"IncomeAccountRef": "Account", "ExpenseAccountRef": "Account", "ParentRef": "Item"}),
     "TimeActivity": EntityType(
@@ -86,33 +108,42 @@ ENTITY_TYPES: dict[str, EntityType] = {
         writable=frozenset({"TxnDate", "NameOf", "EmployeeRef", "VendorRef", "CustomerRef", "ProjectRef",
                             "ItemRef", "ClassRef", "DepartmentRef", "PayrollItemRef", "BillableStatus",
                             "Taxable", "HourlyRate", "CostRate", "Hours", "Minutes", "BreakHours",
-                            "BreakMinutes", "StartTime", "EndTime", "Description", "TransactionLocationType"}),
+                            "BreakMinutes", "StartTime", "EndTime", "Description", "TransactionLocationType",
+                            "OtherNameRef"}),
+        read_only=frozenset({"TimeZone"}),
         defaults={"BillableStatus": "NotBillable", "Taxable": False},
         refs={"EmployeeRef": "Employee", "CustomerRef": "Customer", "ProjectRef": "Customer", "ItemRef": "Item"}),
     "Purchase": EntityType(
         name="Purchase", path="purchase", name_list=False,
         writable=_TXN | {"PaymentType", "AccountRef", "EntityRef", "Line", "Credit", "PaymentMethodRef",
-                         "GlobalTaxCalculation"},
+                         "GlobalTaxCalculation", "TxnTaxDetail", "RemitToAddr", "PrintStatus",
+                         "IncludeInAnnualTPAR"},
+        read_only=frozenset({"LinkedTxn", "RecurDataRef", "PurchaseEx"}),
         computed={"TotalAmt": 0}, refs={"AccountRef": "Account"}),
     "Invoice": EntityType(
         name="Invoice", path="invoice", name_list=False,
         writable=_TXN | {"CustomerRef", "ProjectRef", "Line", "DueDate", "SalesTermRef", "BillEmail",
                          "BillAddr", "ShipAddr", "CustomerMemo", "EmailStatus", "PrintStatus",
-                         "AllowOnlineCreditCardPayment", "AllowOnlineACHPayment", "TxnTaxDetail"},
+                         "AllowOnlineCreditCardPayment", "AllowOnlineACHPayment", "TxnTaxDetail", "Deposit",
+                         "DepositToAccountRef", "AllowIPNPayment", "AllowOnlinePayment"} | _SALES,
+        # LinkedTxn and CustomField are writable in QBO; the sandbox derives the one and keeps no custom fields
+        read_only=_SALES_RO | {"HomeBalance", "DeliveryInfo", "InvoiceLink"},
         defaults={"PrintStatus": "NotSet", "EmailStatus": "NotSet"},
         computed={"TotalAmt": 0, "Balance": 0, "LinkedTxn": [], "CustomField": []},
         refs={"CustomerRef": "Customer", "ProjectRef": "Customer", "SalesTermRef": "Term"}),
     "Payment": EntityType(
         name="Payment", path="payment", name_list=False,
         writable=_TXN | {"CustomerRef", "ProjectRef", "TotalAmt", "Line", "PaymentRefNum", "PaymentMethodRef",
-                         "DepositToAccountRef", "ProcessPayment"},
+                         "DepositToAccountRef", "ProcessPayment", "ARAccountRef", "CreditCardPayment"},
+        read_only=frozenset({"TaxExemptionRef", "LinkedTxn"}),
         defaults={"DepositToAccountRef": {"value": "4"}}, computed={"UnappliedAmt": 0},
         refs={"CustomerRef": "Customer", "ProjectRef": "Customer", "DepositToAccountRef": "Account"}),
     "Estimate": EntityType(
         name="Estimate", path="estimate", name_list=False,
         writable=_TXN | {"CustomerRef", "ProjectRef", "Line", "ExpirationDate", "TxnStatus", "AcceptedBy",
                          "AcceptedDate", "CustomerMemo", "SalesTermRef", "BillEmail", "BillAddr", "ShipAddr",
-                         "EmailStatus", "PrintStatus"},
+                         "EmailStatus", "PrintStatus", "DueDate", "CustomField"} | _SALES,
+        read_only=_SALES_RO | {"LinkedTxn"},
         defaults={"TxnStatus": "Pending", "PrintStatus": "NotSet", "EmailStatus": "NotSet"},
         computed={"TotalAmt": 0},
         refs={"CustomerRef": "Customer", "ProjectRef": "Customer", "SalesTermRef": "Term"}),
