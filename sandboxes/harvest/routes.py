@@ -2,7 +2,7 @@
 the per-token quota → 429 with ``Retry-After``, see ``sandbox``), list paging (``page`` or ``cursor``,
 ``per_page`` ≤ 2000, ``links``), filters, and the CRUD handlers of every resource (invoices with their
 nested ``messages`` and ``payments`` included; a payment has no GET or PATCH route, as in Harvest), and
-``GET /v2/company`` (the account's settings and module flags)."""
+``GET /v2/company`` (the account's settings and module flags) and ``GET /v2/users/me``."""
 
 from __future__ import annotations
 
@@ -209,7 +209,12 @@ def api_routes(state: HarvestState) -> list[Route]:
         with state.lock:
             return JSONResponse(state.company())
 
-    routes: list[Route] = [route("/v2/company", "company", company, ["GET"])]
+    async def me(_: Request) -> Response:
+        with state.lock:
+            return JSONResponse(state.me())
+
+    routes: list[Route] = [route("/v2/company", "company", company, ["GET"]),
+                           route("/v2/users/me", "users", me, ["GET"])]
     for name in ("clients", "contacts", "projects", "tasks", "users", "time_entries", "expenses",
                  "expense_categories"):
         res = Resource(state, name)

@@ -21,7 +21,16 @@ tracked time and expenses), ``invoice_event``, ``record_payment``, ``delete_paym
 ``GET /v2/company`` answers ``company()`` (name, module flags ``expense_feature``, ``invoice_feature``,
 ``approval_feature``, ``is_active``; tests change the attributes). Fault endpoint names are resource names:
 clients, contacts, projects, tasks, task_assignments, users, user_assignments, time_entries, expenses,
-expense_categories, invoices, invoice_messages, invoice_payments, and company.
+expense_categories, invoices, invoice_messages, invoice_payments, company and users (``/v2/users/me``
+answers ``me()``: every sandbox token is the account owner's).
+
+Writes follow §3.2 and §3.8 of the reference (each resource's writable fields: ``store.SCHEMAS``,
+``invoices.INVOICE_FIELDS``). The reference is silent on read-only and unknown parameters; Harvest (a
+Rails API) takes the parameters it permits and ignores the rest, and so does the sandbox: a whole object
+from a GET (``id``, ``created_at``, ``updated_at``, nested ``client`` / ``project`` / ``task`` /
+``user``, computed ``hours_without_timer``, ``billable_rate``, ``amount``...) is a valid create or
+PATCH, and a reference is changed only through its ``*_id`` parameter. Left out: receipts on expenses,
+estimates, retainers, recurring invoices, the Reports API, and user role and permission changes.
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from accord.sandboxes.harvest.ledger import BillingStore
+from accord.connectors.harvest.mapping import format_time
+from accord.sandboxes.harvest.ledger import OWNER, BillingStore
 from accord.sandboxes.harvest.routes import api_routes
 from accord.sandboxes.harvest.store import LOCKED_APPROVED, HarvestError
 from accord.sandboxes.quota import QuotaLimit, Refusal
@@ -60,6 +70,7 @@ class HarvestState(SandboxState):
         self.expense_feature = True  # the company's modules (``GET /v2/company``); tests turn them off
         self.invoice_feature = True
         self.is_active = True
+        self.created = self.clock.now()
         self.store = BillingStore(self.clock.now, approval_feature=lambda: self.approval_feature)
 
     # -- limits -----------------------------------------------------------------------------------------
@@ -94,6 +105,24 @@ class HarvestState(SandboxState):
                 "weekly_capacity": 144000, "expense_feature": self.expense_feature,
                 "invoice_feature": self.invoice_feature, "estimate_feature": False,
                 "approval_feature": self.approval_feature}
+
+    def me(self) -> dict[str, Any]:
+        """``GET /v2/users/me``: the token's user (every sandbox token is the account owner's), in the
+        shape of ``GET /v2/users/{id}``; a user row with the owner's email, when one exists, is that user."""
+        mine = next((r for r in self.store.tables["users"].values() if r["email"] == OWNER["email"]), None)
+        if mine is not None:
+            return self.store.render("users", mine)
+        first, _, last = str(OWNER["name"]).partition(" ")
+        stamp = format_time(self.created)
+        return {"id": OWNER["id"], "first_name": first, "last_name": last, "email": OWNER["email"],
+                "telephone": "", "timezone": "Eastern Time (US & Canada)", "weekly_capacity": 126000,
+                "has_access_to_all_future_projects": True, "is_contractor": False, "is_active": True,
+                "calendar_integration_enabled": False, "calendar_integration_source": None,
+                "can_create_projects": True, "default_hourly_rate": None, "cost_rate": None, "roles": [],
+                "access_roles": ["administrator"], "permissions_claims": ["expenses:read:all", "expenses:write:all",
+                                                                          "timers:read:all", "timers:write:all"],
+                "avatar_url": f"https://d3s3969qhosaug.cloudfront.net/v2/{OWNER['id']}.png",
+                "created_at": stamp, "updated_at": stamp}
 
     # -- generic user helpers -----------------------------------------------------------------------------
 

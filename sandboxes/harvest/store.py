@@ -55,6 +55,12 @@ _REFS = {"client_id": "clients", "project_id": "projects", "task_id": "tasks", "
          "expense_category_id": "expense_categories"}
 
 
+def _singular(resource: str) -> str:
+    """``time_entries`` → "time entry", ``expenses`` → "expense"."""
+    name = resource.replace("_", " ")
+    return name[:-3] + "y" if name.endswith("ies") else name[:-1]
+
+
 class HarvestError(Exception):
     """An API error: ``status`` and the JSON body Harvest answers with."""
 
@@ -160,7 +166,7 @@ class HarvestStore:
         row = self.get(resource, rid)
         values = body if system else self._clean(resource, body)
         if row.get("is_locked") and not system:
-            raise invalid(f"This {resource[:-1].replace('_', ' ')} is locked: {row['locked_reason']}")
+            raise invalid(f"This {_singular(resource)} is locked: {row['locked_reason']}")
         merged = {**row, **values}
         self._check(resource, merged, row["id"])
         merged["updated_at"] = self._stamp(row)
@@ -170,7 +176,7 @@ class HarvestStore:
     def delete(self, resource: str, rid: int | str) -> None:
         row = self.get(resource, rid)
         if row.get("is_locked"):
-            raise invalid(f"This {resource[:-1].replace('_', ' ')} is locked: {row['locked_reason']}")
+            raise invalid(f"This {_singular(resource)} is locked: {row['locked_reason']}")
         if resource == "clients" and any(p["client_id"] == row["id"] for p in self.tables["projects"].values()):
             raise invalid("This client has projects; archive it instead")
         if resource == "projects":
