@@ -167,3 +167,29 @@ tests:
     assert done.returncode == 0, doc + done.stdout + done.stderr
     return {(a, s, v) for a, v, s in re.findall(r'alertname="(\w+)".*?severity="(\w+)",sla="(\w+)"',
                                                   "\n".join(expected))}
+
+
+def test_sla_config_errors_name_their_json_path() -> None:
+    import pytest
+
+    from accord.config.load import ConfigError, loads
+
+    bad = PROVISION_CONFIG + """
+[business]
+invoice_runs = "61 6 1 * *"
+[sla.deal]
+process = "quote-to-cash"
+track = "provisioning"
+[sla.time]
+process = "project-to-revenue"
+track = "delivery"
+entity = "time_entry"
+target = "erp"
+before = "invoice run"
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(bad, env={})
+    message = str(caught.value)
+    assert "$.business.invoice_runs" in message
+    assert "$.sla.deal: give `within`" in message
+    assert "$.sla.time.entity: `time_entry` is not configured" in message
