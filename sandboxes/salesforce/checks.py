@@ -82,19 +82,23 @@ class RecordChecks:
         types = self.field_types(sobject)
         by_fold = {name.casefold(): name for name in types}
         clean: dict[str, Any] = {}
+        read_only: list[str] = []
         for key, value in values.items():
             if key == "attributes":
                 continue
             name = by_fold.get(key.casefold())
-            if name is None:
+            if name is None:  # the body is bound first: an unknown name is refused before read-only ones
                 raise RecordError("INVALID_FIELD", f"No such column '{key}' on sobject of type {sobject.name}",
                                   [key])
             if name in SYSTEM_FIELDS or name in sobject.computed():
-                raise RecordError("INVALID_FIELD_FOR_INSERT_UPDATE",
-                                  f"Unable to create/update fields: {name}. Please check the security settings "
-                                  "of this field and verify that it is read/write for your profile or "
-                                  "permission set.", [name])
+                read_only.append(name)
+                continue
             clean[name] = self._check_type(name, types[name], value)
+        if read_only:  # one error naming every read-only field sent
+            raise RecordError("INVALID_FIELD_FOR_INSERT_UPDATE",
+                              f"Unable to create/update fields: {', '.join(read_only)}. Please check the security "
+                              "settings of this field and verify that it is read/write for your profile or "
+                              "permission set.", read_only)
         if "BillingCountryCode" in clean:
             code = clean["BillingCountryCode"]
             if code is not None and not re.fullmatch(r"[A-Z]{2}", str(code)):
