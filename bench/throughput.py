@@ -158,7 +158,7 @@ def bench_settings(world: World, url: str, data_dir: str) -> Settings:
     settings = world.configure(demo_settings(data_dir, 0))
     return msgspec.structs.replace(
         settings, log_level="WARNING", redis=msgspec.structs.replace(settings.redis, url=url),
-        provisioning=None, reconcile={},  # they need entities this benchmark does not sync
+        provisioning=None, reconcile={}, sla={},  # they need entities this benchmark does not sync
         systems={**settings.systems,
                  "crm": quotas_raised(settings.systems["crm"], 10_000), "erp": quotas_raised(settings.systems["erp"])},
         # the measured flow: CRM accounts to ERP customers (the PSA takes no part in this benchmark)

@@ -87,7 +87,7 @@ async def running_daemon(server: EmbeddedRedis, tmp: Any, *, three_systems: bool
         {"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.3,
                                             systems=["crm", "erp"], exclude={})})
     if not three_systems:  # accounts only: the demo's provisioning and reconciliation need other entities
-        settings = msgspec.structs.replace(settings, provisioning=None, reconcile={})
+        settings = msgspec.structs.replace(settings, provisioning=None, reconcile={}, sla={})
     if adjust is not None:
         settings = adjust(settings)
     daemon = Daemon(settings)
