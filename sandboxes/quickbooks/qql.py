@@ -278,6 +278,13 @@ def updated_floor(query: Query) -> float | None:
     return max(floors, default=None)
 
 
+def id_set(query: Query) -> set[str] | None:
+    """The ids a row must have to match (``Id = 'x'`` / ``Id IN (...)`` conditions), if the query names any."""
+    sets = [{str(v) for v in (c.value if c.op.lower() == "in" else (c.value,))}
+            for c in query.where if c.field.lower() == "id" and c.op.lower() in ("=", "in")]
+    return set.intersection(*sets) if sets else None
+
+
 def run(query: Query, rows: Sequence[Any], resolve: Resolver, *, active_only: bool) -> tuple[list[Any], int]:
     """Filter, sort and page ``rows``. Returns (the page, total matches).
 

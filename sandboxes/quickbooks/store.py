@@ -151,8 +151,10 @@ class Realm:
             return single, [row], frozenset(k.lower() for k in (*row.wire, "MetaData")), False
         etype = entity_type(parsed.entity)
         table = self.tables[etype.name]
-        floor = qql.updated_floor(parsed)
-        if floor is None:
+        floor, ids = qql.updated_floor(parsed), qql.id_set(parsed)
+        if ids is not None:  # by id: those rows only, not a scan of the table (a writer's read-before-write)
+            rows = sorted((table[i] for i in ids if i in table and not table[i].deleted), key=lambda r: int(r.wire["Id"]))
+        elif floor is None:
             rows = [r for r in table.values() if not r.deleted]
         else:  # only the rows changed since: read through the recency index, in the table's (Id) order
             rows = sorted((r for r in map(table.__getitem__, self.recency[etype.name].since(floor)) if not r.deleted),

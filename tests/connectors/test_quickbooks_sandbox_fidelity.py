@@ -256,3 +256,12 @@ async def test_company_info_and_preferences(state, api) -> None:
     assert (await _rows(api, "select * from Preferences"))["Preferences"] == [prefs]
     unauth = await api.client.get(f"{api.base}/preferences", params={"minorversion": "75"})
     assert unauth.status_code == 401
+
+
+def test_a_query_by_id_reads_those_rows_and_still_applies_every_condition() -> None:
+    """``Id = 'x'`` / ``Id IN (...)`` read the named rows (a writer's read-before-write does not scan the
+    table); the other conditions, deleted rows, unknown ids and ordering behave as in any query."""
+    from accord.sandboxes.quickbooks.qql import id_set, parse
+
+    assert id_set(parse("SELECT * FROM Customer WHERE Id IN ('1', '2', '3') AND Id = '2'")) == {"2"}
+    assert id_set(parse("SELECT * FROM Customer WHERE DisplayName = 'x'")) is None
