@@ -6,6 +6,7 @@ canonical   Tryton model     fields                                             
 account     party.party      name; status ← active; billing_address ← first address        identifier
                              (street, city, postal_code); website ← the ``website``        ``accord:<gid>``
                              contact mechanism; tax_id ← the first other identifier        (type empty)
+resource, project, task, time_entry: see ``psa``
 =========== ================ ============================================================ ====================
 
 The wire shape the mapper reads is a party row with its x2many lists *expanded* to the sub-records
@@ -30,13 +31,16 @@ from accord.connectors.tryton.codec import epoch_us
 
 SYSTEM = "tryton"
 GID_PREFIX = "accord:"
+RESOURCE_MARKER = "accord-resource:"  # an employee's party (``psa``): never read as an account's gid
+MARKERS = (GID_PREFIX, RESOURCE_MARKER)
 PARTY = "party.party"
 PARTY_FIELDS = ("name", "active", "addresses", "contact_mechanisms", "identifiers", "write_date", "create_date")
 ADDRESS_FIELDS = ("street", "city", "postal_code")
 MECHANISM_FIELDS = ("type", "value")
 IDENTIFIER_FIELDS = ("type", "code")
 ACCOUNT_FIELDS = ("name", "status", "billing_address", "website", "tax_id")
-MODELS = {"account": PARTY}
+MODELS = {"account": PARTY, "resource": "company.employee", "project": "project.work", "task": "project.work",
+          "time_entry": "timesheet.line"}
 
 
 def version_of(wire: Mapping[str, Any]) -> int:
@@ -54,8 +58,9 @@ def gid_of(identifiers: list[Mapping[str, Any]]) -> str | None:
 
 
 def tax_identifier(identifiers: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The identifier holding the tax id: the first that is not Accord's marker."""
-    return next((i for i in identifiers if not str(i.get("code") or "").startswith(GID_PREFIX)), None)
+    """The identifier holding the tax id: the first that is not one of Accord's markers (``accord:``,
+    ``accord-resource:``)."""
+    return next((i for i in identifiers if not str(i.get("code") or "").startswith(MARKERS)), None)
 
 
 def website_mechanism(mechanisms: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -116,7 +121,7 @@ def create_values(fields: Mapping[str, Any], gid: str | None) -> dict[str, Any]:
     return vals
 
 
-def _x2many(current: Mapping[str, Any] | None, value: Any, build: dict[str, Any] | None) -> list[Any] | None:
+def x2many(current: Mapping[str, Any] | None, value: Any, build: dict[str, Any] | None) -> list[Any] | None:
     """One x2many operation: write the current sub-record, create one, or delete it (value unset)."""
     if value is None or value == "":
         return [["delete", [current["id"]]]] if current else None
@@ -130,18 +135,18 @@ def update_values(fields: Mapping[str, Any], current: Mapping[str, Any]) -> dict
     vals = scalar_values(fields)
     if "billing_address" in fields and fields["billing_address"] is not None:
         addresses = list(current.get("addresses") or [])
-        ops = _x2many(addresses[0] if addresses else None, fields["billing_address"],
+        ops = x2many(addresses[0] if addresses else None, fields["billing_address"],
                       address_values(fields["billing_address"]))
         if ops:
             vals["addresses"] = ops
     if "website" in fields:
         site = website_mechanism(list(current.get("contact_mechanisms") or []))
-        ops = _x2many(site, fields["website"], {"type": "website", "value": fields["website"]})
+        ops = x2many(site, fields["website"], {"type": "website", "value": fields["website"]})
         if ops:
             vals["contact_mechanisms"] = ops
     if "tax_id" in fields:
         tax = tax_identifier(list(current.get("identifiers") or []))
-        ops = _x2many(tax, fields["tax_id"], {"code": fields["tax_id"]})
+        ops = x2many(tax, fields["tax_id"], {"code": fields["tax_id"]})
         if ops:
             vals["identifiers"] = ops
     return vals
@@ -155,14 +160,39 @@ def to_canonical(entity: str, wire: Mapping[str, Any]) -> SourceRecord:
 
 
 class TrytonMapper:
-    """The ``Mapper`` of the Tryton plug-in (``accord map``)."""
+    """The ``Mapper`` of the Tryton plug-in (``accord map``). A PSA row given as read (not expanded by the
+    connector) maps without the references it would need another read for (a task's project, a time
+    entry's task and project)."""
 
     def to_canonical(self, entity: str, wire: Mapping[str, Any]) -> SourceRecord:
         model_for(entity)
-        return to_canonical(entity, wire)
+        if entity == "account":
+            return to_canonical(entity, wire)
+        from accord.connectors.tryton import psa
+
+        row = dict(wire)
+        version = psa.version_of(row)
+        if entity == "resource":
+            fields, gid = psa.employee_fields(row, dt.date.today()), psa.employee_gid(row.get("accord_party") or {})
+        elif entity == "time_entry":
+            fields, gid = psa.line_fields(row), psa.description_gid(row.get("description"))
+        else:
+            fields, gid = psa.work_fields(entity, row), psa.comment_gid(row.get("comment"))
+        return SourceRecord(id=str(row.get("id")), version=version, fields=fields, gid=gid, modified_ms=version // 1000)
 
     def to_wire(self, entity: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         model_for(entity)
+        from accord.connectors.tryton import psa
+
+        wire: dict[str, Any]
+        if entity == "time_entry":
+            wire = psa.line_values(fields)
+            return wire
+        if entity in ("project", "task"):
+            wire = psa.work_values(entity, fields, {})
+            return wire
+        if entity == "resource":
+            return {k: v for k, v in fields.items() if k in ("name", "email")}
         return create_values(fields, None)
 
 

@@ -29,7 +29,7 @@ def tryton_server(tryton_template: tuple[Path, dict[str, Any]],
     server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def settings(tryton_server: TrytonServer, tryton_template: tuple[Path, dict[str, Any]]) -> TrytonSettings:
     ids = tryton_template[1]
     return TrytonSettings(base_url=tryton_server.url, database=tryton_server.dbname, login=ids["admin_login"],
@@ -43,9 +43,9 @@ async def connector(settings: TrytonSettings) -> AsyncIterator[TrytonConnector]:
     await conn.aclose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def rpc(settings: TrytonSettings) -> Iterator[Rpc]:
-    """A user working in Tryton itself (admin, over JSON-RPC)."""
+    """A user working in Tryton itself (admin, over JSON-RPC; one login per module: argon2 is slow)."""
     client = Rpc(settings.base_url, settings.database)
     client.login(settings.login, settings.password)
     yield client

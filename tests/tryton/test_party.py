@@ -70,8 +70,8 @@ async def test_an_edit_in_tryton_between_read_and_write_is_a_retryable_conflict(
     party = make_party(rpc, "Initech")
     read = connector.read
 
-    async def read_then_someone_edits(ids: Any) -> Any:
-        rows = await read(ids)
+    async def read_then_someone_edits(*args: Any) -> Any:
+        rows = await read(*args)
         monkeypatch.setattr(connector, "read", read)  # once
         rpc.call("model.party.party.write", [party], {"name": "Initech (edited in Tryton)"})
         return rows
