@@ -99,7 +99,8 @@ def chaos_settings(world: World, redis_url: str, data_dir: Path, namespace: str)
     return msgspec.structs.replace(
         base, namespace=namespace, log_level="WARNING", redis=msgspec.structs.replace(base.redis, url=redis_url),
         streams=msgspec.structs.replace(base.streams, retry_backoff_cap=Duration(5.0)),
-        systems=systems, entities=entities, reconcile={"accounts_in_erp": base.reconcile["accounts_in_erp"]})
+        systems=systems, entities=entities, reconcile={"accounts_in_erp": base.reconcile["accounts_in_erp"]},
+        sla={})  # the demo's SLAs name entities this workload does not drive
 
 
 # -- workload -------------------------------------------------------------------------------------
