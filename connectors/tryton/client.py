@@ -32,6 +32,7 @@ from accord.connectors.base import CallStats, Page, SourceRecord, WriteOp, Write
 from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import ConnectorError, Permanent
 from accord.connectors.tryton import mapping as m
+from accord.connectors.tryton.billing import InvoiceIO, OpportunityIO
 from accord.connectors.tryton.codec import epoch_us, from_epoch_us
 from accord.connectors.tryton.entities import UNFILTERED, EmployeeIO, EntityIO, PartyIO
 from accord.connectors.tryton.psa import stamp_of
@@ -40,7 +41,8 @@ from accord.connectors.tryton.settings import TrytonSettings
 from accord.connectors.tryton.works import LineIO, WorkIO
 
 MAX_RECENT = 50_000  # de-dup keys kept in a cursor; dropping one only repeats a record, never loses it
-IO = {"account": PartyIO, "resource": EmployeeIO, "project": WorkIO, "task": WorkIO, "time_entry": LineIO}
+IO: dict[str, type[EntityIO]] = {"account": PartyIO, "resource": EmployeeIO, "project": WorkIO, "task": WorkIO,
+                                 "time_entry": LineIO, "invoice": InvoiceIO, "opportunity": OpportunityIO}
 
 
 class Listing(msgspec.Struct, array_like=True):
@@ -194,6 +196,8 @@ class TrytonConnector:
         return results
 
     async def _write_one(self, io: EntityIO, op: WriteOp) -> WriteResult:
+        if io.read_only:
+            raise io.refuse(op)
         if op.kind == "delete":
             if op.target_id is not None:
                 await self.session.call(f"model.{io.model}.delete", [int(op.target_id)])

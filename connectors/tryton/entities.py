@@ -59,6 +59,7 @@ class EntityIO:
     model: str
     fields: tuple[str, ...]
     streams: ClassVar[dict[str, str]] = BASE_STREAMS
+    read_only: ClassVar[bool] = False  # Accord never writes it: every write op is ``refuse``d, nothing sent
 
     def __init__(self, entity: str, session: TrytonSession) -> None:
         self.entity = entity
@@ -82,6 +83,10 @@ class EntityIO:
 
     def gid_domain(self, gids: Sequence[str]) -> list[Any]:
         raise NotImplementedError
+
+    def refuse(self, op: WriteOp) -> Permanent:
+        """Why a write of a ``read_only`` entity is refused."""
+        return Permanent(m.SYSTEM, f"{self.entity} {op.gid} is read only in Tryton", code="read_only")
 
     async def create(self, op: WriteOp) -> int:
         """Create the record of ``op`` (the caller holds the database's create lock); its id."""

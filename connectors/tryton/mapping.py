@@ -6,7 +6,7 @@ canonical   Tryton model     fields                                             
 account     party.party      name; status ← active; billing_address ← first address        identifier
                              (street, city, postal_code); website ← the ``website``        ``accord:<gid>``
                              contact mechanism; tax_id ← the first other identifier        (type empty)
-resource, project, task, time_entry: see ``psa``
+resource, project, task, time_entry: see ``psa``; invoice, opportunity: see ``sales``
 =========== ================ ============================================================ ====================
 
 The wire shape the mapper reads is a party row with its x2many lists *expanded* to the sub-records
@@ -40,7 +40,7 @@ MECHANISM_FIELDS = ("type", "value")
 IDENTIFIER_FIELDS = ("type", "code")
 ACCOUNT_FIELDS = ("name", "status", "billing_address", "website", "tax_id")
 MODELS = {"account": PARTY, "resource": "company.employee", "project": "project.work", "task": "project.work",
-          "time_entry": "timesheet.line"}
+          "time_entry": "timesheet.line", "invoice": "account.invoice", "opportunity": "sale.opportunity"}
 
 
 def version_of(wire: Mapping[str, Any]) -> int:
@@ -168,11 +168,15 @@ class TrytonMapper:
         model_for(entity)
         if entity == "account":
             return to_canonical(entity, wire)
-        from accord.connectors.tryton import psa
+        from accord.connectors.tryton import psa, sales
 
         row = dict(wire)
         version = psa.version_of(row)
-        if entity == "resource":
+        if entity == "invoice":
+            fields, gid = sales.invoice_fields(row), None
+        elif entity == "opportunity":
+            fields, gid = sales.opportunity_fields(row), psa.comment_gid(row.get("comment"))
+        elif entity == "resource":
             fields, gid = psa.employee_fields(row, dt.date.today()), psa.employee_gid(row.get("accord_party") or {})
         elif entity == "time_entry":
             fields, gid = psa.line_fields(row), psa.description_gid(row.get("description"))
@@ -193,6 +197,13 @@ class TrytonMapper:
             return wire
         if entity == "resource":
             return {k: v for k, v in fields.items() if k in ("name", "email")}
+        if entity == "opportunity":
+            from accord.connectors.tryton import sales
+
+            return {**sales.opportunity_values({k: v for k, v in fields.items() if k != "currency"}, {}),
+                    **({"state": fields["stage"]} if fields.get("stage") is not None else {})}
+        if entity == "invoice":
+            raise Permanent(SYSTEM, "invoice is read only in Tryton: Accord never writes one", code="read_only")
         return create_values(fields, None)
 
 
