@@ -38,6 +38,9 @@ def add_parsers(sub: Any) -> None:
     actions = desk.add_subparsers(dest="action", required=True)
     listing = add_config(actions, "list", help="exceptions matching the filters (default: open ones)")
     _filters(listing)
+    listing.add_argument("--limit", type=_positive, default=None,
+                         help="at most this many, oldest first; the next page's cursor goes to stderr")
+    listing.add_argument("--after", default="", help="the cursor a previous --limit page printed")
     json_flag(listing, "one exception")
     show = add_config(actions, "show", help="one exception in full, with its payload")
     show.add_argument("ids", nargs="+", help="exception ids (from `accord exceptions list`)")
@@ -120,15 +123,29 @@ def filters_from(args: argparse.Namespace) -> Filters:
                    reason=args.reason, correlation_id=args.correlation_id, older_than_s=older, newer_than_s=newer)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
 async def _list(desk: ExceptionDesk, args: argparse.Namespace) -> int:
-    entries = await desk.list(filters_from(args))
+    after = ""
+    try:
+        if args.limit is None and not args.after:
+            entries = await desk.list(filters_from(args))
+        else:
+            entries, after = await desk.page(filters_from(args), args.limit or 1000, args.after)
+    except DeskError as exc:
+        raise UsageError(f"--after: {exc}") from exc
     if args.json:
         for entry in entries:
             print(json.dumps(entry.as_json(), default=str))
         return EXIT_OK
     for entry in entries:
         print(_line(entry))
-    print(f"{len(entries)} exception(s)", file=sys.stderr)
+    more = f"; next page: --after {after}" if after else ""
+    print(f"{len(entries)} exception(s){more}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -64,6 +64,22 @@ def test_list_show_skip_and_trace(failed: tuple[Path, str, str], capsys: pytest.
     assert {e["correlation_id"] for e in events} == {cid} and events[0]["kind"] == "published upsert"
 
 
+def test_list_pages_with_limit_and_after(failed: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    config, eid, _ = failed
+    assert main(["exceptions", "--config", str(config), "list", "--limit", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(eid) and "1 exception(s); next page: --after " in err
+    cursor = err.rsplit("--after ", 1)[1].strip()
+    assert main(["exceptions", "--config", str(config), "list", "--limit", "1", "--after", cursor]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "0 exception(s)"
+    assert main(["exceptions", "--config", str(config), "list", "--after", "not-a-cursor"]) == 2
+    assert "--after" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse's own usage error: exit 2, one line
+        main(["exceptions", "--config", str(config), "list", "--limit", "0"])
+    assert refused.value.code == 2 and "whole number of 1 or more" in capsys.readouterr().err
+
+
 def test_usage_errors_exit_2(failed: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
     config, eid, _ = failed
     assert main(["exceptions", "--config", str(config), "retry", eid, "--set", "no-equals-sign"]) == 2
