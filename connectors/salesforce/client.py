@@ -46,6 +46,9 @@ from accord.connectors.salesforce.session import SalesforceSession
 from accord.connectors.salesforce.settings import SalesforceSettings
 
 T = TypeVar("T")
+# a second holding at least this many rows is read by keyset (after the last Id read) between settling
+# reads; a quieter second is read whole again (no row of it waits for the settling read)
+KEYSET_MIN = 200
 _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "SERVER_UNAVAILABLE",
                     "REQUEST_RUNNING_TOO_LONG"}
 
@@ -64,6 +67,23 @@ def _pair(raw: dict[str, Any]) -> Pair | None:
         return str(raw["Id"]), parse_datetime_ms(stamp)
     except (ValueError, MappingError):
         return None
+
+
+def _keyset(body: dict[str, Any], state: FetchCursor) -> str | None:
+    """The Id the next read starts after in the watermark's second (``FetchCursor.key``), or None to read
+    that second whole: keyset when the page's last second holds ``KEYSET_MIN`` rows or more, or continues
+    the second the previous key was for. Rows come ordered by (second, Id)."""
+    rows = body.get("records") or []
+    if not rows:
+        return state.key
+    last = _pair(rows[-1])
+    if last is None:
+        return None
+    second = last[1] // 1000
+    if state.key is not None and state.wm is not None and state.wm // 1000 == second:
+        return last[0]
+    busy = sum(1 for raw in rows[-KEYSET_MIN:] if (pair := _pair(raw)) is not None and pair[1] // 1000 == second)
+    return last[0] if busy >= KEYSET_MIN else None
 
 
 class SalesforceConnector:
@@ -134,14 +154,19 @@ class SalesforceConnector:
             raise Retryable(self.system, f"GET {path} returned {type(body).__name__}, not a query result")
         return body
 
-    async def _start(self, emap: EntityMap, floor: int | None) -> dict[str, Any]:
-        where = f" WHERE SystemModstamp >= {soql_datetime(floor)}" if floor is not None else ""
+    async def _start(self, emap: EntityMap, floor: int | None, key: str | None = None) -> dict[str, Any]:
+        """``queryAll`` from ``floor``'s second; with ``key``, only that second's rows after Id ``key``."""
+        where = ""
+        if floor is not None:
+            since = soql_datetime(floor)
+            where = f" WHERE SystemModstamp >= {since}" + (
+                f" AND (SystemModstamp > {since} OR Id > {soql_string(key)})" if key is not None else "")
         return await self._query("queryAll", f"{self._soql(emap, where)} ORDER BY SystemModstamp ASC, Id ASC")
 
     async def _begin(self, emap: EntityMap, state: FetchCursor, settle: bool) -> dict[str, Any]:
         if settle:
             self._settle_started[emap.entity] = self._clock()
-        return await self._start(emap, self._floor(state, settle))
+        return await self._start(emap, self._floor(state, settle), None if settle else state.key)
 
     def _decode_cursor(self, cursor: str | None) -> FetchCursor:
         if cursor is None:
@@ -181,7 +206,8 @@ class SalesforceConnector:
             settled = self._since(wm)  # everything stamped before it was visible to this read or an earlier one
         if wm is not None:
             window.prune(settled if settled is not None else self._since(wm), MAX_RECENT)
-        position = FetchCursor(wm=wm, settled=settled, settling=settling and nxt is not None, next=nxt)
+        position = FetchCursor(wm=wm, key=_keyset(body, state), settled=settled,
+                               settling=settling and nxt is not None, next=nxt)
         saved = self._windows.save(entity, position, window)
         return Page(records=records, cursor=saved, more=nxt is not None)
 

@@ -36,9 +36,12 @@ class FetchCursor(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The poll position: watermark (max SystemModstamp seen, ms), ``settled`` (the floor of the next
     settling read: every row stamped below it that will ever commit was visible to an earlier settling
     read), ``settling`` (the query in progress is one), the locator of the query in progress, the de-dup
-    pairs when the window is small, and ``memo``: which in-memory pairs belong to it."""
+    pairs when the window is small, and ``memo``: which in-memory pairs belong to it. ``key`` is the Id of
+    the last row read in the watermark's second when that second was busy: the next read between settling
+    reads starts after it (keyset) instead of reading the whole second again."""
 
     wm: int | None = None
+    key: str | None = None
     settled: int | None = None
     settling: bool = False
     recent: list[Pair] = []

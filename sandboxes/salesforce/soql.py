@@ -12,7 +12,11 @@ Grammar (keywords case-insensitive)::
 Literals: 'quoted strings' (backslash escapes), numbers, true/false, null, unquoted dateTime
 (``2026-04-01T00:00:00Z``, fraction and ``+hh:mm`` allowed) and date (``2026-04-01``) literals.
 A syntax error is ``MALFORMED_QUERY``; an unknown field, or a literal of the wrong type for its field, is
-``INVALID_FIELD`` (as in Salesforce). String comparisons ignore case; ``!=`` matches nulls.
+``INVALID_FIELD`` (as in Salesforce). String comparisons ignore case, except an Id's order (base 62: case
+is a digit); ``!=`` matches nulls. A dateTime is
+compared and ordered to the second, as Salesforce stores it (``ORDER BY SystemModstamp, Id`` orders the rows
+of one second by Id). Left out: the sandbox keeps its stamps to the millisecond and renders them so (real
+stamps end in ``.000``), which keeps its versions unique per change.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class Cond:
     field: str
     op: str  # = != < <= > >= LIKE IN NOTIN
     value: Lit | tuple[Lit, ...]
+    ftype: str = ""  # the field's Salesforce type, once bound
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class Order:
     field: str
     desc: bool
     nulls_last: bool
+    ftype: str = ""  # the field's Salesforce type, once bound
 
 
 @dataclass(frozen=True)
@@ -278,13 +284,14 @@ def bind(query: Query, field_types: dict[str, str]) -> Query:
         field = resolve(node.field)
         for lit in node.value if isinstance(node.value, tuple) else (node.value,):
             check(field, lit)
-        return Cond(field, node.op, node.value)
+        return Cond(field, node.op, node.value, field_types[field])
 
     return Query(
         fields=tuple(resolve(name) for name in query.fields),
         sobject=query.sobject,
         where=walk(query.where) if query.where is not None else None,
-        order=tuple(Order(resolve(o.field), o.desc, o.nulls_last) for o in query.order),
+        order=tuple(Order(field, o.desc, o.nulls_last, field_types[field])
+                    for o in query.order for field in (resolve(o.field),)),
         limit=query.limit,
         offset=query.offset,
     )
@@ -333,6 +340,10 @@ def matches(node: Node | None, row: dict[str, Any]) -> bool:
         return found if node.op == "IN" else not found
     if node.op == "LIKE":
         return _like(have, str(node.value.value))
+    if node.value.kind == "datetime" and isinstance(have, int):  # stored to the second: ms never compared
+        return _compare(node.op, have // 1000, node.value.value // 1000)
+    if node.ftype in _IDS and node.op in _ORDERING and isinstance(have, str):  # Ids order by case: base 62
+        return bool(_ORDERING[node.op](have, str(node.value.value)))
     return _compare(node.op, have, node.value.value)
 
 
@@ -340,8 +351,9 @@ def modstamp_floor(query: Query) -> int | None:
     """The lowest ``SystemModstamp`` (epoch ms) a row must have to match, when the WHERE clause (or one
     of its top-level AND terms) says ``SystemModstamp >= / > datetime``; ``None`` otherwise."""
     terms = query.where.items if isinstance(query.where, BoolOp) and query.where.op == "AND" else (query.where,)
-    floors = [t.value.value for t in terms if isinstance(t, Cond) and t.field == "SystemModstamp"
-              and t.op in (">=", ">") and isinstance(t.value, Lit) and t.value.kind == "datetime"]
+    floors = [(t.value.value // 1000 + (t.op == ">")) * 1000 for t in terms
+              if isinstance(t, Cond) and t.field == "SystemModstamp" and t.op in (">=", ">")
+              and isinstance(t.value, Lit) and t.value.kind == "datetime"]
     return max(floors, default=None)
 
 
@@ -357,7 +369,7 @@ def select(query: Query, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
     for order in reversed(query.order):  # stable sorts, last key first
         present = [row for row in selected if row.get(order.field) is not None]
         missing = [row for row in selected if row.get(order.field) is None]
-        present.sort(key=partial(_sort_key, order.field), reverse=order.desc)
+        present.sort(key=partial(_SORT_KEYS.get(order.ftype, _sort_key), order.field), reverse=order.desc)
         selected = present + missing if order.nulls_last else missing + present
     selected = selected[query.offset:]
     if query.limit is not None:
@@ -368,3 +380,17 @@ def select(query: Query, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
 def _sort_key(field: str, row: dict[str, Any]) -> Any:
     value = row[field]
     return value.casefold() if isinstance(value, str) else value  # case-insensitive ties go to the next key
+
+
+def _seconds_key(field: str, row: dict[str, Any]) -> Any:
+    value = row[field]
+    return value // 1000 if isinstance(value, int) else value  # ties within a second go to the next key
+
+
+def _exact_key(field: str, row: dict[str, Any]) -> Any:
+    return row[field]
+
+
+_IDS = {"id", "reference"}
+_SORT_KEYS: dict[str, Callable[[str, dict[str, Any]], Any]] = {
+    "datetime": _seconds_key, "id": _exact_key, "reference": _exact_key}

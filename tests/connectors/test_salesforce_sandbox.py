@@ -61,12 +61,25 @@ def ids(text: str) -> list[str]:
     ("City != 'Leeds'", ["a"]),  # != matches nulls, and ignores case
     ("Amount > 10 AND (City = 'leeds' OR Name = 'Acme')", ["b", "c"]),
     ("NOT Amount >= 20", ["a"]),
-    ("When >= 1970-01-01T00:00:01.500Z", ["b", "c"]),
+    ("When >= 1970-01-01T00:00:01.500Z", ["a", "b", "c"]),  # dateTimes compare to the second
+    ("When > 1970-01-01T00:00:01.999Z", ["b", "c"]),
+    ("When = 1970-01-01T00:00:02.700Z", ["b", "c"]),
     ("When < 1970-01-01T01:00:02+01:00", ["a"]),
     ("Name = 'O\\'Brien' OR Name = 'beta'", ["b"]),
 ])
 def test_soql_conditions(where: str, expected: list[str]) -> None:
     assert ids(f"SELECT Id FROM T WHERE {where} ORDER BY Id") == expected
+
+
+def test_a_datetime_orders_to_the_second_and_ties_go_to_the_next_key() -> None:
+    rows = [{"Id": "x", "When": 1900}, {"Id": "y", "When": 1100}, {"Id": "w", "When": 2000}]
+    query = soql.bind(soql.parse("SELECT Id FROM T WHERE When >= 1970-01-01T00:00:01Z "
+                                 "AND (When > 1970-01-01T00:00:01Z OR Id > 'x') ORDER BY When, Id"), TYPES)
+    assert [r["Id"] for r in soql.select(query, rows)] == ["y", "w"]  # the keyset after (second 1, "x")
+    ordered = soql.bind(soql.parse("SELECT Id FROM T ORDER BY When, Id"), TYPES)
+    assert [r["Id"] for r in soql.select(ordered, rows)] == ["x", "y", "w"]  # 1.9 s and 1.1 s tie: by Id
+    assert soql.modstamp_floor(soql.bind(soql.parse(
+        "SELECT Id FROM T WHERE SystemModstamp > 1970-01-01T00:00:01.400Z"), {**TYPES, "SystemModstamp": "datetime"})) == 2000
 
 
 def test_soql_order_limit_offset() -> None:

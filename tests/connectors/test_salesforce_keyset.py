@@ -1,0 +1,71 @@
+"""Reads between settling reads continue a busy second by keyset (``SystemModstamp``, ``Id``) instead of
+transferring the whole second again; a row of that second that commits late below the key still arrives,
+with the next settling read, and a quiet second is read whole again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from accord.connectors.salesforce.client import KEYSET_MIN, SalesforceConnector
+from accord.sandboxes.salesforce.sandbox import SalesforceState
+from tests.connectors.sf_rig import drain as drain_entity
+
+
+async def drain(sf: SalesforceConnector, cursor: str | None) -> tuple[list[Any], str]:
+    return await drain_entity(sf, "account", cursor)
+
+
+def _restamp(state: SalesforceState, rid: str, stamp_ms: int) -> None:
+    """``rid`` edited by a transaction that took its stamp at ``stamp_ms`` and commits now."""
+    with state.lock:
+        row = {**state.store.rows["Account"][rid], "Name": "Edited late", "SystemModstamp": stamp_ms,
+               "LastModifiedDate": stamp_ms}
+        state.store._put("Account", rid, row)
+
+
+async def test_a_busy_second_is_continued_by_keyset_and_a_late_commit_below_the_key_arrives_when_settling(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    sf._clock = lambda: now[0]
+    sent: list[tuple[str | None, int]] = []
+    query = SalesforceConnector._query
+
+    async def recording(self: SalesforceConnector, path: str, soql: str | None = None) -> dict[str, Any]:
+        body = await query(self, path, soql)
+        sent.append((soql, len(body.get("records", []))))
+        return body
+
+    monkeypatch.setattr(SalesforceConnector, "_query", recording)
+    with sf_state.transaction():
+        burst = [sf_state.user_create("Account", {"Name": f"Burst {i}"}) for i in range(KEYSET_MIN + 50)]
+    records, cursor = await drain(sf, None)
+    assert [r.id for r in records] == burst  # in (second, Id) order: Ids are base 62, case is a digit
+    assert json.loads(cursor)["key"] == burst[-1]  # a busy second: the next read continues after its last Id
+    wm = json.loads(cursor)["wm"]
+
+    fresh = []
+    for i in range(3):  # three polls inside the same second, one new account each
+        sf_state.clock.advance(0.1)
+        now[0] += 0.2
+        fresh.append(sf_state.user_create("Account", {"Name": f"Fresh {i}"}))
+        records, cursor = await drain(sf, cursor)
+        assert [r.id for r in records] == [fresh[-1]]
+        assert sent[-1][1] == 1  # only the new row was transferred (the whole second would be 251, 252, 253)
+        assert f"OR Id > '{burst[-1] if i == 0 else fresh[i - 1]}'" in str(sent[-1][0])
+
+    _restamp(sf_state, burst[0], wm + 1)  # the lowest Id, stamped inside the second already read
+    records, cursor = await drain(sf, cursor)
+    assert records == []  # below the key: a fast read cannot see it
+    now[0] += 2.0
+    records, cursor = await drain(sf, cursor)
+    assert [(r.id, r.fields["name"]) for r in records] == [(burst[0], "Edited late")]  # the settling read finds it
+    assert "OR Id" not in str(sent[-1][0])
+
+    sf_state.clock.advance(1.5)  # a quiet second: read whole again (nothing of it waits for a settling read)
+    quiet = sf_state.user_create("Account", {"Name": "Quiet"})
+    records, cursor = await drain(sf, cursor)
+    assert [r.id for r in records] == [quiet]
+    assert json.loads(cursor).get("key") is None
