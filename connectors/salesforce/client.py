@@ -20,15 +20,14 @@ from loguru import logger
 from accord.connectors.base import CallStats, Page, SourceRecord, TokenCache, WriteOp, WriteResult
 from accord.connectors.budget import RequestBudget
 from accord.connectors.errors import ConnectorError, Gone, Permanent, RateLimited, Retryable
+from accord.connectors.salesforce import incremental
 from accord.connectors.salesforce.dedup import (
     CURSOR_DECODER,
     MAX_RECENT,
     FetchCursor,
-    Pair,
     Window,
     WindowMemory,
 )
-from accord.connectors.salesforce.fieldmap import parse_datetime_ms
 from accord.connectors.salesforce.mapping import (
     ENTITIES,
     EntityMap,
@@ -36,7 +35,6 @@ from accord.connectors.salesforce.mapping import (
     entity_map,
     select_fields,
     sent_values,
-    soql_datetime,
     soql_string,
     to_canonical,
     to_wire,
@@ -46,9 +44,6 @@ from accord.connectors.salesforce.session import SalesforceSession
 from accord.connectors.salesforce.settings import SalesforceSettings
 
 T = TypeVar("T")
-# a second holding at least this many rows is read by keyset (after the last Id read) between settling
-# reads; a quieter second is read whole again (no row of it waits for the settling read)
-KEYSET_MIN = 200
 _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "SERVER_UNAVAILABLE",
                     "REQUEST_RUNNING_TOO_LONG"}
 
@@ -56,34 +51,6 @@ _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def _pair(raw: dict[str, Any]) -> Pair | None:
-    """``(id, version)`` of a queried row as ``to_canonical`` reads them, or None when it cannot tell."""
-    stamp = raw.get("SystemModstamp")
-    if not isinstance(stamp, str) or raw.get("Id") is None:
-        return None
-    try:
-        return str(raw["Id"]), parse_datetime_ms(stamp)
-    except (ValueError, MappingError):
-        return None
-
-
-def _keyset(body: dict[str, Any], state: FetchCursor) -> str | None:
-    """The Id the next read starts after in the watermark's second (``FetchCursor.key``), or None to read
-    that second whole: keyset when the page's last second holds ``KEYSET_MIN`` rows or more, or continues
-    the second the previous key was for. Rows come ordered by (second, Id)."""
-    rows = body.get("records") or []
-    if not rows:
-        return state.key
-    last = _pair(rows[-1])
-    if last is None:
-        return None
-    second = last[1] // 1000
-    if state.key is not None and state.wm is not None and state.wm // 1000 == second:
-        return last[0]
-    busy = sum(1 for raw in rows[-KEYSET_MIN:] if (pair := _pair(raw)) is not None and pair[1] // 1000 == second)
-    return last[0] if busy >= KEYSET_MIN else None
 
 
 class SalesforceConnector:
@@ -141,10 +108,11 @@ class SalesforceConnector:
             return state.settled if state.settled is not None else self._since(state.wm)
         return state.wm // 1000 * 1000
 
-    def _soql(self, emap: EntityMap, where: str = "") -> str:
-        fields = select_fields(emap.entity, multi_currency=self.settings.multi_currency,
-                               external_id_field=self.settings.external_id_field)
-        return f"SELECT {', '.join([*fields, 'IsDeleted', 'SystemModstamp'])} FROM {emap.sobject}{where}"
+    def _soql(self, emap: EntityMap, where: str = "", *, thin: bool = False) -> str:
+        fields = list(incremental.THIN_FIELDS) if thin else [*select_fields(
+            emap.entity, multi_currency=self.settings.multi_currency,
+            external_id_field=self.settings.external_id_field), "IsDeleted", "SystemModstamp"]
+        return f"SELECT {', '.join(fields)} FROM {emap.sobject}{where}"
 
     async def _query(self, path: str, soql: str | None = None) -> dict[str, Any]:
         headers = {"Sforce-Query-Options": f"batchSize={self.settings.page_size}"}
@@ -154,19 +122,36 @@ class SalesforceConnector:
             raise Retryable(self.system, f"GET {path} returned {type(body).__name__}, not a query result")
         return body
 
-    async def _start(self, emap: EntityMap, floor: int | None, key: str | None = None) -> dict[str, Any]:
-        """``queryAll`` from ``floor``'s second; with ``key``, only that second's rows after Id ``key``."""
-        where = ""
-        if floor is not None:
-            since = soql_datetime(floor)
-            where = f" WHERE SystemModstamp >= {since}" + (
-                f" AND (SystemModstamp > {since} OR Id > {soql_string(key)})" if key is not None else "")
-        return await self._query("queryAll", f"{self._soql(emap, where)} ORDER BY SystemModstamp ASC, Id ASC")
-
-    async def _begin(self, emap: EntityMap, state: FetchCursor, settle: bool) -> dict[str, Any]:
+    async def _begin(self, emap: EntityMap, state: FetchCursor, settle: bool, upto: int | None) -> dict[str, Any]:
+        """A new ``queryAll``: settling (thin up to ``upto`` when given) or fast (keyset after ``key``)."""
         if settle:
             self._settle_started[emap.entity] = self._clock()
-        return await self._start(emap, self._floor(state, settle), None if settle else state.key)
+        clause = incremental.where(self._floor(state, settle), key=None if settle else state.key, upto=upto)
+        return await self._query("queryAll", f"{self._soql(emap, clause, thin=upto is not None)} "
+                                             "ORDER BY SystemModstamp ASC, Id ASC")
+
+    @staticmethod
+    def _thin_upto(state: FetchCursor, settle: bool) -> int | None:
+        """A settling read after the first one is thin, up to the watermark it starts from."""
+        return state.wm if settle and state.settled is not None else None
+
+    async def _whole(self, emap: EntityMap, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A thin page's rows, the ones ``window`` does not hold read whole by Id (their current version);
+        a row gone meanwhile (purged from the recycle bin) is left out."""
+        unseen = [str(raw["Id"]) for raw in rows if (pair := incremental.row_pair(raw)) is None or pair not in window]
+        if not unseen:
+            return rows
+        whole: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(unseen, incremental.REFETCH_IDS):
+            body = await self._query("queryAll", self._soql(emap, incremental.ids_in(list(chunk))))
+            while True:
+                whole.update((str(raw["Id"]), raw) for raw in body.get("records", []))
+                if body.get("done", True) or not body.get("nextRecordsUrl"):
+                    break
+                body = await self._query(body["nextRecordsUrl"])
+        wanted = set(unseen)
+        return [whole[rid] if rid in wanted else raw for raw in rows
+                if (rid := str(raw["Id"])) not in wanted or rid in whole]
 
     def _decode_cursor(self, cursor: str | None) -> FetchCursor:
         if cursor is None:
@@ -185,7 +170,7 @@ class SalesforceConnector:
         """One page of changes after ``cursor`` (``None``: everything), deletes included (queryAll)."""
         emap = entity_map(entity)
         state = self._decode_cursor(cursor)
-        settling = state.settling
+        settling, upto = state.settling, state.upto
         if state.next:
             try:
                 body = await self._query(state.next)
@@ -193,30 +178,37 @@ class SalesforceConnector:
                 if exc.code != "INVALID_QUERY_LOCATOR":
                     raise
                 logger.bind(system=self.system, entity=entity).info("query locator expired; restarting query")
-                settling = True
-                body = await self._begin(emap, state, settle=True)
+                settling, upto = True, self._thin_upto(state, True)
+                body = await self._begin(emap, state, True, upto)
         else:
             settling = self._settle_due(entity, state)
-            body = await self._begin(emap, state, settling)
+            upto = self._thin_upto(state, settling)
+            body = await self._begin(emap, state, settling, upto)
         window = self._windows.window(entity, cursor, state)
-        records, wm = self._page(emap, state.wm, window, body)
+        rows: list[dict[str, Any]] = body.get("records") or []
+        if upto is not None:
+            rows = await self._whole(emap, window, rows)
+        records, wm = self._page(emap, state.wm, window, rows)
         nxt = None if body.get("done", True) else body.get("nextRecordsUrl")
         settled = state.settled
         if settling and nxt is None and wm is not None:
-            settled = self._since(wm)  # everything stamped before it was visible to this read or an earlier one
+            # everything stamped before it was visible to this read or an earlier one
+            settled = self._since(upto if upto is not None else wm)
         if wm is not None:
             window.prune(settled if settled is not None else self._since(wm), MAX_RECENT)
-        position = FetchCursor(wm=wm, key=_keyset(body, state), settled=settled,
-                               settling=settling and nxt is not None, next=nxt)
+        # a thin read leaves the fast reads' keyset where it was, unless a row read whole moved the watermark
+        key = incremental.keyset(rows, state, wm) if upto is None else (state.key if wm == state.wm else None)
+        position = FetchCursor(wm=wm, key=key, settled=settled, settling=settling and nxt is not None,
+                               upto=upto if nxt is not None else None, next=nxt)
         saved = self._windows.save(entity, position, window)
         return Page(records=records, cursor=saved, more=nxt is not None)
 
-    def _page(self, emap: EntityMap, wm: int | None, window: Window, body: dict[str, Any],
+    def _page(self, emap: EntityMap, wm: int | None, window: Window, rows: list[dict[str, Any]],
               ) -> tuple[list[SourceRecord], int | None]:
-        """The page's records not in ``window`` (which gains them) and the new watermark."""
+        """The rows' records not in ``window`` (which gains them) and the new watermark."""
         records: list[SourceRecord] = []
-        for raw in body.get("records", []):
-            pair = _pair(raw)
+        for raw in rows:
+            pair = incremental.row_pair(raw)
             if pair is not None and pair in window:  # a repeat from the overlap window: not mapped again
                 wm = pair[1] if wm is None else max(wm, pair[1])
                 continue

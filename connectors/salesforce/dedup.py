@@ -38,12 +38,14 @@ class FetchCursor(msgspec.Struct, kw_only=True, omit_defaults=True):
     read), ``settling`` (the query in progress is one), the locator of the query in progress, the de-dup
     pairs when the window is small, and ``memo``: which in-memory pairs belong to it. ``key`` is the Id of
     the last row read in the watermark's second when that second was busy: the next read between settling
-    reads starts after it (keyset) instead of reading the whole second again."""
+    reads starts after it (keyset) instead of reading the whole second again. ``upto``: the settling read in
+    progress is thin, up to that watermark."""
 
     wm: int | None = None
     key: str | None = None
     settled: int | None = None
     settling: bool = False
+    upto: int | None = None
     recent: list[Pair] = []
     next: str | None = None
     memo: str | None = None

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from accord.connectors.salesforce.client import KEYSET_MIN, SalesforceConnector
+from accord.connectors.salesforce.client import SalesforceConnector
+from accord.connectors.salesforce.incremental import KEYSET_MIN
 from accord.sandboxes.salesforce.sandbox import SalesforceState
 from tests.connectors.sf_rig import drain as drain_entity
 
@@ -69,3 +70,31 @@ async def test_a_busy_second_is_continued_by_keyset_and_a_late_commit_below_the_
     records, cursor = await drain(sf, cursor)
     assert [r.id for r in records] == [quiet]
     assert json.loads(cursor).get("key") is None
+
+
+async def test_a_settling_read_is_thin_and_reads_whole_only_what_it_had_not_seen(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    sf._clock = lambda: now[0]
+    sent: list[tuple[str | None, int]] = []
+    query = SalesforceConnector._query
+
+    async def recording(self: SalesforceConnector, path: str, soql: str | None = None) -> dict[str, Any]:
+        body = await query(self, path, soql)
+        sent.append((soql, len(body.get("records", []))))
+        return body
+
+    monkeypatch.setattr(SalesforceConnector, "_query", recording)
+    first = [sf_state.user_create("Account", {"Name": f"First {i}"}) for i in range(20)]
+    records, cursor = await drain(sf, None)
+    assert len(records) == 20 and "Name" in str(sent[-1][0])  # the first read is whole
+    wm = json.loads(cursor)["wm"]
+    sf_state.clock.advance(3.0)
+    now[0] += 2.0
+    _restamp(sf_state, first[3], wm - 100)  # committed late, stamped among rows already read
+    records, cursor = await drain(sf, cursor)
+    thin, whole = sent[-2], sent[-1]
+    assert str(thin[0]).startswith("SELECT Id, SystemModstamp FROM Account") and thin[1] == 20
+    assert f"WHERE Id IN ('{first[3]}')" in str(whole[0]) and whole[1] == 1  # only the row not seen yet
+    assert [(r.id, r.fields["name"]) for r in records] == [(first[3], "Edited late")]
+    assert json.loads(cursor)["settled"] <= wm - 2000  # settled from the bound the thin read stopped at
