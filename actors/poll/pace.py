@@ -4,7 +4,8 @@ An entity whose poll found records is polled again after its base ``poll_interva
 it is active (a find within ``ACTIVE_FOR`` seconds, or three of its usual gaps between finds, at most
 ``ACTIVE_MAX``); after that each empty poll doubles the interval up to
 ``poll_max_interval``; a webhook hint (or any sign of a change) brings it back to the base and makes it due
-at once. A failed poll waits its backoff without touching the interval.
+at once. A failed poll waits its backoff without touching the interval. While the entity's changes wait
+downstream, the next poll waits a share of their drain time (``backpressure``).
 The interval actually achieved between two poll starts is kept for the ``accord_poll_interval_seconds``
 metric. Nothing here survives a restart: a restarted poller polls every entity at once, at the base.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from accord.actors.poll.backpressure import stretched_wait
 from accord.streams.keys import Keys
 
 ACTIVE_FOR = 20.0  # seconds after its last find an entity is still polled at its base interval, at least
@@ -37,6 +39,7 @@ class EntityPace:
     found_at: float = float("-inf")  # when a poll last found records (or a hint announced some)
     last_find: float = float("-inf")  # when a poll last found records
     gap: float | None = None  # running average of the seconds between two polls that found records
+    acked: tuple[float, int] | None = None  # (when, how many) its slowest target group had acked: backpressure
 
     def __post_init__(self) -> None:
         self.ceiling = max(self.ceiling, self.base)
@@ -94,6 +97,16 @@ class PollPace:
         active = now - pace.found_at < pace.active_for()
         pace.interval = pace.base if active else min(pace.interval * 2, pace.ceiling)
         pace.due = now + pace.interval
+
+    def downstream(self, entity: str, backlog: int, acked: int) -> None:
+        """Backpressure (``backpressure``): the next poll waits while ``backlog`` records wait downstream."""
+        pace, now = self.paces[entity], self.clock()
+        previous, pace.acked = pace.acked, (now, acked)
+        if previous is None:
+            return
+        wait = stretched_wait(pace.base, pace.ceiling, backlog, acked - previous[1], now - previous[0])
+        if wait is not None and pace.started is not None:
+            pace.due = max(pace.due, pace.started + wait)
 
     def failed(self, entity: str, delay: float) -> None:
         self.paces[entity].due = self.clock() + delay

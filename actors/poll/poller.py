@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from accord.actors.canonical import Canonicaliser
 from accord.actors.governance import Ownership, is_stale_read, observe
 from accord.actors.loop import LoopActor
+from accord.actors.poll.backpressure import slow_down
 from accord.actors.poll.business import plan_business
 from accord.actors.poll.edits import EditJudge
 from accord.actors.poll.fullscan import vanished_ids
@@ -117,7 +118,7 @@ class Poller(LoopActor):
             await self._poll_due()
             try:
                 await self._flush_call_stats({self.system: self.call_stats})
-                await self._flush_pace()
+                await flush_pace(self.ctx.redis, self.ctx.keys, self.system, self.pace)
                 hint_id = await self._wait_for_hint(hint_id)
             except RedisError as exc:  # Redis restarting or failing over: the loop waits for it, never dies
                 logger.bind(system=self.system).warning("Redis unavailable ({}); retrying in 1s", exc)
@@ -159,15 +160,14 @@ class Poller(LoopActor):
             return
         self._failures[entity] = 0
         self.pace.polled(entity, self.found[entity] - found)
+        if self.found[entity] > found:  # the next poll may wait for the backlog downstream
+            await slow_down(self.ctx.redis, self.ctx.keys, self.settings, self.pace, entity)
 
     async def _failed(self, entity: str, delay: float) -> None:
         """Back off ``delay`` and note since when the entity's polls fail (a metric an alert watches)."""
         self.pace.failed(entity, delay)
         with contextlib.suppress(RedisError):  # Redis may be why it failed; the next success clears it
             await self.ctx.cursors.failing(self.system, entity, now_ms())
-
-    async def _flush_pace(self) -> None:
-        await flush_pace(self.ctx.redis, self.ctx.keys, self.system, self.pace)
 
     async def _wait_for_hint(self, last_id: str) -> str:
         """Sleep until the next entity is due, or until a webhook hint arrives on the intake stream."""
