@@ -67,6 +67,7 @@ class SalesforceConnector:
         self._windows = WindowMemory()
         self._settle_started: dict[str, float] = {}  # entity -> when its last settling read began
         self._clock = time.monotonic
+        self._wall = time.time  # when a watermark was first seen (kept in the cursor: survives a restart)
 
     @property
     def system(self) -> str:
@@ -99,6 +100,8 @@ class SalesforceConnector:
         one and carry an earlier stamp); it is due once per ``overlap`` (and after a restart). Reads in
         between start at the watermark's second, so a busy org's window is not re-read on every poll."""
         started = self._settle_started.get(entity)
+        if state.settled is not None and state.wm is not None and state.settled > state.wm:
+            return False  # every row up to the watermark's second is final: nothing left to settle
         return state.settled is None or started is None or self._clock() - started >= self.settings.overlap
 
     def _floor(self, state: FetchCursor, settle: bool) -> int | None:
@@ -135,6 +138,13 @@ class SalesforceConnector:
         """A settling read after the first one is thin, up to the watermark it starts from."""
         return state.wm if settle and state.settled is not None else None
 
+    def _final(self, state: FetchCursor, upto: int | None) -> bool:
+        """Whether a thin settling read starting now sees every row that will ever be stamped in ``upto``'s
+        second or before: it starts ``overlap`` (+ 1 s, the rest of that second) after the watermark was
+        first seen, and a transaction commits within ``overlap`` of its stamp."""
+        return (upto is not None and state.seen_at is not None
+                and self._wall() - state.seen_at >= self.settings.overlap + 1.0)
+
     async def _whole(self, emap: EntityMap, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A thin page's rows, the ones ``window`` does not hold read whole by Id (their current version);
         a row gone meanwhile (purged from the recycle bin) is left out."""
@@ -170,7 +180,7 @@ class SalesforceConnector:
         """One page of changes after ``cursor`` (``None``: everything), deletes included (queryAll)."""
         emap = entity_map(entity)
         state = self._decode_cursor(cursor)
-        settling, upto = state.settling, state.upto
+        settling, upto, final = state.settling, state.upto, state.final
         if state.next:
             try:
                 body = await self._query(state.next)
@@ -179,10 +189,12 @@ class SalesforceConnector:
                     raise
                 logger.bind(system=self.system, entity=entity).info("query locator expired; restarting query")
                 settling, upto = True, self._thin_upto(state, True)
+                final = self._final(state, upto)
                 body = await self._begin(emap, state, True, upto)
         else:
             settling = self._settle_due(entity, state)
             upto = self._thin_upto(state, settling)
+            final = self._final(state, upto)
             body = await self._begin(emap, state, settling, upto)
         window = self._windows.window(entity, cursor, state)
         rows: list[dict[str, Any]] = body.get("records") or []
@@ -193,13 +205,16 @@ class SalesforceConnector:
         settled = state.settled
         if settling and nxt is None and wm is not None:
             # everything stamped before it was visible to this read or an earlier one
-            settled = self._since(upto if upto is not None else wm)
+            settled = upto // 1000 * 1000 + 1000 if final and upto is not None else self._since(upto or wm)
         if wm is not None:
-            window.prune(settled if settled is not None else self._since(wm), MAX_RECENT)
+            # the pairs of the watermark's second stay: fast reads read it again
+            window.prune(min(settled, wm // 1000 * 1000) if settled is not None else self._since(wm), MAX_RECENT)
         # a thin read leaves the fast reads' keyset where it was, unless a row read whole moved the watermark
         key = incremental.keyset(rows, state, wm) if upto is None else (state.key if wm == state.wm else None)
+        seen_at = state.seen_at if wm == state.wm else self._wall()
         position = FetchCursor(wm=wm, key=key, settled=settled, settling=settling and nxt is not None,
-                               upto=upto if nxt is not None else None, next=nxt)
+                               upto=upto if nxt is not None else None, final=final and nxt is not None,
+                               seen_at=seen_at, next=nxt)
         saved = self._windows.save(entity, position, window)
         return Page(records=records, cursor=saved, more=nxt is not None)
 

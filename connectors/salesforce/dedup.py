@@ -39,13 +39,16 @@ class FetchCursor(msgspec.Struct, kw_only=True, omit_defaults=True):
     pairs when the window is small, and ``memo``: which in-memory pairs belong to it. ``key`` is the Id of
     the last row read in the watermark's second when that second was busy: the next read between settling
     reads starts after it (keyset) instead of reading the whole second again. ``upto``: the settling read in
-    progress is thin, up to that watermark."""
+    progress is thin, up to that watermark; ``final``: it started late enough to see every row stamped up to
+    that watermark's second (``seen_at``: when the watermark was first seen, epoch seconds)."""
 
     wm: int | None = None
     key: str | None = None
     settled: int | None = None
     settling: bool = False
     upto: int | None = None
+    final: bool = False
+    seen_at: float | None = None
     recent: list[Pair] = []
     next: str | None = None
     memo: str | None = None

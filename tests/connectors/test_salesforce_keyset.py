@@ -98,3 +98,52 @@ async def test_a_settling_read_is_thin_and_reads_whole_only_what_it_had_not_seen
     assert f"WHERE Id IN ('{first[3]}')" in str(whole[0]) and whole[1] == 1  # only the row not seen yet
     assert [(r.id, r.fields["name"]) for r in records] == [(first[3], "Edited late")]
     assert json.loads(cursor)["settled"] <= wm - 2000  # settled from the bound the thin read stopped at
+
+
+async def test_once_the_watermark_is_final_an_idle_org_costs_one_small_read_a_poll(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A settling read that starts ``overlap`` + 1 s after the watermark was first seen sees every row that
+    will ever be stamped up to its second: the settled floor moves past it and no settling read is due until
+    the watermark moves (regression: an idle org's last ``overlap`` seconds were read again, thin or whole,
+    every ``overlap``, forever)."""
+    now, wall = [0.0], [1_000_000.0]
+    sf._clock, sf._wall = (lambda: now[0]), (lambda: wall[0])
+    sent: list[tuple[str | None, int]] = []
+    query = SalesforceConnector._query
+
+    async def recording(self: SalesforceConnector, path: str, soql: str | None = None) -> dict[str, Any]:
+        body = await query(self, path, soql)
+        sent.append((soql, len(body.get("records", []))))
+        return body
+
+    monkeypatch.setattr(SalesforceConnector, "_query", recording)
+    with sf_state.transaction():
+        burst = [sf_state.user_create("Account", {"Name": f"Burst {i}"}) for i in range(KEYSET_MIN + 10)]
+    records, cursor = await drain(sf, None)
+    assert len(records) == len(burst)
+    now[0] += 2.0
+    wall[0] += 1.0  # too early to be final: the floor stays overlap behind the watermark
+    assert (await drain(sf, cursor))[0] == []
+    assert "SELECT Id, SystemModstamp" in str(sent[-1][0])
+    assert json.loads(cursor)["settled"] < json.loads(cursor)["wm"]
+    now[0] += 2.0
+    wall[0] += 3.0  # overlap + 1 s after the watermark was first seen: this settling read is final
+    records, cursor = await drain(sf, cursor)
+    assert records == [] and "SELECT Id, SystemModstamp" in str(sent[-1][0])
+    state = json.loads(cursor)
+    assert state["settled"] > state["wm"]
+    before = len(sent)
+    for _ in range(5):  # idle: fast reads after the key only, each returning nothing
+        now[0] += 2.0
+        wall[0] += 2.0
+        records, cursor = await drain(sf, cursor)
+        assert records == []
+    assert [n for _, n in sent[before:]] == [0] * 5
+    assert all("OR Id >" in str(q) for q, _ in sent[before:])
+    sf_state.clock.advance(5.0)
+    fresh = sf_state.user_create("Account", {"Name": "Fresh"})  # the watermark moves: settling reads resume
+    records, cursor = await drain(sf, cursor)
+    assert [r.id for r in records] == [fresh]
+    now[0] += 2.0
+    records, cursor = await drain(sf, cursor)
+    assert records == [] and "SELECT Id, SystemModstamp" in str(sent[-1][0])
