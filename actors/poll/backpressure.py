@@ -1,7 +1,7 @@
 """Polls that do not outrun the pipeline: while an entity's changes wait downstream longer than its poll
 interval, polling it faster only spends API calls.
 
-After a poll that found changes, the entity's backlog (change records produced and not yet acked by its
+After each poll, the entity's backlog (change records produced and not yet acked by its
 slowest target group) and how fast that group acks are read from the counters the pipeline keeps in Redis
 (``Keys.produced``, ``Keys.acked``: two hashes per target, one round trip). The next poll then waits a
 share of the backlog's drain time (``BACKLOG_SHARE``), at most ``STRETCH_MAX`` base intervals and never past
@@ -54,7 +54,7 @@ def stretched_wait(base: float, ceiling: float, backlog: int, drained: int, elap
 
 
 async def slow_down(redis: Redis, keys: Keys, settings: Settings, pace: PollPace, entity: str) -> None:
-    """After a poll of ``entity`` found changes: the next one waits while its backlog drains. Redis
+    """After a poll of ``entity``: the next one waits while its backlog drains. Redis
     unavailable leaves the pace as it is (the poll loop meets the error next and waits for Redis)."""
     try:
         backlog, acked = await downstream(redis, keys, settings, entity)

@@ -160,8 +160,7 @@ class Poller(LoopActor):
             return
         self._failures[entity] = 0
         self.pace.polled(entity, self.found[entity] - found)
-        if self.found[entity] > found:  # the next poll may wait for the backlog downstream
-            await slow_down(self.ctx.redis, self.ctx.keys, self.settings, self.pace, entity)
+        await slow_down(self.ctx.redis, self.ctx.keys, self.settings, self.pace, entity)  # backlog downstream
 
     async def _failed(self, entity: str, delay: float) -> None:
         """Back off ``delay`` and note since when the entity's polls fail (a metric an alert watches)."""
