@@ -18,14 +18,15 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from accord.actors.desk import ExceptionDesk, Filters
+from accord.actors.provision.process import Provisions
 from accord.app import Daemon
 from accord.redis_server import EmbeddedRedis
 from accord.sandboxes.firm.world import World
 from accord.sandboxes.harvest.seed import new_project
 from accord.sandboxes.tryton.bootstrap import Rpc
 from accord.sandboxes.tryton.runner import TrytonServer
-from accord.streams.scope import Scope
+from accord.streams.keys import Keys
+from accord.streams.exceptions import decode_exception
 from tests.helpers import wait_for
 from tests.tryton.e2e_rig import TrytonView, add_currencies, profile_settings, tryton_daemon
 from tests.tryton.test_billing import pay
@@ -42,14 +43,30 @@ class Firm:
         self.rng = random.Random(7)
 
     async def exceptions(self) -> list[str]:
-        desk = await ExceptionDesk(self.redis, Scope.of(self.daemon.settings)).list(Filters())
-        return [e.record.message for e in desk]
+        index = await self.redis.hgetall(Keys(self.daemon.settings.namespace).exception_index())
+        return [decode_exception(v).message for v in index.values()]
+
+    async def wait(self, predicate: Any, message: str, timeout: float = 120) -> Any:  # noqa: ASYNC109
+        """``wait_for`` that names the exceptions filed and the provisioning processes when it times out."""
+        try:
+            return await wait_for(predicate, timeout=timeout, interval=0.25, message=message)
+        except AssertionError as exc:
+            processes = [(p.crm_id, p.step, p.attempts, p.parked, p.error) for p in await Provisions(self.redis, Keys(
+                self.daemon.settings.namespace)).all()]
+            keys = Keys(self.daemon.settings.namespace)
+            xrefs = []
+            for account in self.world.crm.records("Account"):
+                gid = await self.redis.get(keys.xid("account", "crm", account["Id"]))
+                xrefs.append(await self.redis.hgetall(keys.xref("account", gid.decode())) if gid else None)
+            raise AssertionError(f"{exc}; exceptions: {await self.exceptions()}; provisioning: {processes}; "
+                                 f"accounts: {xrefs}") from None
 
     def psa_client(self, account: dict[str, Any]) -> dict[str, Any] | None:
         return next((c for c in self.world.psa.records("clients") if c["name"] == account["Name"]), None)
 
-    def approved_time(self, name: str, hours: list[float]) -> tuple[int, list[int]]:
-        """A new Harvest project for a synced client, with ``hours`` logged on its first task and approved."""
+    def approved_time(self, name: str, hours: list[float], approve: int | None = None) -> tuple[int, list[int]]:
+        """A new Harvest project for a synced client, with ``hours`` logged on its first task and the first
+        ``approve`` entries (all by default) approved."""
         psa = self.world.psa
         client = next(c for c in psa.records("clients") if c["is_active"] and "accord:" in str(c["address"]))
         pid = new_project(psa, self.rng, client["id"], client["name"], self.world.psa_seed, name=name)
@@ -57,7 +74,7 @@ class Firm:
         task = self.world.psa_seed["tasks"][0]
         entries = [psa.log_time(user, pid, task, (TODAY - dt.timedelta(days=i + 1)).isoformat(), h, f"Work {i}")
                    for i, h in enumerate(hours)]
-        psa.approve_time(entries)
+        psa.approve_time(entries[:approve])
         return pid, entries
 
     def tryton_project(self, name: str) -> dict[str, Any] | None:
@@ -90,11 +107,14 @@ async def firm(ray_session: None, redis_servers: dict[str, EmbeddedRedis], tryto
 
 async def test_a_won_deal_provisions_the_tryton_party_and_the_project_works_via_harvest(firm: Firm) -> None:
     world = firm.world
-    account = next(a for a in world.crm.records("Account") if a.get("CurrencyIsoCode"))
+    account = world.crm.records("Account")[0]
+    if account.get("CurrencyIsoCode") not in ("USD", "EUR", "GBP"):  # provisioning.currencies
+        world.crm.user_update("Account", account["Id"], {"CurrencyIsoCode": "EUR"})
+        account = world.crm.get("Account", account["Id"]) or {}
     deal = world.crm.user_create("Opportunity", {
         "AccountId": account["Id"], "Name": "Tryton pilot", "StageName": "Proposal/Price Quote",
         "CloseDate": TODAY.isoformat(), "Amount": 36000.0, "Service_Line__c": "Advisory",
-        "Billing_Model__c": "Time and Materials", "Delivery_Region__c": "EMEA",
+        "Billing_Model__c": "Fixed Fee", "Delivery_Region__c": "EMEA",
         "CurrencyIsoCode": account["CurrencyIsoCode"]})
     world.crm.user_update("Opportunity", deal, {"StageName": "Closed Won"})
 
@@ -102,7 +122,7 @@ async def test_a_won_deal_provisions_the_tryton_party_and_the_project_works_via_
         row = world.crm.get("Opportunity", deal) or {}
         return row if row.get("PSA_Project_Id__c") and row.get("ERP_Customer_Id__c") else None
 
-    row = await wait_for(written_back, timeout=120, message="the Harvest project and Tryton party ids on the deal")
+    row = await firm.wait(written_back, timeout=120, message="the Harvest project and Tryton party ids on the deal")
     party, = firm.tryton.read("party.party", [["id", "=", int(row["ERP_Customer_Id__c"])]], ["name"])
     assert party["name"] == account["Name"] and len(firm.tryton.parties(account["Name"])) == 1
     project = world.psa.get("projects", int(row["PSA_Project_Id__c"]))
@@ -113,12 +133,12 @@ async def test_a_won_deal_provisions_the_tryton_party_and_the_project_works_via_
         tasks = firm.tryton.works([["type", "=", "task"], ["parent", "=", found["id"]]]) if found else []
         return (found, tasks) if found and len(tasks) == 2 else None
 
-    work, tasks = await wait_for(works_in_tryton, timeout=120, message="the project and its tasks in Tryton")
+    work, tasks = await firm.wait(works_in_tryton, timeout=120, message="the project and its tasks in Tryton")
     assert work["party"] == party["id"] and work["comment"].startswith("accord:")
     assert sorted(t["name"] for t in tasks) == ["Assessment / Interviews", "Assessment / Report"]
     assert all(t["timesheet_works"] for t in tasks)  # Tryton users can log time on them
     # a won deal is recorded in Tryton as the customer's opportunity (Tryton's workflow keeps its state)
-    deals = await wait_for(lambda: firm.tryton.read("sale.opportunity", [["description", "=", "Tryton pilot"]],
+    deals = await firm.wait(lambda: firm.tryton.read("sale.opportunity", [["description", "=", "Tryton pilot"]],
                                                     ["party", "amount", "currency.code"]),
                            timeout=60, message="the won deal in Tryton")
     assert [(d["party"], d["amount"], d["currency."]["code"]) for d in deals] == [
@@ -139,7 +159,7 @@ async def test_approved_time_is_invoiced_and_paid_in_tryton_and_harvest_and_sale
         lines = tryton.lines_of(tasks)
         return lines if len(lines) == 3 else None
 
-    lines = await wait_for(lines_in_tryton, timeout=120, message="the approved time as Tryton timesheet lines")
+    lines = await firm.wait(lines_in_tryton, timeout=120, message="the approved time as Tryton timesheet lines")
     assert sorted(ln["duration"] for ln in lines) == [dt.timedelta(hours=h) for h in (1.5, 2.0, 4.0)]
 
     # finance in Tryton: invoice the project's timesheet, post the invoice
@@ -147,13 +167,15 @@ async def test_approved_time_is_invoiced_and_paid_in_tryton_and_harvest_and_sale
     assert work is not None
     rpc.call("model.project.work.write", [work["id"]], {"project_invoice_method": "timesheet"})
     children = [t["id"] for t in tryton.works([["parent", "child_of", [work["id"]]]])]
-    rpc.call("model.project.work.write", children, {"product": firm.ids["product"], "list_price": Decimal("150")})
+    rate = next(a["hourly_rate"] for a in world.psa.records("task_assignments")  # the firm's rate, as in Harvest
+                if a["project"]["id"] == pid and a["task"]["id"] == world.psa_seed["tasks"][0])
+    rpc.call("model.project.work.write", children, {"product": firm.ids["product"], "list_price": Decimal(str(rate))})
     rpc.call("model.project.work.invoice", [work["id"]])
     invoice, = tryton.read("account.invoice", [["party", "=", work["party"]], ["state", "=", "draft"]], ["id"])
     rpc.call("model.account.invoice.post", [invoice["id"]])
     posted, = tryton.read("account.invoice", [["id", "=", invoice["id"]]], ["number", "total_amount"])
     number, total = posted["number"], posted["total_amount"]
-    assert total == Decimal("1125.00") and number
+    assert total == Decimal(str(rate)) * Decimal("7.5") and number
 
     def psa_invoice() -> dict[str, Any] | None:
         return next((i for i in world.psa.records("invoices") if i["number"] == number), None)
@@ -161,17 +183,15 @@ async def test_approved_time_is_invoiced_and_paid_in_tryton_and_harvest_and_sale
     def crm_invoice() -> dict[str, Any] | None:
         return next((i for i in world.crm.records("Invoice__c") if i["Name"] == number), None)
 
-    opened = await wait_for(lambda: (psa_invoice() or {}).get("state") == "open" and psa_invoice(), timeout=120,
-                            message="the open invoice in Harvest")
+    opened = await firm.wait(lambda: (psa_invoice() or {}).get("state") == "open" and psa_invoice(), timeout=120, message="the open invoice in Harvest")
     assert Decimal(str(opened["amount"])) == total
-    crm = await wait_for(crm_invoice, timeout=120, message="the invoice in Salesforce")
+    crm = await firm.wait(crm_invoice, timeout=120, message="the invoice in Salesforce")
     assert crm["Status__c"] == "Open" and Decimal(str(crm["Balance__c"])) == total
     billed = [world.psa.get("time_entries", e) for e in entries]
     assert all(t and t["is_billed"] and t["invoice"]["number"] == number for t in billed)
 
     pay(rpc, invoice["id"], total)  # the client pays; finance records it in Tryton
-    paid = await wait_for(lambda: (crm_invoice() or {}).get("Status__c") == "Paid" and crm_invoice(), timeout=120,
-                          message="the paid invoice in Salesforce")
+    paid = await firm.wait(lambda: (crm_invoice() or {}).get("Status__c") == "Paid" and crm_invoice(), timeout=120, message="the paid invoice in Salesforce")
     assert Decimal(str(paid["Balance__c"])) == 0 and Decimal(str(paid["Total__c"])) == total
     assert len([i for i in world.psa.records("invoices") if i["number"] == number]) == 1
     assert len([i for i in world.crm.records("Invoice__c") if i["Name"] == number]) == 1
@@ -190,7 +210,7 @@ async def test_a_party_edited_in_tryton_while_the_crm_edits_it_converges_to_the_
         row, = tryton.read("party.party", [["id", "=", party["id"]]], ["name"])
         return row["name"] == account["Name"] and tryton.website(party["id"]) == "https://converged.example"
 
-    await wait_for(converged, timeout=120, message="the CRM's name back and its website in Tryton")
+    await firm.wait(converged, timeout=120, message="the CRM's name back and its website in Tryton")
     # the CRM owns the name: the Tryton edit was reverted, never propagated
     assert world.crm.get("Account", account["Id"])["Name"] == account["Name"]  # type: ignore[index]
     assert firm.psa_client(account) is not None
@@ -201,20 +221,30 @@ async def test_a_party_edited_in_tryton_while_the_crm_edits_it_converges_to_the_
 async def test_trytond_killed_mid_sync_loses_no_time_and_doubles_none(firm: Firm) -> None:
     tryton = firm.tryton
     hours = [0.5 + i * 0.25 for i in range(8)]
-    pid, entries = firm.approved_time("Tryton Crash P2", hours)
+    pid, entries = firm.approved_time("Tryton Crash P2", hours, approve=4)
     name = firm.world.psa.get("projects", pid)["name"]  # type: ignore[index]
-    await wait_for(lambda: firm.tryton_project(name), timeout=120, message="the project in Tryton")
-    firm.server.kill()  # SIGKILL while the time entries are on their way
-    firm.server.start()
+
+    def lines() -> list[dict[str, Any]]:
+        work = firm.tryton_project(name)
+        return tryton.lines_of([t["id"] for t in tryton.works([["parent", "child_of", [work["id"]]]])]) if work else []
+
+    await firm.wait(lines, timeout=120, message="the first timesheet lines in Tryton")
+    firm.server.kill()  # SIGKILL mid-sync: at most the first four entries had arrived
+    firm.world.psa.approve_time(entries[4:])
+    keys = Keys(firm.daemon.settings.namespace)
+
+    async def read_by_accord() -> bool:  # the rest is on its way to the dead server
+        return all([await firm.redis.exists(keys.xid("time_entry", "psa", str(e))) for e in entries])
+
+    await firm.wait(read_by_accord, timeout=120, message="every entry read from Harvest")
+    firm.server.start()  # the same database file and port
 
     def all_lines() -> list[dict[str, Any]] | None:
-        work = firm.tryton_project(name)
-        tasks = [t["id"] for t in tryton.works([["parent", "child_of", [work["id"]]]])] if work else []
-        lines = tryton.lines_of(tasks)
-        return lines if len(lines) >= len(entries) else None
+        found = lines()
+        return found if len(found) >= len(entries) else None
 
-    lines = await wait_for(all_lines, timeout=180, message="every approved entry as a Tryton timesheet line")
-    markers = Counter(ln["description"].rsplit("[accord:", 1)[-1] for ln in lines)
-    assert len(lines) == len(entries) and set(markers.values()) == {1}, markers
-    assert sorted(ln["duration"] for ln in lines) == [dt.timedelta(hours=h) for h in hours]
+    arrived = await firm.wait(all_lines, timeout=180, message="every approved entry as a Tryton timesheet line")
+    markers = Counter(ln["description"].rsplit("[accord:", 1)[-1] for ln in arrived)
+    assert len(arrived) == len(entries) and set(markers.values()) == {1}, markers
+    assert sorted(ln["duration"] for ln in arrived) == [dt.timedelta(hours=h) for h in hours]
     assert await firm.exceptions() == []
