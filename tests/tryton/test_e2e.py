@@ -25,8 +25,8 @@ from accord.sandboxes.firm.world import World
 from accord.sandboxes.harvest.seed import new_project
 from accord.sandboxes.tryton.bootstrap import Rpc
 from accord.sandboxes.tryton.runner import TrytonServer
-from accord.streams.keys import Keys
 from accord.streams.exceptions import decode_exception
+from accord.streams.keys import Keys
 from tests.helpers import wait_for
 from tests.tryton.e2e_rig import TrytonView, add_currencies, profile_settings, tryton_daemon
 from tests.tryton.test_billing import pay
@@ -193,6 +193,13 @@ async def test_approved_time_is_invoiced_and_paid_in_tryton_and_harvest_and_sale
     pay(rpc, invoice["id"], total)  # the client pays; finance records it in Tryton
     paid = await firm.wait(lambda: (crm_invoice() or {}).get("Status__c") == "Paid" and crm_invoice(), timeout=120, message="the paid invoice in Salesforce")
     assert Decimal(str(paid["Balance__c"])) == 0 and Decimal(str(paid["Total__c"])) == total
+    settled = await firm.wait(lambda: (psa_invoice() or {}).get("state") == "paid" and psa_invoice(), timeout=120,
+                              message="the paid invoice in Harvest")
+    assert [Decimal(str(p["amount"])) for p in world.psa.payments(settled["id"])] == [total]
+    crm_payments = await firm.wait(lambda: [p for p in world.crm.records("Payment__c")
+                                            if p["Invoice__c"] == paid["Id"]], timeout=60,
+                                   message="the payment in Salesforce")
+    assert [Decimal(str(p["Amount__c"])) for p in crm_payments] == [total]
     assert len([i for i in world.psa.records("invoices") if i["number"] == number]) == 1
     assert len([i for i in world.crm.records("Invoice__c") if i["Name"] == number]) == 1
     assert await firm.exceptions() == []
