@@ -35,6 +35,7 @@ from accord.connectors.tryton import mapping as m
 from accord.connectors.tryton.billing import InvoiceIO, OpportunityIO
 from accord.connectors.tryton.codec import epoch_us, from_epoch_us
 from accord.connectors.tryton.entities import UNFILTERED, EmployeeIO, EntityIO, PartyIO
+from accord.connectors.tryton.payments import PaymentIO
 from accord.connectors.tryton.psa import stamp_of
 from accord.connectors.tryton.session import TrytonSession, create_lock
 from accord.connectors.tryton.settings import TrytonSettings
@@ -42,7 +43,8 @@ from accord.connectors.tryton.works import LineIO, WorkIO
 
 MAX_RECENT = 50_000  # de-dup keys kept in a cursor; dropping one only repeats a record, never loses it
 IO: dict[str, type[EntityIO]] = {"account": PartyIO, "resource": EmployeeIO, "project": WorkIO, "task": WorkIO,
-                                 "time_entry": LineIO, "invoice": InvoiceIO, "opportunity": OpportunityIO}
+                                 "time_entry": LineIO, "invoice": InvoiceIO, "opportunity": OpportunityIO,
+                                 "payment": PaymentIO}
 
 
 class Listing(msgspec.Struct, array_like=True):

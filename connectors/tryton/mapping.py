@@ -6,7 +6,7 @@ canonical   Tryton model     fields                                             
 account     party.party      name; status ← active; billing_address ← first address        identifier
                              (street, city, postal_code); website ← the ``website``        ``accord:<gid>``
                              contact mechanism; tax_id ← the first other identifier        (type empty)
-resource, project, task, time_entry: see ``psa``; invoice, opportunity: see ``sales``
+resource, project, task, time_entry: see ``psa``; invoice, opportunity: see ``sales``; payment: ``payments``
 =========== ================ ============================================================ ====================
 
 The wire shape the mapper reads is a party row with its x2many lists *expanded* to the sub-records
@@ -40,7 +40,8 @@ MECHANISM_FIELDS = ("type", "value")
 IDENTIFIER_FIELDS = ("type", "code")
 ACCOUNT_FIELDS = ("name", "status", "billing_address", "website", "tax_id")
 MODELS = {"account": PARTY, "resource": "company.employee", "project": "project.work", "task": "project.work",
-          "time_entry": "timesheet.line", "invoice": "account.invoice", "opportunity": "sale.opportunity"}
+          "time_entry": "timesheet.line", "invoice": "account.invoice", "opportunity": "sale.opportunity",
+          "payment": "account.move.line"}
 
 
 def version_of(wire: Mapping[str, Any]) -> int:
@@ -174,6 +175,10 @@ class TrytonMapper:
         version = psa.version_of(row)
         if entity == "invoice":
             fields, gid = sales.invoice_fields(row), None
+        elif entity == "payment":
+            from accord.connectors.tryton.payments import payment_fields
+
+            fields, gid = payment_fields(row), None
         elif entity == "opportunity":
             fields, gid = sales.opportunity_fields(row), psa.comment_gid(row.get("comment"))
         elif entity == "resource":
@@ -202,8 +207,8 @@ class TrytonMapper:
 
             return {**sales.opportunity_values({k: v for k, v in fields.items() if k != "currency"}, {}),
                     **({"state": fields["stage"]} if fields.get("stage") is not None else {})}
-        if entity == "invoice":
-            raise Permanent(SYSTEM, "invoice is read only in Tryton: Accord never writes one", code="read_only")
+        if entity in ("invoice", "payment"):
+            raise Permanent(SYSTEM, f"{entity} is read only in Tryton: Accord never writes one", code="read_only")
         return create_values(fields, None)
 
 
