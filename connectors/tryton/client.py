@@ -144,7 +144,7 @@ class TrytonConnector:
         seen = set(state.recent)
         recent = list(state.recent)
         out: list[SourceRecord] = []
-        for record in (io.to_canonical(row) for row in await io.expand(list(rows.values()))):
+        for record in (io.to_canonical(row) for row in await io.expand(await io.keep(list(rows.values())))):
             key = (record.id, record.version)
             if key not in seen:
                 seen.add(key)
