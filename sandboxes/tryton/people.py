@@ -13,6 +13,9 @@ import random
 from decimal import Decimal
 from typing import Any, Protocol
 
+import httpx
+from loguru import logger
+
 from accord.sandboxes.firm.activity import Activity
 from accord.sandboxes.salesforce.sandbox import SalesforceState
 from accord.sandboxes.tryton.bootstrap import Rpc
@@ -44,8 +47,14 @@ class TrytonActivity(Activity):
         super().__init__(world, rng)  # type: ignore[arg-type]
 
     def step(self) -> str:
+        """One action; one Tryton refused (a user's error dialog) is logged and counted, and work goes on."""
         roll = self.rng.random()
-        action: str = getattr(self, next(name for bound, name in ACTIONS if roll < bound))()
+        name = next(name for bound, name in ACTIONS if roll < bound)
+        try:
+            action: str = getattr(self, name)()
+        except (RuntimeError, httpx.HTTPError) as exc:
+            logger.warning("demo: {} was refused by Tryton: {}", name, str(exc)[:300])
+            action = "tryton: an action refused"
         self.done[action] = self.done.get(action, 0) + 1
         return action
 
@@ -81,14 +90,16 @@ class TrytonActivity(Activity):
             work = parent
 
     def _bill_on_timesheets(self, project: int) -> None:
-        """The project manager's set-up: the project and its works invoiced on timesheets at the rate."""
+        """The project manager's set-up: the project invoiced on timesheets, its works (tasks provisioned
+        since included) at the consulting rate."""
+        unpriced = self.rpc.call("model.project.work.search", [["parent", "child_of", [project]],
+                                                                ["product", "=", None]], 0, None, None)
+        if unpriced:
+            self.rpc.call("model.project.work.write", unpriced, {"product": self.world.ids["product"],
+                                                                 "list_price": RATE})
         row = self.rpc.call("model.project.work.read", [project], ["project_invoice_method"])[0]
-        if row["project_invoice_method"] == "timesheet":
-            return
-        works = self.rpc.call("model.project.work.search", [["parent", "child_of", [project]]], 0, None, None)
-        billing = {"product": self.world.ids["product"], "list_price": RATE}
-        self.rpc.call("model.project.work.write", [project], {**billing, "project_invoice_method": "timesheet"},
-                      [w for w in works if w != project] or [project], billing)
+        if row["project_invoice_method"] != "timesheet":
+            self.rpc.call("model.project.work.write", [project], {"project_invoice_method": "timesheet"})
 
     def _tryton_invoice(self) -> str:
         """Finance invoices a project's time (a draft invoice), then posts it: it is numbered and open."""

@@ -53,6 +53,7 @@ def test_the_tryton_demo_ends_with_the_crm_and_tryton_in_agreement(
     assert set(jobs) == {"accounts_in_tryton", "won_deals_in_tryton", "invoices_in_crm"}, text[-2000:]
     assert jobs["accounts_in_tryton"][1] >= 12 and jobs["won_deals_in_tryton"][1] > 0
     assert "verdict: AGREE" in text and "DISAGREE" not in text and "STUCK" not in text
+    assert "refused by Tryton" not in out.stderr  # every action of the firm's Tryton users went through
 
     with sqlite3.connect(data / "tryton" / "db" / "accord.sqlite") as db:  # the run's Tryton, stopped
         provisioned = db.execute("SELECT count(*) FROM project_work WHERE type = 'project' "
