@@ -266,8 +266,9 @@ async def _direct(daemon: Daemon, firm: Firm, settings: Settings, options: DemoO
                     await asyncio.wait_for(finish.wait(), timeout=rng.expovariate(options.rate))
                 await refresh()
             stopped_ms = int(time.time() * 1000)  # every change the people made happened before this
-            console.print(f"activity stopped; settling (at most {options.settle_timeout:.0f}s; Ctrl-C again "
-                          "aborts)…")
+            done = ", ".join(f"{name} {n}" for name, n in sorted(activity.done.items()))
+            console.print(f"activity stopped ({done or 'nothing done'}); settling (at most "
+                          f"{options.settle_timeout:.0f}s; Ctrl-C again aborts)…", markup=False)
             # a first Ctrl-C ends the activity, not the settling: the report still tells the truth
             settling = await settle(redis, settings, since_ms=stopped_ms, limit_s=options.settle_timeout,
                                     on_check=refresh)

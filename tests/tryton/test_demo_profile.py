@@ -61,7 +61,12 @@ def test_the_tryton_demo_ends_with_the_crm_and_tryton_in_agreement(
         tasks = db.execute("SELECT count(*) FROM project_work WHERE type = 'task' AND parent IS NOT NULL").fetchone()[0]
         opportunities = db.execute("SELECT count(*) FROM sale_opportunity").fetchone()[0]
     assert opportunities == jobs["won_deals_in_tryton"][1]
-    assert provisioned >= 1 and tasks >= 2 * provisioned  # won deals got their project and work breakdown
+    done = re.search(r"activity stopped \((.*?)\); settling", text)
+    assert done, text[-2000:]
+    won = int(m.group(1)) if (m := re.search(r"crm: deal won (\d+)", done.group(1))) else 0
+    assert won >= 1 and "tryton: time logged" in done.group(1), done.group(1)
+    # every deal won during the activity got its project and work breakdown in Tryton (two or three tasks)
+    assert provisioned == won and tasks >= 2 * provisioned, (provisioned, tasks, done.group(1))
 
 
 @pytest.mark.timeout(60)
