@@ -24,11 +24,13 @@ RATE = Decimal("120")
 
 
 class TrytonWorld(Protocol):
+    """What the people work in: the CRM sandbox and Tryton (a logged-in user's session)."""
+
     crm: SalesforceState
-    ids: dict[str, Any]
+    ids: dict[str, Any]  # the template's bootstrap ids and the demo's seed (employees, payment method)
 
     @property
-    def rpc(self) -> Rpc: ...  # the template's bootstrap ids and the demo's seed (employees, payment method)
+    def rpc(self) -> Rpc: ...
 
 
 # (upper bound of the roll, action): how often each thing happens in a day of the firm
