@@ -187,6 +187,8 @@ def _check_provisioning(settings: Settings) -> list[str]:
               if system not in settings.systems]
     for role, entity in (("crm", "opportunity"), ("erp", "account"), ("psa", "project"), ("psa", "task")):
         system, ent = getattr(prov, role), settings.entities.get(entity)
+        if ent is None and role == "psa" and prov.psa == prov.erp:
+            continue  # one system is both PSA and ERP: it holds the projects alone, nothing to sync them to
         if ent is None:
             errors.append(f"{base}.{role}: provisioning needs entity `{entity}`, which is not configured under "
                           f"[entities]; add [entities.{entity}] synced with `{system}`, or remove [provisioning]")

@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated users' activity (default 7)")
     demo.add_argument("--settle-timeout", type=float, default=180.0,
                       help="after the activity, how long to wait at most for the pipeline to settle (default 180)")
+    demo.add_argument("--profile", choices=("sandboxes", "tryton"), default="sandboxes",
+                      help="the firm's systems: sandboxes (CRM, PSA and ERP simulators; default) or tryton (the CRM "
+                           "simulator and a real local Tryton server as PSA and ERP; needs the tryton extra)")
+    demo.add_argument("--cache-dir", default=None,
+                      help="with --profile tryton: where its template database is built once and kept "
+                           "(default ~/.cache/accord/tryton)")
 
     mapping = add_config(sub, "map", help="map one record read from stdin: wire -> canonical (or --to: back)")
     mapping.add_argument("--system", required=True, help="the configured system whose wire format is mapped")
@@ -135,7 +141,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run_demo(DemoOptions(duration=args.duration, accounts=args.accounts, rate=args.rate,
                                 data_dir=args.data_dir, port=args.port, console=not args.no_console,
-                                seed=args.seed, settle_timeout=args.settle_timeout))
+                                seed=args.seed, settle_timeout=args.settle_timeout, profile=args.profile,
+                                cache_dir=args.cache_dir))
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -144,7 +144,7 @@ def test_shipped_examples_are_valid() -> None:
            "QBO_REFRESH_TOKEN": "e", "QBO_REALM_ID": "f", "REDIS_URL": "redis://localhost:6379/0",
            "SF_BASE_URL": "https://acme.my.salesforce.com", "QBO_WEBHOOK_VERIFIER": "v",
            "HARVEST_ACCOUNT_ID": "123456", "HARVEST_TOKEN": "t", "ACCORD_ADMIN_TOKEN": "s",
-           "TRYTON_URL": "https://erp.acme.example", "TRYTON_DATABASE": "acme", "TRYTON_LOGIN": "syncbot",
+           "TRYTON_URL": "https://erp.acme.example", "TRYTON_DATABASE": "acme", "TRYTON_LOGIN": "accord",
            "TRYTON_PASSWORD": "p"}
     for path in sorted(examples.glob("*.toml")):
         settings = load(path, env=env)
@@ -204,7 +204,7 @@ def test_every_cli_command_has_a_handler() -> None:
 PROVISIONING = """
 [provisioning]
 crm = "crm"
-psa = "erp"
+psa = "crm"
 erp = "erp"
 [provisioning.templates.default]
 phases = [{ name = "Delivery", tasks = [{ name = "Build" }] }]

