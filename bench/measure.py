@@ -11,6 +11,7 @@ actor by its supervisor name (``poller:crm``, ``writer:account:0``, ...), Ray's 
 from __future__ import annotations
 
 import os
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +128,16 @@ def linearity(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = {k: round(b.get(k, 0.0) / a[k], 3) for k in a if tracked(k) and a[k] > 0}
     return {"sizes": [r["records"] for r in runs], "rate_ratio": round(rate, 3), "cpu_per_1000_ratio": ratios,
             "linear": bool(rate >= 0.9 and all(r <= 1.15 for r in ratios.values()))}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One size's runs as one: the median rate and, per process, the median CPU seconds per 1,000 records
+    (``--repeat``: a single run on a shared 2-core machine varies by a third)."""
+    names = {k for r in runs for k in r["cpu_s_per_1000"]}
+    return {"records": runs[0]["records"], "runs": len(runs),
+            "accord_rps": statistics.median(r["accord_rps"] for r in runs),
+            "cpu_s_per_1000": {k: round(statistics.median(r["cpu_s_per_1000"].get(k, 0.0) for r in runs), 4)
+                               for k in sorted(names)}}
 
 
 def quotas_raised(system: Any, requests: int = 10**8) -> Any:

@@ -2,6 +2,7 @@
 
     python -m bench.throughput --records 5000
     python -m bench.throughput --records 5000,20000     # both sizes: is the cost per record the same?
+    python -m bench.throughput --records 5000,20000 --repeat 3   # each size 3 times, interleaved; medians
     python -m bench.throughput --records 10000 --kills   # + a run with kill -9 of the writer and the ERP poller
 
 Both runs happen in the same process, on the same embedded Redis, one after the other, so the ratio
@@ -58,7 +59,7 @@ from accord.streams.records import ChangeRecord, encode
 from accord.streams.state import Stats
 from bench.chaos_audit import pipeline_state
 from bench.kills import ActorKiller, actor_pids
-from bench.measure import Window, _tree, linearity, quotas_raised
+from bench.measure import Window, _tree, linearity, median_run, quotas_raised
 
 BATCH = 500
 
@@ -356,6 +357,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=sizes, default=[5000],
                         help="records per run; several sizes (5000,20000) compare the cost per record")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per size, interleaved (5000, 20000, 5000, ...); the comparison takes each size's "
+                             "median (default 1)")
     parser.add_argument("--redis-binary", default=None, help="redis-server to use (default: the embedded 6.2)")
     parser.add_argument("--kills", action="store_true",
                         help="also run with kill -9 of writer:account:0 and poller:erp while records are in flight, "
@@ -370,7 +374,7 @@ def main() -> None:
     faulted: dict[str, Any] = {}
     try:
         version = server.version()
-        runs = [one_size(server, n, data_dir) for n in args.records]
+        runs = [one_size(server, n, data_dir) for _ in range(max(1, args.repeat)) for n in args.records]
         if args.kills:
             faulted = asyncio.run(accord_run(server.url, args.records[-1], data_dir, kill_at=args.kill_at))
     finally:
@@ -378,10 +382,12 @@ def main() -> None:
     summary, run = runs[-1]
     n = summary["records"]
     summary = {**summary, "redis": version, "python": platform.python_version(), "cpus": os.cpu_count()}
-    if len(runs) > 1:
-        summary = {"runs": [r for r, _ in runs], **linearity([r for r, _ in runs]), "redis": version,
+    if len(args.records) > 1:
+        medians = [median_run([r for r, _ in runs if r["records"] == size]) for size in args.records]
+        summary = {"runs": [r for r, _ in runs], "medians": medians, **linearity(medians), "redis": version,
                    "python": platform.python_version(), "cpus": os.cpu_count()}
-        print(f"linear: rate {summary['rate_ratio']}x at {n} vs {runs[0][0]['records']} records; CPU s per 1000 "
+        print(f"linear: rate {summary['rate_ratio']}x at {n} vs {args.records[0]} records (median of "
+              f"{medians[0]['runs']} run(s) each); CPU s per 1000 "
               f"records {json.dumps(summary['cpu_per_1000_ratio'])}; {'LINEAR' if summary['linear'] else 'NOT LINEAR'}"
               " (rate >= 0.9x, every process <= 1.15x)")
     if args.kills:
