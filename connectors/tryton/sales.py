@@ -53,12 +53,14 @@ INVOICE_STATUS = {"draft": "draft", "validated": "draft", "posted": "open", "pai
 STAGES = ("lead", "opportunity", "converted", "won", "lost", "cancelled")
 OPEN_STAGES = ("lead", "opportunity")  # the states whose fields Tryton lets one edit
 WON_STAGES = ("converted", "won")
-# state → {state reachable in one step: the button that takes it there} (sale_opportunity's transitions;
-# ``won`` is reached only by Tryton itself, from the state of the sales a conversion made)
+# state → {state reachable in one step: the button that takes it there}: the transitions of sale_opportunity
+# 8.2 whose button is offered in that state (a transition without a visible button is refused: "You can not
+# call convert"); ``won`` is reached only by Tryton itself, from the state of the sales a conversion made.
+# Moving to ``opportunity`` needs an employee on the record (the session's user's, by default).
 TRANSITIONS: dict[str, dict[str, str]] = {
-    "lead": {"opportunity": "opportunity", "converted": "convert", "lost": "lost", "cancelled": "cancel"},
+    "lead": {"opportunity": "opportunity", "lost": "lost", "cancelled": "cancel"},
     "opportunity": {"lead": "lead", "converted": "convert", "lost": "lost", "cancelled": "cancel"},
-    "converted": {"lost": "lost"},
+    "converted": {},
     "lost": {"lead": "lead"},
     "cancelled": {"lead": "lead"},
     "won": {},

@@ -171,6 +171,8 @@ class TrytonSession(HttpSession):
             raise Permanent(self.system, f"Tryton user `{login}` has no current company: set `company` in the "
                                          "settings or the user's preferences", code="no_company")
         self.context = {"company": company, "language": self.settings.language}
+        if (prefs or {}).get("employee"):  # Tryton's own client sends it: records default their employee to it
+            self.context["employee"] = prefs["employee"]
 
     async def call(self, method: str, *args: Any, context: dict[str, Any] | None = None) -> Any:
         """``model.<name>.<method>(*args, context)`` with the session's context merged with ``context``."""

@@ -13,6 +13,7 @@ import pytest
 from accord.connectors.base import SourceRecord, WriteOp
 from accord.connectors.errors import Permanent
 from accord.connectors.tryton.client import TrytonConnector
+from accord.connectors.tryton.settings import TrytonSettings
 from accord.sandboxes.tryton.bootstrap import Rpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # the first test may build the template
@@ -131,3 +132,27 @@ async def test_opportunities_are_read_written_and_their_state_changes_followed(c
     bad, = await connector.write("opportunity", [WriteOp(gid="g-o", kind="upsert", key="k3",
                                                          target_id=made.target_id, fields={"stage": "won"})])
     assert not bad.ok and isinstance(bad.error, Permanent) and "won" in str(bad.error)
+
+
+async def test_an_opportunity_is_converted_through_tryton_s_offered_buttons(settings: TrytonSettings,
+                                                                            rpc: Rpc) -> None:
+    """Tryton 8.2 offers ``convert`` only on an opportunity (not a lead) and an opportunity needs an
+    employee: Accord moves lead → opportunity → converted, the employee defaulting to its user's."""
+    customer = make(rpc, "party.party", name="Initech")
+    emp_party = make(rpc, "party.party", name="Accord Sync")
+    employee = make(rpc, "company.employee", party=emp_party, company=rpc.context["company"])
+    user = rpc.call("model.res.user.search", [["login", "=", settings.login]])[0]
+    rpc.call("model.res.user.write", [user], {"employees": [["add", [employee]]], "employee": employee})
+    connector = TrytonConnector(settings, name="erp")
+    try:
+        made, = await connector.write("opportunity", [WriteOp(gid="g-conv", kind="upsert", key="k1", fields={
+            "account": str(customer), "name": "Data platform", "amount": "20000", "currency": "EUR",
+            "stage": "converted"})])
+        assert made.ok, made.error
+        row, = rpc.call("model.sale.opportunity.read", [int(made.target_id)], ["state", "employee"])
+        assert (row["state"], row["employee"]) == ("converted", employee)
+        deals, _ = await drain(connector, "opportunity", None)
+        assert {r.id: r.fields["is_won"] for r in deals}[made.target_id] is True
+    finally:
+        rpc.call("model.res.user.write", [user], {"employee": None})
+        await connector.aclose()
