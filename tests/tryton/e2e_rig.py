@@ -50,7 +50,9 @@ def profile_settings(world: World, server: TrytonServer, ids: dict[str, Any], re
         streams=msgspec.structs.replace(settings.streams, partitions=4, lease_ttl=2.0, retry_backoff_cap=1.0,
                                         max_deliveries=30),
         supervisor=msgspec.structs.replace(settings.supervisor, check_interval=0.2),
-        entities={name: msgspec.structs.replace(ent, poll_interval=0.5, replicas=1)
+        # an idle entity backs off to poll_max_interval (60 s by default): a test's edit in Tryton after a quiet
+        # spell would wait for that poll, so the backoff stops at 2 s here
+        entities={name: msgspec.structs.replace(ent, poll_interval=0.5, poll_max_interval=2.0, replicas=1)
                   for name, ent in settings.entities.items()})
 
 
