@@ -82,7 +82,9 @@ async def running_daemon(server: EmbeddedRedis, tmp: Any, *, three_systems: bool
         settings, namespace=f"e2e{random.randrange(10**6)}", streams=streams, systems=systems,
         redis=msgspec.structs.replace(settings.redis, url=server.url),
         supervisor=msgspec.structs.replace(settings.supervisor, check_interval=0.2),
-        entities={name: msgspec.structs.replace(ent, poll_interval=0.3) for name, ent in settings.entities.items()}
+        # idle entities back off to 3 s, not the default 60 s: a test's change after a quiet spell is seen soon
+        entities={name: msgspec.structs.replace(ent, poll_interval=0.3, poll_max_interval=3.0)
+                  for name, ent in settings.entities.items()}
         if three_systems else
         {"account": msgspec.structs.replace(settings.entities["account"], poll_interval=0.3,
                                             systems=["crm", "erp"], exclude={})})
