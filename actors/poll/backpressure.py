@@ -6,7 +6,8 @@ slowest target group) and how fast that group acks are read from the counters th
 (``Keys.produced``, ``Keys.acked``: two hashes per target, one round trip). The next poll then waits a
 share of the backlog's drain time (``BACKLOG_SHARE``), at most ``STRETCH_MAX`` base intervals and never past
 ``poll_max_interval``; the records it reads in one round (every page it finds) would have waited behind the
-backlog anyway. A webhook hint still makes the entity due at once. Without a backlog, or before two samples
+backlog anyway. A backlog under ``BACKLOG_MIN`` changes nothing (the demo's trickle: stretching its polls only
+delayed what the pipeline had written already). A webhook hint still makes the entity due at once. Without a backlog, or before two samples
 give a drain rate, the pace is adaptive polling's (``pace``). Nothing here survives a restart, nor needs to.
 """
 
@@ -24,6 +25,7 @@ from accord.streams.replies import int_map
 if TYPE_CHECKING:  # pace imports ``stretched_wait`` from here
     from accord.actors.poll.pace import PollPace
 
+BACKLOG_MIN = 500  # a backlog smaller than this drains within a few sweeps: polls keep their pace
 BACKLOG_SHARE = 0.25  # the next poll waits this share of the backlog's drain time ...
 STRETCH_MAX = 10.0  # ... at most this many base intervals
 
@@ -46,8 +48,9 @@ async def downstream(redis: Redis, keys: Keys, settings: Settings, entity: str) 
 
 def stretched_wait(base: float, ceiling: float, backlog: int, drained: int, elapsed: float) -> float | None:
     """Seconds the next poll waits for a ``backlog`` that drained ``drained`` records in ``elapsed`` s, or
-    None when there is nothing to wait for (no backlog, or no drain rate known)."""
-    if backlog <= 0 or drained <= 0 or elapsed <= 0:
+    None when there is nothing to wait for (a backlog under ``BACKLOG_MIN``, or no drain rate known: a small
+    one's rate, measured between two polls, is mostly noise)."""
+    if backlog < BACKLOG_MIN or drained <= 0 or elapsed <= 0:
         return None
     drain_s = backlog * elapsed / drained
     return min(ceiling, base * STRETCH_MAX, max(base, drain_s * BACKLOG_SHARE))

@@ -7,7 +7,14 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from accord.actors.poll.backpressure import BACKLOG_SHARE, STRETCH_MAX, downstream, slow_down, stretched_wait
+from accord.actors.poll.backpressure import (
+    BACKLOG_MIN,
+    BACKLOG_SHARE,
+    STRETCH_MAX,
+    downstream,
+    slow_down,
+    stretched_wait,
+)
 from accord.actors.poll.pace import PollPace
 from accord.sandboxes.firm.demo import demo_settings
 from accord.streams.keys import Keys
@@ -16,9 +23,10 @@ from tests.unit.test_pace import Clock
 
 def test_the_wait_is_a_share_of_the_drain_time_within_bounds() -> None:
     assert stretched_wait(1.0, 30.0, backlog=0, drained=100, elapsed=1.0) is None  # nothing waits
+    assert stretched_wait(1.0, 30.0, backlog=BACKLOG_MIN - 1, drained=1, elapsed=10.0) is None  # a trickle
     assert stretched_wait(1.0, 30.0, backlog=500, drained=0, elapsed=1.0) is None  # no rate known
     assert stretched_wait(1.0, 30.0, backlog=800, drained=100, elapsed=1.0) == 8.0 * BACKLOG_SHARE
-    assert stretched_wait(1.0, 30.0, backlog=10, drained=100, elapsed=1.0) == 1.0  # never below the base
+    assert stretched_wait(1.0, 30.0, backlog=600, drained=1000, elapsed=1.0) == 1.0  # never below the base
     assert stretched_wait(1.0, 30.0, backlog=10**6, drained=100, elapsed=1.0) == STRETCH_MAX  # base x 10
     assert stretched_wait(1.0, 4.0, backlog=10**6, drained=100, elapsed=1.0) == 4.0  # poll_max_interval
 
