@@ -96,9 +96,26 @@ class Window:
                     for c, (calls, usec) in cmd1.items()}
         commands = {c: v for c, v in sorted(commands.items(), key=lambda kv: -kv[1]["usec"]) if v["calls"]}
         per_1000 = {k: round(v * 1000 / max(1, records), 4) for k, v in cpu.items()}
-        return {"cpu_seconds": {k: round(v, 2) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.01},
+        keyspace = await keyspace_summary(self.redis)  # after the figures above: its SCAN is not measured
+        return {"keyspace": keyspace, "cpu_seconds": {k: round(v, 2) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.01},
                 "cpu_s_per_1000": {k: v for k, v in sorted(per_1000.items(), key=lambda kv: -kv[1]) if v >= 0.001},
                 "redis_commands": commands, "slowlog": _slow_summary(slow)}
+
+
+async def keyspace_summary(redis: Redis) -> dict[str, Any]:
+    """How big the data set is: used memory, keys, keys with a TTL, and keys by kind (the segment after
+    ``accord:<namespace>:``, e.g. ``xid``, ``seen``)."""
+    memory = await redis.info("memory")
+    keyspace = await redis.info("keyspace")
+    by_kind: dict[str, int] = {}
+    async for key in redis.scan_iter(count=1000):
+        parts = key.split(b":")
+        kind = parts[2].decode(errors="replace") if len(parts) > 2 and parts[0] == b"accord" else "other"
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    db = keyspace.get("db0", {}) if isinstance(keyspace.get("db0"), dict) else {}
+    return {"used_memory_mb": round(int(memory.get("used_memory", 0)) / 2**20, 1),
+            "keys": int(db.get("keys", 0)), "expires": int(db.get("expires", 0)),
+            "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1]))}
 
 
 def _slow_summary(entries: list[Any]) -> dict[str, Any]:

@@ -338,6 +338,7 @@ def one_size(server: EmbeddedRedis, n: int, data_dir: str) -> tuple[dict[str, An
         "cpu_s_per_1000": run.get("cpu_s_per_1000", {}),
         "redis_commands": run.get("redis_commands", {}),
         "slowlog": run.get("slowlog", {}),
+        "keyspace": run.get("keyspace", {}),
         "counters": run.get("counters", {}),
         "floor_peak_rss_mb": round(floor_mem.peak, 1),
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from redis.asyncio import Redis
 
 from accord.app import Daemon
 from accord.config.load import ConfigError, loads
@@ -64,3 +65,16 @@ def test_repeated_runs_compare_by_their_medians() -> None:
     figures = linearity(medians)
     assert figures["rate_ratio"] == round(1100 / 1200, 3) and figures["cpu_per_1000_ratio"] == {"driver": round(0.47 / 0.44, 3)}
     assert figures["linear"] is True
+
+
+@pytest.mark.redis
+async def test_the_keyspace_summary_counts_keys_by_kind(real_redis: Redis) -> None:
+    from bench.measure import keyspace_summary
+
+    await real_redis.set("accord:bench:xid:account:crm:1", "g1")
+    await real_redis.set("accord:bench:xid:account:erp:9", "g1")
+    await real_redis.hset("accord:bench:seen:crm:account:1", "name", "Acme")
+    await real_redis.set("unrelated", 1, ex=60)
+    summary = await keyspace_summary(real_redis)
+    assert summary["keys"] == 4 and summary["expires"] == 1 and summary["used_memory_mb"] > 0
+    assert summary["by_kind"] == {"xid": 2, "seen": 1, "other": 1}
