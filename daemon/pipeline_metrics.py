@@ -8,7 +8,6 @@ come from the ``stats:*`` hashes actors increment. Nothing is counted with XRANG
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,11 +223,7 @@ async def _reconcile_families(redis: Redis, settings: Settings, keys: Keys) -> l
 async def _provisioning_family(redis: Redis, keys: Keys) -> Any:
     family = GaugeMetricFamily("accord_provisioning_processes", "Closed-won provisioning processes by step "
                                "(state: running, parked or done)", labels=["step", "state"])
-    counts: Counter[tuple[str, str]] = Counter()
-    for process in await Provisions(redis, keys).all():
-        state = "done" if process.step == "done" else "parked" if process.parked else "running"
-        counts[(process.step, state)] += 1
-    for (step, state), n in sorted(counts.items()):
+    for (step, state), n in (await Provisions(redis, keys).counts()).items():
         family.add_metric([step, state], float(n))
     return family
 

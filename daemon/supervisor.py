@@ -20,6 +20,7 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from accord.actors.provision.process import Provisions
 from accord.actors.provision.provisioner import GROUP as PROVISION_GROUP
 from accord.actors.remote import poller_actor, provisioner_actor, scheduler_actor, writer_actor
 from accord.config.settings import Settings
@@ -73,6 +74,10 @@ class Supervisor:
         built = await build_once(self.redis, self.keys)
         if built:
             logger.info("exception desk: {} exceptions filed by an earlier version listed in its ledger", built)
+        if self.settings.provisioning is not None:
+            labelled = await Provisions(self.redis, self.keys).label_once()
+            if labelled:
+                logger.info("provisioning: {} processes started by an earlier version counted by step", labelled)
         cpus = self.settings.ray.actor_cpus
         Poller = poller_actor(cpus)
         for system in self.settings.systems:

@@ -159,6 +159,14 @@ class Keys:
         """Hash: opportunity gid -> its closed-won provisioning process (``streams.process``)."""
         return f"{self.prefix}provision"
 
+    def provisions_labelled(self, step: str, state: str) -> str:
+        """Set: opportunity gids whose provisioning process is at ``step`` in ``state`` (the metric's counts)."""
+        return f"{self.prefix}provision:label:{step}:{state}"
+
+    def provisions_labels_built(self) -> str:
+        """Set once the label sets above hold the processes started before they existed."""
+        return f"{self.prefix}provision:labels_built"
+
     def provisions_due(self) -> str:
         """Sorted set: opportunity gid scored by when its provisioning process runs next (epoch ms)."""
         return f"{self.prefix}provision:due"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import msgspec
 from loguru import logger
 from redis.asyncio import Redis
 
@@ -133,8 +132,7 @@ class Provisioner(LoopActor):
                 continue
             process = Provision(opportunity=change.gid, crm_id=change.source_id,
                                 correlation_id=change.correlation_id, started_ms=now_ms())
-            pipe.hsetnx(self.ctx.keys.provisions(), change.gid, msgspec.msgpack.encode(process))
-            pipe.zadd(self.ctx.keys.provisions_due(), change.gid, 0)
+            self.store.start(pipe, process)
             for name, sla in self._slas():  # won: the clock to customer and project starts
                 kpi.queue_clock(pipe, self.ctx.keys, name, change.gid,
                                 deadline_ms(sla, self.settings.business.invoice_runs, process.started_ms))

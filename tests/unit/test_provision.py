@@ -207,6 +207,25 @@ async def test_processes_are_metrics_by_step_and_state(world: World) -> None:
     await world.settle()
     body = (await render(world.redis, world.settings)).decode()
     assert 'accord_provisioning_processes{state="parked",step="customer"} 1.0' in body
+    assert 'accord_provisioning_processes{state="running",step="customer"} 0.0' in body
+    assert 'accord_provisioning_processes{state="done",step="done"} 0.0' in body
+
+    acct = next(iter(world.table("crm", "account")))
+    world.systems["crm"].user_update(acct, {"country": "US"}, "account")
+    desk = ExceptionDesk(world.redis, Scope.of(world.settings))
+    [entry] = await desk.list(Filters(reason="provisioning"))
+    await desk.retry(entry.record.exception_id, "ops")
+    await world.settle()
+    store = Provisions(world.redis, world.keys)
+    counts = await store.counts()
+    assert counts[("done", "done")] == 1 and sum(counts.values()) == 1, "moved, not copied, between labels"
+
+    # processes saved by a version without label sets are counted once the daemon starts
+    await world.redis.delete(*(world.keys.provisions_labelled(*each) for each in counts),
+                             world.keys.provisions_labels_built())
+    assert sum((await store.counts()).values()) == 0
+    assert await store.label_once() == 1 and await store.label_once() == 0
+    assert (await store.counts())[("done", "done")] == 1
 
 
 async def test_a_malformed_entry_is_acked_and_the_deals_after_it_start(world: World) -> None:
