@@ -163,7 +163,8 @@ class Realm:
 
     def changed_since(self, names: list[str], since: float, limit: int) -> tuple[list[tuple[str, Row]], bool]:
         """Rows of ``names`` changed at or after ``since``, oldest first, at most ``limit``."""
-        changed = [(name, self.tables[name][rid]) for name in names for rid in self.recency[name].since(since)]
+        changed = [(name, self.tables[name][rid]) for name in names
+                   for rid in self.recency[name].since(since, limit=limit + 1)]  # each name's oldest suffice
         changed.sort(key=lambda item: item[1].updated)
         return changed[:limit], len(changed) > limit
 

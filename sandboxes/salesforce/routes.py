@@ -213,7 +213,7 @@ class _QueryRoutes:
             floor = soql.modstamp_floor(bound) if bound.order else None  # ordered: the index's order is moot
             rows = self.state.store.rows[sobject.name]
             candidates = rows.values() if floor is None else map(rows.__getitem__, self.state.store.recency[
-                sobject.name].since(floor))
+                sobject.name].since(floor, soql.modstamp_ceiling(bound)))
             live = [row for row in candidates if query_all or not row["IsDeleted"]]
             fields = list(bound.fields)
             return soql.select(bound, live), lambda row: self.state.store.render(

@@ -7,12 +7,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import httpx
 import pytest
 
 from accord.connectors.quickbooks.client import QuickBooksConnector
 from accord.connectors.quickbooks.cursor import CdcCursor, decode, encode
 from accord.connectors.quickbooks.faults import qbo_time
 from accord.connectors.salesforce.client import SalesforceConnector
+from accord.connectors.salesforce.fieldmap import soql_datetime
 from accord.sandboxes.quickbooks.sandbox import QuickBooksState
 from accord.sandboxes.quickbooks.seed import seed_customers
 from accord.sandboxes.quickbooks.store import Realm
@@ -90,3 +92,41 @@ async def test_salesforce_incremental_query_looks_only_at_rows_changed_since(
     page = await sf.fetch("account", page.cursor)
     assert [r.id for r in page.records] == [old[3]] and not page.more
     assert calls[0] == 2  # the rows changed since the watermark minus the overlap: the marker and old[3]
+
+
+def test_recency_reads_stop_at_their_ceiling_and_limit_and_stale_entries_are_dropped() -> None:
+    index = Recency()
+    for i in range(3000):
+        index.touch(f"r{i}", float(i))
+    for i in range(0, 3000, 2):
+        index.touch(f"r{i}", 5000.0 + i)  # rewritten: their old entries are stale
+    assert index.since(10.0, ceiling=15.0) == ["r11", "r13", "r15"]
+    assert index.since(0.0, limit=3) == ["r1", "r3", "r5"]
+    assert index.since(7998.0) == ["r2998"] and len(index) == 3000
+    assert len(index._ids) <= 2 * len(index) + 1024  # compacted: stale entries did not pile up
+    assert index.since(0.0) == [f"r{i}" for i in range(1, 3000, 2)] + [f"r{i}" for i in range(0, 3000, 2)]
+
+
+async def test_a_salesforce_read_up_to_a_stamp_does_not_look_at_rows_written_after_it(
+        sf_state: SalesforceState, sf_api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    early = sf_state.user_create("Account", {"Name": "Early"})
+    sf_state.clock.advance(10)
+    with sf_state.transaction():  # a burst after the read's ceiling: a poller behind it must not pay for it
+        for i in range(300):
+            sf_state.user_create("Account", {"Name": f"Later {i}"})
+    calls = [0]
+    matches = soql.matches
+
+    def counting(node: Any, row: dict[str, Any]) -> bool:
+        calls[0] += 1
+        return matches(node, row)
+
+    monkeypatch.setattr(soql, "matches", counting)
+    stamp = sf_state.store.rows["Account"][early]["SystemModstamp"]
+    since = soql_datetime(stamp - 5000)
+    upto = soql_datetime(stamp)
+    body = (await sf_api.get("/services/data/v66.0/queryAll", params={"q": (
+        f"SELECT Id, SystemModstamp FROM Account WHERE SystemModstamp >= {since} AND SystemModstamp <= {upto} "
+        "ORDER BY SystemModstamp ASC, Id ASC")})).json()
+    assert [row["Id"] for row in body["records"]] == [early]
+    assert calls[0] == 3  # one row: the AND and its two terms (not the 300 rows written after the ceiling)
