@@ -246,6 +246,22 @@ def _matches(cond: Condition, value: Any) -> bool:
     return _test(cond.op, *_comparable(value, cond.value, name))
 
 
+def _predicate(cond: Condition) -> Callable[[Any], bool]:
+    """``_matches(cond, value)`` as a function of the value, a date-time literal parsed once."""
+    if cond.field.lower() not in TIME_FIELDS or cond.op not in _COMPARE:
+        return partial(_matches, cond)
+    compare, floor = _COMPARE[cond.op], _literal_time(cond.value, cond.field.lower())
+
+    def test(value: Any) -> bool:
+        if value is None:
+            return False
+        try:
+            return bool(compare(value, floor))
+        except TypeError:
+            return False
+    return test
+
+
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {"=": operator.eq, "<": operator.lt, ">": operator.gt,
                                                    "<=": operator.le, ">=": operator.ge}
 
@@ -293,8 +309,8 @@ def run(query: Query, rows: Sequence[Any], resolve: Resolver, *, active_only: bo
     conditions = list(query.where)
     if active_only and "active" not in query.mentions:
         conditions.append(Condition("Active", "=", True))
-    hits = [row for row in rows
-            if all(_matches(c, resolve(row, c.field.lower())) for c in conditions)]
+    tests = [(c.field.lower(), _predicate(c)) for c in conditions]  # literals parsed once, not per row
+    hits = [row for row in rows if all(test(resolve(row, path)) for path, test in tests)]
     for name, descending in reversed(query.order):  # stable sorts, least significant key first
         hits.sort(key=partial(_row_key, resolve, name.lower()), reverse=descending)
     offset = query.start - 1
