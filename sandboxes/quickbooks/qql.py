@@ -301,8 +301,8 @@ def id_set(query: Query) -> set[str] | None:
     return set.intersection(*sets) if sets else None
 
 
-def run(query: Query, rows: Sequence[Any], resolve: Resolver, *, active_only: bool) -> tuple[list[Any], int]:
-    """Filter, sort and page ``rows``. Returns (the page, total matches).
+def matcher(query: Query, resolve: Resolver, *, active_only: bool) -> Callable[[Any], bool]:
+    """Whether a row matches the query's conditions.
 
     ``active_only``: name lists return only active rows unless the query filters on ``Active``.
     """
@@ -310,7 +310,20 @@ def run(query: Query, rows: Sequence[Any], resolve: Resolver, *, active_only: bo
     if active_only and "active" not in query.mentions:
         conditions.append(Condition("Active", "=", True))
     tests = [(c.field.lower(), _predicate(c)) for c in conditions]  # literals parsed once, not per row
-    hits = [row for row in rows if all(test(resolve(row, path)) for path, test in tests)]
+
+    def matches(row: Any) -> bool:
+        return all(test(resolve(row, path)) for path, test in tests)
+    return matches
+
+
+def in_id_order(query: Query) -> bool:
+    """Whether the query's rows come in ascending Id order (``ORDERBY Id``, or no order: the table's)."""
+    return query.order in ((), (("id", False),)) or [(n.lower(), d) for n, d in query.order] == [("id", False)]
+
+
+def run(query: Query, rows: Sequence[Any], resolve: Resolver, *, active_only: bool) -> tuple[list[Any], int]:
+    """Filter, sort and page ``rows``. Returns (the page, total matches). ``active_only``: see ``matcher``."""
+    hits = list(filter(matcher(query, resolve, active_only=active_only), rows))
     for name, descending in reversed(query.order):  # stable sorts, least significant key first
         hits.sort(key=partial(_row_key, resolve, name.lower()), reverse=descending)
     offset = query.start - 1

@@ -22,6 +22,7 @@ from typing import Any
 
 from accord.connectors.quickbooks.faults import QboFault, qbo_time
 from accord.sandboxes.quickbooks import account, qql, rules
+from accord.sandboxes.quickbooks.pages import QueryPages
 from accord.sandboxes.quickbooks.rulebase import business
 from accord.sandboxes.quickbooks.tables import CURRENCIES, ENTITY_TYPES, EntityType, entity_type
 from accord.sandboxes.recency import Recency
@@ -89,6 +90,7 @@ class Realm:
                         "Preferences": Row(account.preferences(), created, created)}
         self.tables: dict[str, dict[str, Row]] = {name: {} for name in ENTITY_TYPES}
         self.recency = {name: Recency.of(table, lambda row: row.updated) for name, table in self.tables.items()}
+        self.pages = QueryPages(self.tables)  # query results kept between pages
         self.names: dict[str, dict[str, str]] = {t.scope: {} for t in ENTITY_TYPES.values()}  # name → id
         self.touched: list[tuple[str, str]] = []  # (entity, id) changed as a side effect of a write
         self.next_doc = 1001  # the next automatic invoice DocNumber
@@ -133,7 +135,11 @@ class Realm:
         for field_name in qql.named_fields(parsed):
             if field_name.lower() not in known:
                 raise qql.validation_error(f"property '{field_name}' is not queryable for {name}")
-        page, total = qql.run(parsed, rows, self.resolve, active_only=name_list)
+        matches = qql.matcher(parsed, self.resolve, active_only=name_list)
+        if rows is None:  # a table's rows in Id order: the kept result of the query's shape
+            page, total = self.pages.page(name, parsed, lambda: self._candidates(name, parsed), matches)
+        else:
+            page, total = qql.run(parsed, rows, self.resolve, active_only=name_list)
         if parsed.count:
             return {"totalCount": total}
         if not page:
@@ -143,23 +149,36 @@ class Realm:
             rendered = [_project(r, parsed.fields) for r in rendered]
         return {name: rendered, "startPosition": parsed.start, "maxResults": len(page)}
 
-    def _source(self, parsed: qql.Query) -> tuple[str, list[Row], frozenset[str], bool]:
-        """(entity name, candidate rows, lower-cased queryable properties, name list?) of a query."""
+    def _source(self, parsed: qql.Query) -> tuple[str, list[Row] | None, frozenset[str], bool]:
+        """(entity name, candidate rows or None for "the table's, kept in Id order by ``pages``",
+        lower-cased queryable properties, name list?) of a query."""
         single = account.singleton(parsed.entity)
         if single is not None:
             row = self.account[single]
             return single, [row], frozenset(k.lower() for k in (*row.wire, "MetaData")), False
         etype = entity_type(parsed.entity)
-        table = self.tables[etype.name]
-        floor, ids = qql.updated_floor(parsed), qql.id_set(parsed)
-        if ids is not None:  # by id: those rows only, not a scan of the table (a writer's read-before-write)
-            rows = sorted((table[i] for i in ids if i in table and not table[i].deleted), key=lambda r: int(r.wire["Id"]))
+        known = frozenset(k.lower() for k in etype.known)
+        ids = qql.id_set(parsed)
+        if ids is None and qql.in_id_order(parsed):
+            return etype.name, None, known, etype.name_list
+        return etype.name, self._candidates(etype.name, parsed, ids), known, etype.name_list
+
+    def _candidates(self, name: str, parsed: qql.Query, ids: set[str] | None = None) -> list[Row]:
+        """The rows of table ``name`` that may match, in Id order: the ones named by id (a writer's
+        read-before-write), else those changed since the query's floor (through the recency index), else all."""
+        table, floor = self.tables[name], qql.updated_floor(parsed)
+        if ids is not None:
+            rows = [table[i] for i in ids if i in table]
         elif floor is None:
-            rows = [r for r in table.values() if not r.deleted]
-        else:  # only the rows changed since: read through the recency index, in the table's (Id) order
-            rows = sorted((r for r in map(table.__getitem__, self.recency[etype.name].since(floor)) if not r.deleted),
-                          key=lambda r: int(r.wire["Id"]))
-        return etype.name, rows, frozenset(k.lower() for k in etype.known), etype.name_list
+            rows = list(table.values())
+        else:
+            rows = [table[i] for i in self.recency[name].since(floor)]
+        return sorted((r for r in rows if not r.deleted), key=lambda r: int(r.wire["Id"]))
+
+    def _written(self, name: str, record_id: str, now: float) -> None:
+        """Row ``record_id`` of table ``name`` was just written, stamped ``now``: the read indexes learn it."""
+        self.recency[name].touch(record_id, now)
+        self.pages.note(name, record_id)
 
     def changed_since(self, names: list[str], since: float, limit: int) -> tuple[list[tuple[str, Row]], bool]:
         """Rows of ``names`` changed at or after ``since``, oldest first, at most ``limit``."""
@@ -249,7 +268,7 @@ class Realm:
         rules.prepare(self, etype, wire, None, now)
         row = Row(wire=wire, created=now, updated=now)
         self.tables[etype.name][record_id] = row
-        self.recency[etype.name].touch(record_id, now)
+        self._written(etype.name, record_id, now)
         self._index_name(etype, None, wire, record_id)
         self.last_editor[(etype.name, record_id)] = editor
         rules.after_write(self, etype, wire, None, now)
@@ -284,7 +303,7 @@ class Realm:
         wire["SyncToken"] = str(int(row.wire["SyncToken"]) + 1)
         self._index_name(etype, row.wire, wire, row.wire["Id"])
         old, row.wire, row.updated = row.wire, wire, now
-        self.recency[etype.name].touch(row.wire["Id"], now)
+        self._written(etype.name, row.wire["Id"], now)
         self.last_editor[(etype.name, row.wire["Id"])] = editor
         rules.after_write(self, etype, wire, old, now)
         return row
@@ -314,7 +333,7 @@ class Realm:
             return
         wire["SyncToken"] = str(int(row.wire["SyncToken"]) + 1)
         row.wire, row.updated = wire, now
-        self.recency[name].touch(record_id, now)
+        self._written(name, record_id, now)
         self.touched.append((name, record_id))
 
     def void(self, etype: EntityType, body: Mapping[str, Any], now: float, editor: str) -> Row:
@@ -329,7 +348,7 @@ class Realm:
         old, wire = row.wire, rules.voided(row.wire)
         wire["SyncToken"] = str(int(old["SyncToken"]) + 1)
         row.wire, row.updated = wire, now
-        self.recency[etype.name].touch(wire["Id"], now)
+        self._written(etype.name, wire["Id"], now)
         self.last_editor[(etype.name, wire["Id"])] = editor
         rules.after_write(self, etype, wire, old, now)
         return row
@@ -344,6 +363,6 @@ class Realm:
             raise QboFault(400, "5010", "Stale Object Error", "Stale Object Error : the object changed")
         rules.before_delete(self, etype, row.wire, "delete")
         row.deleted, row.updated = True, now
-        self.recency[etype.name].touch(row.wire["Id"], now)
+        self._written(etype.name, row.wire["Id"], now)
         rules.after_write(self, etype, None, row.wire, now)
         return row
