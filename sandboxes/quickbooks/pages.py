@@ -22,7 +22,7 @@ import dataclasses
 from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from accord.sandboxes.quickbooks import qql
 
@@ -31,6 +31,8 @@ class _Row(Protocol):
     wire: dict[str, Any]  # its "Id" is the row's key in its table
     deleted: bool
 
+
+RowT = TypeVar("RowT", bound=_Row)
 
 @dataclasses.dataclass
 class _Hits:
@@ -62,13 +64,13 @@ class _ChangeLog:
             self.base = position
 
 
-class QueryPages:
+class QueryPages(Generic[RowT]):
     """The kept results of one company's queries, brought up to date by the writes noted since."""
 
     SHAPES = 16  # shapes kept per company; the least recently used is forgotten first
     LAG_MAX = 50_000  # writes to its table after which a shape nobody reads is forgotten
 
-    def __init__(self, tables: Mapping[str, Mapping[str, _Row]]) -> None:
+    def __init__(self, tables: Mapping[str, Mapping[str, RowT]]) -> None:
         self._tables = tables
         self._logs = {name: _ChangeLog() for name in tables}
         self._shapes: OrderedDict[tuple[str, qql.Query], _Hits] = OrderedDict()
@@ -83,8 +85,8 @@ class QueryPages:
         else:  # nobody reads this table's log: count the write, keep nothing
             log.base += 1
 
-    def page(self, table: str, query: qql.Query, candidates: Callable[[], Iterable[_Row]],
-             matches: Callable[[_Row], bool]) -> tuple[list[_Row], int]:
+    def page(self, table: str, query: qql.Query, candidates: Callable[[], Iterable[RowT]],
+             matches: Callable[[RowT], bool]) -> tuple[list[RowT], int]:
         """(The rows of the query's page, its total matches). ``candidates()``: rows that may match,
         read only when the shape is new; ``matches``: the query's conditions."""
         hits = self._current(table, query, candidates, matches)
@@ -92,8 +94,8 @@ class QueryPages:
         offset = query.start - 1
         return [rows[str(i)] for i in hits.ids[offset:offset + query.max_results]], len(hits.ids)
 
-    def _current(self, table: str, query: qql.Query, candidates: Callable[[], Iterable[_Row]],
-                 matches: Callable[[_Row], bool]) -> _Hits:
+    def _current(self, table: str, query: qql.Query, candidates: Callable[[], Iterable[RowT]],
+                 matches: Callable[[RowT], bool]) -> _Hits:
         shape = (table, dataclasses.replace(query, count=False, fields=None, start=1,
                                             max_results=qql.DEFAULT_MAX_RESULTS))
         log, hits = self._logs[table], self._shapes.get(shape)
@@ -110,7 +112,7 @@ class QueryPages:
         log.forget_before(min(h.position for h in self._shapes.values() if h.table == table))
         return hits
 
-    def _retest(self, hits: _Hits, written: list[str], matches: Callable[[_Row], bool]) -> None:
+    def _retest(self, hits: _Hits, written: list[str], matches: Callable[[RowT], bool]) -> None:
         rows = self._tables[hits.table]
         for row_id in dict.fromkeys(written):
             row, number = rows.get(row_id), int(row_id)

@@ -90,7 +90,7 @@ class Realm:
                         "Preferences": Row(account.preferences(), created, created)}
         self.tables: dict[str, dict[str, Row]] = {name: {} for name in ENTITY_TYPES}
         self.recency = {name: Recency.of(table, lambda row: row.updated) for name, table in self.tables.items()}
-        self.pages = QueryPages(self.tables)  # query results kept between pages
+        self.pages: QueryPages[Row] = QueryPages(self.tables)  # query results kept between pages
         self.names: dict[str, dict[str, str]] = {t.scope: {} for t in ENTITY_TYPES.values()}  # name → id
         self.touched: list[tuple[str, str]] = []  # (entity, id) changed as a side effect of a write
         self.next_doc = 1001  # the next automatic invoice DocNumber
