@@ -392,7 +392,7 @@ def main() -> None:
         print(f"linear: rate {summary['rate_ratio']}x at {n} vs {args.records[0]} records (median of "
               f"{medians[0]['runs']} run(s) each); CPU s per 1000 "
               f"records {json.dumps(summary['cpu_per_1000_ratio'])}; {'LINEAR' if summary['linear'] else 'NOT LINEAR'}"
-              " (rate >= 0.9x, every process <= 1.15x)")
+              f" (rate >= 0.9x, every process <= 1.15x); the machine's speed (floor rate) {summary.get('floor_rate_ratio')}x")
     if args.kills:
         summary["with_kills"] = k = kill_figures(run, faulted, n)
         print(f"kills : {k['records_synced']}/{n} synced after {len(k['kills'])} kills; ERP calls {k['erp_calls']} vs "

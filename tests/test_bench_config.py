@@ -58,13 +58,15 @@ def test_the_daemon_refuses_settings_built_in_code_that_fail_the_checks() -> Non
 def test_repeated_runs_compare_by_their_medians() -> None:
     from bench.measure import linearity, median_run
 
-    small = [{"records": 5000, "accord_rps": r, "cpu_s_per_1000": {"driver": d}} for r, d in ((900, 0.3), (1200, 0.45), (1300, 0.44))]
-    large = [{"records": 20000, "accord_rps": r, "cpu_s_per_1000": {"driver": d}} for r, d in ((1100, 0.47), (1250, 0.43), (800, 0.7))]
+    small = [{"records": 5000, "accord_rps": r, "floor_rps": f, "cpu_s_per_1000": {"driver": d}}
+             for r, f, d in ((900, 30_000, 0.3), (1200, 40_000, 0.45), (1300, 35_000, 0.44))]
+    large = [{"records": 20000, "accord_rps": r, "floor_rps": f, "cpu_s_per_1000": {"driver": d}}
+             for r, f, d in ((1100, 28_000, 0.47), (1250, 26_000, 0.43), (800, 40_000, 0.7))]
     medians = [median_run(small), median_run(large)]
     assert medians[0]["accord_rps"] == 1200 and medians[0]["cpu_s_per_1000"] == {"driver": 0.44}
     figures = linearity(medians)
     assert figures["rate_ratio"] == round(1100 / 1200, 3) and figures["cpu_per_1000_ratio"] == {"driver": round(0.47 / 0.44, 3)}
-    assert figures["linear"] is True
+    assert figures["linear"] is True and figures["floor_rate_ratio"] == round(28_000 / 35_000, 3)
 
 
 @pytest.mark.redis
