@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -167,6 +168,7 @@ def main() -> None:
             first = first or firm
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
     assert first is not None
     naive_s, naive_429 = naive(first, opts.entries)  # alone: neither it nor a run slows the other
     print(f"  naive reference: {naive_s:.1f} s ({naive_429} 429s)", flush=True)
