@@ -10,6 +10,7 @@ actor by its supervisor name (``poller:crm``, ``writer:account:0``, ...), Ray's 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 from dataclasses import dataclass, field
@@ -65,6 +66,29 @@ async def commandstats(redis: Redis) -> dict[str, tuple[int, int]]:
     return out
 
 
+async def empty_redis(redis: Redis) -> None:
+    """FLUSHALL, and with an append-only file, a rewrite of it to the empty data set, awaited (60 s at most).
+
+    Without the rewrite every run appended to one growing AOF: Redis rewrites it once it has doubled past
+    ``auto-aof-rewrite-min-size`` (64 MB), so whether a run paid for a rewrite (a fork, copy-on-write
+    faults on every write meanwhile) depended on the runs before it, and it was always a large one.
+    """
+    await redis.flushall()
+    if not int((await redis.info("persistence")).get("aof_enabled", 0)):
+        return
+    await redis.bgrewriteaof()
+    async with asyncio.timeout(60):
+        while True:
+            state = await redis.info("persistence")
+            if not int(state.get("aof_rewrite_in_progress", 0)) and not int(state.get("aof_rewrite_scheduled", 0)):
+                return
+            await asyncio.sleep(0.05)
+
+
+async def _forks(redis: Redis) -> int:
+    return int((await redis.info("stats")).get("total_forks", 0))
+
+
 @dataclass
 class Window:
     """One measured window: open before the records exist, close once their work is done."""
@@ -73,18 +97,21 @@ class Window:
     root: int = field(default_factory=os.getpid)
     cpu0: dict[int, tuple[str, float]] = field(default_factory=dict)
     cmd0: dict[str, tuple[int, int]] = field(default_factory=dict)
+    forks0: int = 0
 
     async def open(self) -> None:
         await self.redis.config_set("slowlog-log-slower-than", SLOW_US)
         await self.redis.config_set("slowlog-max-len", 1000)
         await self.redis.slowlog_reset()
         self.cmd0 = await commandstats(self.redis)
+        self.forks0 = await _forks(self.redis)
         self.cpu0 = cpu_by_pid(self.root)
 
     async def close(self, actors: dict[str, int], records: int) -> dict[str, Any]:
         """The window's figures; ``actors`` maps actor names to their pids."""
         cpu1 = cpu_by_pid(self.root)
         cmd1 = await commandstats(self.redis)
+        forks = await _forks(self.redis) - self.forks0  # AOF rewrites (no RDB snapshots are configured)
         slow = await self.redis.slowlog_get(1000)
         names = {pid: name for name, pid in actors.items()}
         names[self.root] = "driver"
@@ -99,7 +126,7 @@ class Window:
         keyspace = await keyspace_summary(self.redis)  # after the figures above: its SCAN is not measured
         return {"keyspace": keyspace, "cpu_seconds": {k: round(v, 2) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.01},
                 "cpu_s_per_1000": {k: v for k, v in sorted(per_1000.items(), key=lambda kv: -kv[1]) if v >= 0.001},
-                "redis_commands": commands, "slowlog": _slow_summary(slow)}
+                "redis_commands": commands, "slowlog": _slow_summary(slow), "redis_forks": forks}
 
 
 async def keyspace_summary(redis: Redis) -> dict[str, Any]:

@@ -60,7 +60,7 @@ from accord.streams.records import ChangeRecord, encode
 from accord.streams.state import Stats
 from bench.chaos_audit import pipeline_state
 from bench.kills import ActorKiller, actor_pids
-from bench.measure import Window, _tree, linearity, median_run, quotas_raised
+from bench.measure import Window, _tree, empty_redis, linearity, median_run, quotas_raised
 
 BATCH = 500
 
@@ -245,7 +245,7 @@ async def accord_run(url: str, n: int, data_dir: str, *, kill_at: float | None =
     """N accounts through the pipeline; with ``kill_at``, the writer and the ERP poller are killed once
     that share of the records reached the ERP."""
     redis = Redis.from_url(url)
-    await redis.flushall()  # each run starts from an empty Redis (the floor and an earlier run used it)
+    await empty_redis(redis)  # each run starts from an empty Redis and AOF (the floor and earlier runs used it)
     await redis.aclose()
     world = World(qbo_rate_limit=10**9, qbo_concurrency=64, qbo_per_second=10**9, qbo_batch_limit=10**9,
                   sf_api_limit=10**9).start()
@@ -340,6 +340,7 @@ def one_size(server: EmbeddedRedis, n: int, data_dir: str) -> tuple[dict[str, An
         "redis_commands": run.get("redis_commands", {}),
         "slowlog": run.get("slowlog", {}),
         "keyspace": run.get("keyspace", {}),
+        "redis_forks": run.get("redis_forks", 0),
         "counters": run.get("counters", {}),
         "floor_peak_rss_mb": round(floor_mem.peak, 1),
     }

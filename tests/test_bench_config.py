@@ -80,3 +80,18 @@ async def test_the_keyspace_summary_counts_keys_by_kind(real_redis: Redis) -> No
     summary = await keyspace_summary(real_redis)
     assert summary["keys"] == 4 and summary["expires"] == 1 and summary["used_memory_mb"] > 0
     assert summary["by_kind"] == {"xid": 2, "seen": 1, "other": 1}
+
+
+@pytest.mark.redis
+async def test_each_benchmark_run_starts_from_an_empty_data_set_and_append_only_file(real_redis: Redis) -> None:
+    from bench.measure import empty_redis
+
+    for i in range(200):
+        await real_redis.set(f"accord:bench:xid:account:crm:{i}", "g" * 500)
+    before = await real_redis.info("stats")
+    await empty_redis(real_redis)
+    persistence = await real_redis.info("persistence")
+    assert await real_redis.dbsize() == 0 and persistence["aof_enabled"] == 1
+    assert persistence["aof_rewrite_in_progress"] == 0 and persistence["aof_last_bgrewrite_status"] == "ok"
+    assert (await real_redis.info("stats"))["total_forks"] == before["total_forks"] + 1  # rewritten, and done
+    assert persistence["aof_current_size"] < 200 * 500  # the 200 keys' SETs are no longer in the file
