@@ -83,7 +83,7 @@ class QueryPages(Generic[RowT]):
             if len(log.ids) > self.LAG_MAX:
                 self._forget_lagging(table)
         else:  # nobody reads this table's log: count the write, keep nothing
-            log.base += 1
+            log.base, log.ids = log.end + 1, []
 
     def page(self, table: str, query: qql.Query, candidates: Callable[[], Iterable[RowT]],
              matches: Callable[[RowT], bool]) -> tuple[list[RowT], int]:
