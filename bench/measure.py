@@ -67,24 +67,17 @@ async def commandstats(redis: Redis) -> dict[str, tuple[int, int]]:
     return out
 
 
-# Rewrite the AOF each time it doubles from 1 MB on, not only past Redis' default 64 MB: the schedule a
-# long-running daemon's Redis is on once its data set has outgrown 64 MB (every production one), under
-# which the rewrites' cost per record is the same at any size; with the default, 5,000 records (16 MB of
-# AOF) never paid for one and 20,000 (64.5 MB) always paid for one.
-AOF_REWRITE_MIN = "1mb"
-
-
 async def empty_redis(redis: Redis) -> None:
     """FLUSHALL, and with an append-only file, a rewrite of it to the empty data set, awaited (60 s at most).
 
     Without the rewrite every run appended to one growing AOF: Redis rewrites it once it has doubled past
     ``auto-aof-rewrite-min-size`` (64 MB), so whether a run paid for a rewrite (a fork, copy-on-write
-    faults on every write meanwhile) depended on the runs before it, and it was always a large one.
+    faults on every write meanwhile) depended on the runs before it. From an empty AOF, 5,000 records
+    write 16 MB and never reach it; 20,000 write ~65 MB and pay for one (``redis_forks`` in the figures).
     """
     await redis.flushall()
     if not int((await redis.info("persistence")).get("aof_enabled", 0)):
         return
-    await redis.config_set("auto-aof-rewrite-min-size", AOF_REWRITE_MIN)
     async with asyncio.timeout(60):
         while True:
             await _rewrite_settled(redis)  # one the earlier writes started may still be going
