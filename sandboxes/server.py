@@ -237,7 +237,10 @@ def _listening(host: str, port: int) -> socket.socket:
     port and letting the server bind it later, closes the race in which another process (a Ray worker, the
     previous run's server) takes the port in between: "address already in use", a failed start."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if port:  # a fixed port may be taken again at once after a restart (its old connections in TIME_WAIT);
+        # a free one must not be: with SO_REUSEADDR the kernel hands out a port whose server just closed,
+        # and a client of that server still retrying (a Ray actor of the previous daemon) reaches this one
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
