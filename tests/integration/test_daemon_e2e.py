@@ -55,7 +55,7 @@ class Running:
         except AssertionError as exc:
             report = last[0]
             detail = (report.summary(), report.mismatches[:5], report.missing_in_erp[:5], report.extra_in_erp[:5],
-                      await self.exceptions())
+                      report.psa_problems[:5], await self.exceptions())
             raise AssertionError(f"{exc}: {detail}") from None
 
     async def exceptions(self) -> list[Any]:
