@@ -53,6 +53,21 @@ SYSTEM_FLAGS = {"is_locked": False, "locked_reason": None, "is_closed": False, "
                 "invoice": None, "is_running": False, "timer_started_at": None}
 _REFS = {"client_id": "clients", "project_id": "projects", "task_id": "tasks", "user_id": "users",
          "expense_category_id": "expense_categories"}
+Row = dict[str, Any]
+
+
+def _same_folded(field: str) -> Callable[[Row, Row], bool]:
+    return lambda a, b: str(a[field]).casefold() == str(b[field]).casefold()
+
+
+_UNIQUE: dict[str, tuple[Callable[[Row, Row], bool], str]] = {  # resource -> (same?, Harvest's 422 message)
+    "clients": (_same_folded("name"), "Name has already been taken"),
+    "tasks": (_same_folded("name"), "Name has already been taken"),
+    "expense_categories": (_same_folded("name"), "Name has already been taken"),
+    "users": (_same_folded("email"), "Email has already been taken"),
+    "task_assignments": (lambda a, b: (a["project_id"], a["task_id"]) == (b["project_id"], b["task_id"]),
+                         "Task has already been assigned to this project"),
+}
 
 
 def _singular(resource: str) -> str:
@@ -118,15 +133,14 @@ class HarvestStore:
                     raise invalid(f"{key.replace('_', ' ').capitalize()} is not a valid date") from None
 
     def _check_unique(self, resource: str, row: dict[str, Any], rid: int | None) -> None:
-        others = [r for r in self.tables[resource].values() if r["id"] != rid]
-        if resource in ("clients", "tasks", "expense_categories") and any(
-                str(r["name"]).casefold() == str(row["name"]).casefold() for r in others):
-            raise invalid("Name has already been taken")
-        if resource == "users" and any(str(r["email"]).casefold() == str(row["email"]).casefold() for r in others):
-            raise invalid("Email has already been taken")
-        if resource == "task_assignments" and any(
-                r["project_id"] == row["project_id"] and r["task_id"] == row["task_id"] for r in others):
-            raise invalid("Task has already been assigned to this project")
+        """Harvest's uniqueness rules; a resource without one (time entries, projects, ...) scans nothing,
+        so logging a month of time stays linear."""
+        rule = _UNIQUE.get(resource)
+        if rule is None:
+            return
+        same, message = rule
+        if any(r["id"] != rid and same(r, row) for r in self.tables[resource].values()):
+            raise invalid(message)
 
     def _clean(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body, dict):
