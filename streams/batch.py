@@ -33,9 +33,19 @@ while i <= n do
   local cmd = {}
   for j = 1, argc do cmd[j] = ARGV[i + j] end
   if cmd[1] == 'ACCORD.LINK' then
-    -- SET an xid; a different global id it held before becomes an alias of the new one
+    -- SET an xid; a different global id it held before becomes an alias of the new one, and the links
+    -- that id gathered meanwhile (a record written to another system under it) move to the new one,
+    -- unless the new one has its own link in that system
     local old = redis.call('GET', cmd[2])
-    if old and old ~= cmd[3] then redis.call('SET', cmd[4] .. old, cmd[3]) end
+    if old and old ~= cmd[3] then
+      redis.call('SET', cmd[4] .. old, cmd[3])
+      local links = redis.call('HGETALL', cmd[5] .. old)
+      for j = 1, #links, 2 do
+        if redis.call('HSETNX', cmd[5] .. cmd[3], links[j], links[j + 1]) == 1 then
+          redis.call('SET', cmd[6] .. links[j] .. ':' .. links[j + 1], cmd[3])
+        end
+      end
+    end
     redis.call('SET', cmd[2], cmd[3])
   elseif cmd[1] == 'ACCORD.ZADD_UNLESS_HEXISTS' then
     -- ZADD member to each set unless the hash has the member as a field (an exception already settled)
@@ -137,10 +147,12 @@ class Batch:
     def set(self, key: str, value: Value) -> None:
         self._add("SET", key, value)
 
-    def link_xid(self, key: str, gid: str, alias_prefix: str) -> None:
-        """SET the xid ``key`` to ``gid``; if it held another global id (minted for a reference before
-        the record was linked), that id becomes an alias of ``gid``: ``alias_prefix + old`` -> ``gid``."""
-        self._add("ACCORD.LINK", key, gid, alias_prefix)
+    def link_xid(self, key: str, gid: str, alias_prefix: str, xref_prefix: str, xid_prefix: str) -> None:
+        """SET the xid ``key`` to ``gid``. If it held another global id (minted by a poller that read the
+        record before whoever created it linked it), that id becomes an alias of ``gid``
+        (``alias_prefix + old`` -> ``gid``), and each of its links (``xref_prefix + old``: system -> id)
+        that ``gid`` lacks moves to ``gid``, its xid (``xid_prefix + system:id``) too."""
+        self._add("ACCORD.LINK", key, gid, alias_prefix, xref_prefix, xid_prefix)
 
     def delete(self, *keys: str) -> None:
         self._add_many(["DEL"], keys)

@@ -85,6 +85,10 @@ class Keys:
     def xid(self, entity: str, system: str, system_id: str) -> str:
         return f"{self.prefix}xid:{entity}:{system}:{system_id}"
 
+    def xid_prefix(self, entity: str) -> str:
+        """What every ``xid`` key of ``entity`` starts with (then ``{system}:{system_id}``)."""
+        return self.xid(entity, "", "")[:-1]
+
     def alias(self, entity: str, gid: str) -> str:
         """String: a global id minted for a reference before its record was linked -> the record's gid."""
         return f"{self.prefix}alias:{entity}:{gid}"

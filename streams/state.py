@@ -90,11 +90,12 @@ class Identity:
         return [text_map(h) for h in hashes]
 
     def link(self, pipe: Pipeline, entity: str, gid: str, system: str, system_id: str) -> None:
-        """Pair ``gid`` with the system's record both ways. A pollers's reference may have minted another
-        gid for that record before it was linked (it read the reference first); that gid becomes an
-        alias of ``gid`` in the same atomic call."""
+        """Pair ``gid`` with the system's record both ways. A poller may have minted another gid for that
+        record before it was linked (it read the record, or a reference to it, first); that gid becomes an
+        alias of ``gid``, and what was linked under it moves to ``gid``, in the same atomic call."""
         pipe.hset(self.keys.xref(entity, gid), system, system_id)
-        pipe.link_xid(self.keys.xid(entity, system, system_id), gid, self.keys.alias(entity, ""))
+        pipe.link_xid(self.keys.xid(entity, system, system_id), gid, self.keys.alias(entity, ""),
+                      self.keys.xref(entity, ""), self.keys.xid_prefix(entity))
 
     async def canonical(self, entity: str, gids: Sequence[str]) -> dict[str, str]:
         """The record gid each alias among ``gids`` stands for (gids that are no alias are absent)."""

@@ -54,7 +54,8 @@ class WritePlanner:
 
     async def plan(self, target: str, deliveries: list[Delivery], outcome: Outcome) -> list[RecordWork]:
         """Works with ``op`` set are ready to write; every other delivery is acked, deferred or filed."""
-        works = self._coalesce(self._screen(target, deliveries, outcome))
+        live = self._screen(target, deliveries, outcome)
+        works = self._coalesce(live, await self._aliases(live))
         if not works:
             return []
         target_ids = await self.ctx.identity.targets_for(self.entity, target, [w.gid for w in works])
@@ -97,12 +98,20 @@ class WritePlanner:
             live.append(d)
         return live
 
+    async def _aliases(self, deliveries: list[Delivery]) -> dict[str, str]:
+        """The record gid of each change's gid that turned out to be an alias: a poller read the record
+        before whoever created it (the provisioner, a writer) linked it, and minted a gid of its own."""
+        gids = sorted({d.record.gid for d in deliveries if d.record is not None})
+        return await self.ctx.identity.canonical(self.entity, gids) if gids else {}
+
     @staticmethod
-    def _coalesce(deliveries: list[Delivery]) -> list[RecordWork]:
+    def _coalesce(deliveries: list[Delivery], aliases: dict[str, str]) -> list[RecordWork]:
+        """One work per record (changes published under an alias join their record's)."""
         works: dict[str, RecordWork] = {}
         for d in deliveries:
             assert d.record is not None
-            works.setdefault(d.record.gid, RecordWork(gid=d.record.gid, deliveries=[])).deliveries.append(d)
+            gid = aliases.get(d.record.gid, d.record.gid)
+            works.setdefault(gid, RecordWork(gid=gid, deliveries=[])).deliveries.append(d)
         return list(works.values())
 
     def _fold(self, work: RecordWork, applied: dict[tuple[str, str], int | None], outcome: Outcome) -> None:
