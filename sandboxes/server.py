@@ -232,6 +232,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def _listening(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (0: a free port). Binding it here, rather than picking a free
+    port and letting the server bind it later, closes the race in which another process (a Ray worker, the
+    previous run's server) takes the port in between: "address already in use", a failed start."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if port:  # a fixed port may be taken again at once after a restart (its old connections in TIME_WAIT);
+        # a free one must not be: with SO_REUSEADDR the kernel hands out a port whose server just closed,
+        # and a client of that server still retrying (a Ray actor of the previous daemon) reaches this one
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError(f"sandbox server: cannot listen on {host}:{port} ({exc.strerror}); "
+                           "choose another port, or stop what is using it") from None
+    sock.listen(2048)
+    return sock
+
+
 class SandboxServer:
     """Runs an ASGI app with uvicorn in a background thread on a localhost port.
 
@@ -241,11 +260,13 @@ class SandboxServer:
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
-        self.port = port or free_port(host)
+        self._socket = _listening(host, port or 0)  # held from now: no other process can take the port
+        self.port = int(self._socket.getsockname()[1])  # between choosing it and serving on it
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off",
                                 access_log=False)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"sandbox:{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name=f"sandbox:{self.port}", daemon=True)
 
     @property
     def url(self) -> str:
@@ -263,3 +284,4 @@ class SandboxServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self._socket.close()

@@ -79,7 +79,11 @@ def _work_the_desk(browser: Any, desk: str, run: Running, refused: dict[str, str
 
         page = find("html")
         find(css).click()
-        WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+        wait = WebDriverWait(browser, 30)
+        wait.until(expected_conditions.staleness_of(page))
+        # and until the next page is whole: a node found while it still loads may belong to no document
+        # by the time it is clicked (chromedriver: "Node with given id does not belong to the document")
+        wait.until(lambda b: b.execute_script("return document.readyState") == "complete")
 
     browser.get(f"{desk}/desk")
     assert "/desk/login" in browser.current_url, "the desk asks who you are first"
