@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -95,3 +96,19 @@ async def test_each_benchmark_run_starts_from_an_empty_data_set_and_append_only_
     assert persistence["aof_rewrite_in_progress"] == 0 and persistence["aof_last_bgrewrite_status"] == "ok"
     assert (await real_redis.info("stats"))["total_forks"] == before["total_forks"] + 1  # rewritten, and done
     assert persistence["aof_current_size"] < 200 * 500  # the 200 keys' SETs are no longer in the file
+
+
+@pytest.mark.redis
+async def test_the_keyspace_benchmark_leaves_what_a_synced_record_leaves(real_redis: Redis, redis_server: Any) -> None:
+    """``bench.redis_keyspace``: eight keys per record (two seen, two xid, xref, ver, match, trace) plus the
+    16 change streams, and each step's figures from that step's commands only."""
+    from redis import Redis as SyncRedis
+
+    from bench.redis_keyspace import measure
+
+    rows = measure(SyncRedis.from_url(redis_server.url), 300, 150)
+    assert [(r["records"], r["keys"]) for r in rows] == [(150, 150 * 8 + 16), (300, 300 * 8 + 16)]
+    for row in rows:
+        assert set(row["us_per_call"]) == {"hset", "hgetall", "set", "get", "smembers", "sadd", "rpush", "expire",
+                                           "xadd"}
+        assert row["us_per_record"] > 0
