@@ -68,7 +68,7 @@ class Committer:
         self._queue_latency(pipe, target, outcome)
         queue_delivered(pipe, ctx.keys, self.settings, self.entity, target,  # SLA clocks, backlog
                         {w.gid for w, _ in outcome.done} | outcome.settled)
-        settled = sorted({w.gid for w, _ in outcome.done} | {r.gid for r in outcome.exceptions if r.gid})
+        settled = sorted({g for w, _ in outcome.done for g in w.gids} | {r.gid for r in outcome.exceptions if r.gid})
         if settled:
             ctx.projections.created(pipe, target, self.entity, settled)
         for record in outcome.exceptions:

@@ -78,6 +78,11 @@ class RecordWork:
     adjusts: tuple[str, str] | None = None  # (the original's target id, its adjustments' new total)
 
     @property
+    def gids(self) -> set[str]:
+        """Its gid and every gid its changes were published under (aliases minted before a link)."""
+        return {self.gid} | {d.record.gid for d in self.deliveries if d.record is not None}
+
+    @property
     def first_ms(self) -> int:
         return min(int(d.entry_id.split("-", 1)[0]) for d in self.deliveries)
 

@@ -272,11 +272,17 @@ class WritePlanner:
         return target in self._loaded
 
     async def _find_created(self, target: str, works: list[RecordWork]) -> dict[str, str]:
+        """The target id of each work's record if an earlier attempt created it, under the record's gid
+        or under an alias it was published under before a crash (the alias's create was never linked)."""
         if not works:
             return {}
         since = min(w.first_ms for w in works) - 60_000
-        records = await self._connector(target).find_created(self.entity, [w.gid for w in works], since)
-        return {gid: r.id for gid, r in records.items()}
+        owner = {gid: w.gid for w in works for gid in sorted(w.gids)}
+        records = await self._connector(target).find_created(self.entity, sorted(owner), since)
+        found: dict[str, str] = {}
+        for gid in sorted(records, key=lambda g: g != owner[g]):  # the record's own gid first
+            found.setdefault(owner[gid], records[gid].id)
+        return found
 
     # -- updates -----------------------------------------------------------------------------
     async def _plan_updates(self, target: str, works: list[RecordWork], outcome: Outcome) -> None:

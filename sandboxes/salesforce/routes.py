@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from accord.sandboxes.faults import Fault
-from accord.sandboxes.salesforce import soql
+from accord.sandboxes.salesforce import plan, soql
 from accord.sandboxes.salesforce.rows import RowRoutes
-from accord.sandboxes.salesforce.store import RecordError
+from accord.sandboxes.salesforce.store import RecordError, SObjectType
 from accord.sandboxes.server import Handler, sandboxed
 
 if TYPE_CHECKING:
@@ -210,14 +210,24 @@ class _QueryRoutes:
                                                      "are attempting to use a custom object, be sure to append "
                                                      "the '__c' after the entity name.") from None
             bound = soql.bind(parsed, self.state.store.field_types(sobject))
-            floor = soql.modstamp_floor(bound) if bound.order else None  # ordered: the index's order is moot
-            rows = self.state.store.rows[sobject.name]
-            candidates = rows.values() if floor is None else map(rows.__getitem__, self.state.store.recency[
-                sobject.name].since(floor, soql.modstamp_ceiling(bound)))
-            live = [row for row in candidates if query_all or not row["IsDeleted"]]
+            live = [row for row in self._candidates(sobject, bound, query_all) if query_all or not row["IsDeleted"]]
             fields = list(bound.fields)
             return soql.select(bound, live), lambda row: self.state.store.render(
                 sobject, row, fields, version=version.lstrip("v"))
+
+    def _candidates(self, sobject: SObjectType, bound: soql.Query, query_all: bool) -> Iterable[dict[str, Any]]:
+        """The rows a query has to look at (``plan``): those an indexed key names, else those changed in
+        its ``SystemModstamp`` range (when it is ordered: the index's own order is then moot), else all."""
+        store = self.state.store
+        for lookup in plan.key_lookups(bound):
+            keyed = store.by_key(sobject, lookup.field, lookup.values, include_deleted=query_all)
+            if keyed is not None:
+                return keyed
+        rows = store.rows[sobject.name]
+        floor = plan.modstamp_floor(bound) if bound.order else None
+        if floor is None:
+            return rows.values()
+        return map(rows.__getitem__, store.recency[sobject.name].since(floor, plan.modstamp_ceiling(bound)))
 
     def _page(self, request: Request, rows: list[dict[str, Any]], render: Render, cursor_id: str | None,
               offset: int, query_all: bool) -> Response:

@@ -347,26 +347,6 @@ def matches(node: Node | None, row: dict[str, Any]) -> bool:
     return _compare(node.op, have, node.value.value)
 
 
-def modstamp_floor(query: Query) -> int | None:
-    """The lowest ``SystemModstamp`` (epoch ms) a row must have to match, when the WHERE clause (or one
-    of its top-level AND terms) says ``SystemModstamp >= / > datetime``; ``None`` otherwise."""
-    terms = query.where.items if isinstance(query.where, BoolOp) and query.where.op == "AND" else (query.where,)
-    floors = [(t.value.value // 1000 + (t.op == ">")) * 1000 for t in terms
-              if isinstance(t, Cond) and t.field == "SystemModstamp" and t.op in (">=", ">")
-              and isinstance(t.value, Lit) and t.value.kind == "datetime"]
-    return max(floors, default=None)
-
-
-def modstamp_ceiling(query: Query) -> int | None:
-    """The highest ``SystemModstamp`` (epoch ms) a row may have to match, when the WHERE clause (or one of
-    its top-level AND terms) says ``SystemModstamp <= / < datetime`` (compared to the second)."""
-    terms = query.where.items if isinstance(query.where, BoolOp) and query.where.op == "AND" else (query.where,)
-    ceilings = [(t.value.value // 1000 + (t.op == "<=")) * 1000 - 1 for t in terms
-                if isinstance(t, Cond) and t.field == "SystemModstamp" and t.op in ("<=", "<")
-                and isinstance(t.value, Lit) and t.value.kind == "datetime"]
-    return min(ceilings, default=None)
-
-
 def run(query: Query, rows: Iterable[dict[str, Any]], project: Callable[[dict[str, Any]], dict[str, Any]],
         ) -> list[dict[str, Any]]:
     """Filter, sort, offset and limit ``rows`` with a bound query, then ``project`` each one."""

@@ -61,6 +61,8 @@ class SObjectStore(RecordChecks):
         # (object, external id field) → casefolded value → ids of live rows carrying it
         self._ext_index: dict[tuple[str, str], dict[str, set[str]]] = {
             (t.name, f): {} for t in SCHEMA_TYPES for f in t.external_ids}
+        # object → casefolded Id → Id (an 18-character Id's suffix encodes its case: the fold is unique)
+        self._id_index: dict[str, dict[str, str]] = {t.name: {} for t in SCHEMA_TYPES}
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -134,9 +136,11 @@ class SObjectStore(RecordChecks):
         if row is None:
             del self.rows[obj][rid]
             self.recency[obj].drop(rid)
+            self._id_index[obj].pop(rid.casefold(), None)
         else:
             self.rows[obj][rid] = row
             self.recency[obj].touch(rid, row["SystemModstamp"])
+            self._id_index[obj][rid.casefold()] = rid
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -155,6 +159,21 @@ class SObjectStore(RecordChecks):
     def by_external_id(self, sobject: SObjectType, ext_field: str, value: Any) -> list[dict[str, Any]]:
         """Live rows whose ``ext_field`` equals ``value`` ignoring case (as Salesforce matches them)."""
         ids = self._ext_index[(sobject.name, ext_field)].get(str(value).casefold(), set())
+        return [self.rows[sobject.name][rid] for rid in sorted(ids)]
+
+    def by_key(self, sobject: SObjectType, field: str, values: tuple[str, ...], *, include_deleted: bool,
+               ) -> list[dict[str, Any]] | None:
+        """The rows whose ``field`` equals one of ``values`` ignoring case, from an index, in Id order (the
+        order they were created in); ``None`` when no index answers (the caller scans). Deleted rows are
+        included when asked and only the Id index holds them."""
+        if field == "Id":
+            index = self._id_index[sobject.name]
+            ids = {rid for value in values if (rid := index.get(value.casefold())) is not None}
+        elif (sobject.name, field) in self._ext_index and not include_deleted:
+            ext = self._ext_index[(sobject.name, field)]
+            ids = {rid for value in values for rid in ext.get(value.casefold(), ())}
+        else:
+            return None
         return [self.rows[sobject.name][rid] for rid in sorted(ids)]
 
     def render(self, sobject: SObjectType, row: dict[str, Any], fields: list[str] | None = None,

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from accord.sandboxes.salesforce import soql
+from accord.sandboxes.salesforce import plan, soql
 from accord.sandboxes.salesforce.sandbox import RecordError, SalesforceState, build_app
 from accord.sandboxes.salesforce.schema import BILLING_MODELS, DELIVERY_REGIONS, SERVICE_LINES, STAGES
 from accord.sandboxes.salesforce.seed import next_stage, seed_accounts, seed_contacts, seed_opportunities
@@ -78,7 +78,7 @@ def test_a_datetime_orders_to_the_second_and_ties_go_to_the_next_key() -> None:
     assert [r["Id"] for r in soql.select(query, rows)] == ["y", "w"]  # the keyset after (second 1, "x")
     ordered = soql.bind(soql.parse("SELECT Id FROM T ORDER BY When, Id"), TYPES)
     assert [r["Id"] for r in soql.select(ordered, rows)] == ["x", "y", "w"]  # 1.9 s and 1.1 s tie: by Id
-    assert soql.modstamp_floor(soql.bind(soql.parse(
+    assert plan.modstamp_floor(soql.bind(soql.parse(
         "SELECT Id FROM T WHERE SystemModstamp > 1970-01-01T00:00:01.400Z"), {**TYPES, "SystemModstamp": "datetime"})) == 2000
 
 
