@@ -199,7 +199,11 @@ class SalesforceConnector:
         window = self._windows.window(entity, cursor, state)
         rows: list[dict[str, Any]] = body.get("records") or []
         if upto is not None:
-            rows = await self._whole(emap, window, rows)
+            try:
+                rows = await self._whole(emap, window, rows)
+            except BaseException:
+                self._windows.keep(entity, cursor, window)  # unchanged yet: a retry of this cursor keeps it
+                raise
         records, wm = self._page(emap, state.wm, window, rows)
         nxt = None if body.get("done", True) else body.get("nextRecordsUrl")
         settled = state.settled

@@ -107,6 +107,12 @@ class WindowMemory:
             return saved[1]
         return Window(list(state.recent))
 
+    def keep(self, entity: str, cursor: str | None, window: Window) -> None:
+        """Give back a window taken for ``cursor`` and left unchanged (its page failed before any of its rows
+        was taken in): a retry of the same cursor does not re-read a large window's rows by Id."""
+        if cursor is not None:
+            self._windows[entity] = (cursor, window)
+
     def save(self, entity: str, position: FetchCursor, window: Window) -> str:
         """The cursor for ``position`` (its pairs filled in here); ``window`` is kept in memory under it."""
         small = len(window.pairs) <= CURSOR_PAIRS

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from accord.connectors.errors import Retryable
 from accord.connectors.salesforce.client import SalesforceConnector
+from accord.connectors.salesforce.dedup import CURSOR_PAIRS
 from accord.connectors.salesforce.incremental import KEYSET_MIN
 from accord.sandboxes.salesforce.sandbox import SalesforceState
 from tests.connectors.sf_rig import drain as drain_entity
@@ -147,3 +149,38 @@ async def test_once_the_watermark_is_final_an_idle_org_costs_one_small_read_a_po
     now[0] += 2.0
     records, cursor = await drain(sf, cursor)
     assert records == [] and "SELECT Id, SystemModstamp" in str(sent[-1][0])
+
+
+async def test_a_settling_read_that_fails_while_reading_rows_whole_keeps_its_window(
+        sf_state: SalesforceState, sf: SalesforceConnector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large window's pairs live only in memory; a settling read that failed half-way used to drop them, so
+    its retry re-read every row of the window by Id (a 20,000-row window: ~100 queries of the API quota)."""
+    now = [0.0]
+    sf._clock = lambda: now[0]
+    sent: list[str] = []
+    failing = [True]
+    query = SalesforceConnector._query
+
+    async def flaky(self: SalesforceConnector, path: str, soql: str | None = None) -> dict[str, Any]:
+        if soql is not None and "WHERE Id IN" in soql:
+            sent.append(soql)
+            if failing[0]:
+                failing[0] = False
+                raise Retryable("crm", "503 Service Unavailable")
+        return await query(self, path, soql)
+
+    monkeypatch.setattr(SalesforceConnector, "_query", flaky)
+    with sf_state.transaction():
+        rows = [sf_state.user_create("Account", {"Name": f"Row {i}"}) for i in range(CURSOR_PAIRS + 44)]
+    records, cursor = await drain(sf, None)
+    assert len(records) == len(rows) and json.loads(cursor).get("recent") is None  # pairs in memory only
+    wm = json.loads(cursor)["wm"]
+    sf_state.clock.advance(3.0)
+    now[0] += 2.0
+    _restamp(sf_state, rows[3], wm - 100)
+    with pytest.raises(Retryable):
+        await drain(sf, cursor)
+    now[0] += 2.0  # the next settling read is due
+    records, _ = await drain(sf, cursor)  # the poller retries from the cursor it had
+    assert [(r.id, r.fields["name"]) for r in records] == [(rows[3], "Edited late")]
+    assert len(sent) == 2 and all(soql.count("'") == 2 for soql in sent), "only the row not seen, each time"
