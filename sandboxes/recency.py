@@ -59,17 +59,22 @@ class Recency:
         """The row is gone from the table."""
         self._current.pop(row_id, None)
 
-    def since(self, floor: float, ceiling: float | None = None, limit: int | None = None) -> list[str]:
+    def since(self, floor: float, ceiling: float | None = None, limit: int | None = None, *,
+              skip: tuple[float, str] | None = None) -> list[str]:
         """Ids of the rows stamped at or after ``floor`` (and at or before ``ceiling``), oldest first; at
-        most ``limit`` of them."""
+        most ``limit`` of them. ``skip = (until, key)`` leaves out the rows stamped before ``until`` whose id
+        is ``key`` or lower (a keyset read continuing after ``key``)."""
         out: list[str] = []
         seen: set[str] = set()
         stamps, ids, current = self._stamps, self._ids, self._current
+        until, key = skip if skip is not None else (floor, "")
         for at in range(bisect_left(stamps, floor), len(stamps)):
             stamp = stamps[at]
             if ceiling is not None and stamp > ceiling:
                 break
             row_id = ids[at]
+            if stamp < until and row_id <= key:
+                continue
             if current.get(row_id) == stamp and row_id not in seen:
                 seen.add(row_id)
                 out.append(row_id)

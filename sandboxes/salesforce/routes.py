@@ -227,7 +227,9 @@ class _QueryRoutes:
         floor = plan.modstamp_floor(bound) if bound.order else None
         if floor is None:
             return rows.values()
-        return map(rows.__getitem__, store.recency[sobject.name].since(floor, plan.modstamp_ceiling(bound)))
+        keyset = plan.keyset(bound)
+        return map(rows.__getitem__, store.recency[sobject.name].since(
+            floor, plan.modstamp_ceiling(bound), skip=(keyset.until_ms, keyset.key) if keyset else None))
 
     def _page(self, request: Request, rows: list[dict[str, Any]], render: Render, cursor_id: str | None,
               offset: int, query_all: bool) -> Response:
