@@ -262,10 +262,15 @@ async def accord_run(url: str, n: int, data_dir: str, *, kill_at: float | None =
         window = Window(Redis.from_url(url))
         try:
             await window.open()
+            opened = time.monotonic()
             await asyncio.to_thread(feed, world, n, created_at)
+            result["feed_s"] = round(time.monotonic() - opened, 2)
             done = await wait_synced(world, set(created_at), max(120.0, n / 50))
             if kill_at is None:
+                synced_at = time.monotonic()
                 result["settled"] = await settle(window.redis, d.settings, n)
+                # the window's length, and its tail: the ERP poller reading the records back, streams draining
+                result.update(window_s=round(time.monotonic() - opened, 2), settle_s=round(time.monotonic() - synced_at, 2))
                 assert d.supervisor is not None
                 result.update(await window.close(actor_pids(d.supervisor), n))
                 counts = await Stats(Keys(d.settings.namespace)).read(window.redis, Stats.RECORDS)
@@ -329,6 +334,9 @@ def one_size(server: EmbeddedRedis, n: int, data_dir: str) -> tuple[dict[str, An
         "floor_p50_ms": bare["p50_ms"],
         "floor_p99_ms": bare["p99_ms"],
         "finish_s": run.get("finish_s"),
+        "feed_s": run.get("feed_s"),
+        "window_s": run.get("window_s"),
+        "settle_s": run.get("settle_s"),
         "settled": run.get("settled"),
         "api_calls_per_record": round(run.get("erp_calls", 0) / n, 4),
         "crm_api_calls_per_record": round(run.get("crm_calls", 0) / n, 4),
