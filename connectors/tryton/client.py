@@ -9,7 +9,10 @@ null) by ``(create_date, id)``, plus any listing the entity adds (a resource fol
 times and commit out of order) and pages by the last ``(stamp, id)`` it returned; the watermark moves
 when a listing ends. ``(id, version)`` pairs inside the overlap are kept in the cursor so a record is
 returned once per version (and, unless the version needs the expansion, neither filtered nor expanded
-again). Inactive records are read too (``active_test`` off).
+again). Inactive records are read too (``active_test`` off). Once a whole read that started ``overlap`` + 1 s
+after the watermarks last moved has not moved them, they are *final* (every transaction stamped up to them
+has committed): until something is stamped past them, a poll is one ``search_count`` instead of a
+``search_read`` per listing re-reading the overlap.
 Deletes: never in a page; ``scan_ids`` lists every id (``Capabilities(deletes="scan")``).
 Writes: a create looks for an earlier attempt's record by its gid marker first, and runs under the one
 create lock of the database (pitfall 1: every create, sequence-numbered or not, one at a time); an
@@ -23,6 +26,7 @@ a crash finds the record the first attempt made (its gid marker) instead of maki
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,10 +62,18 @@ class Listing(msgspec.Struct, array_like=True):
 
 
 class FetchCursor(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The listings' positions, the de-dup keys of the overlap, and when the watermarks last moved
+    (``seen_at``, this host's epoch seconds); ``final``: a whole read that started ``overlap`` + 1 s after
+    that saw every row that will ever be stamped up to the watermarks, so until they move a poll only asks
+    whether anything is stamped past them."""
+
     w: Listing = msgspec.field(default_factory=Listing)
     c: Listing = msgspec.field(default_factory=Listing)
     p: Listing | None = None  # a resource's party listing
     recent: list[tuple[str, int]] = []
+    seen_at: float | None = None
+    read_at: float | None = None  # when the read in progress (its first page) started
+    final: bool = False
 
 
 _CURSOR = msgspec.json.Decoder(FetchCursor)
@@ -79,6 +91,7 @@ class TrytonConnector:
         self.stats = stats or CallStats()
         self.session = TrytonSession(settings, system=name, budget=budget, transport=transport, stats=self.stats)
         self._io: dict[str, EntityIO] = {}
+        self._wall = time.time  # when watermarks were seen (tests move it)
 
     def entities(self) -> Sequence[str]:
         return tuple(m.MODELS)
@@ -133,11 +146,27 @@ class TrytonConnector:
                   default=None)
         return rows, Listing(wm=top), False
 
+    async def _nothing_past(self, io: EntityIO, listings: dict[str, Listing]) -> bool:
+        """Whether no row is stamped past the listings' watermarks: one ``search_count`` for every listing
+        (an idle entity's poll costs one call, not one ``search_read`` per listing re-reading its overlap)."""
+        domains: list[Any] = []
+        for key, listing in listings.items():
+            domain: list[Any] = [*io.domain(), *io.stream_domain(key)]
+            if listing.wm is not None:
+                domain.append([io.streams[key], ">", from_epoch_us(listing.wm)])
+            domains.append(domain)
+        count = await self.session.call(f"model.{io.model}.search_count", ["OR", *domains], 0, 1, context=UNFILTERED)
+        return not count
+
     async def fetch(self, entity: str, cursor: str | None) -> Page:
         """Changes after ``cursor`` (``None``: everything), at most one page of ``page_size`` per listing."""
         io = self.io(entity)
         state = self._decode(cursor)
         listings = {"w": state.w, "c": state.c, **({"p": state.p or Listing()} if "p" in io.streams else {})}
+        started = self._wall()
+        paging = any(listing.stamp is not None for listing in listings.values())
+        if cursor is not None and state.final and not paging and await self._nothing_past(io, listings):
+            return Page(records=[], cursor=cursor, more=False)
         rows: dict[int, dict[str, Any]] = {}
         after: dict[str, Listing] = {}
         more = False
@@ -167,7 +196,15 @@ class TrytonConnector:
         floor = min((v.wm for v in after.values() if v.wm is not None), default=0) - int(
             self.settings.overlap * 2_000_000)
         recent = [key for key in recent if key[1] >= floor][-MAX_RECENT:]
-        encoded = msgspec.json.encode(FetchCursor(w=after["w"], c=after["c"], p=after.get("p"), recent=recent))
+        moved = any(after[key].wm != listing.wm for key, listing in listings.items())
+        seen_at = self._wall() if moved or state.seen_at is None else state.seen_at
+        read_at = state.read_at if paging else started  # unknown for a cursor from an older version
+        # final once a whole read, started overlap + 1 s after the watermarks last moved, did not move them
+        final = not (more or moved) and state.seen_at is not None and (state.final or (
+            read_at is not None and read_at - state.seen_at >= self.settings.overlap + 1.0))
+        encoded = msgspec.json.encode(FetchCursor(w=after["w"], c=after["c"], p=after.get("p"), recent=recent,
+                                                  seen_at=seen_at, read_at=read_at if more else None,
+                                                  final=final))
         return Page(records=out, cursor=encoded.decode(), more=more)
 
     async def read(self, ids: Sequence[int], entity: str = "account") -> dict[int, dict[str, Any]]:

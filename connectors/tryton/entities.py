@@ -111,10 +111,11 @@ class PartyIO(EntityIO):
     employee after it was read as an account is left as it was)."""
 
     model = m.PARTY
-    fields = m.PARTY_FIELDS
     subs = (("addresses", "party.address", m.ADDRESS_FIELDS),
             ("contact_mechanisms", "party.contact_mechanism", m.MECHANISM_FIELDS),
             ("identifiers", "party.identifier", m.IDENTIFIER_FIELDS))
+    # the sub-records come with the party, as dotted fields (``addresses.street`` → ``"addresses."``: a list)
+    fields = (*m.PARTY_FIELDS, *(f"{key}.{field}" for key, _, names in subs for field in names))
 
     async def keep(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The parties of ``rows`` that are not a company's or an employee's (two searches a page)."""
@@ -129,11 +130,14 @@ class PartyIO(EntityIO):
         return [row for row in rows if int(row["id"]) not in drop]
 
     async def expand(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Party rows with their addresses, contact mechanisms and identifiers read (three calls a page)."""
+        """Party rows with their addresses, contact mechanisms and identifiers: read with the party (dotted
+        fields, no call), or by id for a row read without them (three calls a page)."""
         for key, model, fields in self.subs:
-            found = await read_by_id(self.session, model, [i for row in rows for i in row.get(key) or []], fields)
+            unread = [row for row in rows if f"{key}." not in row]
+            found = await read_by_id(self.session, model, [i for row in unread for i in row.get(key) or []], fields)
             for row in rows:
-                row[key] = [found[i] for i in row.get(key) or [] if i in found]
+                nested = row.pop(f"{key}.", None)
+                row[key] = nested if nested is not None else [found[i] for i in row.get(key) or [] if i in found]
         return rows
 
     def to_canonical(self, row: dict[str, Any]) -> SourceRecord:

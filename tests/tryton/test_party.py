@@ -117,3 +117,67 @@ async def test_a_deleted_party_is_found_by_the_id_scan(connector: TrytonConnecto
     assert str(party) in await connector.scan_ids("account")
     rpc.call("model.party.party.delete", [party])
     assert str(party) not in await connector.scan_ids("account")
+
+
+async def test_an_idle_entity_costs_one_call_a_poll_once_its_watermark_is_final(
+        connector: TrytonConnector, rpc: Rpc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each poll read every listing again from ``overlap`` behind its watermark (2–3 ``search_read`` an
+    entity, with nothing new). Once a whole read that started ``overlap`` + 1 s after the watermarks last
+    moved has seen everything up to them, a poll asks one ``search_count`` whether anything is past them."""
+    now = [1_000_000.0]
+    connector._wall = lambda: now[0]
+    calls: list[str] = []
+    call = connector.session.call
+
+    async def counting(method: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(method.rsplit(".", 1)[-1])
+        return await call(method, *args, **kwargs)
+
+    monkeypatch.setattr(connector.session, "call", counting)
+    make_party(rpc, "Quiet Co")
+    _, cursor = await drain(connector, None)
+    now[0] += 1.0  # too early: a commit stamped before the watermark may still land in the overlap
+    _, cursor = await drain(connector, cursor)
+    calls.clear()
+    now[0] += connector.settings.overlap + 1.0
+    nothing, cursor = await drain(connector, cursor)  # a whole read late enough: the watermarks are final
+    assert nothing == [] and calls.count("search_read") >= 2 and "search_count" not in calls
+    calls.clear()
+    nothing, same = await drain(connector, cursor)
+    assert nothing == [] and calls == ["search_count"] and same == cursor
+    busy = make_party(rpc, "Busy Co")
+    calls.clear()
+    later, cursor = await drain(connector, cursor)
+    assert [r.id for r in later] == [str(busy)] and calls[0] == "search_count" and "search_read" in calls
+    calls.clear()
+    await drain(connector, cursor)  # the watermark moved: whole reads again until it is final
+    assert "search_count" not in calls
+
+
+async def test_a_party_is_read_with_its_addresses_mechanisms_and_identifiers_in_one_call(
+        connector: TrytonConnector, rpc: Rpc, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each page of parties, and each read before and after a write, read the party's addresses, contact
+    mechanisms and identifiers by three more calls (about 40% of the Tryton demo's calls); Tryton reads them
+    with the party as dotted fields."""
+    _, cursor = await drain(connector, None)
+    methods: list[str] = []
+    call = connector.session.call
+
+    async def counting(method: str, *args: Any, **kwargs: Any) -> Any:
+        methods.append(method)
+        return await call(method, *args, **kwargs)
+
+    monkeypatch.setattr(connector.session, "call", counting)
+    party = make_party(rpc, "Nested Co", addresses=[["create", [{"street": "9 Elm St", "city": "Ogdenville"}]]],
+                       contact_mechanisms=[["create", [{"type": "website", "value": "https://nested.test"}]]],
+                       identifiers=[["create", [{"type": None, "code": "NE-9"}]]])
+    records, _ = await drain(connector, cursor)
+    nested = next(r for r in records if r.id == str(party))
+    assert nested.fields["billing_address"] == {"street": "9 Elm St", "city": "Ogdenville"}
+    assert nested.fields["website"] == "https://nested.test" and nested.fields["tax_id"] == "NE-9"
+    update = WriteOp(gid="g-nested", kind="upsert", target_id=str(party), key="k", fields={"website": "https://n2.test"})
+    done, = await connector.write("account", [update])
+    assert done.ok and done.fields["website"] == "https://n2.test"
+    subs = [m for m in methods if m.split(".")[1:3] in (["party", "address"], ["party", "contact_mechanism"],
+                                                         ["party", "identifier"])]
+    assert subs == [], f"sub-records read apart: {subs}"
